@@ -1,0 +1,30 @@
+"""Models (paper section 3): hyper residual networks, their plain counterparts, groups, export.
+
+``build_model`` is the one builder; ``param_groups`` names the parameters the optimisers and the
+meta-learner select; ``to_plain`` exports a hyper network to its plain architecture.
+"""
+
+from metahyper.models.convert import to_plain
+from metahyper.models.groups import (
+    GENERATED_L2,
+    GROUPS,
+    WEIGHT_DECAY,
+    generated_weight_penalty,
+    group_of,
+    hyper_layers,
+    optimizer_param_groups,
+    param_groups,
+    record_generated_weights,
+    select_params,
+    stage_conv_weights,
+)
+from metahyper.models.layers import HyperConv2d, HyperNetwork
+from metahyper.models.registry import ModelConfig, build_from_config, build_model, count_parameters
+from metahyper.models.resnet import ResNet
+
+__all__ = [
+    "GENERATED_L2", "GROUPS", "WEIGHT_DECAY", "HyperConv2d", "HyperNetwork", "ModelConfig", "ResNet",
+    "build_from_config", "build_model", "count_parameters", "generated_weight_penalty", "group_of",
+    "hyper_layers", "optimizer_param_groups", "param_groups", "record_generated_weights",
+    "select_params", "stage_conv_weights", "to_plain",
+]

@@ -1,0 +1,122 @@
+"""Named parameter groups, the paper's regularisation, and per-layer weights.
+
+Groups (what optimisers and the meta-learner select by name):
+
+* ``embeddings``: the E of every :class:`~metahyper.models.layers.HyperConv2d`;
+* ``hypernetworks``: the H (and ablation bias) of every hypernetwork;
+* ``classifier``: the final linear layer;
+* ``backbone``: everything else (stem, plain convs, shortcuts, BatchNorm).
+
+Regularisation (section 3, "Regularizing HyperResNets"; section 5.1 details): an L2 penalty on
+the generated weights (coefficient 6.25e-5) and no weight decay on E or H; plain weights keep
+weight decay 5e-4.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metahyper.errors import UserError
+from metahyper.models.layers import HyperConv2d
+
+GROUPS = ("embeddings", "hypernetworks", "classifier", "backbone")
+GENERATED_L2 = 6.25e-5
+WEIGHT_DECAY = 5e-4
+
+
+def group_of(param_name: str) -> str:
+    """The group a parameter name belongs to."""
+    if param_name.startswith("hypernets."):
+        return "hypernetworks"
+    if param_name.endswith(".embedding"):
+        return "embeddings"
+    if param_name.startswith("fc."):
+        return "classifier"
+    return "backbone"
+
+
+def param_groups(model: nn.Module) -> dict[str, list[str]]:
+    """Map each group name to the names (as in ``model.named_parameters()``) of its parameters."""
+    groups: dict[str, list[str]] = {g: [] for g in GROUPS}
+    for name, _ in model.named_parameters():
+        groups[group_of(name)].append(name)
+    return groups
+
+
+def select_params(model: nn.Module, groups: list[str] | tuple[str, ...]) -> dict[str, nn.Parameter]:
+    """The parameters of the named groups, in model order. Unknown group names are a user error."""
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise UserError(f"unknown parameter group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    return {n: p for n, p in model.named_parameters() if group_of(n) in groups}
+
+
+def optimizer_param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict]:
+    """Optimiser groups: no weight decay on embeddings/hypernetworks, ``weight_decay`` on the rest."""
+    hyper, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (hyper if group_of(name) in ("embeddings", "hypernetworks") else plain).append(p)
+    return [g for g in ({"params": plain, "weight_decay": weight_decay}, {"params": hyper, "weight_decay": 0.0}) if g["params"]]
+
+
+def hyper_layers(model: nn.Module) -> dict[str, HyperConv2d]:
+    """The generated layers by module path."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, HyperConv2d)}
+
+
+@contextmanager
+def record_generated_weights(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the weights the hyper layers generate during forward passes inside the block, so
+    the L2 penalty reuses them instead of generating them again."""
+    record: list[torch.Tensor] = []
+    layers = list(hyper_layers(model).values())
+    for layer in layers:
+        layer.record = record
+    try:
+        yield record
+    finally:
+        for layer in layers:
+            layer.record = None
+
+
+def generated_weight_penalty(weights: list[torch.Tensor], coefficient: float = GENERATED_L2) -> torch.Tensor | float:
+    """``coefficient / 2 * sum ||W||^2`` over generated weights (gradient ``coefficient * W``, the
+    weight-decay convention)."""
+    if not weights:
+        return 0.0
+    return 0.5 * coefficient * sum(w.pow(2).sum() for w in weights)
+
+
+WeightFn = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+def stage_conv_weights(model: nn.Module) -> dict[str, WeightFn]:
+    """For every 3x3 conv of the residual stages, a function ``params -> weight`` (generated for
+    hyper layers, raw for plain convs). ``params`` maps parameter names to tensors (e.g. adapted
+    parameters inside the inner loop); missing names fall back to the model's own tensors.
+    Used for weight movement (section 5.4, Figure 4) and export."""
+    state = dict(model.named_parameters())
+    state.update(dict(model.named_buffers()))  # frozen (compressed) embeddings are buffers
+    hypernet_names = {id(h): f"hypernets.{i}" for i, h in enumerate(model.hypernets)}
+    out: dict[str, WeightFn] = {}
+    for path, module in model.named_modules():
+        if not path.startswith("stages.") or not path.rsplit(".", 1)[-1].startswith("conv"):
+            continue
+        if isinstance(module, HyperConv2d):
+            h = hypernet_names[id(module.hypernet)]
+            pad = module.kernel_size // 2
+
+            def fn(params, e=f"{path}.embedding", h=h, pad=pad, has_bias=module.hypernet.bias is not None):
+                get = lambda n: params[n] if n in params else state[n]  # noqa: E731
+                return F.conv2d(get(e), get(f"{h}.weight"), get(f"{h}.bias") if has_bias else None, padding=pad)
+
+            out[path] = fn
+        elif isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3):
+            out[path] = lambda params, n=f"{path}.weight": params[n] if n in params else state[n]
+    return out

@@ -1,0 +1,170 @@
+"""Model names, architecture table and the one builder, :func:`build_model`.
+
+Names: ``wrn-<depth>-<k>``, ``resnet-12``, ``resnet-18``, ``resnet-34`` and each with a
+``hyper-`` prefix. Hyper variants (paper section 3, Figure 1):
+
+* variant 1: one hypernetwork per stage, shared by the stage's 3x3 convs whose input width equals
+  the stage width; the stage's first conv (other input width), the stem and shortcuts stay plain.
+* variant 2: one hypernetwork per 3x3 conv of the residual stages.
+* ``compressed`` (section 5.3, variant 1 only): embeddings drawn from ``embedding_seed`` and
+  frozen; only hypernetworks and plain layers are trained and stored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from metahyper.errors import UserError
+from metahyper.models.layers import HyperConv2d, HyperNetwork, embedding_init_std
+from metahyper.models.resnet import ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; saved in checkpoints and run directories."""
+
+    name: str
+    variant: int = 1
+    num_classes: int = 100
+    compressed: bool = False
+    d: int | None = None
+    hyper_bias: bool = False
+    embedding_seed: int = 0
+
+    @property
+    def is_hyper(self) -> bool:
+        return self.name.startswith("hyper-")
+
+    @property
+    def base_name(self) -> str:
+        """The plain architecture this model exports to."""
+        return self.name.removeprefix("hyper-")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise UserError(f"unknown model config keys {sorted(unknown)}; the checkpoint was written by a newer metahyper")
+        return cls(**data)
+
+    def label(self) -> str:
+        """Human-readable name in the paper's style, e.g. ``Hyper-WRN-28-4 (1, C)``."""
+        base = self.base_name.upper().replace("RESNET", "ResNet")
+        if not self.is_hyper:
+            return base
+        tags = [str(self.variant)] + (["C"] if self.compressed else [])
+        return f"Hyper{'-' if base.startswith('WRN') else ''}{base} ({', '.join(tags)})"
+
+
+_RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+
+
+def arch_spec(base_name: str) -> ArchSpec:
+    """Parse a plain architecture name into its :class:`ArchSpec`."""
+    if m := re.fullmatch(r"wrn-(\d+)-(\d+)", base_name):
+        depth, k = int(m[1]), int(m[2])
+        if (depth - 4) % 6 or depth < 10 or k < 1:
+            raise UserError(f"WRN depth must be 6n+4 >= 10 and width k >= 1, got wrn-{depth}-{k}")
+        n = (depth - 4) // 6
+        return ArchSpec("wrn", PreActBlock, 16, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2), False, True)
+    if m := re.fullmatch(r"resnet-(\d+)", base_name):
+        depth = int(m[1])
+        if depth == 12:
+            return ArchSpec("resnet12", ResNet12Block, None, (64, 160, 320, 640), (1, 1, 1, 1), (2, 2, 2, 2), False, False)
+        if depth in _RESNET_DEPTHS:
+            return ArchSpec("resnet", BasicBlock, 64, (64, 128, 256, 512), _RESNET_DEPTHS[depth], (1, 2, 2, 2), True, False)
+    raise UserError(
+        f"unknown model {base_name!r}; use wrn-<6n+4>-<k>, resnet-12, resnet-18 or resnet-34, optionally with 'hyper-' in front"
+    )
+
+
+@dataclass
+class HyperConvFactory:
+    """The :class:`~metahyper.models.resnet.ConvFactory` of hyper models: decides which convs are
+    generated and by which hypernetwork (variant as data), and collects the hypernetworks."""
+
+    variant: int
+    d: int | None = None
+    bias: bool = False
+    generator: torch.Generator | None = None  # set for compressed models: frozen, seeded embeddings
+    hypernets: list[HyperNetwork] = field(default_factory=list)
+    _per_stage: dict[int, HyperNetwork] = field(default_factory=dict)
+
+    def __call__(self, in_channels: int, out_channels: int, stride: int, *, stage: int, stage_width: int) -> nn.Module:
+        if self.variant == 1:
+            if in_channels != stage_width:
+                return plain_conv3x3(in_channels, out_channels, stride)
+            hypernet = self._per_stage.get(stage)
+            if hypernet is None:
+                hypernet = self._per_stage[stage] = self._new_hypernet(in_channels)
+        else:
+            hypernet = self._new_hypernet(in_channels)
+        frozen = None
+        if self.generator is not None:
+            std = embedding_init_std(in_channels, hypernet.d, 3)
+            frozen = torch.randn((out_channels, hypernet.d, 3, 3), generator=self.generator) * std
+        return HyperConv2d(in_channels, out_channels, 3, hypernet, stride=stride, padding=1, frozen_embedding=frozen)
+
+    def _new_hypernet(self, in_channels: int) -> HyperNetwork:
+        hypernet = HyperNetwork(in_channels, self.d or in_channels, 3, bias=self.bias)
+        self.hypernets.append(hypernet)
+        return hypernet
+
+
+def build_model(
+    name: str,
+    *,
+    variant: int = 1,
+    num_classes: int = 100,
+    compressed: bool = False,
+    d: int | None = None,
+    hyper_bias: bool = False,
+    embedding_seed: int = 0,
+) -> ResNet:
+    """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``.
+
+    The returned model carries ``model.config`` (a :class:`ModelConfig`), ``model.hypernets``
+    (empty for plain models) and ``model.reset_classifier(num_classes)``.
+    """
+    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed)
+    spec = arch_spec(config.base_name)
+    if num_classes < 1:
+        raise UserError(f"num_classes must be >= 1, got {num_classes}")
+    if config.is_hyper:
+        if variant not in (1, 2):
+            raise UserError(f"hypernetwork variant must be 1 (shared per stage) or 2 (one per layer), got {variant}")
+        if compressed and variant != 1:
+            raise UserError("compression (paper section 5.3) is defined for variant 1; use --variant 1")
+        if d is not None and d < 1:
+            raise UserError(f"embedding depth d must be >= 1, got {d}")
+        generator = torch.Generator().manual_seed(embedding_seed) if compressed else None
+        factory = HyperConvFactory(variant, d, hyper_bias, generator)
+        model = ResNet(spec, num_classes, factory)
+        model.hypernets = nn.ModuleList(factory.hypernets)
+    else:
+        if compressed or hyper_bias or d is not None:
+            raise UserError(f"{name} is a plain network: compressed/d/hyper_bias apply only to hyper-* models")
+        model = ResNet(spec, num_classes)
+        model.hypernets = nn.ModuleList()
+    model.config = config
+    return model
+
+
+def build_from_config(config: ModelConfig | dict) -> ResNet:
+    """Rebuild a model from a saved :class:`ModelConfig` (or its dict)."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return build_model(**config.to_dict())
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of parameters (shared hypernetworks counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

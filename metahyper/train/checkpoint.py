@@ -1,0 +1,114 @@
+"""Checkpoints: model + config (+ optional training state), written atomically, loaded safely.
+
+A checkpoint is one ``torch.save`` dict: ``format``, ``version``, ``model_config`` (a
+:class:`~metahyper.models.ModelConfig` dict; for compressed models it holds the embedding seed
+instead of the embeddings), ``state_dict`` and ``extra`` (optimiser, scheduler, RNG state, ...).
+It is written to a temporary file in the same folder, fsynced and renamed, so a crash never
+leaves a half-written checkpoint; it is read with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from metahyper.errors import UserError
+from metahyper.models import ModelConfig, build_from_config
+
+FORMAT = "metahyper-checkpoint"
+VERSION = 1
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+    On error the temporary file is removed and ``path`` is left untouched."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> nn.Module:
+        """Rebuild the model and load the weights (strict: every tensor must match)."""
+        model = build_from_config(self.model_config)
+        try:
+            model.load_state_dict(self.state_dict, strict=True)
+        except RuntimeError as err:
+            first = str(err).strip().splitlines()
+            raise UserError(f"checkpoint {self.path} does not match model {self.model_config.name}: {first[1].strip() if len(first) > 1 else first[0]}") from None
+        return model
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:
+    """Save ``model`` (its ``config`` and ``state_dict``) and ``extra`` atomically to ``path``."""
+    config: ModelConfig = model.config
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model_config": config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run directory (its ``best.pt``, else ``last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise UserError(f"run directory {path} holds no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); pass a .pt file or a finished run")
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass a .pt file or a run directory")
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, expect_name: str | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint safely (``weights_only=True``), validating its format and, optionally,
+    that it holds the architecture ``expect_name``."""
+    path = resolve_checkpoint(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt, truncated or not a torch file
+        raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}); the file is corrupt or not a metahyper checkpoint") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not a metahyper checkpoint (no '{FORMAT}' header); export/load only files written by metahyper")
+    if payload.get("version") != VERSION:
+        raise UserError(f"checkpoint {path} has format version {payload.get('version')}, this metahyper reads {VERSION}; upgrade metahyper")
+    config = ModelConfig.from_dict(payload["model_config"])
+    if expect_name is not None and config.name != expect_name:
+        raise UserError(f"checkpoint {path} holds a {config.name}, not a {expect_name}; pass a checkpoint of {expect_name} or change --model")
+    return Checkpoint(path, config, payload["state_dict"], payload.get("extra", {}))
+
+
+def load_model(path: str | os.PathLike, expect_name: str | None = None) -> nn.Module:
+    """Rebuild and return the model stored at ``path`` (file or run directory)."""
+    return load_checkpoint(path, expect_name).build_model()
