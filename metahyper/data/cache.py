@@ -1,0 +1,440 @@
+"""HDF5 dataset caches in torchmeta's layout: locating, writing (atomically), reading, validating.
+
+Layouts (see ``DESIGN.md``, "Datasets"):
+
+* per-split layout, used by ``miniimagenet`` (exactly torchmeta's), ``cifar10``/``cifar100``
+  (standard train/test sets) and ``glyphs-a``/``glyphs-b``::
+
+      <root>/<folder>/<split>_data.hdf5     one uint8 dataset (n, H, W, 3) per class at datasets/<class>
+      <root>/<folder>/<split>_labels.json   list of class names (torchmeta: sorted wnids)
+
+* torchmeta's CIFAR-100 layout, used by ``fc100`` (and read for torchmeta's ``cifar-fs``)::
+
+      <root>/cifar100/data.hdf5                 datasets <coarse_name>/<fine_name>, (600, 32, 32, 3) uint8
+      <root>/cifar100/fine_names.json           {coarse_name: [fine_name, ...]}
+      <root>/cifar100/<fc100|cifar-fs>/<split>_labels.json   [[coarse_name, fine_name], ...]
+
+Public API: :func:`default_root`, :func:`open_split` -> :class:`SplitData`, :func:`list_caches`,
+:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`,
+:func:`atomic_files`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from metahyper.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one named dataset lives under the cache root, and how its classes are addressed."""
+
+    name: str
+    folder: str  # folder under the root
+    splits: tuple[str, ...]
+    prepare: str  # the `metahyper prepare ...` command that (re)builds it
+    labels_subfolder: str | None = None  # set for torchmeta's CIFAR-100 layout (fc100, cifar-fs)
+
+    @property
+    def cifar_layout(self) -> bool:
+        return self.labels_subfolder is not None
+
+    def data_file(self, root: Path, split: str) -> Path:
+        if self.cifar_layout:
+            return root / self.folder / "data.hdf5"
+        return root / self.folder / f"{split}_data.hdf5"
+
+    def labels_file(self, root: Path, split: str) -> Path:
+        if self.cifar_layout:
+            return root / self.folder / self.labels_subfolder / f"{split}_labels.json"
+        return root / self.folder / f"{split}_labels.json"
+
+
+LAYOUTS: dict[str, Layout] = {
+    layout.name: layout
+    for layout in (
+        Layout("fc100", "cifar100", SPLITS, "metahyper prepare fc100 --source cifar-100-python.tar.gz", "fc100"),
+        Layout("cifar-fs", "cifar100", SPLITS, "torchmeta's CIFARFS(download=True)", "cifar-fs"),
+        Layout("miniimagenet", "miniimagenet", SPLITS, "metahyper prepare miniimagenet --source PATH"),
+        Layout("cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"),
+        Layout("cifar10", "cifar10", ("train", "test"), "metahyper prepare cifar10 --source cifar-10-python.tar.gz"),
+        Layout("glyphs-a", "glyphs-a", SPLITS, "metahyper prepare glyphs"),
+        Layout("glyphs-b", "glyphs-b", SPLITS, "metahyper prepare glyphs"),
+    )
+}
+
+
+def layout_for(name: str) -> Layout:
+    """The :class:`Layout` of a dataset name, or a :class:`UserError` listing the known names."""
+    try:
+        return LAYOUTS[name]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(LAYOUTS)}") from None
+
+
+def _checkout_dir() -> Path | None:
+    """The source checkout holding this package (editable install), if there is one."""
+    top = Path(__file__).resolve().parents[2]
+    return top if (top / "pyproject.toml").is_file() and (top / "datasets").is_dir() else None
+
+
+def default_root() -> Path:
+    """Cache root: ``$METAHYPER_DATA``, else ``<checkout>/datasets/data``, else ``~/.metahyper/data``."""
+    env = os.environ.get("METAHYPER_DATA")
+    if env:
+        return Path(env).expanduser()
+    checkout = _checkout_dir()
+    if checkout is not None:
+        return checkout / "datasets" / "data"
+    return Path.home() / ".metahyper" / "data"
+
+
+def splits_dir() -> Path:
+    """Folder of the shipped split files (``datasets/splits`` of the checkout, or the installed copy)."""
+    checkout = _checkout_dir()
+    candidates = [checkout / "datasets" / "splits"] if checkout else []
+    candidates.append(Path(__file__).resolve().parents[1] / "splits")  # metahyper/splits in a wheel
+    for path in candidates:
+        if path.is_dir():
+            return path
+    raise UserError(
+        f"split files not found (looked in {', '.join(map(str, candidates))}); "
+        "reinstall metahyper (`pip install -e .` from a checkout)"
+    )
+
+
+def read_split_file(relative: str) -> list[str] | dict:
+    """A shipped split file: ``.txt`` -> list of non-empty lines, ``.json`` -> parsed JSON."""
+    path = splits_dir() / relative
+    if not path.is_file():
+        raise UserError(f"split file {path} is missing; reinstall metahyper or restore datasets/splits/ from git")
+    text = path.read_text()
+    if path.suffix == ".json":
+        return json.loads(text)
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _rebuild_hint(layout: Layout) -> str:
+    return f"rebuild it with `{layout.prepare} --force`"
+
+
+# --------------------------------------------------------------------------------------------------
+# reading
+
+
+class SplitData:
+    """One split of a cached dataset: class names, lazy per-class reads, optional RAM copy.
+
+    ``read(c, indices)`` returns uint8 (n, H, W, 3). HDF5 handles are opened lazily and per process
+    (they are dropped on pickling, and reopened after fork), so instances can go to DataLoader
+    workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
+    """
+
+    def __init__(self, layout: Layout, split: str, root: Path, in_memory: bool = False) -> None:
+        self.layout = layout
+        self.name = layout.name
+        self.split = split
+        self.root = root
+        self.path = layout.data_file(root, split)
+        self.labels_path = layout.labels_file(root, split)
+        hint = _rebuild_hint(layout)
+        if split not in layout.splits:
+            raise UserError(f"dataset {self.name} has no split {split!r}; use one of {', '.join(layout.splits)}")
+        for path in (self.path, self.labels_path):
+            if not path.is_file():
+                raise UserError(f"{self.name} {split}: missing cache file {path}; build it with `{layout.prepare}`")
+        try:
+            labels = json.loads(self.labels_path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
+        if layout.cifar_layout:
+            ok = isinstance(labels, list) and all(isinstance(x, list) and len(x) == 2 for x in labels)
+            self._keys = ["/".join(x) for x in labels] if ok else []
+            self.classes = list(self._keys)
+        else:
+            ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+            self._keys = [f"datasets/{x}" for x in labels] if ok else []
+            self.classes = list(labels) if ok else []
+        if not ok or not labels:
+            raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._maps: dict[int, np.ndarray] = {}
+        self._counts: list[int] = []
+        shapes = set()
+        for key in self._keys:
+            ds = self._dataset(key)
+            if ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+                raise UserError(
+                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, "
+                    f"expected (n, H, W, 3) uint8; {hint}"
+                )
+            self._counts.append(int(ds.shape[0]))
+            shapes.add(tuple(ds.shape[1:3]))
+        if len(shapes) != 1:
+            raise UserError(f"cache {self.path}: classes have different image sizes {sorted(shapes)}; {hint}")
+        self.image_size: tuple[int, int] = shapes.pop()
+        self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
+        self._ram: np.ndarray | None = None
+        if in_memory:
+            self.load_into_memory()
+
+    # -- HDF5 access ------------------------------------------------------------------------------
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            try:
+                self._file = h5py.File(self.path, "r")
+            except OSError as err:
+                raise UserError(
+                    f"cache {self.path} is truncated or corrupt (OSError: {err}); {_rebuild_hint(self.layout)}"
+                ) from None
+            self._pid = os.getpid()
+        return self._file
+
+    def _dataset(self, key: str) -> h5py.Dataset:
+        obj = self._h5().get(key)
+        if not isinstance(obj, h5py.Dataset):
+            raise UserError(
+                f"cache {self.path} has no class dataset {key!r} listed in {self.labels_path.name}; "
+                f"{_rebuild_hint(self.layout)}"
+            )
+        return obj
+
+    def _read_h5(self, key: str, sel) -> np.ndarray:
+        try:
+            return self._dataset(key)[sel]
+        except OSError as err:
+            raise UserError(
+                f"cache {self.path} is truncated or corrupt (OSError reading {key}: {err}); "
+                f"{_rebuild_hint(self.layout)}"
+            ) from None
+
+    def _class_array(self, c: int) -> np.ndarray | h5py.Dataset:
+        """Class ``c`` as a read-only np.memmap when stored contiguously and uncompressed (h5py's
+        default, also torchmeta's), else the h5py dataset. Maps are per process, like handles."""
+        if self._pid != os.getpid():
+            self._maps = {}
+        if c not in self._maps:
+            ds = self._dataset(self._keys[c])
+            offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+            if offset is None:
+                return ds
+            try:
+                self._maps[c] = np.memmap(self.path, dtype=np.uint8, mode="r", offset=offset, shape=ds.shape)
+            except (ValueError, OSError) as err:
+                raise UserError(
+                    f"cache {self.path} is truncated or corrupt ({type(err).__name__}: {err}); "
+                    f"{_rebuild_hint(self.layout)}"
+                ) from None
+        return self._maps[c]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        state["_maps"] = {}
+        return state
+
+    def close(self) -> None:
+        self._maps = {}
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    # -- public -----------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_memory(self) -> bool:
+        return self._ram is not None
+
+    def images_per_class(self, c: int) -> int:
+        return self._counts[c]
+
+    @property
+    def nbytes(self) -> int:
+        h, w = self.image_size
+        return int(self._offsets[-1]) * h * w * 3
+
+    def load_into_memory(self) -> None:
+        """Copy every class into one contiguous uint8 array (MiniImageNet train: about 0.8 GB)."""
+        if self._ram is not None:
+            return
+        h, w = self.image_size
+        ram = np.empty((int(self._offsets[-1]), h, w, 3), dtype=np.uint8)
+        for c, key in enumerate(self._keys):
+            ram[self._offsets[c] : self._offsets[c + 1]] = self._read_h5(key, ())
+        self._ram = ram
+        self.close()
+
+    def read(self, c: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Images ``indices`` (any order, no repeats needed) of class ``c`` as uint8 (n, H, W, 3)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._counts[c]):
+            raise IndexError(f"class {c} of {self.name} {self.split} has {self._counts[c]} images, asked {idx}")
+        if self._ram is not None:
+            return self._ram[self._offsets[c] + idx]
+        array = self._class_array(c)
+        if isinstance(array, np.ndarray):
+            return np.asarray(array[idx])
+        order = np.argsort(idx, kind="stable")
+        uniq, inverse = np.unique(idx[order], return_inverse=True)
+        block = self._read_h5(self._keys[c], uniq)  # h5py needs increasing indices
+        out = np.empty((idx.size, *block.shape[1:]), dtype=np.uint8)
+        out[order] = block[inverse]
+        return out
+
+    def read_many(self, classes: Sequence[int], indices: np.ndarray) -> np.ndarray:
+        """Images ``indices[i]`` of class ``classes[i]`` for each row i: uint8 (rows, n, H, W, 3)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if self._ram is not None:
+            flat = self._offsets[np.asarray(classes, dtype=np.int64)][:, None] + indices
+            return self._ram[flat]
+        return np.stack([self.read(c, row) for c, row in zip(classes, indices)])
+
+    def __repr__(self) -> str:
+        return (
+            f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
+            f"image_size={self.image_size}, in_memory={self.in_memory})"
+        )
+
+
+def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:
+    """Open split ``split`` of dataset ``name`` from the cache root (default :func:`default_root`)."""
+    layout = layout_for(name)
+    return SplitData(layout, split, Path(root) if root is not None else default_root(), in_memory=in_memory)
+
+
+@dataclass
+class CacheInfo:
+    """One row of ``metahyper datasets``."""
+
+    dataset: str
+    split: str
+    path: Path
+    classes: int = 0
+    images_per_class: str = ""
+    image_size: str = ""
+    error: str | None = None
+
+
+def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
+    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated."""
+    root = Path(root) if root is not None else default_root()
+    rows = []
+    for layout in LAYOUTS.values():
+        for split in layout.splits:
+            found = layout.labels_file(root, split).exists() or (
+                not layout.cifar_layout and layout.data_file(root, split).exists()  # cifar data.hdf5 is shared
+            )
+            if not found:
+                continue
+            info = CacheInfo(layout.name, split, layout.data_file(root, split))
+            try:
+                data = SplitData(layout, split, root)
+                counts = sorted({data.images_per_class(c) for c in range(data.num_classes)})
+                info.classes = data.num_classes
+                info.images_per_class = "-".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))
+                info.image_size = "x".join(map(str, data.image_size))
+                data._read_h5(data._keys[-1], slice(-1, None))  # touch the end of the file
+                data.close()
+            except UserError as err:
+                info.error = str(err)
+            rows.append(info)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# writing
+
+
+def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
+    """Refuse to overwrite existing cache files unless ``force`` (checked before any work starts)."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
+
+
+@contextlib.contextmanager
+def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """Yield temporary names for ``paths``; rename them all into place only when the block succeeds."""
+    tmps = [p.with_name(f".{p.name}.tmp-{os.getpid()}") for p in paths]
+    for p in paths:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmps
+        for tmp, final in zip(tmps, paths):
+            os.replace(tmp, final)
+    finally:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj))
+
+
+def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
+    """Write one uint8 (n, H, W, 3) dataset per ``(key, array)``; keys may contain '/' (groups)."""
+    with h5py.File(path, "w") as f:
+        for key, array in items:
+            f.create_dataset(key, data=np.ascontiguousarray(array, dtype=np.uint8))
+            if progress is not None:
+                progress.update(1)
+
+
+def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
+    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically."""
+    data_path = root / folder / f"{split}_data.hdf5"
+    labels_path = root / folder / f"{split}_labels.json"
+    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
+        write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
+        write_json(tmp_labels, labels)
+
+
+def validate_classes(
+    what: str,
+    got: dict[str, np.ndarray],
+    expect_classes: Sequence[str] | int | None,
+    expect_per_class: int | None,
+    expect_hw: tuple[int, int] | None,
+    fix: str,
+) -> None:
+    """Check a built split (class names/count, images per class, shape, dtype); say what differs."""
+    problems = []
+    if isinstance(expect_classes, int):
+        if len(got) != expect_classes:
+            problems.append(f"{len(got)} classes instead of {expect_classes}")
+    elif expect_classes is not None:
+        missing = sorted(set(expect_classes) - set(got))
+        extra = sorted(set(got) - set(expect_classes))
+        if missing:
+            problems.append(f"{len(missing)} classes missing (e.g. {', '.join(missing[:3])})")
+        if extra:
+            problems.append(f"{len(extra)} unexpected classes (e.g. {', '.join(extra[:3])})")
+    for name, arr in got.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+            problems.append(f"class {name}: {getattr(arr, 'shape', type(arr))} {getattr(arr, 'dtype', '')}, not uint8 (n,H,W,3)")
+            break
+        if expect_hw is not None and tuple(arr.shape[1:3]) != tuple(expect_hw):
+            problems.append(f"class {name}: images {arr.shape[1]}x{arr.shape[2]} instead of {expect_hw[0]}x{expect_hw[1]}")
+            break
+        if expect_per_class is not None and arr.shape[0] != expect_per_class:
+            problems.append(f"class {name}: {arr.shape[0]} images instead of {expect_per_class}")
+            break
+    if problems:
+        raise UserError(f"{what}: {'; '.join(problems)}; {fix}")

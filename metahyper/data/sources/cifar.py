@@ -1,0 +1,224 @@
+"""FC100 and CIFAR-10/100 caches from the CIFAR "python version" archives (Krizhevsky 2009).
+
+Source format: ``cifar-100-python.tar.gz`` (or its extracted ``cifar-100-python/`` folder) holding
+pickles ``train``, ``test`` (dicts with bytes keys ``b'data'`` uint8 (N, 3072) = R, G, B planes of
+32x32 row-major, ``b'fine_labels'``, ``b'coarse_labels'``, ``b'filenames'``) and ``meta``
+(``b'fine_label_names'``, ``b'coarse_label_names'``); ``cifar-10-python.tar.gz`` holds
+``cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}`` (``b'labels'``, ``b'label_names'``).
+
+* :func:`build_fc100`: train+test merged (600 images per fine class), TADAM's coarse-class split
+  (``datasets/splits/fc100.json``), torchmeta's layout ``cifar100/data.hdf5`` +
+  ``fine_names.json`` + ``fc100/{split}_labels.json`` (paper section 5.4 trains on FC100).
+* :func:`build_cifar_standard`: the standard train/test sets (paper Tables 1-5) as
+  ``cifar10|cifar100/{train,test}_data.hdf5``, labels in CIFAR index order.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from metahyper.data.cache import (
+    atomic_files,
+    check_writable,
+    read_split_file,
+    validate_classes,
+    write_classes_hdf5,
+    write_json,
+    write_split,
+)
+from metahyper.data.sources import load_pickle
+from metahyper.errors import UserError
+
+
+@dataclass(frozen=True)
+class CifarFormat:
+    folder: str  # folder inside the archive
+    archive: str
+    url: str
+    md5: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    label_key: bytes
+    names_key: bytes
+    per_class: dict[str, int]  # real images per class in each standard split
+
+
+CIFAR = {
+    "cifar100": CifarFormat(
+        "cifar-100-python", "cifar-100-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
+        ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names", {"train": 500, "test": 100},
+    ),
+    "cifar10": CifarFormat(
+        "cifar-10-batches-py", "cifar-10-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
+        tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta", b"labels",
+        b"label_names", {"train": 5000, "test": 1000},
+    ),
+}
+
+
+def download(kind: str, root: Path) -> Path:
+    """Download and extract the official archive with torchvision (md5-checked); returns the folder."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    fmt = CIFAR[kind]
+    target = root / "downloads"
+    download_and_extract_archive(fmt.url, download_root=str(target), filename=fmt.archive, md5=fmt.md5)
+    return target / fmt.folder
+
+
+class _Archive:
+    """Reads member pickles from the tar.gz, the extracted folder, or a folder holding either."""
+
+    def __init__(self, source: Path, fmt: CifarFormat) -> None:
+        self.fmt = fmt
+        self.tar: tarfile.TarFile | None = None
+        self.folder: Path | None = None
+        if source.is_file():
+            try:
+                self.tar = tarfile.open(source, "r:*")
+            except (tarfile.TarError, OSError) as err:
+                raise UserError(f"{source} is not a readable {fmt.archive} ({err}); re-download it") from None
+        elif (source / fmt.meta).is_file():
+            self.folder = source
+        elif (source / fmt.folder / fmt.meta).is_file():
+            self.folder = source / fmt.folder
+        elif (source / fmt.archive).is_file():
+            self.__init__(source / fmt.archive, fmt)
+        else:
+            raise UserError(
+                f"{source} is neither {fmt.archive} nor a folder with {fmt.folder}/{fmt.meta}; "
+                f"pass --source pointing at {fmt.archive} or use --download"
+            )
+        self.source = source
+
+    def load(self, name: str) -> dict:
+        what = f"{self.source}:{self.fmt.folder}/{name}"
+        if self.tar is not None:
+            try:
+                member = self.tar.extractfile(f"{self.fmt.folder}/{name}")
+            except KeyError:
+                member = None
+            if member is None:
+                raise UserError(f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?")
+            obj = load_pickle(member, what, encoding="bytes")
+        else:
+            path = self.folder / name
+            if not path.is_file():
+                raise UserError(f"{path} is missing; pass the complete {self.fmt.folder} folder or {self.fmt.archive}")
+            with open(path, "rb") as f:
+                obj = load_pickle(f, what, encoding="bytes")
+        if not isinstance(obj, dict):
+            raise UserError(f"{what} is a {type(obj).__name__}, expected a dict; is it the right archive?")
+        return obj
+
+    def names(self, key: bytes) -> list[str]:
+        meta = self.load(self.fmt.meta)
+        names = meta.get(key)
+        if not isinstance(names, list) or not all(isinstance(n, (bytes, str)) for n in names):
+            raise UserError(f"{self.source}: {self.fmt.meta} has no list {key!r}; is it the right archive?")
+        return [n.decode() if isinstance(n, bytes) else n for n in names]
+
+    def batches(self, names: tuple[str, ...], label_keys: tuple[bytes, ...]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Images uint8 (N, 32, 32, 3) and one int64 (N,) array per label key, over ``names``."""
+        images, labels = [], [[] for _ in label_keys]
+        for name in names:
+            batch = self.load(name)
+            data = batch.get(b"data")
+            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+                raise UserError(
+                    f"{self.source}:{name}: b'data' is {getattr(data, 'shape', type(data).__name__)} "
+                    f"{getattr(data, 'dtype', '')}, expected uint8 (N, 3072); is it the right archive?"
+                )
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            for out, key in zip(labels, label_keys):
+                lab = np.asarray(batch.get(key, []))
+                if lab.shape != (len(data),) or lab.dtype.kind not in "iu":
+                    raise UserError(f"{self.source}:{name}: {key!r} is not {len(data)} integer labels")
+                out.append(lab.astype(np.int64))
+        return np.concatenate(images), [np.concatenate(x) for x in labels]
+
+
+def _group(images: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    if labels.size and (labels.min() < 0 or labels.max() >= len(names)):
+        raise UserError(f"labels outside 0..{len(names) - 1}; is it the right archive?")
+    return {names[c]: images[labels == c] for c in range(len(names)) if np.any(labels == c)}
+
+
+def _resolve(kind: str, source: str | Path | None, root: Path, download_: bool) -> Path:
+    if download_:
+        return download(kind, root)
+    if source is None:
+        raise UserError(f"pass --source {CIFAR[kind].archive} (or its extracted folder) or --download")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise UserError(f"source {source} does not exist; pass the path of {CIFAR[kind].archive}")
+    return source
+
+
+def build_fc100(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
+    """Build FC100 (torchmeta layout) from the CIFAR-100 archive; ``strict`` checks 100 x 600 images."""
+    fmt = CIFAR["cifar100"]
+    split = read_split_file("fc100.json")
+    data_path = root / "cifar100" / "data.hdf5"
+    names_path = root / "cifar100" / "fine_names.json"
+    label_paths = [root / "cifar100" / "fc100" / f"{s}_labels.json" for s in ("train", "val", "test")]
+    outputs = [data_path, names_path, *label_paths]
+    check_writable(outputs, force, "fc100")
+    archive = _Archive(_resolve("cifar100", source, root, download), fmt)
+    fine_names = archive.names(b"fine_label_names")
+    coarse_names = archive.names(b"coarse_label_names")
+    images, (fine, coarse) = archive.batches(fmt.train + fmt.test, (b"fine_labels", b"coarse_labels"))
+    classes = _group(images, fine, fine_names)
+    validate_classes(
+        f"CIFAR-100 source {archive.source}", classes, 100 if strict else None, 600 if strict else None, (32, 32),
+        "pass the official cifar-100-python.tar.gz",
+    )
+    fine_by_coarse: dict[str, list[str]] = {}
+    for i, coarse_name in enumerate(coarse_names):
+        fine_idx = np.unique(fine[coarse == i])
+        fine_by_coarse[coarse_name] = [fine_names[j] for j in fine_idx]
+    if len(coarse_names) != 20 or any(len(set(coarse[fine == j])) != 1 for j in np.unique(fine)):
+        raise UserError(f"{archive.source}: fine/coarse labels are inconsistent (expected 20 superclasses); re-download it")
+    with atomic_files(outputs) as (tmp_data, tmp_names, *tmp_labels):
+        with tqdm(total=len(classes), desc="fc100", unit="class") as bar:
+            write_classes_hdf5(
+                tmp_data,
+                ((f"{c}/{f}", classes[f]) for c, fs in fine_by_coarse.items() for f in fs),
+                progress=bar,
+            )
+        write_json(tmp_names, fine_by_coarse)
+        for tmp, s in zip(tmp_labels, ("train", "val", "test")):
+            write_json(tmp, [[coarse_names[i], f] for i in split[s] for f in fine_by_coarse[coarse_names[i]]])
+    return outputs
+
+
+def build_cifar_standard(
+    kind: str, root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
+    """Build the standard train/test caches of ``cifar10`` or ``cifar100`` (labels in CIFAR order)."""
+    fmt = CIFAR[kind]
+    outputs = [root / kind / f"{s}_{x}" for s in ("train", "test") for x in ("data.hdf5", "labels.json")]
+    check_writable(outputs, force, kind)
+    archive = _Archive(_resolve(kind, source, root, download), fmt)
+    names = archive.names(fmt.names_key)
+    splits = {}
+    for split, members in (("train", fmt.train), ("test", fmt.test)):  # validate both before writing
+        images, (labels,) = archive.batches(members, (fmt.label_key,))
+        splits[split] = _group(images, labels, names)
+        validate_classes(
+            f"{kind} {split} source {archive.source}", splits[split], len(names) if strict else None,
+            fmt.per_class[split] if strict else None, (32, 32), f"pass the official {fmt.archive}",
+        )
+    for split, classes in tqdm(splits.items(), desc=kind, unit="split"):
+        write_split(root, kind, split, classes, [n for n in names if n in classes])
+    return outputs

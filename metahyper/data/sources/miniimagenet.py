@@ -1,0 +1,175 @@
+"""MiniImageNet cache (Vinyals et al. 2016, Ravi & Larochelle 2017 split) in torchmeta's layout.
+
+Accepted sources (``metahyper prepare miniimagenet --source PATH``):
+
+a. ``mini-imagenet.tar.gz`` or a folder with ``mini-imagenet-cache-{train,val,test}.pkl``: dicts with
+   ``image_data`` uint8 (N, 84, 84, 3) and ``class_dict`` {wnid: row indices};
+b. learn2learn's ``mini-imagenet-cache-{train,validation,test}.pkl`` (same dict format);
+c. a folder with the Ravi & Larochelle CSVs ``{train,val,test}.csv`` (``filename,label`` rows) and the
+   images they name (in ``images/``, the folder itself, or ``<wnid>/``), resized to 84x84 with PIL
+   LANCZOS as the original MAML ``proc_images.py`` did.
+
+Writes ``miniimagenet/{split}_data.hdf5`` (``datasets/<wnid>``, (600, 84, 84, 3) uint8) and
+``miniimagenet/{split}_labels.json`` (sorted wnids). Class membership is checked against the shipped
+lists ``datasets/splits/miniimagenet/{split}.txt`` (64 / 16 / 20 classes).
+"""
+
+from __future__ import annotations
+
+import csv
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from metahyper.data.cache import SPLITS, check_writable, read_split_file, validate_classes, write_split
+from metahyper.data.sources import load_pickle
+from metahyper.errors import UserError
+
+IMAGE_SIZE = 84
+PER_CLASS = 600
+PICKLE_NAMES = {
+    "torchmeta": {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLITS},
+    "learn2learn": {"train": "mini-imagenet-cache-train.pkl", "val": "mini-imagenet-cache-validation.pkl",
+                    "test": "mini-imagenet-cache-test.pkl"},
+}
+
+
+def split_classes(split: str) -> list[str]:
+    """The shipped Ravi & Larochelle wnids of ``split``."""
+    return read_split_file(f"miniimagenet/{split}.txt")
+
+
+def _parse_cache_pickle(obj: object, what: str) -> dict[str, np.ndarray]:
+    """Validate a ``{'image_data', 'class_dict'}`` pickle and group its images by wnid."""
+    if not isinstance(obj, dict) or "image_data" not in obj or "class_dict" not in obj:
+        raise UserError(f"{what} is not a MiniImageNet cache pickle (expected a dict with image_data and class_dict)")
+    images, class_dict = obj["image_data"], obj["class_dict"]
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise UserError(
+            f"{what}: image_data is {getattr(images, 'shape', type(images).__name__)} "
+            f"{getattr(images, 'dtype', '')}, expected uint8 (N, 84, 84, 3)"
+        )
+    if not isinstance(class_dict, dict):
+        raise UserError(f"{what}: class_dict is a {type(class_dict).__name__}, expected a dict wnid -> indices")
+    out = {}
+    for wnid, rows in class_dict.items():
+        rows = np.asarray(rows)
+        if not isinstance(wnid, str) or rows.ndim != 1 or rows.dtype.kind not in "iu" or (
+            rows.size and (rows.min() < 0 or rows.max() >= len(images))
+        ):
+            raise UserError(f"{what}: class_dict entry {wnid!r} is not a wnid with valid row indices")
+        out[wnid] = images[rows]
+    return out
+
+
+def _find_pickles(source: Path) -> dict[str, object] | None:
+    """Per split, a path or tar member holding its cache pickle; None when there are none."""
+    if source.is_file():
+        try:
+            tar = tarfile.open(source, "r:*")
+        except (tarfile.TarError, OSError) as err:
+            raise UserError(f"{source} is not a readable mini-imagenet.tar.gz ({err}); re-download it") from None
+        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        for names in PICKLE_NAMES.values():
+            if all(n in members for n in names.values()):
+                return {s: (tar, members[n]) for s, n in names.items()}
+        raise UserError(
+            f"{source} holds no mini-imagenet-cache-{{train,val,test}}.pkl files; pass mini-imagenet.tar.gz, "
+            "the folder of the pickles, or a folder of images with the Ravi CSVs"
+        )
+    for names in PICKLE_NAMES.values():
+        if all((source / n).is_file() for n in names.values()):
+            return {s: source / n for s, n in names.items()}
+    return None
+
+
+def _load_pickle_split(where: object, split: str) -> dict[str, np.ndarray]:
+    if isinstance(where, tuple):
+        tar, member = where
+        what = f"{tar.name}:{member.name}"
+        obj = load_pickle(tar.extractfile(member), what, encoding="latin1")
+    else:
+        what = str(where)
+        with open(where, "rb") as f:
+            obj = load_pickle(f, what, encoding="latin1")
+    return _parse_cache_pickle(obj, what)
+
+
+def _read_csv(path: Path) -> dict[str, list[str]]:
+    """Ravi & Larochelle CSV -> {wnid: [filename, ...]} in file order."""
+    by_class: dict[str, list[str]] = {}
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0]] != ["filename", "label"]:
+        raise UserError(f"{path} is not a Ravi & Larochelle split CSV (expected a 'filename,label' header)")
+    for row in rows[1:]:
+        if len(row) != 2:
+            raise UserError(f"{path}: bad row {row!r}; expected filename,label")
+        by_class.setdefault(row[1].strip(), []).append(row[0].strip())
+    return by_class
+
+
+def _load_image_folder_split(source: Path, split: str) -> dict[str, np.ndarray]:
+    csv_path = source / f"{split}.csv"
+    by_class = _read_csv(csv_path)
+    out = {}
+    total = sum(map(len, by_class.values()))
+    with tqdm(total=total, desc=f"miniimagenet {split}", unit="img") as bar:
+        for wnid, files in by_class.items():
+            arrays = []
+            for name in files:
+                for path in (source / "images" / name, source / name, source / wnid / name):
+                    if path.is_file():
+                        break
+                else:
+                    raise UserError(
+                        f"image {name} listed in {csv_path} not found in {source}/images, {source} or {source}/{wnid}; "
+                        "pass the folder that holds the images named in the CSVs"
+                    )
+                try:
+                    with Image.open(path) as im:
+                        im = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+                        arrays.append(np.asarray(im, dtype=np.uint8))
+                except OSError as err:
+                    raise UserError(f"image {path} cannot be read ({err}); replace or remove it") from None
+                bar.update(1)
+            out[wnid] = np.stack(arrays)
+    return out
+
+
+def build_miniimagenet(root: Path, source: str | Path, force: bool = False, strict: bool = True) -> list[Path]:
+    """Build the three MiniImageNet splits. ``strict``: exactly the shipped classes, 600 images each;
+    otherwise classes must be a subset of the shipped split's (tiny test sources)."""
+    outputs = [root / "miniimagenet" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
+    check_writable(outputs, force, "miniimagenet")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise UserError(f"source {source} does not exist; pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs")
+    pickles = _find_pickles(source)
+    if pickles is None and not all((source / f"{s}.csv").is_file() for s in SPLITS):
+        raise UserError(
+            f"source folder {source} has neither mini-imagenet-cache-{{train,val,test}}.pkl "
+            "(or learn2learn's ...-validation.pkl) nor the Ravi & Larochelle CSVs train.csv, val.csv, test.csv; "
+            "put the CSVs next to the images (see datasets/splits/README.md)"
+        )
+    splits = {}
+    for split in tqdm(SPLITS, desc="miniimagenet", unit="split", disable=pickles is None):
+        classes = _load_pickle_split(pickles[split], split) if pickles else _load_image_folder_split(source, split)
+        expected = split_classes(split)
+        extra = sorted(set(classes) - set(expected))
+        if not strict and extra:
+            raise UserError(
+                f"MiniImageNet {split} source {source}: {len(extra)} classes not in the Ravi & Larochelle {split} split "
+                f"(e.g. {', '.join(extra[:3])}); use the standard split files"
+            )
+        validate_classes(
+            f"MiniImageNet {split} source {source}", classes, expected if strict else None,
+            PER_CLASS if strict else None, (IMAGE_SIZE, IMAGE_SIZE), "use the standard 64/16/20-class, 600-image release",
+        )
+        splits[split] = classes
+    for split, classes in splits.items():
+        write_split(root, "miniimagenet", split, classes, sorted(classes))
+    return outputs
