@@ -4,7 +4,9 @@
 ``y`` in 0..C-1 (the order of ``data.classes``), ``x`` float (3, S, S) normalised. A seeded,
 per-class held-out part (``val_fraction``) gives a validation set: ``part="train"`` /
 ``part="val"`` with the same seed are disjoint and together cover the split. ``augment=True``
-applies random crop (zero padding 4) and horizontal flip. For CIFAR's standard train/test sets
+applies random crop (zero padding 4) and horizontal flip, drawn from ``(seed, epoch, index)`` so
+that the same seed gives the same augmented batches for any number of workers or ranks (call
+:meth:`set_epoch` once per epoch). For CIFAR's standard train/test sets
 (Tables 1-5) use :func:`cifar_standard` (``open_split("cifar100", "train" | "test")``).
 """
 
@@ -40,6 +42,8 @@ class ClassificationData(Dataset):
         if not 0.0 <= val_fraction < 1.0:
             raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.data = data
+        self.seed = int(seed)
+        self.epoch = 0
         self.part = part
         self.augment = augment
         self.image_size = image_size
@@ -65,6 +69,10 @@ class ClassificationData(Dataset):
     def num_classes(self) -> int:
         return self.data.num_classes
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of ``epoch`` (like ``DistributedSampler.set_epoch``)."""
+        self.epoch = int(epoch)
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -72,7 +80,8 @@ class ClassificationData(Dataset):
         c = int(self.labels[i])
         image = self.data.read(c, [int(self.indices[i])])
         if self.augment:
-            image = random_crop_flip(image, self.padding)
+            rng = np.random.default_rng([self.seed, 0xA06, self.epoch, int(i)])
+            image = random_crop_flip(image, self.padding, generator=rng)
         x = to_tensor(image, *self.normalization, size=self.image_size)[0]
         return x, c
 

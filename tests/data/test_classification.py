@@ -27,3 +27,15 @@ def test_parts_disjoint_and_seeded(tagged_root):
     loader = torch.utils.data.DataLoader(train, batch_size=32, shuffle=True)
     xb, yb = next(iter(loader))
     assert xb.shape == (32, 3, 8, 8) and yb.dtype == torch.int64
+
+
+def test_augmentation_is_seeded_by_seed_epoch_and_index(tagged_root):
+    data = open_split("miniimagenet", "train", root=tagged_root, in_memory=True)
+    a = ClassificationData(data, augment=True, seed=1)
+    b = ClassificationData(data, augment=True, seed=1)
+    draws = lambda d: torch.stack([d[i][0] for i in range(40)])  # noqa: E731
+    first = draws(a)
+    assert torch.equal(first, draws(b))
+    a.set_epoch(1)
+    assert not torch.equal(first, draws(a))
+    assert not torch.equal(first, draws(ClassificationData(data, augment=True, seed=2)))
