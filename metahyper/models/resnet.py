@@ -17,7 +17,7 @@ which is what makes export (:mod:`metahyper.models.convert`) a renaming.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import torch
@@ -169,3 +169,5 @@ class ResNet(nn.Module):
         """Replace the head by a fresh linear layer (section 4.2: after pretraining)."""
         ref = self.fc.weight
         self.fc = nn.Linear(self.num_features, num_classes).to(device=ref.device, dtype=ref.dtype)
+        if hasattr(self, "config"):  # keep the saved config in step, so checkpoints rebuild
+            self.config = replace(self.config, num_classes=num_classes)

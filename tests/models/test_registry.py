@@ -97,6 +97,7 @@ def test_any_input_size_and_reset_classifier(name, size):
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, 7)
     model.reset_classifier(5)
+    assert model.config.num_classes == 5
     with torch.no_grad():
         assert model(torch.randn(1, 3, size, size)).shape == (1, 5)
 

@@ -1,0 +1,640 @@
+"""MAML for plain and hyper residual networks (paper section 4, Algorithms 1 and 2).
+
+One functional primitive, :func:`inner_loop`, adapts a dict of named parameters by SGD on a
+task's support set (forward through :func:`torch.func.functional_call`); :class:`MAML` is a thin
+class over it that chooses the parameter groups, the batch-norm mode and the backend, runs the
+meta-batch (:meth:`MAML.meta_step`) and evaluates (:meth:`MAML.evaluate`).
+
+Parameter groups (names from :func:`metahyper.models.param_groups`)
+--------------------------------------------------------------------
+* hyper models (Algorithm 2): inner loop ``("embeddings", "classifier")``; outer loop
+  ``("hypernetworks", "classifier", "backbone")``. The paper names only E (inner), H (outer) and
+  the classifier (both); it is silent on the remaining plain layers (stem, the plain first conv of
+  a variant-1 stage, shortcuts, BatchNorm affine parameters): here they learn in the OUTER loop
+  (the ``backbone`` group), like every parameter of a plain MAML network, and do not adapt.
+  Embeddings are inner-only: the meta-learner does not change their initialisation.
+* plain models (Algorithm 1): every group in both loops.
+
+Both are options (``inner_groups`` / ``outer_groups``); parameters in neither group are constants
+(no gradient is computed for them, their ``.grad`` is untouched).
+
+Inner loop
+----------
+Plain SGD (lr ``inner_lr``, default 0.01 as Sun et al. 2019), ``inner_steps`` steps for
+meta-training (default 5) and ``eval_steps`` at evaluation (default 10, as MAML). Gradients of the
+support loss are taken ONLY w.r.t. the adapted parameters (stock ``higher`` differentiates w.r.t.
+every parameter of the module; that is the ``stock_higher`` backend, kept for the benchmark).
+
+* second order (default): inner gradients are built with ``create_graph=True``; the query loss is
+  differentiated through the whole adaptation.
+* ``first_order=True`` (FOMAML): inner gradients are taken on detached copies without any graph
+  (the inner forwards also see detached constants), the adapted parameters are
+  ``theta + (constant update)``, so ``d adapted / d theta = I``.
+* evaluation: no graph at all beyond the one each inner gradient needs; the query pass runs under
+  ``torch.no_grad``.
+
+Outer loop and the meta-loss scaling
+------------------------------------
+meta-loss = (1/T) * sum over the T tasks of the meta-batch of the query cross-entropy (itself the
+mean over the task's query examples), i.e. the paper's eq. (2) divided by T. To release each task's
+graph before the next task, :meth:`MAML.meta_step` calls backward per task on ``loss_i / T``,
+accumulating ``.grad`` on the outer parameters only (``backward(inputs=outer)``). Distributed
+sharding must reproduce it: with T tasks over W workers, each worker backpropagates
+``loss_i / T`` (pass ``loss_scale=1/T``, T global) and the gradients are SUM-reduced. The caller
+zeroes the gradients and steps its optimiser (:func:`make_outer_optimizer`: Adam lr 1e-3 halved
+every 1000 iterations down to 1e-4, paper section 5.4).
+
+BatchNorm
+---------
+* ``bn="transductive"`` (default, as MAML / higher / learn2learn): every forward inside a task
+  normalises with the statistics of its own batch (support batch in the inner loop, query batch in
+  the query pass). The running statistics are NOT touched: for the duration of the call each
+  BatchNorm module is put in training mode with ``track_running_stats=False`` (then PyTorch passes
+  no running buffers to ``F.batch_norm`` and does not increment ``num_batches_tracked``); the
+  modules' ``training`` / ``track_running_stats`` flags are restored afterwards.
+* ``bn="frozen"``: BatchNorm in eval mode, normalising with the pretrained running statistics
+  (left unchanged as well).
+
+Backends (same meta-gradients; float64 agrees to ~1e-14, float32 to ~1e-3 relative with ReLU)
+------------------------------------------------------------------------------------------------
+* ``"func"`` (default): :func:`inner_loop` with :func:`torch.func.functional_call`.
+* ``"higher"``: the ``higher`` library (0.2.1): a monkey-patched module
+  (:func:`higher.patch.monkeypatch`) for the forward and a :class:`higher.optim.DifferentiableSGD`
+  whose reference parameters are ONLY the adapted ones (so its ``autograd.grad`` covers only them).
+* ``"stock_higher"``: ``higher.innerloop_ctx`` as a naive user writes it: SGD over the adapted
+  parameters, but higher differentiates the support loss w.r.t. every parameter. Benchmark only.
+
+``higher`` with torch 2.14: the library itself works, but not on our hyper models as is: higher
+copies every attribute of a module onto its patched copy with ``setattr``, which registers the
+unregistered shared-hypernetwork reference of a :class:`HyperConv2d` (see
+:mod:`metahyper.models.layers`) as an UNPATCHED child and then fails ("'HyperNetwork' object has no
+attribute '_param_names'"). :func:`_hypernets_detached` hides the reference while higher patches
+the model and :func:`_relink_hypernets` points each patched layer at the patched copy of its
+hypernetwork (so fast hypernetwork weights would be honoured too). Also, a patched
+module tracking higher grads appends every parameter list it is given to a history; the backends
+here build one patched module per task so that history (and the task's graph) is released.
+
+Weight movement (section 5.4, Figure 4)
+---------------------------------------
+For each task and each 3x3 conv of the residual stages (the layers of
+:func:`metahyper.models.stage_conv_weights`: the generated weight of a hyper layer, the raw weight of
+a plain conv), ``||W(adapted) - W(initial)||_2`` (Frobenius), averaged over the tasks of the
+meta-batch, computed without graph. Generated weights are not generated again for this: each hyper
+layer's ``record`` hook keeps the (detached) weight of the task's first forward and of its query
+forward. Layers whose weight does not depend on an adapted parameter move 0.0.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from metahyper.errors import UserError
+from metahyper.models.groups import GROUPS, group_of, stage_conv_weights
+from metahyper.models.layers import HyperConv2d
+
+BACKENDS = ("func", "higher", "stock_higher")
+BN_MODES = ("transductive", "frozen")
+HYPER_INNER = ("embeddings", "classifier")
+HYPER_OUTER = ("hypernetworks", "classifier", "backbone")
+PLAIN_INNER = ("backbone", "classifier")
+PLAIN_OUTER = ("backbone", "classifier")
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+class Task(Protocol):
+    """What :meth:`MAML.meta_step` needs of a task (e.g. a dataclass from metahyper.data)."""
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+
+@dataclass
+class MetaStepResult:
+    """Result of one meta-step: means over the tasks of the meta-batch."""
+
+    loss: float  # the meta-loss: mean over the tasks of the query cross-entropy
+    accuracy: float  # mean query accuracy after adaptation
+    movement: dict[str, float] = field(default_factory=dict)  # layer path -> mean ||W' - W||
+    num_tasks: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Groups
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_groups(groups: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        groups = [g for g in groups.replace(" ", "").split(",") if g]
+    groups = tuple(dict.fromkeys(groups))  # unique, in order
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise UserError(f"unknown {what} parameter group(s) {unknown}; choose from {', '.join(GROUPS)}")
+    if not groups:
+        raise UserError(f"no {what} parameter groups given; name at least one of {', '.join(GROUPS)}")
+    return groups
+
+
+def default_groups(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(inner, outer) default groups: Algorithm 2 for hyper models, Algorithm 1 for plain ones."""
+    config = getattr(model, "config", None)
+    is_hyper = config.is_hyper if config is not None else any(isinstance(m, HyperConv2d) for m in model.modules())
+    return (HYPER_INNER, HYPER_OUTER) if is_hyper else (PLAIN_INNER, PLAIN_OUTER)
+
+
+def resolve_groups(
+    model: nn.Module,
+    inner_groups: str | Sequence[str] | None = None,
+    outer_groups: str | Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Validate group names and return ``(inner_groups, outer_groups, inner_names, outer_names)``,
+    the names in ``model.named_parameters()`` order. Raises :class:`UserError` on unknown groups
+    or on a group with no trainable parameter in this model (e.g. ``embeddings`` of a plain or a
+    compressed network)."""
+    d_inner, d_outer = default_groups(model)
+    inner = _parse_groups(inner_groups, "inner") or d_inner
+    outer = _parse_groups(outer_groups, "outer") or d_outer
+    present = {group_of(n) for n, p in model.named_parameters() if p.requires_grad}
+    kind = "hyper" if d_inner == HYPER_INNER else "plain"
+    for what, groups in (("inner", inner), ("outer", outer)):
+        missing = [g for g in groups if g not in present]
+        if missing:
+            raise UserError(
+                f"{what} group(s) {missing} have no trainable parameters in this {kind} model; "
+                f"use groups among {sorted(present)} (defaults: inner {','.join(d_inner)}, outer {','.join(d_outer)})"
+            )
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    inner_names = tuple(n for n in names if group_of(n) in inner)
+    outer_names = tuple(n for n in names if group_of(n) in outer)
+    return inner, outer, inner_names, outer_names
+
+
+# --------------------------------------------------------------------------------------------
+# BatchNorm modes
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
+    """Inside the block every BatchNorm of ``model`` runs in ``mode`` (see the module docstring):
+    ``transductive``: batch statistics, running statistics untouched; ``frozen``: running statistics.
+    Flags are restored on exit."""
+    if mode not in BN_MODES:
+        raise UserError(f"unknown batch-norm mode {mode!r}; choose from {', '.join(BN_MODES)}")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in bns]
+    try:
+        for m in bns:
+            if mode == "transductive":
+                m.training = True
+                m.track_running_stats = False
+            else:
+                m.training = False
+        yield
+    finally:
+        for m, (training, track) in zip(bns, saved):
+            m.training, m.track_running_stats = training, track
+
+
+# --------------------------------------------------------------------------------------------
+# The functional primitive
+# --------------------------------------------------------------------------------------------
+
+
+def inner_loop(
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    support_x: Tensor,
+    support_y: Tensor,
+    *,
+    lr: float = 0.01,
+    steps: int = 5,
+    first_order: bool = False,
+    constants: Mapping[str, Tensor] | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+) -> dict[str, Tensor]:
+    """Adapt ``params`` by ``steps`` SGD steps on ``loss_fn(model(support_x), support_y)``.
+
+    ``params`` maps parameter names to their starting tensors (each must require grad, or be
+    turned into a leaf that does); gradients are taken w.r.t. these ONLY. The forward is
+    ``functional_call(model, {**constants, **current})``: names in neither mapping use the model's
+    own tensors (and keep their graph). Second order (default): ``create_graph=True``, the result
+    is differentiable w.r.t. everything the forwards used. ``first_order=True``: gradients on
+    detached copies, no graph; the result is ``params + constant`` (identity Jacobian), or fully
+    detached where a starting tensor does not require grad (evaluation).
+    """
+    if steps < 0:
+        raise UserError(f"inner steps must be >= 0, got {steps}")
+    constants = dict(constants or {})
+    if first_order:
+        current = {n: p.detach().requires_grad_() for n, p in params.items()}
+        for _ in range(steps):
+            loss = loss_fn(functional_call(model, {**constants, **current}, (support_x,)), support_y)
+            grads = torch.autograd.grad(loss, list(current.values()))
+            with torch.no_grad():
+                current = {n: (p - lr * g).requires_grad_() for (n, p), g in zip(current.items(), grads)}
+        out = {}
+        for n, p in params.items():
+            c = current[n].detach()
+            out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
+        return out
+    current = {n: (p if p.requires_grad else p.detach().requires_grad_()) for n, p in params.items()}
+    for _ in range(steps):
+        loss = loss_fn(functional_call(model, {**constants, **current}, (support_x,)), support_y)
+        grads = torch.autograd.grad(loss, list(current.values()), create_graph=True)
+        current = {n: p - lr * g for (n, p), g in zip(current.items(), grads)}
+    return current
+
+
+# --------------------------------------------------------------------------------------------
+# higher backends
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _hypernets_detached(model: nn.Module) -> Iterator[None]:
+    """Hide each HyperConv2d's unregistered ``hypernet`` reference while higher patches the model
+    (higher copies attributes with ``setattr``, which would register the ORIGINAL hypernetwork as
+    a child of the patched layer and then fail: "'HyperNetwork' object has no attribute
+    '_param_names'"). Restored on exit."""
+    layers = [m for m in model.modules() if isinstance(m, HyperConv2d)]
+    hidden = [m.__dict__.pop("hypernet") for m in layers]
+    try:
+        yield
+    finally:
+        for m, h in zip(layers, hidden):
+            m.__dict__["hypernet"] = h
+
+
+def _relink_hypernets(fmodel: nn.Module, model: nn.Module) -> None:
+    """Point every patched HyperConv2d at the patched copy of its (shared) hypernetwork."""
+    index = {id(h): i for i, h in enumerate(getattr(model, "hypernets", []))}
+    for path, module in model.named_modules():
+        if isinstance(module, HyperConv2d):
+            patched = fmodel.get_submodule(path)
+            object.__setattr__(patched, "hypernet", fmodel.hypernets[index[id(module.hypernet)]])
+
+
+def _higher_forward(model: nn.Module, fmodel: nn.Module, names: Sequence[str], values: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    own = dict(model.named_parameters())
+    return fmodel(x, params=[values[n] if n in values else own[n] for n in names])
+
+
+def inner_loop_higher(
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    support_x: Tensor,
+    support_y: Tensor,
+    *,
+    lr: float = 0.01,
+    steps: int = 5,
+    first_order: bool = False,
+    constants: Mapping[str, Tensor] | None = None,
+    loss_fn: LossFn = F.cross_entropy,
+    fmodel: nn.Module | None = None,
+) -> dict[str, Tensor]:
+    """:func:`inner_loop` with ``higher``: same contract, a DifferentiableSGD over ``params`` only."""
+    import higher
+
+    if steps < 0:
+        raise UserError(f"inner steps must be >= 0, got {steps}")
+    names = [n for n, _ in model.named_parameters()]
+    fixed = dict(constants or {})
+    if fmodel is None:
+        fmodel = make_patched(model)
+    keys = list(params)
+    start = [params[n] if (params[n].requires_grad and not first_order) else params[n].detach().requires_grad_() for n in keys]
+    leaves = [s if s.is_leaf else s.detach().requires_grad_() for s in start]  # torch.optim wants leaves
+    diffopt = higher.optim.get_diff_optim(
+        torch.optim.SGD(leaves, lr=lr), leaves, fmodel=None, track_higher_grads=not first_order
+    )
+    current = start
+    for _ in range(steps):
+        loss = loss_fn(_higher_forward(model, fmodel, names, {**fixed, **dict(zip(keys, current))}, support_x), support_y)
+        current = diffopt.step(loss, params=current)
+    if not first_order:
+        return dict(zip(keys, current))
+    out = {}
+    for n, c in zip(keys, current):
+        p, c = params[n], c.detach()
+        out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
+    return out
+
+
+def make_patched(model: nn.Module) -> nn.Module:
+    """A higher monkey-patched view of ``model`` (not tracking its own fast-weight history)."""
+    import higher
+
+    with _hypernets_detached(model):
+        fmodel = higher.patch.monkeypatch(model, copy_initial_weights=False, track_higher_grads=False)
+    _relink_hypernets(fmodel, model)
+    return fmodel
+
+
+# --------------------------------------------------------------------------------------------
+# Optimiser
+# --------------------------------------------------------------------------------------------
+
+
+def make_outer_optimizer(
+    model: nn.Module,
+    outer_groups: str | Sequence[str] | None = None,
+    lr: float = 1e-3,
+    halve_every: int = 1000,
+    min_lr: float = 1e-4,
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
+    """Adam over the outer groups, lr halved every ``halve_every`` scheduler steps (call
+    ``scheduler.step()`` once per meta-iteration) down to ``min_lr`` (paper section 5.4)."""
+    if lr <= 0 or min_lr <= 0 or halve_every < 1:
+        raise UserError(f"need lr > 0, min_lr > 0, halve_every >= 1; got {lr}, {min_lr}, {halve_every}")
+    _, _, _, outer_names = resolve_groups(model, None, outer_groups)
+    named = dict(model.named_parameters())
+    opt = torch.optim.Adam([named[n] for n in outer_names], lr=lr)
+    floor = min(1.0, min_lr / lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: max(0.5 ** (it // halve_every), floor))
+    return opt, sched
+
+
+# --------------------------------------------------------------------------------------------
+# The class
+# --------------------------------------------------------------------------------------------
+
+
+def _task_tensors(task: Any, i: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    try:
+        return task.support_x, task.support_y, task.query_x, task.query_y
+    except AttributeError as e:
+        raise UserError(f"task {i} has no {e.name!r}; tasks need support_x, support_y, query_x, query_y") from None
+
+
+def _accuracy(logits: Tensor, y: Tensor) -> float:
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+class MAML:
+    """MAML over named parameter groups (see the module docstring for every choice).
+
+    ``maml.meta_step(tasks)`` accumulates the meta-gradient in ``.grad`` of the outer parameters;
+    the caller zeroes gradients before and steps its optimiser after. Every flag given to the
+    constructor can be overridden per call where the method has the keyword.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        inner_groups: str | Sequence[str] | None = None,
+        outer_groups: str | Sequence[str] | None = None,
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+        eval_steps: int = 10,
+        first_order: bool = False,
+        bn: str = "transductive",
+        backend: str = "func",
+        movement: bool = True,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        if autocast not in (None, torch.bfloat16, torch.float16):
+            raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
+        if backend not in BACKENDS:
+            raise UserError(f"unknown MAML backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if bn not in BN_MODES:
+            raise UserError(f"unknown batch-norm mode {bn!r}; choose from {', '.join(BN_MODES)}")
+        if inner_lr <= 0 or not math.isfinite(inner_lr):
+            raise UserError(f"inner learning rate must be a positive number, got {inner_lr}")
+        if inner_steps < 0 or eval_steps < 0:
+            raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_steps}")
+        self.model = model
+        self.inner_groups, self.outer_groups, self._inner, self._outer = resolve_groups(model, inner_groups, outer_groups)
+        self.inner_lr, self.inner_steps, self.eval_steps = inner_lr, inner_steps, eval_steps
+        self.first_order, self.bn, self.backend, self.movement = first_order, bn, backend, movement
+        self.autocast = autocast
+
+    def _autocast(self):
+        """Mixed precision for every forward (and so its backward) when ``autocast`` is set: meant
+        for CUDA (bf16); parameters, gradients and the meta-gradient stay in their own dtype."""
+        if self.autocast is None:
+            return nullcontext()
+        return torch.autocast(next(self.model.parameters()).device.type, dtype=self.autocast)
+
+    @property
+    def inner_params(self) -> tuple[str, ...]:
+        """Names of the parameters adapted in the inner loop."""
+        return self._inner
+
+    @property
+    def outer_params(self) -> tuple[str, ...]:
+        """Names of the parameters that receive the meta-gradient."""
+        return self._outer
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _start(self, mode: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """(starting inner params, constants for the inner forwards) for mode 'second' | 'first' |
+        'eval'. Inner params that are also outer start from the Parameter itself (graph kept) in
+        training; inner-only ones start from detached leaves (no gradient flows to them). The
+        inner forwards see detached constants for every other parameter, except outer ones in
+        second order (their graph is needed)."""
+        outer = set(self._outer)
+        start, constants = {}, {}
+        for n, p in self.model.named_parameters():
+            if n in self._inner:
+                if mode != "eval" and n in outer:
+                    start[n] = p
+                else:
+                    start[n] = p.detach().requires_grad_(mode == "second")
+            elif mode != "second" or n not in outer:
+                constants[n] = p.detach()
+        return start, constants
+
+    def _adapt(self, x: Tensor, y: Tensor, steps: int, mode: str, fmodel: nn.Module | None = None) -> dict[str, Tensor]:
+        """mode: 'second' | 'first' | 'eval'. BN mode must already be set."""
+        start, constants = self._start(mode)
+        kwargs = dict(lr=self.inner_lr, steps=steps, first_order=(mode != "second"), constants=constants)
+        if self.backend == "func":
+            return inner_loop(self.model, start, x, y, **kwargs)
+        return inner_loop_higher(self.model, start, x, y, fmodel=fmodel, **kwargs)
+
+    def _forward(self, params: Mapping[str, Tensor], x: Tensor, fmodel: nn.Module | None = None) -> Tensor:
+        outer = set(self._outer)
+        constants = {n: p.detach() for n, p in self.model.named_parameters() if n not in outer and n not in params}
+        values = {**constants, **params}
+        if fmodel is None:
+            return functional_call(self.model, values, (x,))
+        return _higher_forward(self.model, fmodel, [n for n, _ in self.model.named_parameters()], values, x)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def adapt(
+        self,
+        support_x: Tensor,
+        support_y: Tensor,
+        *,
+        steps: int | None = None,
+        first_order: bool | None = None,
+        create_graph: bool | None = None,
+    ) -> dict[str, Tensor]:
+        """Adapted inner parameters (name -> tensor) after ``steps`` (default ``inner_steps``) SGD
+        steps on the support set. ``create_graph`` (default: grad mode on) keeps the graph to the
+        outer parameters (second order, or first order when ``first_order``); ``False`` returns
+        detached tensors (evaluation). Uses the BatchNorm mode of the instance."""
+        steps = self.inner_steps if steps is None else steps
+        first_order = self.first_order if first_order is None else first_order
+        create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
+        mode = "eval" if not create_graph else ("first" if first_order else "second")
+        with batchnorm_mode(self.model, self.bn), torch.enable_grad(), self._autocast():
+            fmodel = make_patched(self.model) if self.backend != "func" else None
+            return self._adapt(support_x, support_y, steps, mode, fmodel)
+
+    def meta_step(
+        self,
+        tasks: Iterable[Task],
+        *,
+        first_order: bool | None = None,
+        steps: int | None = None,
+        loss_scale: float | None = None,
+        movement: bool | None = None,
+    ) -> MetaStepResult:
+        """One meta-batch: adapt on each task's support set, backpropagate ``query_loss *
+        loss_scale`` (default ``1 / len(tasks)``) per task into ``.grad`` of the outer parameters.
+        Returns mean query loss, mean query accuracy and mean per-layer weight movement."""
+        tasks = list(tasks)
+        if not tasks:
+            raise UserError("meta_step got no tasks; the meta-batch size must be >= 1")
+        steps = self.inner_steps if steps is None else steps
+        first_order = self.first_order if first_order is None else first_order
+        movement = self.movement if movement is None else movement
+        scale = 1.0 / len(tasks) if loss_scale is None else loss_scale
+        named = dict(self.model.named_parameters())
+        outer_list = [named[n] for n in self._outer]
+        layers = list(stage_conv_weights(self.model)) if movement else []
+        moved = _layers_depending_on(self.model, layers, self._inner)
+        hyper = {path: m for path, m in self.model.named_modules() if isinstance(m, HyperConv2d)}
+        captures = {path: _FirstLast() for path in moved if path in hyper}
+        total_loss = total_acc = 0.0
+        moves = {k: 0.0 for k in layers}
+        saved_records = {path: hyper[path].record for path in captures}
+        try:
+            for path, capture in captures.items():  # HyperConv2d hands each generated weight to .record
+                hyper[path].record = capture
+            with batchnorm_mode(self.model, self.bn), torch.enable_grad(), self._autocast():
+                for i, task in enumerate(tasks):
+                    sx, sy, qx, qy = _task_tensors(task, i)
+                    for capture in captures.values():
+                        capture.reset()
+                    if self.backend == "stock_higher":
+                        loss, acc, adapted = self._stock_higher_task(sx, sy, qx, qy, steps, first_order, scale)
+                    else:
+                        fmodel = make_patched(self.model) if self.backend == "higher" else None
+                        adapted = self._adapt(sx, sy, steps, "first" if first_order else "second", fmodel)
+                        logits = self._forward(adapted, qx, fmodel)
+                        loss_t = F.cross_entropy(logits, qy)
+                        torch.autograd.backward(loss_t * scale, inputs=outer_list)
+                        loss, acc = loss_t.item(), _accuracy(logits.detach(), qy)
+                        del logits, loss_t, fmodel
+                    total_loss += loss
+                    total_acc += acc
+                    with torch.no_grad():
+                        for k in moved:
+                            if k in captures:  # first generated weight (W before) vs last (query pass)
+                                delta = captures[k].last - captures[k].first
+                            else:  # plain conv: its raw weight
+                                delta = adapted[f"{k}.weight"].detach() - named[f"{k}.weight"].detach()
+                            moves[k] += torch.linalg.vector_norm(delta).item()
+                    del adapted
+        finally:
+            for path, record in saved_records.items():
+                hyper[path].record = record
+        n = len(tasks)
+        return MetaStepResult(total_loss / n, total_acc / n, {k: v / n for k, v in moves.items()}, n)
+
+    def _stock_higher_task(self, sx, sy, qx, qy, steps, first_order, scale):
+        """``higher.innerloop_ctx`` as in higher's MAML example: an SGD over the adapted parameters,
+        but higher's differentiable optimiser differentiates the support loss w.r.t. EVERY
+        parameter of the patched module (and copies all of them per task)."""
+        import higher
+
+        named = dict(self.model.named_parameters())
+        opt = torch.optim.SGD([named[n] for n in self._inner], lr=self.inner_lr)
+        with _hypernets_detached(self.model):
+            ctx = higher.innerloop_ctx(self.model, opt, copy_initial_weights=False, track_higher_grads=not first_order)
+            fmodel, diffopt = ctx.__enter__()
+        try:
+            _relink_hypernets(fmodel, self.model)
+            for _ in range(steps):
+                diffopt.step(F.cross_entropy(fmodel(sx), sy))
+            logits = fmodel(qx)
+            loss = F.cross_entropy(logits, qy)
+            fast = dict(zip(named, fmodel.parameters()))
+            if first_order:  # fast weights are detached leaves: the FOMAML gradient by hand
+                grads = torch.autograd.grad(loss * scale, [fast[n] for n in self._outer], allow_unused=True)
+                for n, g in zip(self._outer, grads):
+                    if g is not None:
+                        p = named[n]
+                        p.grad = g.detach().clone() if p.grad is None else p.grad.add_(g)
+            else:
+                torch.autograd.backward(loss * scale, inputs=[named[n] for n in self._outer])
+            adapted = {n: fast[n].detach() for n in self._inner}
+            return loss.item(), _accuracy(logits.detach(), qy), adapted
+        finally:
+            ctx.__exit__(None, None, None)
+
+    def evaluate(self, task: Task, *, steps: int | None = None) -> float:
+        """Query accuracy after ``steps`` (default ``eval_steps``) inner steps; no outer graph,
+        no gradient touched, BatchNorm statistics untouched."""
+        sx, sy, qx, qy = _task_tensors(task, 0)
+        steps = self.eval_steps if steps is None else steps
+        with batchnorm_mode(self.model, self.bn), self._autocast():
+            with torch.enable_grad():
+                fmodel = make_patched(self.model) if self.backend != "func" else None
+                adapted = self._adapt(sx, sy, steps, "eval", fmodel)
+            with torch.no_grad():
+                return _accuracy(self._forward(adapted, qx, fmodel), qy)
+
+
+class _FirstLast:
+    """A ``HyperConv2d.record`` that keeps only the first and the last generated weight (detached):
+    the weight before adaptation (first support forward) and after it (query forward), so movement
+    needs no extra weight generation."""
+
+    def __init__(self) -> None:
+        self.first: Tensor | None = None
+        self.last: Tensor | None = None
+
+    def reset(self) -> None:
+        self.first = self.last = None
+
+    def append(self, weight: Tensor) -> None:
+        weight = weight.detach()
+        if self.first is None:
+            self.first = weight
+        self.last = weight
+
+
+def _layers_depending_on(model: nn.Module, layers: Sequence[str], inner: Sequence[str]) -> list[str]:
+    """Stage convs whose weight depends on an adapted parameter (the others move 0.0)."""
+    hyper = {path: m for path, m in model.named_modules() if isinstance(m, HyperConv2d)}
+    hnames = {id(h): f"hypernets.{i}" for i, h in enumerate(getattr(model, "hypernets", []))}
+    inner_set = set(inner)
+    out = []
+    for path in layers:
+        if path in hyper:
+            deps = {f"{path}.embedding"} | {n for n in inner_set if n.startswith(hnames[id(hyper[path].hypernet)] + ".")}
+        else:
+            deps = {f"{path}.weight"}
+        if deps & inner_set:
+            out.append(path)
+    return out

@@ -1,0 +1,198 @@
+"""Few-shot evaluation on seeded episodes: mean accuracy +- 95% confidence interval.
+
+The protocol of the literature (section 5.4, Tables 7-8): N-way K-shot test episodes with 15
+queries per class, accuracy averaged over ``n`` episodes (600 by default) and reported as
+``mean +- 1.96 * std / sqrt(n)`` (std over episodes, ``ddof=0`` as the common MAML / ProtoNet
+evaluation code). Episode ``i`` depends only on ``(seed, i)`` (:class:`metahyper.data.EpisodeSampler`),
+so every checkpoint evaluated with the same seed, dataset, ways, shots and queries sees the same
+tasks: hyper and plain networks are compared on identical episodes. The episodes' identity is
+recorded as a fingerprint in the JSON.
+
+Methods:
+
+* ``maml``: adapt the checkpoint's inner groups on the support set (``--inner-steps``, default the
+  run's ``--inner-steps-eval``), score the query set (:meth:`metahyper.meta.MAML.evaluate`);
+* ``linear`` (the pretrain-only baseline): freeze the backbone, compute features (BatchNorm with
+  the pretrained running statistics), fit a fresh zero-initialised N-way linear head on the support
+  features (``head_steps`` full-batch Adam steps, lr ``head_lr``) and score the query set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from metahyper.config import EvalConfig
+from metahyper.errors import UserError
+from metahyper.train.checkpoint import load_checkpoint
+from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
+
+METHODS = ("auto", "maml", "linear")
+
+
+def mean_ci(accuracies: Sequence[float]) -> tuple[float, float]:
+    """``(mean, 1.96 * std / sqrt(n))`` of per-episode accuracies (std with ddof=0)."""
+    a = np.asarray(accuracies, dtype=np.float64)
+    if a.size == 0:
+        raise UserError("no episodes to average; use --episodes >= 1")
+    return float(a.mean()), float(1.96 * a.std() / math.sqrt(a.size))
+
+
+def episodes_fingerprint(sampler, indices: Sequence[int]) -> str:
+    """SHA-256 of the (class, image) indices of the given episodes: equal iff same tasks."""
+    h = hashlib.sha256()
+    for i in indices:
+        classes, images = sampler.draw(i)
+        h.update(np.asarray(classes, dtype=np.int64).tobytes())
+        h.update(np.asarray(images, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def episode_accuracies(
+    score: Callable[[object], float],
+    sampler,
+    indices: Sequence[int],
+    device: torch.device,
+    ctx: DistContext | None = None,
+    progress: bool = False,
+    desc: str = "eval",
+) -> list[float]:
+    """``score(episode)`` for each episode index, in index order. Under ``torchrun`` each rank
+    scores its shard of the indices and the results are gathered (rank order = index order)."""
+    ctx = ctx or DistContext(device=device)
+    mine = shard(list(indices), ctx)
+    out = []
+    for i in tqdm(mine, desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False):
+        out.append(float(score(sampler.episode(i).to(device))))
+    return all_gather_list(out, ctx)
+
+
+def linear_probe_score(model: nn.Module, episode, steps: int = 100, lr: float = 0.01) -> float:
+    """Pretrain-only baseline: frozen features, a fresh zero-initialised N-way linear head fitted on
+    the support set with full-batch Adam, query accuracy. Deterministic given the episode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            fs = model.features(episode.support_x)
+            fq = model.features(episode.query_x)
+        ways = int(episode.support_y.max()) + 1
+        head = nn.Linear(fs.shape[1], ways).to(fs.device)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        opt = torch.optim.Adam(head.parameters(), lr=lr)
+        with torch.enable_grad():
+            for _ in range(steps):
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(head(fs), episode.support_y).backward()
+                opt.step()
+        with torch.no_grad():
+            return (head(fq).argmax(1) == episode.query_y).float().mean().item()
+    finally:
+        model.train(was_training)
+
+
+@dataclass
+class EvalResult:
+    """One evaluation: summary numbers, per-episode accuracies and what produced them."""
+
+    model: str
+    checkpoint: str
+    method: str
+    dataset: str
+    split: str
+    ways: int
+    shots: int
+    queries: int
+    episodes: int
+    seed: int
+    mean: float
+    ci95: float
+    accuracies: list[float]
+    fingerprint: str
+    settings: dict
+
+    def line(self) -> str:
+        return (f"{self.model} [{self.method}] on {self.dataset} {self.split}, {self.ways}-way {self.shots}-shot, "
+                f"{self.episodes} episodes: {100 * self.mean:.2f} +- {100 * self.ci95:.2f} %")
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _default_output(checkpoint: Path, cfg: EvalConfig) -> Path:
+    folder = Path(cfg.checkpoint) if Path(cfg.checkpoint).is_dir() else checkpoint.parent
+    return folder / f"eval-{cfg.dataset}-{cfg.split}-{cfg.ways}w{cfg.shots}s-seed{cfg.seed}.json"
+
+
+def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
+    """``(method, score(episode) -> accuracy, settings used)`` for a loaded checkpoint."""
+    stage = extra.get("stage")
+    method = cfg.method
+    if method not in METHODS:
+        raise UserError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    if method == "auto":
+        method = "maml" if stage == "meta-train" else "linear"
+    if method == "linear":
+        settings = {"head_steps": cfg.head_steps, "head_lr": cfg.head_lr, "bn": "frozen"}
+        return method, lambda ep: linear_probe_score(model, ep, cfg.head_steps, cfg.head_lr), settings
+    from metahyper.meta import MAML
+
+    maml_cfg = extra.get("maml", {})
+    heads = model.fc.out_features
+    if heads != cfg.ways:
+        if stage == "meta-train":
+            raise UserError(f"checkpoint was meta-trained {heads}-way; evaluate with --ways {heads} or use --method linear")
+        torch.manual_seed(cfg.seed)
+        model.reset_classifier(cfg.ways)  # pretrain-only: MAML from a fresh head
+    settings = {
+        "inner_steps": cfg.inner_steps if cfg.inner_steps is not None else maml_cfg.get("inner_steps_eval", 10),
+        "inner_lr": cfg.inner_lr if cfg.inner_lr is not None else maml_cfg.get("inner_lr", 0.01),
+        "bn": cfg.bn if cfg.bn is not None else maml_cfg.get("bn", "transductive"),
+        "inner": maml_cfg.get("inner"),
+        "backend": cfg.backend,
+    }
+    maml = MAML(model, inner_groups=settings["inner"], inner_lr=settings["inner_lr"], eval_steps=settings["inner_steps"],
+                bn=settings["bn"], backend=cfg.backend, movement=False)
+    settings["inner"] = list(maml.inner_groups)
+    return method, lambda ep: maml.evaluate(ep), settings
+
+
+def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:
+    """Evaluate a checkpoint on ``cfg.episodes`` seeded episodes; print-free (the CLI prints).
+    Writes the JSON (``cfg.output`` or beside the checkpoint) on the main process."""
+    from metahyper.data import EpisodeSampler, open_split
+
+    device = ctx.device if ctx is not None else resolve_device(cfg.device)
+    ckpt = load_checkpoint(cfg.checkpoint)
+    model = ckpt.build_model().to(device)
+    extra = ckpt.extra
+    image_size = cfg.image_size if cfg.image_size is not None else extra.get("input_size")
+    data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
+    sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
+    method, score, settings = build_scorer(model, extra, cfg)
+    indices = list(range(cfg.episodes))
+    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot")
+    mean, ci = mean_ci(accs)
+    result = EvalResult(
+        model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=cfg.dataset,
+        split=cfg.split, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed,
+        mean=mean, ci95=ci, accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
+        settings={**settings, "image_size": image_size, "stage": extra.get("stage")},
+    )
+    if write and (ctx is None or ctx.is_main):
+        from metahyper.train.runs import write_json
+
+        out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
+        result.settings["output"] = str(out)
+        write_json(out, result.to_dict())
+    return result

@@ -1,0 +1,261 @@
+"""Standard classification training (paper section 4.2 pretraining; sections 3 and 5.1 recipe).
+
+SGD (momentum 0.9, lr 0.1, batch 128) with a step schedule (CIFAR recipe: 200 epochs, lr x0.2 at
+60/120/160), random crop + flip augmentation, and the paper's regularisation: weight decay 5e-4 on
+plain weights, an L2 penalty (6.25e-5) on the generated weights of hyper layers and no decay on
+embeddings or hypernetworks (:func:`metahyper.models.optimizer_param_groups`,
+:func:`metahyper.models.generated_weight_penalty`). Optional SWA (section 3 "Momentum Control",
+Table 5) with :mod:`torch.optim.swa_utils`: from ``swa_start`` the weights are averaged each epoch
+under an :class:`~torch.optim.swa_utils.SWALR` schedule, BatchNorm statistics are recomputed with
+:func:`~torch.optim.swa_utils.update_bn` at the end, and the averaged model becomes the run's model
+(``best.pt``, ``swa.pt``).
+
+Per epoch it logs loss, train / validation accuracy, learning rate and, per parameter group and
+stage, the mean over the epoch's steps of ``||P|| / ||grad P||`` (Figure 2). The run directory
+holds ``config.json``, ``history.json`` / ``history.csv``, ``best.pt`` (best validation accuracy)
+and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state). Epoch ``e`` visits the
+training images in an order, and with augmentations, that depend only on ``(seed, e)``
+(:meth:`metahyper.data.ClassificationData.set_epoch`), so
+``--resume`` after a kill ends with the same weights as an uninterrupted run (on CPU).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
+from tqdm import tqdm
+
+from metahyper.config import PretrainConfig
+from metahyper.errors import UserError
+from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
+from metahyper.train.distributed import DistContext, resolve_device
+from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
+
+
+def ratio_keys(model: nn.Module) -> list[str]:
+    """For each parameter (``named_parameters`` order) its Figure-2 key ``group/where``:
+    ``where`` is ``stage<s>`` (1-based; a hypernetwork belongs to the stage of its layers),
+    ``stem``, ``final`` or ``fc``."""
+    stage_of_hypernet: dict[int, int] = {}
+    for path, layer in hyper_layers(model).items():
+        stage_of_hypernet[id(layer.hypernet)] = int(path.split(".")[1]) + 1
+    hypernet_stage = {f"hypernets.{i}": stage_of_hypernet.get(id(h)) for i, h in enumerate(getattr(model, "hypernets", []))}
+    keys = []
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] == "stages":
+            where = f"stage{int(parts[1]) + 1}"
+        elif parts[0] == "hypernets":
+            where = f"stage{hypernet_stage[f'hypernets.{parts[1]}']}"
+        elif parts[0] in ("stem", "fc"):
+            where = parts[0]
+        else:
+            where = "final"
+        keys.append(f"{group_of(name)}/{where}")
+    return keys
+
+
+class RatioMeter:
+    """Accumulates ``||P|| / ||grad P||`` per key (norms over all the key's parameters) on the
+    device, synchronising only when read (Figure 2)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        keys = ratio_keys(model)
+        self.names = sorted(set(keys))
+        index = {k: i for i, k in enumerate(self.names)}
+        self.params = [p for p in model.parameters()]
+        self.index = torch.tensor([index[k] for k in keys], device=self.params[0].device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.total = torch.zeros(len(self.names), dtype=torch.float64, device=self.index.device)
+        self.count = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        pairs = [(p, p.grad) for p in self.params if p.grad is not None]
+        if not pairs:
+            return
+        idx = self.index[[i for i, p in enumerate(self.params) if p.grad is not None]]
+        pn = torch.stack(torch._foreach_norm([p for p, _ in pairs])).double().pow(2)
+        gn = torch.stack(torch._foreach_norm([g for _, g in pairs])).double().pow(2)
+        psum = torch.zeros_like(self.total).index_add_(0, idx, pn).sqrt()
+        gsum = torch.zeros_like(self.total).index_add_(0, idx, gn).sqrt()
+        self.total += psum / gsum.clamp_min(1e-30)
+        self.count += 1
+
+    def read(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        values = (self.total / self.count).tolist()
+        return {f"ratio/{k}": v for k, v in zip(self.names, values)}
+
+
+@torch.no_grad()
+def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> tuple[float, float]:
+    """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``."""
+    was_training = model.training
+    model.eval()
+    loss = correct = n = 0
+    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        x, y = x.to(device), y.to(device)
+        out = model(x)
+        loss += F.cross_entropy(out, y, reduction="sum").item()
+        correct += (out.argmax(1) == y).sum().item()
+        n += len(y)
+    model.train(was_training)
+    return loss / max(n, 1), correct / max(n, 1)
+
+
+def _datasets(cfg: PretrainConfig):
+    from metahyper.data import ClassificationData, open_split
+
+    data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
+    held = None
+    part, fraction = "all", 0.0
+    if cfg.eval_split:
+        other = open_split(cfg.dataset, cfg.eval_split, root=cfg.data_root, in_memory=True)
+        if list(other.classes) != list(data.classes):
+            raise UserError(f"{cfg.dataset} {cfg.eval_split} has other classes than {cfg.split}; "
+                            "--eval-split works for cifar10/cifar100 train/test; use --val-fraction for few-shot splits")
+        held = ClassificationData(other, image_size=cfg.image_size)
+    elif cfg.val_fraction > 0:
+        part, fraction = "train", cfg.val_fraction
+        held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
+    train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size)
+    input_size = cfg.image_size or int(data.image_size[0])
+    return data, train, held, input_size
+
+
+def _validate_config(cfg: PretrainConfig) -> None:
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.save_every < 1:
+        raise UserError("--epochs, --batch-size and --save-every must be >= 1")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr must be > 0, got {cfg.lr}")
+    if cfg.swa_start is not None and not 0 <= cfg.swa_start < cfg.epochs:
+        raise UserError(f"--swa-start must be an epoch in [0, {cfg.epochs}), got {cfg.swa_start}")
+    if sorted(cfg.milestones) != list(cfg.milestones):
+        raise UserError(f"--milestones must be increasing, got {cfg.milestones}")
+
+
+def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
+    """Train a classifier as configured; returns a summary (best / final accuracy, paths).
+    Files are written by the main process only."""
+    _validate_config(cfg)
+    ctx = ctx or DistContext(device=resolve_device(cfg.device))
+    device, is_main = ctx.device, ctx.is_main
+    out = check_run_dir(cfg.out, cfg)
+    seed_everything(cfg.seed)
+    data, train_set, held, input_size = _datasets(cfg)
+    model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
+                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
+    optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    swa_model = AveragedModel(model) if cfg.swa_start is not None else None
+    swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None else None
+    start_run(out, cfg, is_main)
+    info = {"stage": "pretrain", "input_size": input_size, "dataset": cfg.dataset, "classes": list(data.classes)}
+
+    history: list[dict] = []
+    best_val, start_epoch = -1.0, 0
+    if cfg.resume:
+        last = load_checkpoint(out / "last.pt", expect_name=cfg.model)  # on CPU: RNG states must stay CPU tensors
+        model.load_state_dict(last.state_dict)
+        state = last.extra["state"]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if swa_model is not None:
+            swa_model.load_state_dict(state["swa_model"])
+            swa_scheduler.load_state_dict(state["swa_scheduler"])
+        set_rng_state(state["rng"])
+        history, best_val, start_epoch = list(last.extra["history"]), float(last.extra["best_val"]), int(last.extra["epoch"])
+
+    def save_last(epoch: int) -> None:
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+        if swa_model is not None:
+            state.update(swa_model=swa_model.state_dict(), swa_scheduler=swa_scheduler.state_dict())
+        save_checkpoint(out / "last.pt", model, **info, epoch=epoch, history=history, best_val=best_val, state=state)
+
+    def write_history() -> None:
+        write_json(out / "history.json", history)
+        write_csv(out / "history.csv", history)
+
+    meter = RatioMeter(model)
+    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
+    is_hyper = model.config.is_hyper
+    model.train()
+    loader = None
+    for epoch in range(start_epoch, cfg.epochs):
+        train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=RandomSampler(train_set, generator=generator),
+                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        meter.reset()
+        lr = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        t0 = time.time()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
+        for step, (x, y) in enumerate(bar):
+            fault_injection(epoch * steps_per_epoch + step)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with record_generated_weights(model) as generated:
+                logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            meter.update()
+            optimizer.step()
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if step % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+        if swa_model is not None and epoch >= cfg.swa_start:
+            swa_model.update_parameters(model)
+            swa_scheduler.step()
+        else:
+            scheduler.step()
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+        if held is not None:
+            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device)
+        row.update(meter.read())
+        history.append(row)
+        improved = held is not None and row["val_acc"] > best_val
+        if improved:
+            best_val = row["val_acc"]
+        if is_main:
+            if improved and swa_model is None:
+                save_checkpoint(out / "best.pt", model, **info, epoch=epoch + 1, val_acc=best_val)
+            write_history()
+            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+                save_last(epoch + 1)
+            if cfg.progress:
+                val = f" val {100 * row['val_acc']:.2f}%" if held is not None else ""
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
+                           f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)")
+
+    summary = {"out": str(out), "model": model.config.label(), "epochs": cfg.epochs, "best_val_acc": best_val if held is not None else None,
+               "final": history[-1] if history else None}
+    if swa_model is not None:
+        if loader is None:  # resumed after the last epoch: rebuild the final epoch's loader
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + cfg.epochs - 1)
+            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=RandomSampler(train_set, generator=generator))
+        update_bn(loader, swa_model, device=device)
+        averaged = swa_model.module
+        swa_val = classification_accuracy(averaged, held, device)[1] if held is not None else None
+        summary["swa_val_acc"] = swa_val
+        if is_main:
+            save_checkpoint(out / "swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+            save_checkpoint(out / "best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+    if is_main:
+        write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,306 @@
+"""MAML (paper Algorithms 1 and 2): meta-gradients against a slow, obvious reference; groups;
+first order; BatchNorm modes; weight movement; errors. Tiny float64 models, 8x8 inputs."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from metahyper.errors import UserError
+from metahyper.meta import MAML, make_outer_optimizer
+from metahyper.models import build_model, group_of, stage_conv_weights
+
+WAYS, SHOTS, QUERIES, SIZE, LR, STEPS = 3, 2, 2, 8, 0.5, 2
+MODELS = {
+    "hyper1": lambda: build_model("hyper-wrn-10-1", variant=1, num_classes=WAYS),
+    "hyper2": lambda: build_model("hyper-wrn-10-1", variant=2, num_classes=WAYS),
+    "plain": lambda: build_model("wrn-10-1", num_classes=WAYS),
+}
+
+
+def make_model(kind: str) -> torch.nn.Module:
+    torch.manual_seed(1)
+    model = MODELS[kind]().double()
+    with torch.no_grad():  # non-trivial "pretrained" BN statistics and affine parameters
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.8, 1.2)
+                m.bias.uniform_(-0.1, 0.1)
+    return model
+
+
+def make_tasks(n: int = 2, shots: int = SHOTS, seed: int = 2) -> list[SimpleNamespace]:
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for _ in range(n):
+        tasks.append(SimpleNamespace(
+            support_x=torch.randn(WAYS * shots, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
+            support_y=torch.arange(WAYS).repeat(shots),
+            query_x=torch.randn(WAYS * QUERIES, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
+            query_y=torch.arange(WAYS).repeat(QUERIES),
+        ))
+    return tasks
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {k: make_model(k) for k in MODELS}
+
+
+@pytest.fixture(scope="module")
+def tasks():
+    return make_tasks()
+
+
+def reference_meta_grads(model, tasks, inner, outer, *, lr, steps, first_order):
+    """The obvious MAML: explicit loops, autograd.grad over the inner parameters only, forward
+    with functional_call on CLONED buffers (BN in train mode: batch statistics)."""
+    model.train()
+    params = dict(model.named_parameters())
+    buffers = dict(model.named_buffers())
+
+    def forward(fast, x):
+        return functional_call(model, {**fast, **{n: b.clone() for n, b in buffers.items()}}, (x,))
+
+    total = 0.0
+    for t in tasks:
+        fast = dict(params)
+        for _ in range(steps):
+            loss = F.cross_entropy(forward(fast, t.support_x), t.support_y)
+            grads = torch.autograd.grad(loss, [fast[n] for n in inner], create_graph=not first_order)
+            for n, g in zip(inner, grads):
+                fast[n] = fast[n] - lr * (g.detach() if first_order else g)
+        total = total + F.cross_entropy(forward(fast, t.query_x), t.query_y) / len(tasks)
+    grads = torch.autograd.grad(total, [params[n] for n in outer], allow_unused=True)
+    return {n: g for n, g in zip(outer, grads)}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+def run_meta_step(model, tasks, **kwargs):
+    model.zero_grad(set_to_none=True)
+    maml = MAML(model, inner_lr=LR, inner_steps=STEPS, **kwargs)
+    result = maml.meta_step(tasks)
+    return maml, result, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# (1) meta-gradients of both backends equal the reference, first and second order ------------
+
+
+@pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_meta_gradients_match_reference(models, tasks, kind, first_order):
+    model = models[kind]
+    maml = MAML(model)
+    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    assert all(g is not None for g in ref.values())
+    for backend in ("func", "higher"):
+        _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend=backend)
+        assert set(grads) == set(maml.outer_params), backend
+        for n in ref:
+            assert rel_err(grads[n], ref[n]) < 1e-8, (backend, n, rel_err(grads[n], ref[n]))
+        assert result.num_tasks == len(tasks) and 0.0 <= result.accuracy <= 1.0 and result.loss > 0
+
+
+def test_stock_higher_matches_and_second_order_differs(models, tasks):
+    model = models["hyper2"]
+    _, _, func2 = run_meta_step(model, tasks)
+    _, _, stock2 = run_meta_step(model, tasks, backend="stock_higher")
+    _, _, func1 = run_meta_step(model, tasks, first_order=True)
+    _, _, stock1 = run_meta_step(model, tasks, backend="stock_higher", first_order=True)
+    for n in func2:
+        assert rel_err(stock2[n], func2[n]) < 1e-8 and rel_err(stock1[n], func1[n]) < 1e-8, n
+    # the test is only meaningful if second order matters at this learning rate
+    assert max(rel_err(func1[n], func2[n]) for n in func2 if group_of(n) == "hypernetworks") > 1e-4
+
+
+# (2) the inner loop changes only inner groups; the outer step only outer groups ---------------
+
+
+@pytest.mark.parametrize("kind", ["hyper1", "plain"])
+def test_inner_loop_changes_only_inner_groups(models, tasks, kind):
+    model = models[kind]
+    model.zero_grad(set_to_none=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    maml = MAML(model, inner_lr=LR)
+    adapted = maml.adapt(tasks[0].support_x, tasks[0].support_y, steps=1)
+    assert set(adapted) == set(maml.inner_params)
+    expected = {"embeddings", "classifier"} if kind == "hyper1" else {"backbone", "classifier"}
+    assert {group_of(n) for n in adapted} == expected
+    for n, t in adapted.items():
+        if n.endswith(".weight") or n.endswith(".embedding"):
+            assert not torch.equal(t, before[n]), n
+    for n, p in model.named_parameters():  # functional: the model itself is untouched
+        assert torch.equal(p, before[n]) and p.grad is None, n
+
+
+def test_outer_step_changes_only_outer_groups(tasks):
+    model = make_model("hyper1")
+    maml = MAML(model, inner_lr=LR, inner_steps=1, outer_groups=("hypernetworks", "classifier"))
+    opt, sched = make_outer_optimizer(model, maml.outer_groups)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.zero_grad(set_to_none=True)
+    maml.meta_step(tasks)
+    opt.step()
+    sched.step()
+    for n, p in model.named_parameters():
+        group = group_of(n)
+        changed = not torch.equal(p, before[n])
+        assert changed == (group in ("hypernetworks", "classifier")), n
+        assert (p.grad is not None) == (group in ("hypernetworks", "classifier")), n
+
+
+def test_outer_optimizer_schedule():
+    model = build_model("wrn-10-1", num_classes=WAYS)
+    opt, sched = make_outer_optimizer(model)
+    assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
+    factor = sched.lr_lambdas[0]
+    assert [factor(i) for i in (0, 999, 1000, 2000, 3000, 4000, 10000)] == [1, 1, 0.5, 0.25, 0.125, 0.1, 0.1]
+    hyper = build_model("hyper-wrn-10-1", variant=2, num_classes=WAYS)
+    opt, _ = make_outer_optimizer(hyper)
+    names = {id(p): n for n, p in hyper.named_parameters()}
+    assert {group_of(names[id(p)]) for p in opt.param_groups[0]["params"]} == {"hypernetworks", "classifier", "backbone"}
+
+
+# (3) first order and evaluation keep no graph --------------------------------------------------
+
+
+def _graph_size(t: torch.Tensor) -> int:
+    seen, stack = set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        stack.extend(nxt for nxt, _ in fn.next_functions)
+    return len(seen)
+
+
+@pytest.mark.parametrize("backend", ["func", "higher"])
+def test_first_order_and_eval_keep_no_graph(models, tasks, backend):
+    model = models["hyper2"]
+    model.zero_grad(set_to_none=True)
+    maml = MAML(model, inner_lr=LR, backend=backend)
+    t = tasks[0]
+    second = maml.adapt(t.support_x, t.support_y, steps=2)
+    assert _graph_size(second["fc.weight"]) > 50  # through the whole unrolled inner loop
+    first = maml.adapt(t.support_x, t.support_y, steps=2, first_order=True)
+    for n, a in first.items():
+        if group_of(n) == "embeddings":  # inner only: no path to anything
+            assert a.grad_fn is None and not a.requires_grad
+        else:  # classifier: theta + constant
+            assert _graph_size(a) <= 2, n
+            hyper = next(p for m, p in model.named_parameters() if group_of(m) == "hypernetworks")
+            assert torch.autograd.grad(a.sum(), hyper, allow_unused=True)[0] is None
+    evaluated = maml.adapt(t.support_x, t.support_y, steps=2, create_graph=False)
+    assert all(not a.requires_grad for a in evaluated.values())
+    for n in first:
+        assert rel_err(first[n].detach(), second[n].detach()) < 1e-12
+        assert rel_err(evaluated[n], second[n].detach()) < 1e-12
+    acc = maml.evaluate(t, steps=2)
+    assert 0.0 <= acc <= 1.0 and all(p.grad is None for p in model.parameters())
+
+
+# (4) BatchNorm modes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["func", "higher", "stock_higher"])
+def test_transductive_bn_leaves_running_stats(models, tasks, backend):
+    model = models["plain"]
+    model.train()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    run_meta_step(model, tasks, backend=backend)
+    MAML(model, backend=backend).evaluate(tasks[0], steps=1)
+    for n, b in model.named_buffers():
+        assert torch.equal(b, buffers[n]), n
+    assert all(m.training and m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_bn_modes_normalise_as_documented(models, tasks):
+    model = models["hyper1"]
+    t = tasks[0]
+    model.eval()
+    with torch.no_grad():
+        frozen_loss = F.cross_entropy(model(t.query_x), t.query_y).item()
+    model.train()
+    with torch.no_grad():
+        buffers = {n: b.clone() for n, b in model.named_buffers()}
+        batch_loss = F.cross_entropy(functional_call(model, buffers, (t.query_x,)), t.query_y).item()
+    model.eval()  # the mode is set by the option, whatever the model's mode
+    transductive = MAML(model, bn="transductive").meta_step([t], steps=0, movement=False).loss
+    model.train()
+    frozen = MAML(model, bn="frozen").meta_step([t], steps=0, movement=False).loss
+    assert transductive == pytest.approx(batch_loss, rel=1e-12)
+    assert frozen == pytest.approx(frozen_loss, rel=1e-12)
+    assert abs(frozen - transductive) > 1e-6
+    assert model.training and all(m.training for m in model.modules())
+    model.zero_grad(set_to_none=True)
+
+
+# (5) weight movement -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
+def test_movement_keys_and_values(models, tasks, kind):
+    model = models[kind]
+    _, result, _ = run_meta_step(model, tasks)
+    layers = stage_conv_weights(model)
+    assert set(result.movement) == set(layers)
+    assert all(v >= 0.0 for v in result.movement.values())
+    hyper = {n for n, m in model.named_modules() if type(m).__name__ == "HyperConv2d"}
+    for layer, v in result.movement.items():
+        if kind == "plain" or layer in hyper:
+            assert v > 0.0, layer
+        else:  # variant 1: plain first conv of a stage, not adapted (backbone is outer only)
+            assert v == 0.0, layer
+    if kind == "hyper1":
+        assert 0 < len(hyper) < len(layers)
+    # movement = mean over tasks of ||W(adapted) - W||, recomputed by hand for one layer
+    layer = sorted(hyper or layers)[0]
+    maml = MAML(model, inner_lr=LR, inner_steps=STEPS)
+    w0 = layers[layer]({})
+    by_hand = sum(
+        (layers[layer]({n: a.detach() for n, a in maml.adapt(t.support_x, t.support_y).items()}) - w0).norm().item()
+        for t in tasks
+    ) / len(tasks)
+    assert result.movement[layer] == pytest.approx(by_hand, rel=1e-9)
+    model.zero_grad(set_to_none=True)
+
+
+def test_movement_is_zero_for_head_only_adaptation(models, tasks):
+    model = models["plain"]
+    _, result, grads = run_meta_step(model, tasks, inner_groups=("classifier",))
+    assert set(result.movement.values()) == {0.0} and grads
+
+
+# (6) errors ------------------------------------------------------------------------------------------
+
+
+def test_bad_names_are_user_errors(models, tasks):
+    hyper, plain = models["hyper2"], models["plain"]
+    with pytest.raises(UserError, match="embedings"):
+        MAML(hyper, inner_groups=("embedings",))
+    with pytest.raises(UserError, match="no trainable parameters"):
+        MAML(plain, inner_groups=("embeddings", "classifier"))
+    with pytest.raises(UserError, match="no trainable parameters"):
+        MAML(build_model("hyper-wrn-10-1", variant=1, compressed=True, num_classes=WAYS))
+    with pytest.raises(UserError, match="hypernets"):
+        MAML(hyper, outer_groups="hypernets,classifier")
+    with pytest.raises(UserError, match="backend"):
+        MAML(hyper, backend="jax")
+    with pytest.raises(UserError, match="batch-norm"):
+        MAML(hyper, bn="running")
+    with pytest.raises(UserError, match="support_x"):
+        MAML(hyper).meta_step([SimpleNamespace(query_x=1)])
+    with pytest.raises(UserError, match="no tasks"):
+        MAML(hyper).meta_step([])
+    maml = MAML(hyper, inner_groups="embeddings, classifier", outer_groups=["hypernetworks"])
+    assert maml.inner_groups == ("embeddings", "classifier") and maml.outer_groups == ("hypernetworks",)

@@ -1,0 +1,37 @@
+"""tools/bench_meta.py --quick: produces the table and JSON with sane fields (no timing asserts)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_meta", ROOT / "tools" / "bench_meta.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_meta_quick(tmp_path, capsys):
+    bench = _load()
+    out = tmp_path / "bench.json"
+    result = bench.main(["--quick", "--json", str(out)])
+    table = capsys.readouterr().out
+    assert "func" in table and "stock_higher" in table and "GFLOP/s" in table
+    data = json.loads(out.read_text())
+    assert data["rows"] == json.loads(json.dumps(result["rows"]))
+    machine = data["machine"]
+    assert machine["conv_gflop_s"] > 0 and machine["matmul_gflop_s"] > 0
+    assert {row["order"] for row in data["rows"]} == {1, 2}
+    for row in data["rows"]:
+        assert row["necessary_gflop"] > 0 and row["ratio"] > 0
+        for name in ("func", "stock_higher"):
+            r = row["backends"][name]
+            assert r["ms"] > 0 and r["tasks_s"] > 0 and r["gflop"] > 0 and r["gflop_s"] > 0 and r["frac_conv"] > 0
+            assert len(r["ms_all"]) == data["config"]["reps"]
+            assert r["peak_mb"] is None or r["peak_mb"] >= 0
+        # the default backend does no more than the necessary work; stock higher does more
+        assert abs(row["backends"]["func"]["flop_over_necessary"] - 1) < 0.02
+        assert row["backends"]["stock_higher"]["gflop"] > row["backends"]["func"]["gflop"]

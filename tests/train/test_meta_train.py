@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+
+from metahyper.config import MetaTrainConfig
+from metahyper.errors import UserError
+from metahyper.models import group_of
+from metahyper.train.checkpoint import load_checkpoint
+from metahyper.train.meta_train import layer_label, meta_train
+from metahyper.train.runs import read_csv
+
+
+def _cfg(root, init, out, **kw) -> MetaTrainConfig:
+    base = dict(train="glyphs-a", test="glyphs-b", init=str(init), out=str(out), ways=3, shots=1, queries=2, meta_batch=2,
+                iterations=1, inner_steps=1, inner_steps_eval=2, val_every=0, save_every=1, data_root=str(root), device="cpu",
+                progress=False)
+    return MetaTrainConfig(**{**base, **kw})
+
+
+def _changed(before: dict, after: dict) -> dict[str, bool]:
+    return {k: not torch.equal(before[k], after[k]) for k in before if not k.startswith("fc.")}
+
+
+def test_hyper_iteration_changes_only_outer_groups(glyph_root, pretrained, tmp_path):
+    meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta"))
+    before = load_checkpoint(pretrained["hyper-wrn-10-1"]).state_dict
+    after = load_checkpoint(tmp_path / "meta" / "last.pt")
+    assert after.model_config.num_classes == 3 and after.state_dict["fc.weight"].shape[0] == 3  # fresh 3-way head
+    changed = _changed(before, after.state_dict)
+    params = [k for k in changed if "running_" not in k and "num_batches" not in k]
+    for k in params:  # Algorithm 2: embeddings adapt only in the inner loop; hypernetworks + backbone learn outside
+        assert changed[k] == (group_of(k) != "embeddings"), k
+    assert not any(changed[k] for k in changed if "running_" in k or "num_batches" in k)  # transductive BN
+    # the inner loop changes only the inner groups: generated layers move, plain stage convs do not
+    rows = read_csv(tmp_path / "meta" / "movement.csv")
+    assert len(rows) == 1
+    for layer, value in rows[0].items():
+        if layer == "iteration":
+            continue
+        generated = f"{layer}.embedding" in before
+        assert (float(value) > 0) == generated, layer
+    assert float(rows[0]["stages.1.0.conv2"]) > 0 and float(rows[0]["stages.1.0.conv1"]) == 0
+
+
+def test_outer_groups_option(glyph_root, pretrained, tmp_path):
+    meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta", outer=["hypernetworks", "classifier"]))
+    before = load_checkpoint(pretrained["hyper-wrn-10-1"]).state_dict
+    changed = _changed(before, load_checkpoint(tmp_path / "meta" / "last.pt").state_dict)
+    assert any(changed[k] for k in changed if k.startswith("hypernets."))
+    assert not any(changed[k] for k in changed if group_of(k) in ("backbone", "embeddings"))
+
+
+def test_plain_iteration_adapts_and_learns_everything(glyph_root, pretrained, tmp_path):
+    meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "meta", first_order=True))
+    before = load_checkpoint(pretrained["wrn-10-1"]).state_dict
+    changed = _changed(before, load_checkpoint(tmp_path / "meta" / "last.pt").state_dict)
+    assert all(v for k, v in changed.items() if "running_" not in k and "num_batches" not in k)  # Algorithm 1
+    row = read_csv(tmp_path / "meta" / "movement.csv")[0]
+    assert all(float(v) > 0 for k, v in row.items() if k != "iteration")  # raw weights move
+    assert layer_label("stages.1.0.conv2") == "stage 2 block 1 conv 2"
+
+
+def test_meta_train_validates_and_keeps_best(glyph_root, pretrained, tmp_path):
+    summary = meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta", iterations=3, val_every=2, val_episodes=3))
+    val = read_csv(tmp_path / "meta" / "val.csv")
+    assert [int(r["iteration"]) for r in val] == [2, 3]  # every 2 iterations and at the end
+    best = load_checkpoint(tmp_path / "meta")
+    assert best.path.name == "best.pt" and best.extra["val_acc"] == pytest.approx(summary["best_val_acc"])
+    assert best.extra["maml"]["inner"] == ["embeddings", "classifier"]
+    curves = json.loads((tmp_path / "meta" / "curves.json").read_text())
+    assert curves["model"] == "Hyper-WRN-10-1 (1)" and len(curves["validation"]) == 2
+    with pytest.raises(UserError, match="meta-trained run"):
+        meta_train(_cfg(glyph_root, tmp_path / "meta", tmp_path / "again"))
+
+
+def test_meta_train_resume_after_sigkill_matches_uninterrupted_run(glyph_root, pretrained, tmp_path, cli):
+    args = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(pretrained["hyper-wrn-10-1"]),
+            "--ways", "3", "--queries", "2", "--meta-batch", "2", "--iterations", "5", "--inner-steps", "1",
+            "--inner-steps-eval", "1", "--val-every", "2", "--val-episodes", "2", "--save-every", "2", "--seed", "5",
+            "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    cli(*args, "--out", str(tmp_path / "full"))
+    killed = cli(*args, "--out", str(tmp_path / "killed"), env={"METAHYPER_TEST_SIGKILL_AT": "3"}, check=False)
+    assert killed.returncode == -9  # SIGKILL before iteration 4, after last.pt of iteration 2
+    assert load_checkpoint(tmp_path / "killed" / "last.pt").extra["iteration"] == 2
+    cli(*args, "--out", str(tmp_path / "killed"), "--resume")
+    full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert resumed.extra["iteration"] == 5
+    for k, v in full.state_dict.items():
+        assert torch.equal(v, resumed.state_dict[k]), k
+    for name in ("train.csv", "movement.csv", "val.csv"):
+        assert (tmp_path / "full" / name).read_text() == (tmp_path / "killed" / name).read_text(), name
+
+
+def test_higher_backend_runs_the_same_inner_loop(glyph_root, pretrained, tmp_path):
+    for backend in ("func", "higher"):
+        meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / backend, backend=backend))
+    rows = {b: read_csv(tmp_path / b / "movement.csv")[0] for b in ("func", "higher")}
+    for layer, value in rows["func"].items():
+        assert float(rows["higher"][layer]) == pytest.approx(float(value), rel=1e-3, abs=1e-7), layer
+    losses = {b: float(read_csv(tmp_path / b / "train.csv")[0]["loss"]) for b in ("func", "higher")}
+    assert losses["higher"] == pytest.approx(losses["func"], rel=1e-4)

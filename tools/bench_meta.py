@@ -1,0 +1,388 @@
+#!/usr/bin/env python
+"""Benchmark one MAML meta-step (issue 5): the default backend against stock ``higher``.
+
+Per row (model, shots, order, image size) and per backend, in ONE process, on the same model and
+the same tasks:
+
+* ``ms``: median wall time of one ``MAML.meta_step`` over ``--reps`` (>= 5) timed runs, after
+  warm-up; the backends' runs are interleaved (rep 1 of each, rep 2 of each, ...) so that load
+  from other processes hits them alike. ``tasks_s`` = meta-batch / median time.
+* ``gflop``: FLOPs of one meta-step counted with :class:`torch.utils.flop_counter.FlopCounterMode`
+  (convolutions and matmuls, forward and every backward; elementwise ops are not FLOPs there). Its
+  per-module tracker is switched off: its backward hooks raise inside ``torch.autograd.grad`` on
+  leaves (torch 2.14), which MAML's inner loop calls. ``gflop_s`` = gflop / median time;
+  ``frac_conv`` = gflop_s / the machine's measured single-conv throughput (see below).
+* ``necessary_gflop``: the FLOPs of the minimal algorithm (:func:`necessary_meta_step`: inner
+  gradients only w.r.t. the adapted parameters, outer backward only to the outer parameters, no
+  graph in first order, nothing else), counted the same way.
+* ``peak_mb``: peak memory of one meta-step above the memory in use before it. CPU: the C heap in
+  use (glibc ``mallinfo2``: ``uordblks + hblkhd``, i.e. every live malloc/mmap allocation, which is
+  where torch's CPU tensors live), sampled every 0.5 ms by a thread. CUDA:
+  ``torch.cuda.max_memory_allocated`` above ``memory_allocated``. Measured on a meta-step of ONE
+  task (untimed): each task's graph is released by its backward before the next task starts, so
+  the peak of a meta-batch is the peak of one task (the accumulated ``.grad`` is allocated by then).
+* ``ratio``: stock higher time / default time (> 1: the default is faster).
+
+Machine throughput, measured in the same run and printed first: ``conv_gflop_s``, the best
+forward throughput of the 3x3 convolutions of a WRN stage at the query batch (the fastest kernel
+the model runs), and ``matmul_gflop_s`` (square matmul).
+
+Usage::
+
+    python tools/bench_meta.py                   # CPU default set, < 10 min on 2 cores
+    python tools/bench_meta.py --quick --json out.json   # seconds; used by the test suite
+    python tools/bench_meta.py --models hyper-wrn-16-4,wrn-16-4 --sizes 84 --shots 1,5 --device cuda
+
+JSON (``--json``): {"machine": {...}, "config": {...}, "rows": [{...per row...}]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from metahyper.meta import MAML
+from metahyper.meta.maml import batchnorm_mode
+from metahyper.models import build_model
+
+# ------------------------------------------------------------------------------------------------
+# Measuring
+# ------------------------------------------------------------------------------------------------
+
+
+class _NoModuleTracker:
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return None
+
+
+class CountFlops(FlopCounterMode):
+    """FlopCounterMode without its per-module tracker (whose hooks break autograd.grad on leaves)."""
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+        self.mod_tracker = _NoModuleTracker()
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _heap_in_use_fn():
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+
+        def in_use() -> int:
+            info = libc.mallinfo2()
+            return info.uordblks + info.hblkhd
+
+        in_use()
+        return in_use
+    except (OSError, AttributeError):
+        return None
+
+
+_HEAP_IN_USE = _heap_in_use_fn()
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict]:
+    """Yields a dict whose ``peak_bytes`` is set on exit (None when it cannot be measured)."""
+    out: dict = {"peak_bytes": None}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["peak_bytes"] = torch.cuda.max_memory_allocated(device) - base
+        return
+    if _HEAP_IN_USE is None:
+        yield out
+        return
+    base = _HEAP_IN_USE()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _HEAP_IN_USE())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], _HEAP_IN_USE())
+        out["peak_bytes"] = peak[0] - base
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_time(fn, device, reps: int) -> float:
+    fn()
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def machine_throughput(device: torch.device, dtype: torch.dtype, batch: int, size: int, k: int, reps: int) -> dict:
+    """Best forward GFLOP/s over the 3x3 convs of a WRN-16-k stage at this batch, and a matmul."""
+    best = {"conv_gflop_s": 0.0}
+    for stage, width in enumerate((16 * k, 32 * k, 64 * k)):
+        s = max(1, size // (2**stage))
+        x = torch.randn(batch, width, s, s, device=device, dtype=dtype)
+        w = torch.randn(width, width, 3, 3, device=device, dtype=dtype)
+        flops = 2 * batch * width * width * 9 * s * s
+        with torch.no_grad():
+            t = _median_time(lambda: F.conv2d(x, w, padding=1), device, reps)
+        if flops / t / 1e9 > best["conv_gflop_s"]:
+            best = {"conv_gflop_s": flops / t / 1e9, "conv_shape": [batch, width, s, s]}
+    n = 1024 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    t = _median_time(lambda: a @ b, device, reps)
+    best["matmul_gflop_s"] = 2 * n**3 / t / 1e9
+    best["matmul_n"] = n
+    return best
+
+
+# ------------------------------------------------------------------------------------------------
+# The minimal algorithm (for the necessary FLOP count)
+# ------------------------------------------------------------------------------------------------
+
+
+def necessary_meta_step(model, tasks, inner, outer, *, steps: int, lr: float, first_order: bool) -> None:
+    """MAML with nothing but the necessary work: inner gradients w.r.t. the adapted parameters
+    only (no graph in first order), one query pass, backward into the outer parameters only."""
+    named = dict(model.named_parameters())
+    outer_set = set(outer)
+    with batchnorm_mode(model, "transductive"):
+        for t in tasks:
+            if first_order:
+                const = {n: p.detach() for n, p in named.items() if n not in inner}
+                fast = {n: named[n].detach().requires_grad_() for n in inner}
+                for _ in range(steps):
+                    loss = F.cross_entropy(functional_call(model, {**const, **fast}, (t.support_x,)), t.support_y)
+                    grads = torch.autograd.grad(loss, list(fast.values()))
+                    with torch.no_grad():
+                        fast = {n: (p - lr * g).requires_grad_() for (n, p), g in zip(fast.items(), grads)}
+                adapted = {n: (named[n] + (f.detach() - named[n].detach()) if n in outer_set else f.detach()) for n, f in fast.items()}
+            else:
+                fast = {n: (named[n] if n in outer_set else named[n].detach().requires_grad_()) for n in inner}
+                for _ in range(steps):
+                    loss = F.cross_entropy(functional_call(model, fast, (t.support_x,)), t.support_y)
+                    grads = torch.autograd.grad(loss, list(fast.values()), create_graph=True)
+                    fast = {n: p - lr * g for (n, p), g in zip(fast.items(), grads)}
+                adapted = fast
+            const = {n: p.detach() for n, p in named.items() if n not in outer_set and n not in adapted}
+            loss = F.cross_entropy(functional_call(model, {**const, **adapted}, (t.query_x,)), t.query_y)
+            torch.autograd.backward(loss / len(tasks), inputs=[named[n] for n in outer])
+
+
+# ------------------------------------------------------------------------------------------------
+# Rows
+# ------------------------------------------------------------------------------------------------
+
+
+def make_tasks(n, ways, shots, queries, size, device, dtype, memory_format, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for _ in range(n):
+        sx = torch.randn(ways * shots, 3, size, size, generator=g)
+        qx = torch.randn(ways * queries, 3, size, size, generator=g)
+        tasks.append(SimpleNamespace(
+            support_x=sx.to(device, dtype).contiguous(memory_format=memory_format),
+            support_y=torch.arange(ways, device=device).repeat(shots),
+            query_x=qx.to(device, dtype).contiguous(memory_format=memory_format),
+            query_y=torch.arange(ways, device=device).repeat(queries),
+        ))
+    return tasks
+
+
+def make_model(name: str, ways: int, device, dtype, memory_format):
+    torch.manual_seed(0)
+    model = build_model(name, variant=2, num_classes=ways) if name.startswith("hyper-") else build_model(name, num_classes=ways)
+    return model.to(device=device, dtype=dtype, memory_format=memory_format).train()
+
+
+def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: dict) -> dict:
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = make_model(name, args.ways, device, dtype, fmt)
+    tasks = make_tasks(args.meta_batch, args.ways, shots, args.queries, size, device, dtype, fmt)
+    autocast = getattr(torch, args.autocast) if args.autocast else None
+    backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
+    mamls = {b: MAML(model, backend=b, first_order=first_order, inner_steps=args.steps, autocast=autocast if b == "func" else None)
+             for b in backends}
+    out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
+                 "order": 1 if first_order else 2, "size": size, "backends": {}}
+
+    def step(b, batch=tasks):
+        model.zero_grad(set_to_none=True)
+        mamls[b].meta_step(batch)
+
+    for b in backends:  # warm-up on one task, counting FLOPs (same shapes: x meta-batch)
+        with CountFlops() as fc:
+            step(b, tasks[:1])
+        out["backends"][b] = {"gflop": fc.get_total_flops() * len(tasks) / 1e9}
+    with CountFlops() as fc:
+        inner, outer = mamls["func"].inner_params, mamls["func"].outer_params
+        model.zero_grad(set_to_none=True)
+        necessary_meta_step(model, tasks[:1], inner, outer, steps=args.steps, lr=0.01, first_order=first_order)
+    out["necessary_gflop"] = fc.get_total_flops() * len(tasks) / 1e9
+    for b in backends:  # tasks are backpropagated one by one: a meta-step's peak is one task's
+        with peak_memory(device) as pm:
+            step(b, tasks[:1])
+        out["backends"][b]["peak_mb"] = None if pm["peak_bytes"] is None else pm["peak_bytes"] / 2**20
+    times: dict = {b: [] for b in backends}
+    for _ in range(args.reps):
+        for b in backends:
+            _sync(device)
+            t = time.perf_counter()
+            step(b)
+            _sync(device)
+            times[b].append(time.perf_counter() - t)
+    for b in backends:
+        r = out["backends"][b]
+        r["ms"] = statistics.median(times[b]) * 1e3
+        r["ms_all"] = [round(x * 1e3, 1) for x in times[b]]
+        r["tasks_s"] = args.meta_batch / (r["ms"] / 1e3)
+        r["gflop_s"] = r["gflop"] / (r["ms"] / 1e3)
+        r["frac_conv"] = r["gflop_s"] / machine["conv_gflop_s"]
+    d = out["backends"]["func"]
+    d["flop_over_necessary"] = d["gflop"] / out["necessary_gflop"]
+    if "stock_higher" in d or "stock_higher" in out["backends"]:
+        s = out["backends"]["stock_higher"]
+        out["ratio"] = s["ms"] / d["ms"]
+        out["flop_ratio"] = s["gflop"] / d["gflop"]
+        out["mem_ratio"] = (d["peak_mb"] / s["peak_mb"]) if (d["peak_mb"] and s["peak_mb"]) else None
+    return out
+
+
+def format_table(result: dict) -> str:
+    m = result["machine"]
+    lines = [
+        f"device {m['device']} ({m['cpu']}), threads {m['threads']}, dtype {result['config']['dtype']}; "
+        f"conv {m['conv_gflop_s']:.1f} GFLOP/s (fwd 3x3 conv {m['conv_shape']}), matmul {m['matmul_gflop_s']:.1f} GFLOP/s",
+        f"{'model':<16}{'shot':>4}{'ord':>4}{'px':>4} | {'backend':<12}{'ms':>9}{'tasks/s':>8}{'GFLOP':>8}{'GFLOP/s':>8}"
+        f"{'conv%':>6}{'peakMB':>8} | {'x stock':>7}{'FLOP/nec':>9}",
+    ]
+    for row in result["rows"]:
+        first = True
+        for b, r in row["backends"].items():
+            head = f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}" if first else " " * 28
+            peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+            tail = ""
+            if b == "func":
+                ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
+                tail = f" | {ratio:>7}{r['flop_over_necessary']:>9.3f}"
+            elif b == "stock_higher":
+                tail = f" | {'1.00':>7}{r['gflop'] / row['necessary_gflop']:>9.3f}"
+            else:
+                tail = f" | {row['backends']['stock_higher']['ms'] / r['ms'] if 'stock_higher' in row['backends'] else 0:>7.2f}{r['gflop'] / row['necessary_gflop']:>9.3f}"
+            lines.append(f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
+                         f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}")
+            first = False
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    csv = lambda cast: (lambda s: [cast(x) for x in s.split(",") if x])  # noqa: E731
+    p.add_argument("--models", type=csv(str), default=["hyper-wrn-16-2", "wrn-16-2"], help="comma list (hyper-* built as variant 2)")
+    p.add_argument("--shots", type=csv(int), default=[1, 5])
+    p.add_argument("--orders", type=csv(int), default=[2, 1], help="2 = second order, 1 = first order")
+    p.add_argument("--sizes", type=csv(int), default=[32], help="image sizes (84 for miniImageNet)")
+    p.add_argument("--ways", type=int, default=5)
+    p.add_argument("--queries", type=int, default=15, help="query images per class")
+    p.add_argument("--steps", type=int, default=5, help="inner steps")
+    p.add_argument("--meta-batch", type=int, default=4)
+    p.add_argument("--reps", type=int, default=5, help="timed meta-steps per backend (median)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--channels-last", action="store_true", help="model and images in channels_last")
+    p.add_argument("--autocast", default=None, help="autocast dtype for the default backend, e.g. bfloat16 (CUDA)")
+    p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend")
+    p.add_argument("--no-stock", action="store_true", help="skip stock higher")
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
+    p.add_argument("--json", default=None, help="write the result as JSON to this file ('-' = stdout)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.shots, args.orders, args.sizes = ["hyper-wrn-10-1"], [1], [2, 1], [16]
+        args.ways, args.queries, args.steps, args.meta_batch, args.reps = 3, 2, 2, 2, 2
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error("--device cuda but CUDA is not available")
+    if args.reps < 1:
+        p.error("--reps must be >= 1")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    t0 = time.perf_counter()
+    k = max(int(m.rsplit("-", 1)[-1]) for m in args.models)
+    machine = machine_throughput(device, dtype, args.ways * args.queries, max(args.sizes), k, max(3, args.reps))
+    machine.update(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__,
+                   cpu=platform.processor() or platform.machine(),
+                   gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                   peak_memory=("torch.cuda.max_memory_allocated" if device.type == "cuda" else
+                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None))
+    rows = []
+    for size in args.sizes:
+        for name in args.models:
+            for shots in args.shots:
+                for order in args.orders:
+                    rows.append(run_row(args, name, shots, order == 1, size, machine))
+                    print(f"  done {name} {shots}-shot order {order} {size}px ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    config = {k: v for k, v in vars(args).items() if k != "json"}
+    result = {"machine": machine, "config": config, "rows": rows, "seconds": time.perf_counter() - t0}
+    if args.json:
+        text = json.dumps(result, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w") as f:
+                f.write(text)
+    print(format_table(result))
+    return result
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    main()
