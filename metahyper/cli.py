@@ -96,7 +96,8 @@ def datasets_cmd(root: str | None) -> None:
 
 # ------------------------------------------------------------------------------------------------
 # Pipeline: pretrain, meta-train, eval, plots, demo (issue 4). Thin: parse options into a config
-# dataclass (metahyper.config) and call metahyper.train.* / metahyper.plots.
+# dataclass (metahyper.config) and call metahyper.train.* / metahyper.plots. pretrain, meta-train and
+# eval run distributed under torchrun (metahyper.train.distributed); only rank 0 prints and writes.
 
 
 def _ints(text: str) -> list[int]:
@@ -153,6 +154,7 @@ def pretrain_cmd(dataset, model, out, variant, d, hyper_bias, compressed, embedd
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
     from metahyper.config import PretrainConfig
     from metahyper.train.pretrain import pretrain
+    from metahyper.train.distributed import distributed_session
 
     if eval_split is None and dataset in ("cifar10", "cifar100"):
         eval_split = "test"
@@ -162,7 +164,10 @@ def pretrain_cmd(dataset, model, out, variant, d, hyper_bias, compressed, embedd
                          milestones=_ints(milestones), gamma=gamma, weight_decay=weight_decay, generated_l2=generated_l2,
                          augment=augment, swa_start=swa_start, swa_lr=swa_lr, seed=seed, device=device, num_workers=workers,
                          save_every=save_every, data_root=data_root, resume=resume, progress=not quiet)
-    summary = pretrain(cfg)
+    with distributed_session(device) as ctx:
+        summary = pretrain(cfg, ctx)
+    if not ctx.is_main:
+        return
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
     click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {out}")
@@ -206,6 +211,7 @@ def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, ite
     """MAML from a pretrained backbone (Algorithms 1 and 2), validating on another dataset."""
     from metahyper.config import MetaTrainConfig
     from metahyper.train.meta_train import meta_train
+    from metahyper.train.distributed import distributed_session
 
     cfg = MetaTrainConfig(train=train, test=test, init=init, out=out, ways=ways, shots=shots, queries=queries, meta_batch=meta_batch,
                           iterations=iterations, inner_steps=inner_steps, inner_steps_eval=inner_steps_eval, inner_lr=inner_lr,
@@ -213,7 +219,10 @@ def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, ite
                           backend=backend, inner=_groups(inner), outer=_groups(outer), val_every=val_every,
                           val_episodes=val_episodes, val_seed=val_seed, image_size=image_size, seed=seed, device=device,
                           num_workers=workers, save_every=save_every, data_root=data_root, resume=resume, progress=not quiet)
-    summary = meta_train(cfg)
+    with distributed_session(device) as ctx:
+        summary = meta_train(cfg, ctx)
+    if not ctx.is_main:
+        return
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
     click.echo(f"meta-trained {summary['model']} for {iterations} iterations: {shown}; run in {out}")
@@ -246,12 +255,16 @@ def eval_cmd(checkpoint, dataset, shots, ways, queries, episodes, split, method,
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
     from metahyper.config import EvalConfig
     from metahyper.train.evaluate import evaluate
+    from metahyper.train.distributed import distributed_session
 
     cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, shots=shots, ways=ways, queries=queries, episodes=episodes, split=split,
                      seed=seed, method=method, inner_steps=inner_steps, inner_lr=inner_lr, bn=bn, backend=backend,
                      head_steps=head_steps, head_lr=head_lr, image_size=image_size, device=device, output=output,
                      data_root=data_root, progress=not quiet)
-    result = evaluate(cfg)
+    with distributed_session(device) as ctx:
+        result = evaluate(cfg, ctx)
+    if not ctx.is_main:
+        return
     click.echo(result.line())
     click.echo(f"wrote {result.settings['output']}")
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence, TypeVar
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -84,6 +85,17 @@ def shutdown(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
+@contextmanager
+def distributed_session(device: str | None = None) -> Iterator[DistContext]:
+    """``with distributed_session(device) as ctx:`` joins torchrun's process group (if any) for the
+    block and leaves it afterwards; what the CLI commands run in."""
+    ctx = init_distributed(device)
+    try:
+        yield ctx
+    finally:
+        shutdown(ctx)
+
+
 def shard(items: Sequence[T], ctx: DistContext) -> list[T]:
     """This rank's contiguous part of ``items`` (sizes differ by at most one, earlier ranks larger)."""
     n, w, r = len(items), ctx.world_size, ctx.rank
@@ -105,6 +117,15 @@ def all_reduce_grads(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
     for p in params:
         p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
+
+
+def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """``tensor`` summed over ranks (a new tensor; the input itself in one process)."""
+    if not ctx.distributed:
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor)
+    return tensor
 
 
 def all_gather_list(local: list[T], ctx: DistContext) -> list[T]:
@@ -183,6 +204,6 @@ def convert_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 __all__ = [
-    "DistContext", "GlobalBatchNorm2d", "all_gather_list", "all_reduce_grads", "barrier", "broadcast_object",
-    "convert_batchnorm", "init_distributed", "resolve_device", "shard", "shutdown",
+    "DistContext", "GlobalBatchNorm2d", "all_gather_list", "all_reduce_grads", "all_reduce_sum", "barrier", "broadcast_object",
+    "convert_batchnorm", "distributed_session", "init_distributed", "resolve_device", "shard", "shutdown",
 ]

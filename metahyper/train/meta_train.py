@@ -35,7 +35,7 @@ from metahyper.config import MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.models import stage_conv_weights
 from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
-from metahyper.train.distributed import DistContext, all_reduce_grads, resolve_device
+from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
 
@@ -65,6 +65,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
 
     _validate_config(cfg)
     ctx = ctx or DistContext(device=resolve_device(cfg.device))
+    if cfg.meta_batch < ctx.world_size:
+        raise UserError(f"--meta-batch {cfg.meta_batch} is smaller than the {ctx.world_size} processes; every process needs a task")
     device, is_main = ctx.device, ctx.is_main
     out = check_run_dir(cfg.out, cfg)
     seed_everything(cfg.seed)
@@ -158,8 +160,12 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
         curves["lr"][it] = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
-        curves["loss"][it], curves["acc"][it] = result.loss, result.accuracy
-        curves["movement"][it] = torch.tensor([result.movement.get(layer, 0.0) for layer in layers], dtype=torch.float64)
+        # log the means over the whole meta-batch (under torchrun: over every rank's tasks)
+        local = torch.tensor([result.loss, result.accuracy, *(result.movement.get(layer, 0.0) for layer in layers), 1.0],
+                             dtype=torch.float64) * result.num_tasks
+        stats = all_reduce_sum(local, ctx)
+        stats = stats[:-1] / stats[-1]
+        curves["loss"][it], curves["acc"][it], curves["movement"][it] = stats[0], stats[1], stats[2:]
         done = it + 1
         if it % 5 == 0 or done == n:
             recent = slice(max(0, done - 20), done)

@@ -27,14 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
 from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
-from metahyper.train.distributed import DistContext, resolve_device
+from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
 
 
@@ -98,19 +99,32 @@ class RatioMeter:
 
 
 @torch.no_grad()
-def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256) -> tuple[float, float]:
-    """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``."""
+def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
+                            ctx: DistContext | None = None) -> tuple[float, float]:
+    """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``; under torchrun each rank scores
+    its shard and the sums are all-reduced, so every rank returns the single-process numbers."""
+    ctx = ctx or DistContext(device=device)
     was_training = model.training
     model.eval()
-    loss = correct = n = 0
-    for x, y in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
+    part = Subset(dataset, shard(range(len(dataset)), ctx)) if ctx.distributed else dataset
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False):
         x, y = x.to(device), y.to(device)
         out = model(x)
-        loss += F.cross_entropy(out, y, reduction="sum").item()
-        correct += (out.argmax(1) == y).sum().item()
-        n += len(y)
+        sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum().double(),
+                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
     model.train(was_training)
+    loss, correct, n = all_reduce_sum(sums, ctx).tolist()
     return loss / max(n, 1), correct / max(n, 1)
+
+
+def epoch_order(n: int, seed: int, epoch: int, ctx: DistContext) -> list[int]:
+    """The order epoch ``epoch`` visits the ``n`` training images: a permutation that depends only on
+    ``(seed, epoch)``; under torchrun rank ``r`` takes every ``world_size``-th index from ``r``, so
+    with a per-rank batch of ``B / world_size`` the ranks' k-th batches together are exactly the
+    k-th global batch of ``B`` of a single process."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
+    return order[ctx.rank :: ctx.world_size]
 
 
 def _datasets(cfg: PretrainConfig):
@@ -144,17 +158,27 @@ def _validate_config(cfg: PretrainConfig) -> None:
         raise UserError(f"--milestones must be increasing, got {cfg.milestones}")
 
 
+def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: DistContext) -> DataLoader:
+    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks)."""
+    order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
+    return DataLoader(Subset(train_set, order), batch_size=cfg.batch_size // ctx.world_size, shuffle=False,
+                      num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda")
+
+
 def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
     Files are written by the main process only."""
     _validate_config(cfg)
     ctx = ctx or DistContext(device=resolve_device(cfg.device))
+    if cfg.batch_size % ctx.world_size:
+        raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)")
     device, is_main = ctx.device, ctx.is_main
     out = check_run_dir(cfg.out, cfg)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
                         d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
+    model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
     optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
     swa_model = AveragedModel(model) if cfg.swa_start is not None else None
@@ -186,6 +210,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
         write_json(out / "history.json", history)
         write_csv(out / "history.csv", history)
 
+    # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
+    # average is the gradient of the mean over the global batch, as in one process.
+    step_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ctx.distributed else model
     meter = RatioMeter(model)
     steps_per_epoch = -(-len(train_set) // cfg.batch_size)
     is_hyper = model.config.is_hyper
@@ -193,9 +220,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
     loader = None
     for epoch in range(start_epoch, cfg.epochs):
         train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=RandomSampler(train_set, generator=generator),
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        loader = _epoch_loader(train_set, cfg, epoch, ctx)
         meter.reset()
         lr = optimizer.param_groups[0]["lr"]
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -207,7 +232,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
             fault_injection(epoch * steps_per_epoch + step)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with record_generated_weights(model) as generated:
-                logits = model(x)
+                logits = step_model(x)
             loss = F.cross_entropy(logits, y)
             total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
             optimizer.zero_grad(set_to_none=True)
@@ -224,9 +249,11 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
             swa_scheduler.step()
         else:
             scheduler.step()
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}
+        totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        loss_sum, correct, seen = all_reduce_sum(totals, ctx).tolist()  # over the ranks' shares of the epoch
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         if held is not None:
-            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device)
+            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx)
         row.update(meter.read())
         history.append(row)
         improved = held is not None and row["val_acc"] > best_val
@@ -247,11 +274,10 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
                "final": history[-1] if history else None}
     if swa_model is not None:
         if loader is None:  # resumed after the last epoch: rebuild the final epoch's loader
-            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + cfg.epochs - 1)
-            loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=RandomSampler(train_set, generator=generator))
-        update_bn(loader, swa_model, device=device)
+            loader = _epoch_loader(train_set, cfg, cfg.epochs - 1, ctx)
+        update_bn(loader, swa_model, device=device)  # global BatchNorm: the same statistics as one process
         averaged = swa_model.module
-        swa_val = classification_accuracy(averaged, held, device)[1] if held is not None else None
+        swa_val = classification_accuracy(averaged, held, device, ctx=ctx)[1] if held is not None else None
         summary["swa_val_acc"] = swa_val
         if is_main:
             save_checkpoint(out / "swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)

@@ -71,3 +71,142 @@ def test_single_process_context_without_torchrun(monkeypatch):
     assert ctx == DistContext() and ctx.is_main and not ctx.distributed
     net = _tiny_net()
     assert convert_batchnorm(net, ctx) is net and type(net[1]) is nn.BatchNorm2d
+
+
+# ------------------------------------------------------------------------------------------------
+# One distributed meta-step equals one single-process meta-step (float64)
+# ------------------------------------------------------------------------------------------------
+
+
+def _meta_setup(name: str):
+    from types import SimpleNamespace
+
+    from metahyper.models import build_model
+
+    torch.manual_seed(11)
+    model = build_model(name, variant=2, num_classes=3).double() if name.startswith("hyper-") else build_model(name, num_classes=3).double()
+    g = torch.Generator().manual_seed(12)
+    tasks = [SimpleNamespace(support_x=torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64), support_y=torch.arange(3),
+                             query_x=torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64), query_y=torch.arange(3).repeat(2))
+             for _ in range(4)]
+    return model, tasks
+
+
+def _meta_grads(model, tasks, ctx):
+    from metahyper.meta import MAML
+
+    maml = MAML(model, inner_steps=2)
+    maml.meta_step(shard(tasks, ctx), loss_scale=1.0 / len(tasks))
+    named = dict(model.named_parameters())
+    outer = [named[n] for n in maml.outer_params]
+    all_reduce_grads(outer, ctx)
+    return {n: named[n].grad.clone() for n in maml.outer_params}
+
+
+def _meta_worker(rank, world, port, out, name):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    ctx = init_distributed("cpu")
+    model, tasks = _meta_setup(name)
+    grads = _meta_grads(model, tasks, ctx)
+    if ctx.is_main:
+        torch.save(grads, out)
+    shutdown(ctx)
+
+
+@pytest.mark.parametrize("name", ["hyper-wrn-10-1", "wrn-10-1"])
+def test_distributed_meta_step_equals_single_process(tmp_path, name):
+    out = tmp_path / "grads.pt"
+    mp.spawn(_meta_worker, args=(2, free_port(), str(out), name), nprocs=2, join=True)
+    dist_grads = torch.load(out, weights_only=True)
+    model, tasks = _meta_setup(name)
+    single = _meta_grads(model, tasks, DistContext())
+    assert set(dist_grads) == set(single) and single
+    for n, g in single.items():
+        assert g.abs().sum() > 0, n
+        rel = (dist_grads[n] - g).norm() / g.norm()
+        assert rel < 1e-10, (n, rel.item())
+
+
+# ------------------------------------------------------------------------------------------------
+# The commands under torchrun (gloo, 2 processes) against one process
+# ------------------------------------------------------------------------------------------------
+
+
+def torchrun(*args: str, env: dict | None = None, check: bool = True):
+    """``torchrun --standalone --nproc_per_node 2 -m metahyper ARGS`` on one thread per process."""
+    import subprocess
+    import sys
+
+    full_env = {k: v for k, v in os.environ.items() if k != "METAHYPER_TEST_SIGKILL_AT"}
+    full_env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metahyper", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"torchrun metahyper {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _states_close(a: dict, b: dict, rtol: float, atol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            assert torch.allclose(a[k], b[k], rtol=rtol, atol=atol), (k, (a[k] - b[k]).abs().max().item())
+        else:
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_torchrun_pretrain_epoch_equals_single_process(glyph_root, tmp_path, cli):
+    from metahyper.data import ClassificationData, open_split
+    from metahyper.train.checkpoint import load_checkpoint
+
+    n = len(ClassificationData(open_split("glyphs-a", "train", root=glyph_root), "train", 0.2, seed=0))
+    batch = next(b for b in range(48, 1, -2) if n % b == 0)  # every global batch splits evenly over 2 ranks
+    common = ["pretrain", "--dataset", "glyphs-a", "--model", "hyper-wrn-10-1", "--image-size", "8", "--epochs", "2",
+              "--batch-size", str(batch), "--milestones", "1", "--val-fraction", "0.2", "--swa-start", "1",
+              "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    cli(*common, "--out", str(tmp_path / "single"))
+    torchrun(*common, "--out", str(tmp_path / "dist"))
+    single, dist_ = load_checkpoint(tmp_path / "single" / "last.pt"), load_checkpoint(tmp_path / "dist" / "last.pt")
+    # float32, sums taken in another order across ranks: equal up to rounding
+    _states_close(single.state_dict, dist_.state_dict, rtol=1e-4, atol=1e-5)
+    _states_close(load_checkpoint(tmp_path / "single" / "swa.pt").state_dict, load_checkpoint(tmp_path / "dist" / "swa.pt").state_dict,
+                  rtol=1e-4, atol=1e-5)  # SWA average and its BatchNorm update
+    for a, b in zip(single.extra["history"], dist_.extra["history"]):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and a["val_acc"] == b["val_acc"]
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+
+
+def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, cli):
+    from metahyper.train.checkpoint import load_checkpoint
+
+    common = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(pretrained["hyper-wrn-10-1"]),
+              "--ways", "3", "--shots", "1", "--queries", "2", "--meta-batch", "4", "--iterations", "3", "--inner-steps", "1",
+              "--inner-steps-eval", "2", "--val-every", "3", "--val-episodes", "6", "--save-every", "1",
+              "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    cli(*common, "--out", str(tmp_path / "single"))
+    torchrun(*common, "--out", str(tmp_path / "dist"))
+    single, dist_ = load_checkpoint(tmp_path / "single" / "last.pt"), load_checkpoint(tmp_path / "dist" / "last.pt")
+    _states_close(single.state_dict, dist_.state_dict, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(single.extra["curves"]["loss"], dist_.extra["curves"]["loss"], rtol=1e-4)  # whole meta-batch logged
+    assert single.extra["val_history"][0]["val_acc"] == pytest.approx(dist_.extra["val_history"][0]["val_acc"])
+
+    # killed (SIGKILL before iteration 2, after last.pt of iteration 2 was written) and resumed
+    killed = torchrun(*common, "--out", str(tmp_path / "killed"), env={"METAHYPER_TEST_SIGKILL_AT": "2"}, check=False)
+    assert killed.returncode != 0
+    assert load_checkpoint(tmp_path / "killed" / "last.pt").extra["iteration"] == 2
+    torchrun(*common, "--out", str(tmp_path / "killed"), "--resume")
+    resumed = load_checkpoint(tmp_path / "killed" / "last.pt")
+    for k, v in dist_.state_dict.items():
+        assert torch.equal(v, resumed.state_dict[k]), k
+
+    # eval: episodes sharded and gathered, the same line as one process
+    ev = ["eval", "--checkpoint", str(tmp_path / "single"), "--dataset", "glyphs-b", "--shots", "1", "--ways", "3", "--queries", "2",
+          "--episodes", "9", "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    one = cli(*ev, "-o", str(tmp_path / "one.json"))
+    two = torchrun(*ev, "-o", str(tmp_path / "two.json"))
+    assert one.stdout.splitlines()[0] == two.stdout.splitlines()[0]
+    import json
+
+    a, b = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    assert a["accuracies"] == b["accuracies"] and a["mean"] == b["mean"] and a["ci95"] == b["ci95"]

@@ -5,7 +5,8 @@
 #   DEVICE   cpu | cuda | cuda:N | auto           (default: auto)
 #   SEEDS    seeds averaged as in the paper       (default: "0 1 2", the paper's 3 runs)
 #   WORKERS  DataLoader workers                   (default: 8)
-#   METAHYPER  the command                        (default: metahyper)
+#   METAHYPER  the command                        (default: metahyper; several GPUs:
+#              METAHYPER="torchrun --nproc_per_node 8 -m metahyper", see the README's multi-GPU section)
 # The data caches must exist: `metahyper prepare cifar10|cifar100|fc100 --source ...` and
 # `metahyper prepare miniimagenet --source ...` (see `metahyper datasets`).
 # Every step is skipped when its run finished (summary.json) and resumed when it was interrupted
@@ -27,7 +28,8 @@ run_stage() {
     fi
     local resume=()
     [[ -f "$out/last.pt" ]] && resume=(--resume)
-    "$METAHYPER" "$command" --out "$out" --device "$DEVICE" --workers "$WORKERS" "${resume[@]}" "$@"
+    # shellcheck disable=SC2086  # METAHYPER may be a torchrun command line
+    $METAHYPER "$command" --out "$out" --device "$DEVICE" --workers "$WORKERS" "${resume[@]}" "$@"
 }
 
 # cifar RUN_NAME DATASET MODEL [EXTRA...]: the section 5.1 recipe (Zagoruyko & Komodakis): SGD
@@ -70,7 +72,7 @@ evaluate() {
         python -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{d['model']} [{d['method']}] {d['dataset']} {d['ways']}-way {d['shots']}-shot: {100*d['mean']:.2f} +- {100*d['ci95']:.2f}\")" "$json"
         return
     fi
-    "$METAHYPER" eval --device "$DEVICE" --episodes 600 --queries 15 --quiet -o "$json" "$@"
+    $METAHYPER eval --device "$DEVICE" --episodes 600 --queries 15 --quiet -o "$json" "$@"
 }
 
 # Few-shot experiments (section 5.4). The paper gives the meta-training recipe (Sun et al. 2019:

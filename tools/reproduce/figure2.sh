@@ -7,5 +7,5 @@ source "$(dirname "$0")/common.sh"
 SEEDS=0
 cifar hyper-wrn-28-4-v2-bias-noreg cifar10 hyper-wrn-28-4 --variant 2 --hyper-bias --generated-l2 0
 cifar hyper-wrn-28-4-v2-noreg cifar10 hyper-wrn-28-4 --variant 2 --generated-l2 0
-"$METAHYPER" curves "$RUNS/cifar10/hyper-wrn-28-4-v2-bias-noreg/seed0" "$RUNS/cifar10/hyper-wrn-28-4-v2-noreg/seed0" \
+$METAHYPER curves "$RUNS/cifar10/hyper-wrn-28-4-v2-bias-noreg/seed0" "$RUNS/cifar10/hyper-wrn-28-4-v2-noreg/seed0" \
     --ratio-group embeddings -o "$RUNS/figure2.png"

@@ -5,5 +5,5 @@
 # Uses (and trains if missing) Table 8's 28-4 runs. Time (estimated): ~5 GPU-hours if missing.
 source "$(dirname "$0")/common.sh"
 table8_runs wrn-28-4 hyper-wrn-28-4
-"$METAHYPER" movement-plot "$RUNS/fc100-to-mini/hyper-wrn-28-4-1shot" "$RUNS/fc100-to-mini/wrn-28-4-1shot" \
+$METAHYPER movement-plot "$RUNS/fc100-to-mini/hyper-wrn-28-4-1shot" "$RUNS/fc100-to-mini/wrn-28-4-1shot" \
     --paper-layers --smooth 20 -o "$RUNS/figure4.png"

@@ -5,6 +5,6 @@
 source "$(dirname "$0")/common.sh"
 table8_runs wrn-28-4 hyper-wrn-28-4
 for shots in 1 5; do
-    "$METAHYPER" curves "$RUNS/fc100-to-mini/hyper-wrn-28-4-${shots}shot" "$RUNS/fc100-to-mini/wrn-28-4-${shots}shot" \
+    $METAHYPER curves "$RUNS/fc100-to-mini/hyper-wrn-28-4-${shots}shot" "$RUNS/fc100-to-mini/wrn-28-4-${shots}shot" \
         -o "$RUNS/figure5-${shots}shot.png"
 done

@@ -16,5 +16,5 @@ for dataset in cifar10 cifar100; do
     report "$dataset" wrn-40-2 hyper-wrn-40-2-v1 hyper-wrn-40-2-v2 wrn-28-4 hyper-wrn-28-4-v1 hyper-wrn-28-4-v2 wrn-100-4
 done
 # Train / test parameter counts beside the paper's, and one export as the deployable plain network.
-"$METAHYPER" models
-"$METAHYPER" export --checkpoint "$RUNS/cifar100/hyper-wrn-28-4-v2/seed0" -o "$RUNS/cifar100/hyper-wrn-28-4-v2/seed0/plain.pt"
+$METAHYPER models
+$METAHYPER export --checkpoint "$RUNS/cifar100/hyper-wrn-28-4-v2/seed0" -o "$RUNS/cifar100/hyper-wrn-28-4-v2/seed0/plain.pt"

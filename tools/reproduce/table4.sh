@@ -13,4 +13,4 @@ for dataset in cifar10 cifar100; do
     done
     report "$dataset" resnet-18 hyper-resnet-18-v2 resnet-34 hyper-resnet-34-v2
 done
-"$METAHYPER" models
+$METAHYPER models

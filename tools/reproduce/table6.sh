@@ -11,4 +11,4 @@ for dataset in cifar10 cifar100; do
     cifar hyper-wrn-28-4-compressed "$dataset" hyper-wrn-28-4 --variant 1 --compressed --embedding-seed 0
     report "$dataset" wrn-28-4 wrn-10-4 hyper-wrn-28-4-compressed
 done
-"$METAHYPER" models
+$METAHYPER models
