@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark one MAML meta-step (issue 5): the default backend against stock ``higher``.
+"""Benchmark one MAML meta-step (issue 5): the default backend against stock ``higher`` (and, with
+``--backends``, any of ``func``, ``vmap``, ``higher``, ``stock_higher``).
 
 Per row (model, shots, order, image size) and per backend, in ONE process, on the same model and
 the same tasks:
@@ -21,6 +22,8 @@ the same tasks:
   ``torch.cuda.max_memory_allocated`` above ``memory_allocated``. Measured on a meta-step of ONE
   task (untimed): each task's graph is released by its backward before the next task starts, so
   the peak of a meta-batch is the peak of one task (the accumulated ``.grad`` is allocated by then).
+  Except ``vmap``, which keeps every task's graph at once: its FLOPs and peak are measured on the
+  whole meta-batch (its peak is ~meta-batch x that of one task).
 * ``ratio``: stock higher time / default time (> 1: the default is faster).
 
 Machine throughput, measured in the same run and printed first: ``conv_gflop_s``, the best
@@ -32,6 +35,7 @@ Usage::
     python tools/bench_meta.py                   # CPU default set, < 10 min on 2 cores
     python tools/bench_meta.py --quick --json out.json   # seconds; used by the test suite
     python tools/bench_meta.py --models hyper-wrn-16-4,wrn-16-4 --sizes 84 --shots 1,5 --device cuda
+    python tools/bench_meta.py --quick --backends func,vmap,stock_higher   # seconds, any backends
 
 JSON (``--json``): {"machine": {...}, "config": {...}, "rows": [{...per row...}]}.
 """
@@ -56,9 +60,12 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
-from metahyper.meta import MAML
+from metahyper.meta import BACKENDS, MAML
 from metahyper.meta.maml import batchnorm_mode
 from metahyper.models import build_model
+
+AUTOCAST_BACKENDS = ("func", "vmap")  # --autocast applies to these (higher's patched modules: not tried)
+BATCHED_BACKENDS = ("vmap",)  # hold the whole meta-batch's graph at once: measured on the full meta-batch
 
 # ------------------------------------------------------------------------------------------------
 # Measuring
@@ -244,8 +251,9 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     model = make_model(name, args.ways, device, dtype, fmt)
     tasks = make_tasks(args.meta_batch, args.ways, shots, args.queries, size, device, dtype, fmt)
     autocast = getattr(torch, args.autocast) if args.autocast else None
-    backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
-    mamls = {b: MAML(model, backend=b, first_order=first_order, inner_steps=args.steps, autocast=autocast if b == "func" else None)
+    backends = args.backends
+    mamls = {b: MAML(model, backend=b, first_order=first_order, inner_steps=args.steps,
+                     autocast=autocast if b in AUTOCAST_BACKENDS else None)
              for b in backends}
     out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
                  "order": 1 if first_order else 2, "size": size, "backends": {}}
@@ -254,18 +262,30 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         model.zero_grad(set_to_none=True)
         mamls[b].meta_step(batch)
 
-    for b in backends:  # warm-up on one task, counting FLOPs (same shapes: x meta-batch)
-        with CountFlops() as fc:
-            step(b, tasks[:1])
-        out["backends"][b] = {"gflop": fc.get_total_flops() * len(tasks) / 1e9}
+    for b in list(backends):  # warm-up on one task, counting FLOPs (same shapes: x meta-batch); vmap: all tasks
+        batch = tasks if b in BATCHED_BACKENDS else tasks[:1]
+        try:
+            with CountFlops() as fc:
+                step(b, batch)
+        except torch.OutOfMemoryError:  # e.g. vmap (all tasks' graphs at once) on a large row: skip it
+            model.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            out.setdefault("skipped", {})[b] = "out of memory"
+            backends = [x for x in backends if x != b]
+            print(f"  {name} {shots}-shot: backend {b} out of memory, skipped", file=sys.stderr, flush=True)
+            continue
+        out["backends"][b] = {"gflop": fc.get_total_flops() * len(tasks) / len(batch) / 1e9}
+    if not backends:
+        return out
     with CountFlops() as fc:
-        inner, outer = mamls["func"].inner_params, mamls["func"].outer_params
+        inner, outer = mamls[backends[0]].inner_params, mamls[backends[0]].outer_params
         model.zero_grad(set_to_none=True)
         necessary_meta_step(model, tasks[:1], inner, outer, steps=args.steps, lr=0.01, first_order=first_order)
     out["necessary_gflop"] = fc.get_total_flops() * len(tasks) / 1e9
     for b in backends:  # tasks are backpropagated one by one: a meta-step's peak is one task's
-        with peak_memory(device) as pm:
-            step(b, tasks[:1])
+        with peak_memory(device) as pm:  # ... except under vmap, which holds every task's graph
+            step(b, tasks if b in BATCHED_BACKENDS else tasks[:1])
         out["backends"][b]["peak_mb"] = None if pm["peak_bytes"] is None else pm["peak_bytes"] / 2**20
     times: dict = {b: [] for b in backends}
     for _ in range(args.reps):
@@ -282,9 +302,10 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         r["tasks_s"] = args.meta_batch / (r["ms"] / 1e3)
         r["gflop_s"] = r["gflop"] / (r["ms"] / 1e3)
         r["frac_conv"] = r["gflop_s"] / machine["conv_gflop_s"]
-    d = out["backends"]["func"]
-    d["flop_over_necessary"] = d["gflop"] / out["necessary_gflop"]
-    if "stock_higher" in d or "stock_higher" in out["backends"]:
+    for r in out["backends"].values():
+        r["flop_over_necessary"] = r["gflop"] / out["necessary_gflop"]
+    d = out["backends"][backends[0]]  # the reference of the ratios: the first backend (func by default)
+    if "stock_higher" in out["backends"] and backends[0] != "stock_higher":
         s = out["backends"]["stock_higher"]
         out["ratio"] = s["ms"] / d["ms"]
         out["flop_ratio"] = s["gflop"] / d["gflop"]
@@ -301,18 +322,16 @@ def format_table(result: dict) -> str:
         f"{'conv%':>6}{'peakMB':>8} | {'x stock':>7}{'FLOP/nec':>9}",
     ]
     for row in result["rows"]:
+        for b, why in row.get("skipped", {}).items():
+            lines.append(f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12} skipped: {why}")
         first = True
         for b, r in row["backends"].items():
             head = f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}" if first else " " * 28
             peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
             tail = ""
-            if b == "func":
-                ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
-                tail = f" | {ratio:>7}{r['flop_over_necessary']:>9.3f}"
-            elif b == "stock_higher":
-                tail = f" | {'1.00':>7}{r['gflop'] / row['necessary_gflop']:>9.3f}"
-            else:
-                tail = f" | {row['backends']['stock_higher']['ms'] / r['ms'] if 'stock_higher' in row['backends'] else 0:>7.2f}{r['gflop'] / row['necessary_gflop']:>9.3f}"
+            stock = row["backends"].get("stock_higher")
+            ratio = f"{stock['ms'] / r['ms']:.2f}" if stock else "-"
+            tail = f" | {ratio:>7}{r['flop_over_necessary']:>9.3f}"
             lines.append(f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
                          f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}")
             first = False
@@ -335,15 +354,24 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--channels-last", action="store_true", help="model and images in channels_last")
-    p.add_argument("--autocast", default=None, help="autocast dtype for the default backend, e.g. bfloat16 (CUDA)")
-    p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend")
-    p.add_argument("--no-stock", action="store_true", help="skip stock higher")
+    p.add_argument("--autocast", default=None, help="autocast dtype for the func and vmap backends, e.g. bfloat16 (CUDA)")
+    p.add_argument("--backends", type=csv(str), default=None,
+                   help=f"comma list among {','.join(BACKENDS)}, timed in this order (the first is the reference of "
+                        "FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]")
+    p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend (without --backends)")
+    p.add_argument("--no-stock", action="store_true", help="skip stock higher (without --backends)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file ('-' = stdout)")
     args = p.parse_args(argv)
     if args.quick:
         args.models, args.shots, args.orders, args.sizes = ["hyper-wrn-10-1"], [1], [2, 1], [16]
         args.ways, args.queries, args.steps, args.meta_batch, args.reps = 3, 2, 2, 2, 2
+    if args.backends is None:
+        args.backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
+    unknown = [b for b in args.backends if b not in BACKENDS]
+    if unknown or not args.backends:
+        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)}")
+    args.backends = list(dict.fromkeys(args.backends))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
     if args.reps < 1:

@@ -1,11 +1,26 @@
 #!/usr/bin/env python
 """CUDA run of tools/bench_meta.py (issue 5): 84x84, WRN-16-4 and Hyper-WRN-16-4 (variant 2),
-5-way 1- and 5-shot, 15 queries per class, 5 inner steps, meta-batch 4, second and first order,
-default backend vs stock higher; then the default backend with bf16 autocast + channels_last.
-Budget: well under 8 minutes on one H100. Prints the tables last; JSON to --out (default
-bench_meta_gpu.json).
+5-way 1- and 5-shot, 15 queries per class, 5 inner steps, meta-batch 4, second and first order:
+fp32 with backends func, vmap (all 4 tasks in one vmapped computation), restricted higher and stock
+higher; then func and vmap with bf16 autocast + channels_last. Prints the tables last; JSON to
+--out (default bench_meta_gpu.json).
 
-    python tools/bench_meta_gpu.py [--out FILE] [--reps 5]
+    python tools/bench_meta_gpu.py [--out FILE] [--reps 5] [--backends func,vmap,higher,stock_higher]
+    python tools/bench_meta_gpu.py --smoke     # CPU, bench_meta --quick sizes: checks the wiring only
+
+Budget (one H100, must stay under 8 minutes): 2 models x 2 shots x 2 orders = 8 rows per run. Per
+row and backend: 1 FLOP-counting warm-up + 1 peak-memory step of ONE task (vmap: of all 4) and
+--reps 5 timed meta-steps of 4 tasks = 22 task-steps (vmap 28). fp32: 3 x 22 + 28 = 94 per row,
+752 in all; bf16: 22 + 28 = 50 per row, 400 in all; 1152 task-steps. The heaviest, 5-shot second
+order on WRN-16-4 at 84 px, is ~10 TFLOP per task (~6 GFLOP per image forward; 5 inner steps of
+25 images with create_graph, 75 queries, the double backward): ~0.3 s at ~30 TFLOP/s achieved
+fp32/TF32; 1-shot and first order are 2-5x cheaper, so ~0.15 s per task-step on average: ~115 s
+fp32 + ~40 s bf16, plus CUDA start-up, cudnn.benchmark autotuning of each new shape (vmap's
+grouped convolutions are new shapes) and the conv/matmul probes: ~3-4 minutes expected. Guards:
+a backend that runs out of memory in its warm-up (vmap holds the graphs of all 4 tasks: ~4x one
+task's peak) is skipped for that row and reported; the bf16 run is skipped if the fp32 run took
+more than --bf16-after-s (default 300 s), so the whole script stays under 8 minutes even if the
+estimate is 1.5x optimistic.
 """
 
 from __future__ import annotations
@@ -27,25 +42,41 @@ def _bench():
     return module
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_meta_gpu.json")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--backends", default="func,vmap,higher,stock_higher", help="fp32 run; the bf16 run times func,vmap among them")
+    p.add_argument("--bf16-after-s", type=float, default=300.0, help="skip the bf16 run if the fp32 run took longer")
+    p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes (bench_meta --quick): check the script runs")
     args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        sys.exit("bench_meta_gpu: CUDA is not available; run tools/bench_meta.py for the CPU benchmark")
-    torch.backends.cudnn.benchmark = True
+    if args.smoke:
+        common = ["--quick", "--device", "cpu", "--threads", "1", "--reps", str(args.reps)]
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("bench_meta_gpu: CUDA is not available; run tools/bench_meta.py for the CPU benchmark (or --smoke)")
+        torch.backends.cudnn.benchmark = True
+        common = ["--device", "cuda", "--sizes", "84", "--models", "hyper-wrn-16-4,wrn-16-4", "--shots", "1,5",
+                  "--orders", "2,1", "--meta-batch", "4", "--reps", str(args.reps), "--threads", "8"]
     bench = _bench()
-    common = ["--device", "cuda", "--sizes", "84", "--models", "hyper-wrn-16-4,wrn-16-4", "--shots", "1,5",
-              "--orders", "2,1", "--meta-batch", "4", "--reps", str(args.reps), "--threads", "8"]
+    fp32 = [b for b in args.backends.split(",") if b]
+    bf16 = [b for b in fp32 if b in bench.AUTOCAST_BACKENDS]
     t0 = time.perf_counter()
-    runs = {"fp32": bench.main(common + ["--with-higher"])}
-    runs["bf16_channels_last"] = bench.main(common + ["--autocast", "bfloat16", "--channels-last", "--no-stock"])
+    runs = {"fp32": bench.main(common + ["--backends", ",".join(fp32)])}
+    fp32_s = time.perf_counter() - t0
+    if not bf16:
+        print("bench_meta_gpu: no func/vmap backend given: bf16 run skipped", file=sys.stderr)
+    elif fp32_s > args.bf16_after_s:
+        print(f"bench_meta_gpu: fp32 run took {fp32_s:.0f} s > {args.bf16_after_s:.0f} s: bf16 run skipped", file=sys.stderr)
+    else:
+        runs["bf16_channels_last"] = bench.main(common + ["--autocast", "bfloat16", "--channels-last", "--backends", ",".join(bf16)])
     Path(args.out).write_text(json.dumps(runs, indent=1))
-    print(f"\n=== bench_meta_gpu ({time.perf_counter() - t0:.0f} s, {torch.cuda.get_device_name()}) ===")
+    device = "cpu (smoke)" if args.smoke else torch.cuda.get_device_name()
+    print(f"\n=== bench_meta_gpu ({time.perf_counter() - t0:.0f} s, {device}) ===")
     for name, result in runs.items():
         print(f"\n[{name}]")
         print(bench.format_table(result))
+    return runs
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from metahyper.meta.maml import (
     batchnorm_mode,
     default_groups,
     inner_loop,
+    inner_loop_functorch,
     inner_loop_higher,
     make_outer_optimizer,
     resolve_groups,
@@ -20,5 +21,5 @@ from metahyper.meta.maml import (
 
 __all__ = [
     "BACKENDS", "BN_MODES", "MAML", "MetaStepResult", "Task", "batchnorm_mode", "default_groups",
-    "inner_loop", "inner_loop_higher", "make_outer_optimizer", "resolve_groups",
+    "inner_loop", "inner_loop_functorch", "inner_loop_higher", "make_outer_optimizer", "resolve_groups",
 ]

@@ -92,6 +92,7 @@ def distributed_session(device: str | None = None) -> Iterator[DistContext]:
     ctx = init_distributed(device)
     try:
         yield ctx
+        barrier(ctx)  # every rank has finished its collectives before the group is torn down
     finally:
         shutdown(ctx)
 

@@ -304,3 +304,101 @@ def test_bad_names_are_user_errors(models, tasks):
         MAML(hyper).meta_step([])
     maml = MAML(hyper, inner_groups="embeddings, classifier", outer_groups=["hypernetworks"])
     assert maml.inner_groups == ("embeddings", "classifier") and maml.outer_groups == ("hypernetworks",)
+
+
+# (7) the vmap backend: all tasks of the meta-batch in one vmapped computation -------------------
+
+
+@pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_vmap_meta_gradients_match_reference(models, tasks, kind, first_order):
+    model = models[kind]
+    maml = MAML(model)
+    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend="vmap")
+    assert set(grads) == set(maml.outer_params)
+    for n in ref:
+        assert rel_err(grads[n], ref[n]) < 1e-8, (n, rel_err(grads[n], ref[n]))
+    _, expected, _ = run_meta_step(model, tasks, first_order=first_order, backend="func")
+    assert result.num_tasks == expected.num_tasks == len(tasks)
+    assert result.loss == pytest.approx(expected.loss, rel=1e-12)
+    assert result.accuracy == pytest.approx(expected.accuracy, abs=1e-6)
+    assert set(result.movement) == set(expected.movement)
+    for layer, v in expected.movement.items():
+        assert result.movement[layer] == pytest.approx(v, rel=1e-10, abs=1e-14), layer
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("bn", ["transductive", "frozen"])
+def test_vmap_batchnorm_modes_and_loss_scale(models, tasks, bn):
+    """Per-task batch statistics under vmap (transductive), running statistics (frozen), buffers
+    and module flags untouched, ``loss_scale`` as in func, other hyper-layer records restored."""
+    model = models["plain"]
+    model.train()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    for backend in ("func", "vmap"):
+        model.zero_grad(set_to_none=True)
+        MAML(model, inner_lr=LR, inner_steps=STEPS, bn=bn, backend=backend).meta_step(tasks, loss_scale=0.25)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        if backend == "func":
+            expected = grads
+    for n in expected:
+        assert rel_err(grads[n], expected[n]) < 1e-8, n
+    for n, b in model.named_buffers():
+        assert torch.equal(b, buffers[n]), n
+    assert all(m.training and m.track_running_stats and "forward" not in vars(m)
+               for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert MAML(model, bn=bn, backend="vmap").evaluate(tasks[0], steps=1) == MAML(model, bn=bn).evaluate(tasks[0], steps=1)
+    model.zero_grad(set_to_none=True)
+
+
+def test_vmap_keeps_tasks_apart(models, tasks):
+    """A meta-batch of one task equals the task alone: a vmapped batch of two different tasks
+    gives the mean of the two single-task meta-gradients (no statistics shared across tasks)."""
+    model = models["hyper2"]
+    singles = [run_meta_step(model, [t], backend="vmap")[2] for t in tasks]
+    _, _, both = run_meta_step(model, tasks, backend="vmap")
+    for n in both:
+        assert rel_err(both[n], (singles[0][n] + singles[1][n]) / 2) < 1e-10, n
+    model.zero_grad(set_to_none=True)
+
+
+def test_vmap_unequal_tasks_is_user_error(models, tasks):
+    model = models["hyper2"]
+    model.zero_grad(set_to_none=True)
+    three_shot = make_tasks(1, shots=3)[0]
+    with pytest.raises(UserError, match="equal shapes.*backend='func'"):
+        MAML(model, backend="vmap").meta_step([tasks[0], three_shot])
+    assert all(p.grad is None for p in model.parameters())
+    assert all(m.record is None for m in model.modules() if type(m).__name__ == "HyperConv2d")
+
+
+# (8) bf16 autocast (CPU) against float32 -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["hyper2", "plain"])
+def test_bf16_autocast_meta_gradients_close_to_float32(kind):
+    """bf16 autocast changes the meta-gradient only by bf16 rounding: the whole outer-gradient
+    vector within cosine 0.98 of float32, and the meta-gradient's relative error no larger
+    (x1.5) than that of the plain query-loss gradient (0 inner steps) under the same autocast.
+    On these tiny 8x8 models bf16 alone already gives ~10% relative error (BatchNorm with batch
+    statistics: parameter gradients of the layers before a BN are sums with heavy cancellation),
+    hence the tolerances. Gradients stay float32."""
+    model = make_model(kind).float()
+    tasks32 = [SimpleNamespace(**{k: v.float() if v.is_floating_point() else v for k, v in vars(t).items()})
+               for t in make_tasks(2, shots=5)]
+
+    def grads(backend, steps, autocast):
+        model.zero_grad(set_to_none=True)
+        MAML(model, inner_lr=0.01, inner_steps=steps, backend=backend, autocast=autocast).meta_step(tasks32)
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    floor = rel_err(grads("func", 0, torch.bfloat16), grads("func", 0, None))
+    reference = grads("func", STEPS, None)
+    assert reference.dtype == torch.float32
+    for backend in ("func", "vmap"):
+        g = grads(backend, STEPS, torch.bfloat16)
+        assert g.dtype == torch.float32 and torch.isfinite(g).all()
+        assert F.cosine_similarity(g, reference, dim=0) > 0.98, backend
+        assert rel_err(g, reference) < max(1.5 * floor, 5e-2), (backend, rel_err(g, reference), floor)
+    model.zero_grad(set_to_none=True)

@@ -17,9 +17,11 @@ def _load():
 def test_bench_meta_quick(tmp_path, capsys):
     bench = _load()
     out = tmp_path / "bench.json"
-    result = bench.main(["--quick", "--json", str(out)])
+    assert bench.parse_args(["--quick"]).backends == ["func", "stock_higher"]
+    assert bench.parse_args(["--quick", "--with-higher", "--no-stock"]).backends == ["func", "higher"]
+    result = bench.main(["--quick", "--backends", "func,vmap,stock_higher", "--json", str(out)])
     table = capsys.readouterr().out
-    assert "func" in table and "stock_higher" in table and "GFLOP/s" in table
+    assert "func" in table and "vmap" in table and "stock_higher" in table and "GFLOP/s" in table
     data = json.loads(out.read_text())
     assert data["rows"] == json.loads(json.dumps(result["rows"]))
     machine = data["machine"]
@@ -27,7 +29,7 @@ def test_bench_meta_quick(tmp_path, capsys):
     assert {row["order"] for row in data["rows"]} == {1, 2}
     for row in data["rows"]:
         assert row["necessary_gflop"] > 0 and row["ratio"] > 0
-        for name in ("func", "stock_higher"):
+        for name in ("func", "vmap", "stock_higher"):
             r = row["backends"][name]
             assert r["ms"] > 0 and r["tasks_s"] > 0 and r["gflop"] > 0 and r["gflop_s"] > 0 and r["frac_conv"] > 0
             assert len(r["ms_all"]) == data["config"]["reps"]
@@ -35,3 +37,4 @@ def test_bench_meta_quick(tmp_path, capsys):
         # the default backend does no more than the necessary work; stock higher does more
         assert abs(row["backends"]["func"]["flop_over_necessary"] - 1) < 0.02
         assert row["backends"]["stock_higher"]["gflop"] > row["backends"]["func"]["gflop"]
+        assert row["backends"]["vmap"]["flop_over_necessary"] >= 0.98
