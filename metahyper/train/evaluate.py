@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
+from metahyper.models import to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
 
@@ -144,7 +145,9 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
         method = "maml" if stage == "meta-train" else "linear"
     if method == "linear":
         settings = {"head_steps": cfg.head_steps, "head_lr": cfg.head_lr, "bn": "frozen"}
-        return method, lambda ep: linear_probe_score(model, ep, cfg.head_steps, cfg.head_lr), settings
+        # the backbone is frozen: generate a hyper model's weights once (export), not per forward
+        frozen = to_plain(model) if model.config.is_hyper else model
+        return method, lambda ep: linear_probe_score(frozen, ep, cfg.head_steps, cfg.head_lr), settings
     from metahyper.meta import MAML
 
     maml_cfg = extra.get("maml", {})
