@@ -280,6 +280,16 @@ def _batchnorm_affine_split(model: nn.Module) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
+def _first_order_result(params: Mapping[str, Tensor], final: Mapping[str, Tensor], steps: int) -> dict[str, Tensor]:
+    """First-order MAML's adapted parameters: ``p + (final - p)`` with the difference a constant
+    (identity Jacobian w.r.t. ``p``); fully detached where ``p`` does not require grad (evaluation)."""
+    out = {}
+    for n, p in params.items():
+        c = final[n].detach()
+        out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
+    return out
+
+
 def inner_loop(
     model: nn.Module,
     params: Mapping[str, Tensor],
@@ -312,11 +322,7 @@ def inner_loop(
             grads = torch.autograd.grad(loss, list(current.values()))
             with torch.no_grad():
                 current = {n: (p - lr * g).requires_grad_() for (n, p), g in zip(current.items(), grads)}
-        out = {}
-        for n, p in params.items():
-            c = current[n].detach()
-            out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
-        return out
+        return _first_order_result(params, current, steps)
     current = {n: (p if p.requires_grad else p.detach().requires_grad_()) for n, p in params.items()}
     for _ in range(steps):
         loss = loss_fn(functional_call(model, {**constants, **current}, (support_x,)), support_y)
@@ -357,11 +363,7 @@ def inner_loop_functorch(
         for _ in range(steps):
             grads = step_grads(current)
             current = {n: (p - lr * grads[n]).detach() for n, p in current.items()}
-        out = {}
-        for n, p in params.items():
-            c = current[n]
-            out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
-        return out
+        return _first_order_result(params, current, steps)
     current = dict(params)
     for _ in range(steps):
         grads = step_grads(current)
@@ -437,11 +439,7 @@ def inner_loop_higher(
         current = diffopt.step(loss, params=current)
     if not first_order:
         return dict(zip(keys, current))
-    out = {}
-    for n, c in zip(keys, current):
-        p, c = params[n], c.detach()
-        out[n] = p + (c - p.detach()) if (p.requires_grad and steps) else (c if not p.requires_grad else p)
-    return out
+    return _first_order_result(params, dict(zip(keys, current)), steps)
 
 
 def make_patched(model: nn.Module) -> nn.Module:
