@@ -81,7 +81,11 @@ def init_distributed(device: str | None = None) -> DistContext:
 
 
 def shutdown(ctx: DistContext) -> None:
+    """Leave the process group. All ranks meet at a barrier first: tearing gloo down while another
+    rank is still inside a collective aborts the process ("terminate called without an active
+    exception")."""
     if ctx.distributed and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -92,7 +96,6 @@ def distributed_session(device: str | None = None) -> Iterator[DistContext]:
     ctx = init_distributed(device)
     try:
         yield ctx
-        barrier(ctx)  # every rank has finished its collectives before the group is torn down
     finally:
         shutdown(ctx)
 
@@ -152,11 +155,27 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: the gradient of a sum is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm whose training statistics cover the global batch of all ranks, on any device.
 
     ``nn.SyncBatchNorm`` only runs on accelerators; this computes the per-channel sum and sum of
-    squares, all-reduces them with the differentiable ``torch.distributed.nn.all_reduce`` and
+    squares, all-reduces them with a differentiable all-reduce and
     normalises with the global mean and (biased) variance, updating the running statistics with
     the unbiased variance exactly as ``nn.BatchNorm2d`` does on one process.
     """
@@ -164,11 +183,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn import all_reduce
-
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         stats = torch.cat([x.sum(dim=(0, 2, 3)), x.pow(2).sum(dim=(0, 2, 3)), count])
-        stats = all_reduce(stats)
+        stats = _AllReduceSum.apply(stats)
         c = x.shape[1]
         n = stats[-1]
         mean = stats[:c] / n
