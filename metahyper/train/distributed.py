@@ -17,6 +17,7 @@ Only rank 0 writes files (:attr:`DistContext.is_main`).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from contextlib import contextmanager
@@ -85,6 +86,7 @@ def shutdown(ctx: DistContext) -> None:
     rank is still inside a collective aborts the process ("terminate called without an active
     exception")."""
     if ctx.distributed and dist.is_initialized():
+        gc.collect()  # free DDP reducers (reference cycles) that hold the group before it goes
         dist.barrier()
         dist.destroy_process_group()
 
