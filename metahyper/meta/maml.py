@@ -112,9 +112,12 @@ weight does not depend on an adapted parameter move 0.0.
 
 from __future__ import annotations
 
+import copy
 import math
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import torch
@@ -529,7 +532,9 @@ class MAML:
         backend: str = "func",
         movement: bool = True,
         autocast: torch.dtype | None = None,
+        task_threads: int = 1,
     ) -> None:
+        _check_task_threads(task_threads, backend)
         if autocast not in (None, torch.bfloat16, torch.float16):
             raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
         if backend not in BACKENDS:
@@ -545,6 +550,7 @@ class MAML:
         self.inner_lr, self.inner_steps, self.eval_steps = inner_lr, inner_steps, eval_steps
         self.first_order, self.bn, self.backend, self.movement = first_order, bn, backend, movement
         self.autocast = autocast
+        self.task_threads = task_threads
 
     def _autocast(self):
         """Mixed precision for every forward (and so its backward) when ``autocast`` is set: meant
@@ -583,20 +589,25 @@ class MAML:
                 constants[n] = p.detach()
         return start, constants
 
-    def _adapt(self, x: Tensor, y: Tensor, steps: int, mode: str, fmodel: nn.Module | None = None) -> dict[str, Tensor]:
-        """mode: 'second' | 'first' | 'eval'. BN mode must already be set."""
+    def _adapt(
+        self, x: Tensor, y: Tensor, steps: int, mode: str, fmodel: nn.Module | None = None, module: nn.Module | None = None
+    ) -> dict[str, Tensor]:
+        """mode: 'second' | 'first' | 'eval'. BN mode must already be set. ``module``: the model or
+        one of its replicas (:func:`_replicas`; same parameter objects), default the model."""
         start, constants = self._start(mode)
         kwargs = dict(lr=self.inner_lr, steps=steps, first_order=(mode != "second"), constants=constants)
         if fmodel is None:  # func, vmap (one task: adapt / evaluate)
-            return inner_loop(self.model, start, x, y, **kwargs)
+            return inner_loop(self.model if module is None else module, start, x, y, **kwargs)
         return inner_loop_higher(self.model, start, x, y, fmodel=fmodel, **kwargs)
 
-    def _forward(self, params: Mapping[str, Tensor], x: Tensor, fmodel: nn.Module | None = None) -> Tensor:
+    def _forward(
+        self, params: Mapping[str, Tensor], x: Tensor, fmodel: nn.Module | None = None, module: nn.Module | None = None
+    ) -> Tensor:
         outer = set(self._outer)
         constants = {n: p.detach() for n, p in self.model.named_parameters() if n not in outer and n not in params}
         values = {**constants, **params}
         if fmodel is None:
-            return functional_call(self.model, values, (x,))
+            return functional_call(self.model if module is None else module, values, (x,))
         return _higher_forward(self.model, fmodel, [n for n, _ in self.model.named_parameters()], values, x)
 
     # -- public API ----------------------------------------------------------------------------
@@ -630,61 +641,116 @@ class MAML:
         steps: int | None = None,
         loss_scale: float | None = None,
         movement: bool | None = None,
+        task_threads: int | None = None,
     ) -> MetaStepResult:
         """One meta-batch: adapt on each task's support set, backpropagate ``query_loss *
         loss_scale`` (default ``1 / len(tasks)``) per task into ``.grad`` of the outer parameters.
-        Returns mean query loss, mean query accuracy and mean per-layer weight movement."""
+        Returns mean query loss, mean query accuracy and mean per-layer weight movement.
+
+        ``task_threads`` (default: the constructor's, 1) > 1 runs that many tasks at once in
+        threads (``"func"`` backend; see the module docstring, "Task threads")."""
         tasks = list(tasks)
         if not tasks:
             raise UserError("meta_step got no tasks; the meta-batch size must be >= 1")
         steps = self.inner_steps if steps is None else steps
         first_order = self.first_order if first_order is None else first_order
         movement = self.movement if movement is None else movement
+        task_threads = self.task_threads if task_threads is None else task_threads
+        _check_task_threads(task_threads, self.backend)
         scale = 1.0 / len(tasks) if loss_scale is None else loss_scale
         if self.backend == "vmap":
             return self._vmap_meta_step(tasks, steps, first_order, scale, movement)
-        named = dict(self.model.named_parameters())
-        outer_list = [named[n] for n in self._outer]
         layers = list(stage_conv_weights(self.model)) if movement else []
         moved = _layers_depending_on(self.model, layers, self._inner)
-        hyper = {path: m for path, m in self.model.named_modules() if isinstance(m, HyperConv2d)}
-        captures = {path: _FirstLast() for path in moved if path in hyper}
-        total_loss = total_acc = 0.0
+        workers = min(task_threads, len(tasks))
+        step = partial(self._task_step, steps=steps, first_order=first_order, scale=scale, moved=moved, keep_grads=workers > 1)
+        if workers == 1:
+            with self._task_context(self.model, moved) as captures:
+                results = [step(self.model, captures, i, task) for i, task in enumerate(tasks)]
+        else:
+            results = self._threaded_tasks(tasks, workers, moved, step)
+        named = dict(self.model.named_parameters())
+        outer_list = [named[n] for n in self._outer]
         moves = {k: 0.0 for k in layers}
-        saved_records = {path: hyper[path].record for path in captures}
+        for r in results:  # task order: the same sums whatever the number of threads
+            for k, v in r.moves.items():
+                moves[k] += v
+            for p, g in zip(outer_list, r.grads or ()):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad.add_(g)
+        n = len(tasks)
+        return MetaStepResult(
+            sum(r.loss for r in results) / n, sum(r.accuracy for r in results) / n, {k: v / n for k, v in moves.items()}, n
+        )
+
+    @contextmanager
+    def _task_context(self, module: nn.Module, moved: Sequence[str]) -> Iterator[dict[str, _FirstLast]]:
+        """What every task of a meta-step runs under, on ``module`` (the model or a replica): the
+        BatchNorm mode, grad mode, autocast (all three thread-local or per module), and a
+        :class:`_FirstLast` record on each moved hyper layer (yielded by path; restored on exit)."""
+        hyper = {path: m for path, m in module.named_modules() if isinstance(m, HyperConv2d)}
+        captures = {path: _FirstLast() for path in moved if path in hyper}
+        saved = {path: hyper[path].record for path in captures}
         try:
             for path, capture in captures.items():  # HyperConv2d hands each generated weight to .record
                 hyper[path].record = capture
-            with batchnorm_mode(self.model, self.bn), torch.enable_grad(), self._autocast():
-                for i, task in enumerate(tasks):
-                    sx, sy, qx, qy = _task_tensors(task, i)
-                    for capture in captures.values():
-                        capture.reset()
-                    if self.backend == "stock_higher":
-                        loss, acc, adapted = self._stock_higher_task(sx, sy, qx, qy, steps, first_order, scale)
-                    else:
-                        fmodel = make_patched(self.model) if self.backend == "higher" else None
-                        adapted = self._adapt(sx, sy, steps, "first" if first_order else "second", fmodel)
-                        logits = self._forward(adapted, qx, fmodel)
-                        loss_t = F.cross_entropy(logits, qy)
-                        torch.autograd.backward(loss_t * scale, inputs=outer_list)
-                        loss, acc = loss_t.item(), _accuracy(logits.detach(), qy)
-                        del logits, loss_t, fmodel
-                    total_loss += loss
-                    total_acc += acc
-                    with torch.no_grad():
-                        for k in moved:
-                            if k in captures:  # first generated weight (W before) vs last (query pass)
-                                delta = captures[k].last - captures[k].first
-                            else:  # plain conv: its raw weight
-                                delta = adapted[f"{k}.weight"].detach() - named[f"{k}.weight"].detach()
-                            moves[k] += torch.linalg.vector_norm(delta).item()
-                    del adapted
+            with batchnorm_mode(module, self.bn), torch.enable_grad(), self._autocast():
+                yield captures
         finally:
-            for path, record in saved_records.items():
+            for path, record in saved.items():
                 hyper[path].record = record
-        n = len(tasks)
-        return MetaStepResult(total_loss / n, total_acc / n, {k: v / n for k, v in moves.items()}, n)
+
+    def _task_step(
+        self, module: nn.Module, captures: Mapping[str, _FirstLast], i: int, task: Task, *,
+        steps: int, first_order: bool, scale: float, moved: Sequence[str], keep_grads: bool,
+    ) -> _TaskResult:
+        """One task of a meta-step on ``module``: adapt, query loss, backward of ``loss * scale``
+        into ``.grad`` of the outer parameters, or (``keep_grads``) returned as tensors instead."""
+        sx, sy, qx, qy = _task_tensors(task, i)
+        named = dict(self.model.named_parameters())
+        outer_list = [named[n] for n in self._outer]
+        for capture in captures.values():
+            capture.reset()
+        grads = None
+        if self.backend == "stock_higher":
+            loss, acc, adapted = self._stock_higher_task(sx, sy, qx, qy, steps, first_order, scale)
+        else:
+            fmodel = make_patched(module) if self.backend == "higher" else None
+            adapted = self._adapt(sx, sy, steps, "first" if first_order else "second", fmodel, module)
+            logits = self._forward(adapted, qx, fmodel, module)
+            loss_t = F.cross_entropy(logits, qy)
+            if keep_grads:
+                grads = torch.autograd.grad(loss_t * scale, outer_list, allow_unused=True)
+            else:
+                torch.autograd.backward(loss_t * scale, inputs=outer_list)
+            loss, acc = loss_t.item(), _accuracy(logits.detach(), qy)
+            del logits, loss_t, fmodel
+        moves = {}
+        with torch.no_grad():
+            for k in moved:
+                if k in captures:  # first generated weight (W before) vs last (query pass)
+                    delta = captures[k].last - captures[k].first
+                else:  # plain conv: its raw weight
+                    delta = adapted[f"{k}.weight"].detach() - named[f"{k}.weight"].detach()
+                moves[k] = torch.linalg.vector_norm(delta).item()
+        return _TaskResult(loss, acc, moves, grads)
+
+    def _threaded_tasks(
+        self, tasks: list, workers: int, moved: Sequence[str], step: Callable[..., _TaskResult]
+    ) -> list[_TaskResult]:
+        """Tasks ``w, w + workers, ...`` on thread ``w``, each thread on its own replica of the
+        model with ``get_num_threads() // workers`` intra-op threads; results in task order."""
+        intra = max(1, torch.get_num_threads() // workers)
+        replicas = _replicas(self.model, workers)
+
+        def work(w: int) -> list[tuple[int, _TaskResult]]:
+            torch.set_num_threads(intra)  # this worker thread only
+            with self._task_context(replicas[w], moved) as captures:
+                return [(i, step(replicas[w], captures, i, tasks[i])) for i in range(w, len(tasks), workers)]
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="maml-task") as pool:
+            done = [r for chunk in pool.map(work, range(workers)) for r in chunk]
+        return [r for _, r in sorted(done, key=lambda ir: ir[0])]
 
     def _vmap_meta_step(self, tasks: list, steps: int, first_order: bool, scale: float, movement: bool) -> MetaStepResult:
         """The ``vmap`` backend: every task of the meta-batch at once (see the module docstring)."""
@@ -774,6 +840,31 @@ class MAML:
                 adapted = self._adapt(sx, sy, steps, "eval", fmodel)
             with torch.no_grad():
                 return _accuracy(self._forward(adapted, qx, fmodel), qy)
+
+
+@dataclass
+class _TaskResult:
+    """One task of a meta-step (see :meth:`MAML._task_step`)."""
+
+    loss: float
+    accuracy: float
+    moves: dict[str, float]
+    grads: tuple[Tensor | None, ...] | None  # per outer parameter, when not accumulated in .grad
+
+
+def _check_task_threads(task_threads: int, backend: str) -> None:
+    if not isinstance(task_threads, int) or task_threads < 1:
+        raise UserError(f"task threads must be an integer >= 1, got {task_threads!r}")
+    if task_threads > 1 and backend != "func":
+        raise UserError(f"task threads > 1 need backend 'func' (got {backend!r}); use task_threads=1 with this backend")
+
+
+def _replicas(model: nn.Module, n: int) -> list[nn.Module]:
+    """``n`` structural copies of ``model`` that share its parameter and buffer OBJECTS: module
+    objects (whose attributes ``functional_call``, the BatchNorm mode and ``record`` change for
+    the duration of a call) are per replica, every tensor is the model's own."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    return [copy.deepcopy(model, memo=dict(shared)) for _ in range(n)]
 
 
 class _FirstLast:

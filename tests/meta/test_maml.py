@@ -402,3 +402,61 @@ def test_bf16_autocast_meta_gradients_close_to_float32(kind):
         assert F.cosine_similarity(g, reference, dim=0) > 0.98, backend
         assert rel_err(g, reference) < max(1.5 * floor, 5e-2), (backend, rel_err(g, reference), floor)
     model.zero_grad(set_to_none=True)
+
+
+# (9) task threads: tasks of a meta-batch at once, each thread on its own replica ------------------
+
+
+@pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_task_threads_match_reference_and_one_thread(models, kind, first_order):
+    """Three tasks on two threads: the meta-gradient equals the slow reference and the one-thread
+    meta-step; loss, accuracy and movement equal too; the replicas leave the model as it was."""
+    model = models[kind]
+    tasks3 = make_tasks(3, seed=5)
+    maml = MAML(model)
+    ref = reference_meta_grads(model, tasks3, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    _, one, g1 = run_meta_step(model, tasks3, first_order=first_order)
+    threads_before = torch.get_num_threads()
+    _, two, g2 = run_meta_step(model, tasks3, first_order=first_order, task_threads=2)
+    assert torch.get_num_threads() == threads_before  # the workers' intra-op setting stays in the workers
+    assert set(g2) == set(g1) == set(maml.outer_params)
+    for n in ref:
+        assert rel_err(g2[n], ref[n]) < 1e-8, (n, rel_err(g2[n], ref[n]))
+        assert rel_err(g2[n], g1[n]) < 1e-10, n
+    assert two.loss == pytest.approx(one.loss, rel=1e-12) and two.accuracy == one.accuracy
+    assert two.movement.keys() == one.movement.keys()
+    for k in one.movement:
+        assert two.movement[k] == pytest.approx(one.movement[k], rel=1e-9, abs=1e-15), k
+    assert all(m.record is None for m in model.modules() if type(m).__name__ == "HyperConv2d")
+    assert all(m.training and m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    model.zero_grad(set_to_none=True)
+
+
+def test_task_threads_are_deterministic_and_accumulate(models):
+    """float32, four tasks on two threads: two runs give bitwise the same gradients (task-order
+    sums), and the meta-step adds to gradients already in .grad like the one-thread path."""
+    model = make_model("hyper2").float()
+    tasks32 = [SimpleNamespace(**{k: v.float() if v.is_floating_point() else v for k, v in vars(t).items()})
+               for t in make_tasks(4, seed=7)]
+    maml = MAML(model, inner_lr=LR, inner_steps=STEPS, task_threads=2)
+    runs = []
+    for _ in range(2):
+        model.zero_grad(set_to_none=True)
+        maml.meta_step(tasks32)
+        runs.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert runs[0].keys() == runs[1].keys() and all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])
+    maml.meta_step(tasks32)  # no zero_grad: accumulates
+    for n, p in model.named_parameters():
+        if n in runs[0]:
+            assert torch.allclose(p.grad, 2 * runs[0][n], rtol=1e-6, atol=1e-7), n
+
+
+def test_task_threads_bad_values_are_user_errors(models, tasks):
+    model = models["hyper2"]
+    with pytest.raises(UserError, match="task threads must be an integer >= 1"):
+        MAML(model, task_threads=0)
+    with pytest.raises(UserError, match="need backend 'func'"):
+        MAML(model, backend="vmap", task_threads=2)
+    with pytest.raises(UserError, match="need backend 'func'"):
+        MAML(model, backend="higher").meta_step(tasks, task_threads=2)
