@@ -89,6 +89,7 @@ class MetaTrainConfig:
     first_order: bool = False
     bn: str = "transductive"
     backend: str = "func"
+    task_threads: int = 1  # tasks of a meta-batch run at once on threads (func backend; memory x this)
     inner: list[str] | None = None
     outer: list[str] | None = None
     val_every: int = 500

@@ -1,6 +1,12 @@
 #!/usr/bin/env python
 """Benchmark one MAML meta-step (issue 5): the default backend against stock ``higher`` (and, with
-``--backends``, any of ``func``, ``vmap``, ``higher``, ``stock_higher``).
+``--backends``, any of ``func``, ``vmap``, ``higher``, ``stock_higher``, ``func-tK``).
+
+``func-tK`` is the default backend with ``task_threads=K``: K tasks of the meta-batch at once on
+threads (see :mod:`metahyper.meta.maml`, "Task threads"); ``--task-threads 2`` adds it to the
+default backends (the default set then takes ~13 instead of ~9 minutes on 2 cores). FlopCounterMode is thread-local, so its FLOPs are counted running the same
+per-task code on the calling thread; its peak memory is measured on a meta-step of K tasks (K
+graphs alive at once).
 
 Per row (model, shots, order, image size) and per backend, in ONE process, on the same model and
 the same tasks:
@@ -64,6 +70,7 @@ from metahyper.meta import BACKENDS, MAML
 from metahyper.meta.maml import batchnorm_mode
 from metahyper.models import build_model
 
+THREADED = "func-t"  # "func-tK": backend func with task_threads=K (K tasks at once on threads)
 AUTOCAST_BACKENDS = ("func", "vmap")  # --autocast applies to these (higher's patched modules: not tried)
 BATCHED_BACKENDS = ("vmap",)  # hold the whole meta-batch's graph at once: measured on the full meta-batch
 
@@ -224,6 +231,13 @@ def necessary_meta_step(model, tasks, inner, outer, *, steps: int, lr: float, fi
 # ------------------------------------------------------------------------------------------------
 
 
+def split_backend(name: str) -> tuple[str, int]:
+    """``"func-t2"`` -> ``("func", 2)``; any other backend name -> ``(name, 1)``."""
+    if name.startswith(THREADED) and name[len(THREADED):].isdigit():
+        return "func", int(name[len(THREADED):])
+    return name, 1
+
+
 def make_tasks(n, ways, shots, queries, size, device, dtype, memory_format, seed=1):
     g = torch.Generator().manual_seed(seed)
     tasks = []
@@ -252,21 +266,26 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     tasks = make_tasks(args.meta_batch, args.ways, shots, args.queries, size, device, dtype, fmt)
     autocast = getattr(torch, args.autocast) if args.autocast else None
     backends = args.backends
-    mamls = {b: MAML(model, backend=b, first_order=first_order, inner_steps=args.steps,
-                     autocast=autocast if b in AUTOCAST_BACKENDS else None)
+    mamls = {b: MAML(model, backend=split_backend(b)[0], task_threads=split_backend(b)[1], first_order=first_order,
+                     inner_steps=args.steps, autocast=autocast if split_backend(b)[0] in AUTOCAST_BACKENDS else None)
              for b in backends}
     out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
                  "order": 1 if first_order else 2, "size": size, "backends": {}}
 
-    def step(b, batch=tasks):
+    def step(b, batch=tasks, **kwargs):
         model.zero_grad(set_to_none=True)
-        mamls[b].meta_step(batch)
+        mamls[b].meta_step(batch, **kwargs)
 
-    for b in list(backends):  # warm-up on one task, counting FLOPs (same shapes: x meta-batch); vmap: all tasks
+    def alive(b):  # the tasks whose graphs are alive at once: a meta-step on these has the meta-batch's peak
+        return tasks if b in BATCHED_BACKENDS else tasks[: split_backend(b)[1]]
+
+    for b in list(backends):  # warm-up, counting FLOPs on one task (same shapes: x meta-batch); vmap: all tasks
         batch = tasks if b in BATCHED_BACKENDS else tasks[:1]
         try:
-            with CountFlops() as fc:
-                step(b, batch)
+            if split_backend(b)[1] > 1:  # its first run on fresh threads
+                step(b, alive(b))
+            with CountFlops() as fc:  # thread-local: task threads are counted on this thread (same per-task code)
+                step(b, batch, task_threads=1) if split_backend(b)[1] > 1 else step(b, batch)
         except torch.OutOfMemoryError:  # e.g. vmap (all tasks' graphs at once) on a large row: skip it
             model.zero_grad(set_to_none=True)
             if device.type == "cuda":
@@ -284,8 +303,8 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         necessary_meta_step(model, tasks[:1], inner, outer, steps=args.steps, lr=0.01, first_order=first_order)
     out["necessary_gflop"] = fc.get_total_flops() * len(tasks) / 1e9
     for b in backends:  # tasks are backpropagated one by one: a meta-step's peak is one task's
-        with peak_memory(device) as pm:  # ... except under vmap, which holds every task's graph
-            step(b, tasks if b in BATCHED_BACKENDS else tasks[:1])
+        with peak_memory(device) as pm:  # ... except under vmap (every task's graph) and func-tK (K tasks' graphs)
+            step(b, alive(b))
         out["backends"][b]["peak_mb"] = None if pm["peak_bytes"] is None else pm["peak_bytes"] / 2**20
     times: dict = {b: [] for b in backends}
     for _ in range(args.reps):
@@ -360,6 +379,9 @@ def parse_args(argv=None):
                         "FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]")
     p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend (without --backends)")
     p.add_argument("--no-stock", action="store_true", help="skip stock higher (without --backends)")
+    p.add_argument("--task-threads", type=int, default=1,
+                   help="also time backend func with this many tasks at once on threads, as 'func-tK' (<= 1: not timed; "
+                        "without --backends)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file ('-' = stdout)")
     args = p.parse_args(argv)
@@ -367,10 +389,11 @@ def parse_args(argv=None):
         args.models, args.shots, args.orders, args.sizes = ["hyper-wrn-10-1"], [1], [2, 1], [16]
         args.ways, args.queries, args.steps, args.meta_batch, args.reps = 3, 2, 2, 2, 2
     if args.backends is None:
-        args.backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
-    unknown = [b for b in args.backends if b not in BACKENDS]
+        args.backends = (["func"] + ([f"{THREADED}{args.task_threads}"] if args.task_threads > 1 else [])
+                         + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"]))
+    unknown = [b for b in args.backends if split_backend(b)[0] not in BACKENDS]
     if unknown or not args.backends:
-        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)}")
+        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)} or {THREADED}K (func, K task threads)")
     args.backends = list(dict.fromkeys(args.backends))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")

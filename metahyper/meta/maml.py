@@ -99,6 +99,21 @@ hypernetwork (so fast hypernetwork weights would be honoured too). Also, a patch
 module tracking higher grads appends every parameter list it is given to a history; the backends
 here build one patched module per task so that history (and the task's graph) is released.
 
+Task threads (``task_threads``, ``"func"`` backend)
+--------------------------------------------------
+``task_threads=k > 1`` runs the meta-batch on k Python threads: thread ``w`` takes tasks ``w, w+k,
+...`` one by one, with ``torch.get_num_threads() // k`` intra-op threads of its own, on a replica
+of the model (:func:`_replicas`: new module objects, because ``functional_call``, the BatchNorm
+mode and ``record`` set module attributes during a call, but the model's own parameter and buffer
+tensors). Each task's meta-gradient is returned by ``torch.autograd.grad`` and the main thread adds
+them to ``.grad`` in task order, so results do not depend on thread timing (float32 runs are
+bitwise repeatable; against ``task_threads=1`` they differ by kernel rounding only, since ops run
+with fewer intra-op threads). Why: on a CPU, one task's small convolutions and the many small
+BatchNorm/elementwise ops do not keep all cores busy; k tasks at once do. Cost: k tasks' graphs
+are alive at once, so peak memory is ~k x that of ``task_threads=1``. Measured numbers are in
+``tools/bench_meta.py``'s docstring. On CUDA use ``"vmap"`` instead (threads would share one
+stream).
+
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
 For each task and each 3x3 conv of the residual stages (the layers of

@@ -86,7 +86,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
     model.reset_classifier(cfg.ways)  # fresh N-way head (section 4.2); updates model.config
     model.to(device)
     maml = MAML(model, inner_groups=cfg.inner, outer_groups=cfg.outer, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
-                eval_steps=cfg.inner_steps_eval, first_order=cfg.first_order, bn=cfg.bn, backend=cfg.backend)
+                eval_steps=cfg.inner_steps_eval, first_order=cfg.first_order, bn=cfg.bn, backend=cfg.backend,
+                task_threads=cfg.task_threads)
     optimizer, scheduler = make_outer_optimizer(model, maml.outer_groups, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr)
     named = dict(model.named_parameters())
     outer_params = [named[n] for n in maml.outer_params]

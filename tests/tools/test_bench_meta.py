@@ -19,7 +19,9 @@ def test_bench_meta_quick(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.parse_args(["--quick"]).backends == ["func", "stock_higher"]
     assert bench.parse_args(["--quick", "--with-higher", "--no-stock"]).backends == ["func", "higher"]
-    result = bench.main(["--quick", "--backends", "func,vmap,stock_higher", "--json", str(out)])
+    assert bench.parse_args(["--quick", "--task-threads", "2"]).backends == ["func", "func-t2", "stock_higher"]
+    assert bench.split_backend("func-t3") == ("func", 3) and bench.split_backend("vmap") == ("vmap", 1)
+    result = bench.main(["--quick", "--backends", "func,func-t2,vmap,stock_higher", "--json", str(out)])
     table = capsys.readouterr().out
     assert "func" in table and "vmap" in table and "stock_higher" in table and "GFLOP/s" in table
     data = json.loads(out.read_text())
@@ -29,7 +31,7 @@ def test_bench_meta_quick(tmp_path, capsys):
     assert {row["order"] for row in data["rows"]} == {1, 2}
     for row in data["rows"]:
         assert row["necessary_gflop"] > 0 and row["ratio"] > 0
-        for name in ("func", "vmap", "stock_higher"):
+        for name in ("func", "func-t2", "vmap", "stock_higher"):
             r = row["backends"][name]
             assert r["ms"] > 0 and r["tasks_s"] > 0 and r["gflop"] > 0 and r["gflop_s"] > 0 and r["frac_conv"] > 0
             assert len(r["ms_all"]) == data["config"]["reps"]

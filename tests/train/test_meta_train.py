@@ -100,3 +100,25 @@ def test_higher_backend_runs_the_same_inner_loop(glyph_root, pretrained, tmp_pat
         assert float(rows["higher"][layer]) == pytest.approx(float(value), rel=1e-3, abs=1e-7), layer
     losses = {b: float(read_csv(tmp_path / b / "train.csv")[0]["loss"]) for b in ("func", "higher")}
     assert losses["higher"] == pytest.approx(losses["func"], rel=1e-4)
+
+
+def test_task_threads_run_the_same_meta_training(glyph_root, pretrained, tmp_path, cli):
+    """``--task-threads 2`` (CLI) meta-trains like one thread: same losses and movement (up to
+    kernel rounding), and the run's config records the setting."""
+    init = pretrained["hyper-wrn-10-1"]
+    meta_train(_cfg(glyph_root, init, tmp_path / "one", iterations=2))
+    args = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(init), "--out", str(tmp_path / "two"),
+            "--ways", "3", "--shots", "1", "--queries", "2", "--meta-batch", "2", "--iterations", "2", "--inner-steps", "1",
+            "--inner-steps-eval", "2", "--val-every", "0", "--save-every", "1", "--data-root", str(glyph_root),
+            "--device", "cpu", "--quiet", "--task-threads", "2"]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["task_threads"] == 2
+    for name in ("train.csv", "movement.csv"):
+        one, two = read_csv(tmp_path / "one" / name), read_csv(tmp_path / "two" / name)
+        assert len(one) == len(two) == 2
+        for a, b in zip(one, two):
+            for k in a:
+                assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), (name, k)
+    bad = cli(*args[:-1], "0", check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
