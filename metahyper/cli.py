@@ -194,6 +194,8 @@ def pretrain_cmd(dataset, model, out, variant, d, hyper_bias, compressed, embedd
 @click.option("--backend", default="func", show_default=True, type=click.Choice(["func", "vmap", "higher", "stock_higher"]), help="Inner-loop implementation.")
 @click.option("--task-threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="Run this many tasks of a meta-batch at once on threads (func backend; CPU: faster, memory x this).")
+@click.option("--autocast", default=None, type=click.Choice(["bf16"]),
+              help="bfloat16 autocast of every forward (GPUs; CPUs with bf16 units). Meta-gradients move by bf16 rounding.")
 @click.option("--inner", default=None, help="Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).")
 @click.option("--outer", default=None, help="Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone.")
 @click.option("--val-every", default=500, show_default=True, help="Validate every this many iterations (0: never).")
@@ -208,7 +210,7 @@ def pretrain_cmd(dataset, model, out, variant, d, hyper_bias, compressed, embedd
 @_root_opt
 @_quiet_opt
 def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, iterations, inner_steps, inner_steps_eval, inner_lr,
-                   outer_lr, lr_halve_every, min_lr, first_order, bn, backend, task_threads, inner, outer, val_every, val_episodes,
+                   outer_lr, lr_halve_every, min_lr, first_order, bn, backend, task_threads, autocast, inner, outer, val_every, val_episodes,
                    val_seed, image_size, save_every, workers, resume, seed, device, data_root, quiet) -> None:
     """MAML from a pretrained backbone (Algorithms 1 and 2), validating on another dataset."""
     from metahyper.config import MetaTrainConfig
@@ -218,7 +220,8 @@ def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, ite
     cfg = MetaTrainConfig(train=train, test=test, init=init, out=out, ways=ways, shots=shots, queries=queries, meta_batch=meta_batch,
                           iterations=iterations, inner_steps=inner_steps, inner_steps_eval=inner_steps_eval, inner_lr=inner_lr,
                           outer_lr=outer_lr, lr_halve_every=lr_halve_every, min_lr=min_lr, first_order=first_order, bn=bn,
-                          backend=backend, task_threads=task_threads, inner=_groups(inner), outer=_groups(outer), val_every=val_every,
+                          backend=backend, task_threads=task_threads, autocast=autocast,
+                          inner=_groups(inner), outer=_groups(outer), val_every=val_every,
                           val_episodes=val_episodes, val_seed=val_seed, image_size=image_size, seed=seed, device=device,
                           num_workers=workers, save_every=save_every, data_root=data_root, resume=resume, progress=not quiet)
     with distributed_session(device) as ctx:

@@ -90,6 +90,7 @@ class MetaTrainConfig:
     bn: str = "transductive"
     backend: str = "func"
     task_threads: int = 1  # tasks of a meta-batch run at once on threads (func backend; memory x this)
+    autocast: str | None = None  # "bf16": bfloat16 autocast of every forward (CUDA; CPUs with bf16 units)
     inner: list[str] | None = None
     outer: list[str] | None = None
     val_every: int = 500

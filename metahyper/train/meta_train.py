@@ -40,12 +40,17 @@ from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
 
 
+AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast -> MAML(autocast=...)
+
+
 def _validate_config(cfg: MetaTrainConfig) -> None:
     for name in ("ways", "shots", "meta_batch", "iterations", "save_every"):
         if getattr(cfg, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
     if cfg.queries < 1:
         raise UserError(f"--queries must be >= 1, got {cfg.queries}")
+    if cfg.autocast not in AUTOCAST:
+        raise UserError(f"--autocast must be one of {', '.join(k for k in AUTOCAST if k)} (or unset), got {cfg.autocast!r}")
     if cfg.val_every < 0 or cfg.val_episodes < 0:
         raise UserError("--val-every and --val-episodes must be >= 0 (0 disables validation)")
 
@@ -87,7 +92,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
     model.to(device)
     maml = MAML(model, inner_groups=cfg.inner, outer_groups=cfg.outer, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
                 eval_steps=cfg.inner_steps_eval, first_order=cfg.first_order, bn=cfg.bn, backend=cfg.backend,
-                task_threads=cfg.task_threads)
+                task_threads=cfg.task_threads, autocast=AUTOCAST[cfg.autocast])
     optimizer, scheduler = make_outer_optimizer(model, maml.outer_groups, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr)
     named = dict(model.named_parameters())
     outer_params = [named[n] for n in maml.outer_params]

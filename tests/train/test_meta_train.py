@@ -122,3 +122,17 @@ def test_task_threads_run_the_same_meta_training(glyph_root, pretrained, tmp_pat
                 assert float(b[k]) == pytest.approx(float(a[k]), rel=1e-4, abs=1e-6), (name, k)
     bad = cli(*args[:-1], "0", check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_bf16_autocast_option(glyph_root, pretrained, tmp_path):
+    """``--autocast bf16`` meta-trains with bfloat16 forwards: finite losses close to float32's
+    (bf16 rounding), float32 parameters; an unknown value is a user error."""
+    init = pretrained["hyper-wrn-10-1"]
+    meta_train(_cfg(glyph_root, init, tmp_path / "fp32"))
+    meta_train(_cfg(glyph_root, init, tmp_path / "bf16", autocast="bf16"))
+    loss = {k: float(read_csv(tmp_path / k / "train.csv")[0]["loss"]) for k in ("fp32", "bf16")}
+    assert loss["bf16"] != loss["fp32"] and loss["bf16"] == pytest.approx(loss["fp32"], rel=0.05)
+    state = load_checkpoint(tmp_path / "bf16" / "last.pt").state_dict
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+    with pytest.raises(UserError, match="--autocast must be one of bf16"):
+        meta_train(_cfg(glyph_root, init, tmp_path / "bad", autocast="fp8"))
