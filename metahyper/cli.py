@@ -247,6 +247,8 @@ def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, ite
 @click.option("--inner-lr", default=None, type=float, help="Default: the run's.")
 @click.option("--bn", default=None, type=click.Choice(["transductive", "frozen"]), help="Default: the run's.")
 @click.option("--backend", default="func", show_default=True, type=click.Choice(["func", "vmap", "higher", "stock_higher"]))
+@click.option("--task-threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Score this many episodes at once on threads (--method maml, func backend).")
 @click.option("--head-steps", default=100, show_default=True, help="Adam steps of the linear head (--method linear).")
 @click.option("--head-lr", default=0.01, show_default=True)
 @click.option("--image-size", default=None, type=int, help="Default: the size the model was trained at.")
@@ -255,7 +257,7 @@ def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, ite
 @_device_opt
 @_root_opt
 @_quiet_opt
-def eval_cmd(checkpoint, dataset, shots, ways, queries, episodes, split, method, inner_steps, inner_lr, bn, backend, head_steps,
+def eval_cmd(checkpoint, dataset, shots, ways, queries, episodes, split, method, inner_steps, inner_lr, bn, backend, task_threads, head_steps,
              head_lr, image_size, output, seed, device, data_root, quiet) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
     from metahyper.config import EvalConfig
@@ -264,6 +266,7 @@ def eval_cmd(checkpoint, dataset, shots, ways, queries, episodes, split, method,
 
     cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, shots=shots, ways=ways, queries=queries, episodes=episodes, split=split,
                      seed=seed, method=method, inner_steps=inner_steps, inner_lr=inner_lr, bn=bn, backend=backend,
+                     task_threads=task_threads,
                      head_steps=head_steps, head_lr=head_lr, image_size=image_size, device=device, output=output,
                      data_root=data_root, progress=not quiet)
     with distributed_session(device) as ctx:

@@ -128,6 +128,7 @@ class EvalConfig:
     inner_lr: float | None = None  # None: the checkpoint's
     bn: str | None = None  # None: the checkpoint's (pretrain-only: frozen running statistics)
     backend: str = "func"
+    task_threads: int = 1  # episodes scored at once on threads (maml method, func backend)
     head_steps: int = 100
     head_lr: float = 0.01
     image_size: int | None = None  # None: the input size the checkpoint was trained at

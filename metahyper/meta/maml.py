@@ -133,7 +133,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -683,7 +683,11 @@ class MAML:
             with self._task_context(self.model, moved) as captures:
                 results = [step(self.model, captures, i, task) for i, task in enumerate(tasks)]
         else:
-            results = self._threaded_tasks(tasks, workers, moved, step)
+            def work(module: nn.Module, indices: Sequence[int]) -> list[_TaskResult]:
+                with self._task_context(module, moved) as captures:
+                    return [step(module, captures, i, tasks[i]) for i in indices]
+
+            results = _on_threads(self.model, len(tasks), workers, work)
         named = dict(self.model.named_parameters())
         outer_list = [named[n] for n in self._outer]
         moves = {k: 0.0 for k in layers}
@@ -749,23 +753,6 @@ class MAML:
                     delta = adapted[f"{k}.weight"].detach() - named[f"{k}.weight"].detach()
                 moves[k] = torch.linalg.vector_norm(delta).item()
         return _TaskResult(loss, acc, moves, grads)
-
-    def _threaded_tasks(
-        self, tasks: list, workers: int, moved: Sequence[str], step: Callable[..., _TaskResult]
-    ) -> list[_TaskResult]:
-        """Tasks ``w, w + workers, ...`` on thread ``w``, each thread on its own replica of the
-        model with ``get_num_threads() // workers`` intra-op threads; results in task order."""
-        intra = max(1, torch.get_num_threads() // workers)
-        replicas = _replicas(self.model, workers)
-
-        def work(w: int) -> list[tuple[int, _TaskResult]]:
-            torch.set_num_threads(intra)  # this worker thread only
-            with self._task_context(replicas[w], moved) as captures:
-                return [(i, step(replicas[w], captures, i, tasks[i])) for i in range(w, len(tasks), workers)]
-
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="maml-task") as pool:
-            done = [r for chunk in pool.map(work, range(workers)) for r in chunk]
-        return [r for _, r in sorted(done, key=lambda ir: ir[0])]
 
     def _vmap_meta_step(self, tasks: list, steps: int, first_order: bool, scale: float, movement: bool) -> MetaStepResult:
         """The ``vmap`` backend: every task of the meta-batch at once (see the module docstring)."""
@@ -847,14 +834,29 @@ class MAML:
     def evaluate(self, task: Task, *, steps: int | None = None) -> float:
         """Query accuracy after ``steps`` (default ``eval_steps``) inner steps; no outer graph,
         no gradient touched, BatchNorm statistics untouched."""
-        sx, sy, qx, qy = _task_tensors(task, 0)
+        return self._evaluate(self.model, task, 0, self.eval_steps if steps is None else steps)
+
+    def evaluate_tasks(self, tasks: Iterable[Task], *, steps: int | None = None, task_threads: int | None = None) -> list[float]:
+        """:meth:`evaluate` of each task, in order. ``task_threads`` (default: the constructor's)
+        > 1 scores that many tasks at once on threads, as :meth:`meta_step` does (``"func"``)."""
+        tasks = list(tasks)
+        task_threads = self.task_threads if task_threads is None else task_threads
+        _check_task_threads(task_threads, self.backend)
         steps = self.eval_steps if steps is None else steps
-        with batchnorm_mode(self.model, self.bn), self._autocast():
+        workers = min(task_threads, len(tasks))
+        if workers <= 1:
+            return [self._evaluate(self.model, t, i, steps) for i, t in enumerate(tasks)]
+        return _on_threads(self.model, len(tasks), workers,
+                           lambda module, indices: [self._evaluate(module, tasks[i], i, steps) for i in indices])
+
+    def _evaluate(self, module: nn.Module, task: Task, i: int, steps: int) -> float:
+        sx, sy, qx, qy = _task_tensors(task, i)
+        with batchnorm_mode(module, self.bn), self._autocast():
             with torch.enable_grad():
-                fmodel = make_patched(self.model) if self.backend in ("higher", "stock_higher") else None
-                adapted = self._adapt(sx, sy, steps, "eval", fmodel)
+                fmodel = make_patched(module) if self.backend in ("higher", "stock_higher") else None
+                adapted = self._adapt(sx, sy, steps, "eval", fmodel, module)
             with torch.no_grad():
-                return _accuracy(self._forward(adapted, qx, fmodel), qy)
+                return _accuracy(self._forward(adapted, qx, fmodel, module), qy)
 
 
 @dataclass
@@ -880,6 +882,26 @@ def _replicas(model: nn.Module, n: int) -> list[nn.Module]:
     the duration of a call) are per replica, every tensor is the model's own."""
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
     return [copy.deepcopy(model, memo=dict(shared)) for _ in range(n)]
+
+
+R = TypeVar("R")
+
+
+def _on_threads(model: nn.Module, n: int, workers: int, work: Callable[[nn.Module, Sequence[int]], list[R]]) -> list[R]:
+    """Items ``0..n-1`` round-robin over ``workers`` threads: thread ``w`` runs ``work(replica_w,
+    [w, w + workers, ...])`` with ``get_num_threads() // workers`` intra-op threads of its own, on
+    its own replica of ``model`` (:func:`_replicas`). Results in item order."""
+    intra = max(1, torch.get_num_threads() // workers)
+    replicas = _replicas(model, workers)
+
+    def run(w: int) -> list[tuple[int, R]]:
+        torch.set_num_threads(intra)  # this worker thread only
+        indices = range(w, n, workers)
+        return list(zip(indices, work(replicas[w], indices)))
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="maml-task") as pool:
+        done = [r for chunk in pool.map(run, range(workers)) for r in chunk]
+    return [r for _, r in sorted(done, key=lambda ir: ir[0])]
 
 
 class _FirstLast:

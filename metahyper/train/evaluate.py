@@ -59,21 +59,27 @@ def episodes_fingerprint(sampler, indices: Sequence[int]) -> str:
 
 
 def episode_accuracies(
-    score: Callable[[object], float],
+    score: Callable[[list], list[float]],
     sampler,
     indices: Sequence[int],
     device: torch.device,
     ctx: DistContext | None = None,
     progress: bool = False,
     desc: str = "eval",
+    chunk: int = 1,
 ) -> list[float]:
-    """``score(episode)`` for each episode index, in index order. Under ``torchrun`` each rank
-    scores its shard of the indices and the results are gathered (rank order = index order)."""
+    """``score(episodes)`` (a list in, one accuracy each out) over the episode indices, ``chunk``
+    episodes at a time (e.g. :meth:`MAML.evaluate_tasks` with that many task threads), in index
+    order. Under ``torchrun`` each rank scores its shard of the indices and the results are
+    gathered (rank order = index order)."""
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
-    out = []
-    for i in tqdm(mine, desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False):
-        out.append(float(score(sampler.episode(i).to(device))))
+    out: list[float] = []
+    with tqdm(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
+        for start in range(0, len(mine), max(1, chunk)):
+            part = mine[start : start + max(1, chunk)]
+            out.extend(float(a) for a in score([sampler.episode(i).to(device) for i in part]))
+            bar.update(len(part))
     return all_gather_list(out, ctx)
 
 
@@ -136,7 +142,7 @@ def _default_output(checkpoint: Path, cfg: EvalConfig) -> Path:
 
 
 def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
-    """``(method, score(episode) -> accuracy, settings used)`` for a loaded checkpoint."""
+    """``(method, score(list of episodes) -> their accuracies, settings used)`` for a loaded checkpoint."""
     stage = extra.get("stage")
     method = cfg.method
     if method not in METHODS:
@@ -147,7 +153,7 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
         settings = {"head_steps": cfg.head_steps, "head_lr": cfg.head_lr, "bn": "frozen"}
         # the backbone is frozen: generate a hyper model's weights once (export), not per forward
         frozen = to_plain(model) if model.config.is_hyper else model
-        return method, lambda ep: linear_probe_score(frozen, ep, cfg.head_steps, cfg.head_lr), settings
+        return method, lambda eps: [linear_probe_score(frozen, ep, cfg.head_steps, cfg.head_lr) for ep in eps], settings
     from metahyper.meta import MAML
 
     maml_cfg = extra.get("maml", {})
@@ -165,9 +171,9 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
         "backend": cfg.backend,
     }
     maml = MAML(model, inner_groups=settings["inner"], inner_lr=settings["inner_lr"], eval_steps=settings["inner_steps"],
-                bn=settings["bn"], backend=cfg.backend, movement=False)
+                bn=settings["bn"], backend=cfg.backend, movement=False, task_threads=cfg.task_threads)
     settings["inner"] = list(maml.inner_groups)
-    return method, lambda ep: maml.evaluate(ep), settings
+    return method, maml.evaluate_tasks, settings
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:
@@ -184,7 +190,8 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     method, score, settings = build_scorer(model, extra, cfg)
     indices = list(range(cfg.episodes))
-    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot")
+    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot",
+                              chunk=cfg.task_threads if method == "maml" else 1)
     mean, ci = mean_ci(accs)
     result = EvalResult(
         model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=cfg.dataset,

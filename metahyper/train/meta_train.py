@@ -141,7 +141,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
 
     def validate(done: int) -> None:
         nonlocal best_val
-        accs = episode_accuracies(maml.evaluate, val_sampler, range(cfg.val_episodes), device, ctx, cfg.progress, desc="validate")
+        accs = episode_accuracies(maml.evaluate_tasks, val_sampler, range(cfg.val_episodes), device, ctx, cfg.progress,
+                                  desc="validate", chunk=cfg.task_threads)
         mean, ci = mean_ci(accs)
         window = slice(max(0, done - cfg.val_every), done)
         row = {"iteration": done, "val_acc": mean, "val_ci95": ci, "train_loss": curves["loss"][window].mean().item(),

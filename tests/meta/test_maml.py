@@ -460,3 +460,16 @@ def test_task_threads_bad_values_are_user_errors(models, tasks):
         MAML(model, backend="vmap", task_threads=2)
     with pytest.raises(UserError, match="need backend 'func'"):
         MAML(model, backend="higher").meta_step(tasks, task_threads=2)
+
+
+def test_evaluate_tasks_on_threads_equals_evaluate(models):
+    """``evaluate_tasks`` with two threads: each task's accuracy equals :meth:`MAML.evaluate`, in
+    order, with no gradient touched."""
+    model = models["hyper2"]
+    model.zero_grad(set_to_none=True)
+    tasks5 = make_tasks(5, seed=11)
+    maml = MAML(model, inner_lr=LR, eval_steps=3)
+    expected = [maml.evaluate(t) for t in tasks5]
+    assert maml.evaluate_tasks(tasks5, task_threads=2) == expected == maml.evaluate_tasks(tasks5)
+    assert len(set(expected)) > 1  # the tasks differ, so order is checked
+    assert all(p.grad is None for p in model.parameters())
