@@ -110,9 +110,9 @@ them to ``.grad`` in task order, so results do not depend on thread timing (floa
 bitwise repeatable; against ``task_threads=1`` they differ by kernel rounding only, since ops run
 with fewer intra-op threads). Why: on a CPU, one task's small convolutions and the many small
 BatchNorm/elementwise ops do not keep all cores busy; k tasks at once do. Cost: k tasks' graphs
-are alive at once, so peak memory is ~k x that of ``task_threads=1``. Measured numbers are in
-``tools/bench_meta.py``'s docstring. On CUDA use ``"vmap"`` instead (threads would share one
-stream).
+are alive at once, so peak memory is ~k x that of ``task_threads=1``. Measured numbers: README,
+"Speed" (``tools/bench_meta.py --task-threads 2``). On CUDA use ``"vmap"`` instead (threads would
+share one stream). :meth:`MAML.evaluate_tasks` scores episodes the same way.
 
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
