@@ -677,8 +677,11 @@ class MAML:
             return self._vmap_meta_step(tasks, steps, first_order, scale, movement)
         layers = list(stage_conv_weights(self.model)) if movement else []
         moved = _layers_depending_on(self.model, layers, self._inner)
+        named = dict(self.model.named_parameters())
+        outer_list = [named[n] for n in self._outer]
         workers = min(task_threads, len(tasks))
-        step = partial(self._task_step, steps=steps, first_order=first_order, scale=scale, moved=moved, keep_grads=workers > 1)
+        step = partial(self._task_step, steps=steps, first_order=first_order, scale=scale, moved=moved, named=named,
+                       outer_list=outer_list, keep_grads=workers > 1)
         if workers == 1:
             with self._task_context(self.model, moved) as captures:
                 results = [step(self.model, captures, i, task) for i, task in enumerate(tasks)]
@@ -688,8 +691,6 @@ class MAML:
                     return [step(module, captures, i, tasks[i]) for i in indices]
 
             results = _on_threads(self.model, len(tasks), workers, work)
-        named = dict(self.model.named_parameters())
-        outer_list = [named[n] for n in self._outer]
         moves = {k: 0.0 for k in layers}
         for r in results:  # task order: the same sums whatever the number of threads
             for k, v in r.moves.items():
@@ -721,13 +722,13 @@ class MAML:
 
     def _task_step(
         self, module: nn.Module, captures: Mapping[str, _FirstLast], i: int, task: Task, *,
-        steps: int, first_order: bool, scale: float, moved: Sequence[str], keep_grads: bool,
+        steps: int, first_order: bool, scale: float, moved: Sequence[str], named: Mapping[str, Tensor],
+        outer_list: Sequence[Tensor], keep_grads: bool,
     ) -> _TaskResult:
         """One task of a meta-step on ``module``: adapt, query loss, backward of ``loss * scale``
-        into ``.grad`` of the outer parameters, or (``keep_grads``) returned as tensors instead."""
+        into ``.grad`` of ``outer_list`` (the outer parameters), or (``keep_grads``) returned as
+        tensors instead. ``named``: the model's parameters by name."""
         sx, sy, qx, qy = _task_tensors(task, i)
-        named = dict(self.model.named_parameters())
-        outer_list = [named[n] for n in self._outer]
         for capture in captures.values():
             capture.reset()
         grads = None
