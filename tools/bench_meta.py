@@ -18,7 +18,7 @@ the same tasks:
   (convolutions and matmuls, forward and every backward; elementwise ops are not FLOPs there). Its
   per-module tracker is switched off: its backward hooks raise inside ``torch.autograd.grad`` on
   leaves (torch 2.14), which MAML's inner loop calls. ``gflop_s`` = gflop / median time;
-  ``frac_conv`` = gflop_s / the machine's measured single-conv throughput (see below).
+  ``frac_conv`` = gflop_s / the single-conv throughput (see below) measured beside the row.
 * ``necessary_gflop``: the FLOPs of the minimal algorithm (:func:`necessary_meta_step`: inner
   gradients only w.r.t. the adapted parameters, outer backward only to the outer parameters, no
   graph in first order, nothing else), counted the same way.
@@ -33,8 +33,15 @@ the same tasks:
 * ``ratio``: stock higher time / default time (> 1: the default is faster).
 
 Machine throughput, measured in the same run and printed first: ``conv_gflop_s``, the best
-forward throughput of the 3x3 convolutions of a WRN stage at the query batch (the fastest kernel
-the model runs), and ``matmul_gflop_s`` (square matmul).
+forward throughput of the 3x3 convolutions of a WRN stage at the query batch, in NCHW or
+channels_last (the fastest kernel the model runs), and ``matmul_gflop_s`` (square matmul). The
+machine's speed drifts during a run (other tenants), so that reference conv is timed again after
+each rep of each row (all backends once, then the conv); the row's ``conv_gflop_s`` is the median
+of those, and its ``frac_conv`` is relative to it.
+
+Backends: ``func`` is MAML's default (on a CPU: channels_last images and our BatchNorm double
+backward, :mod:`metahyper.meta.batchnorm`); ``func-nchw`` the same in NCHW; ``func-tK`` with K task
+threads; ``stock_higher`` gets NCHW images (as a user writes it) unless ``--channels-last``.
 
 Usage::
 
@@ -59,7 +66,7 @@ import threading
 import time
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +78,7 @@ from metahyper.meta.maml import batchnorm_mode
 from metahyper.models import build_model
 
 THREADED = "func-t"  # "func-tK": backend func with task_threads=K (K tasks at once on threads)
+NCHW = "func-nchw"  # backend func with channels_last=False (the default on a CPU is channels_last)
 AUTOCAST_BACKENDS = ("func", "vmap")  # --autocast applies to these (higher's patched modules: not tried)
 BATCHED_BACKENDS = ("vmap",)  # hold the whole meta-batch's graph at once: measured on the full meta-batch
 
@@ -172,18 +180,32 @@ def _median_time(fn, device, reps: int) -> float:
     return statistics.median(times)
 
 
+def reference_conv(device: torch.device, dtype: torch.dtype, shape: Sequence[int], memory_format: str, reps: int = 3):
+    """A function timing the reference convolution (3x3, padding 1, ``shape`` = [N, C, H, W], C in
+    and out, in ``memory_format``): its forward GFLOP/s, median of ``reps`` calls."""
+    n, c, h, w_ = shape
+    fmt = getattr(torch, memory_format)
+    x = torch.randn(n, c, h, w_, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    w = torch.randn(c, c, 3, 3, device=device, dtype=dtype).contiguous(memory_format=fmt)
+    flops = 2 * n * c * c * 9 * h * w_
+
+    def measure() -> float:
+        with torch.no_grad():
+            return flops / _median_time(lambda: F.conv2d(x, w, padding=1), device, reps) / 1e9
+
+    return measure
+
+
 def machine_throughput(device: torch.device, dtype: torch.dtype, batch: int, size: int, k: int, reps: int) -> dict:
-    """Best forward GFLOP/s over the 3x3 convs of a WRN-16-k stage at this batch, and a matmul."""
+    """Best forward GFLOP/s over the 3x3 convs of a WRN-16-k stage at this batch, in either memory
+    format (the reference conv), and a matmul."""
     best = {"conv_gflop_s": 0.0}
     for stage, width in enumerate((16 * k, 32 * k, 64 * k)):
         s = max(1, size // (2**stage))
-        x = torch.randn(batch, width, s, s, device=device, dtype=dtype)
-        w = torch.randn(width, width, 3, 3, device=device, dtype=dtype)
-        flops = 2 * batch * width * width * 9 * s * s
-        with torch.no_grad():
-            t = _median_time(lambda: F.conv2d(x, w, padding=1), device, reps)
-        if flops / t / 1e9 > best["conv_gflop_s"]:
-            best = {"conv_gflop_s": flops / t / 1e9, "conv_shape": [batch, width, s, s]}
+        for fmt in ("contiguous_format", "channels_last"):
+            gflop_s = reference_conv(device, dtype, [batch, width, s, s], fmt, reps)()
+            if gflop_s > best["conv_gflop_s"]:
+                best = {"conv_gflop_s": gflop_s, "conv_shape": [batch, width, s, s], "conv_format": fmt}
     n = 1024 if device.type == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -231,11 +253,15 @@ def necessary_meta_step(model, tasks, inner, outer, *, steps: int, lr: float, fi
 # ------------------------------------------------------------------------------------------------
 
 
-def split_backend(name: str) -> tuple[str, int]:
-    """``"func-t2"`` -> ``("func", 2)``; any other backend name -> ``(name, 1)``."""
+def backend_options(name: str) -> dict:
+    """The :class:`MAML` options of a benchmark backend name: ``"func-t2"`` -> backend func with
+    ``task_threads=2``; ``"func-nchw"`` -> backend func with ``channels_last=False``; any other name
+    -> that backend with its defaults."""
     if name.startswith(THREADED) and name[len(THREADED):].isdigit():
-        return "func", int(name[len(THREADED):])
-    return name, 1
+        return {"backend": "func", "task_threads": int(name[len(THREADED):])}
+    if name == NCHW:
+        return {"backend": "func", "task_threads": 1, "channels_last": False}
+    return {"backend": name, "task_threads": 1}
 
 
 def make_tasks(n, ways, shots, queries, size, device, dtype, memory_format, seed=1):
@@ -266,8 +292,9 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     tasks = make_tasks(args.meta_batch, args.ways, shots, args.queries, size, device, dtype, fmt)
     autocast = getattr(torch, args.autocast) if args.autocast else None
     backends = args.backends
-    mamls = {b: MAML(model, backend=split_backend(b)[0], task_threads=split_backend(b)[1], first_order=first_order,
-                     inner_steps=args.steps, autocast=autocast if split_backend(b)[0] in AUTOCAST_BACKENDS else None)
+    options = {b: backend_options(b) for b in backends}
+    mamls = {b: MAML(model, **options[b], first_order=first_order, inner_steps=args.steps,
+                     autocast=autocast if options[b]["backend"] in AUTOCAST_BACKENDS else None)
              for b in backends}
     out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
                  "order": 1 if first_order else 2, "size": size, "backends": {}}
@@ -277,15 +304,15 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         mamls[b].meta_step(batch, **kwargs)
 
     def alive(b):  # the tasks whose graphs are alive at once: a meta-step on these has the meta-batch's peak
-        return tasks if b in BATCHED_BACKENDS else tasks[: split_backend(b)[1]]
+        return tasks if b in BATCHED_BACKENDS else tasks[: options[b]["task_threads"]]
 
     for b in list(backends):  # warm-up, counting FLOPs on one task (same shapes: x meta-batch); vmap: all tasks
         batch = tasks if b in BATCHED_BACKENDS else tasks[:1]
         try:
-            if split_backend(b)[1] > 1:  # its first run on fresh threads
+            if options[b]["task_threads"] > 1:  # its first run on fresh threads
                 step(b, alive(b))
             with CountFlops() as fc:  # thread-local: task threads are counted on this thread (same per-task code)
-                step(b, batch, task_threads=1) if split_backend(b)[1] > 1 else step(b, batch)
+                step(b, batch, task_threads=1) if options[b]["task_threads"] > 1 else step(b, batch)
         except torch.OutOfMemoryError:  # e.g. vmap (all tasks' graphs at once) on a large row: skip it
             model.zero_grad(set_to_none=True)
             if device.type == "cuda":
@@ -307,6 +334,8 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
             step(b, alive(b))
         out["backends"][b]["peak_mb"] = None if pm["peak_bytes"] is None else pm["peak_bytes"] / 2**20
     times: dict = {b: [] for b in backends}
+    conv = reference_conv(device, dtype, machine["conv_shape"], machine["conv_format"])
+    conv_gflop_s = []  # the reference conv beside each rep: this row's conv%, at this row's machine speed
     for _ in range(args.reps):
         for b in backends:
             _sync(device)
@@ -314,13 +343,15 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
             step(b)
             _sync(device)
             times[b].append(time.perf_counter() - t)
+        conv_gflop_s.append(conv())
+    out["conv_gflop_s"] = statistics.median(conv_gflop_s)
     for b in backends:
         r = out["backends"][b]
         r["ms"] = statistics.median(times[b]) * 1e3
         r["ms_all"] = [round(x * 1e3, 1) for x in times[b]]
         r["tasks_s"] = args.meta_batch / (r["ms"] / 1e3)
         r["gflop_s"] = r["gflop"] / (r["ms"] / 1e3)
-        r["frac_conv"] = r["gflop_s"] / machine["conv_gflop_s"]
+        r["frac_conv"] = r["gflop_s"] / out["conv_gflop_s"]
     for r in out["backends"].values():
         r["flop_over_necessary"] = r["gflop"] / out["necessary_gflop"]
     d = out["backends"][backends[0]]  # the reference of the ratios: the first backend (func by default)
@@ -336,16 +367,18 @@ def format_table(result: dict) -> str:
     m = result["machine"]
     lines = [
         f"device {m['device']} ({m['cpu']}), threads {m['threads']}, dtype {result['config']['dtype']}; "
-        f"conv {m['conv_gflop_s']:.1f} GFLOP/s (fwd 3x3 conv {m['conv_shape']}), matmul {m['matmul_gflop_s']:.1f} GFLOP/s",
-        f"{'model':<16}{'shot':>4}{'ord':>4}{'px':>4} | {'backend':<12}{'ms':>9}{'tasks/s':>8}{'GFLOP':>8}{'GFLOP/s':>8}"
+        f"reference conv {m['conv_gflop_s']:.1f} GFLOP/s at the start (fwd 3x3 conv {m['conv_shape']}, {m['conv_format']}), "
+        f"matmul {m['matmul_gflop_s']:.1f} GFLOP/s; conv% = GFLOP/s / the reference conv timed beside the row's reps ('ref')",
+        f"{'model':<16}{'shot':>4}{'ord':>4}{'px':>4}{'ref':>5} | {'backend':<12}{'ms':>9}{'tasks/s':>8}{'GFLOP':>8}{'GFLOP/s':>8}"
         f"{'conv%':>6}{'peakMB':>8} | {'x stock':>7}{'FLOP/nec':>9}",
     ]
     for row in result["rows"]:
         for b, why in row.get("skipped", {}).items():
-            lines.append(f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12} skipped: {why}")
+            lines.append(f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{'':>5} | {b:<12} skipped: {why}")
         first = True
         for b, r in row["backends"].items():
-            head = f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}" if first else " " * 28
+            head = (f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{row['conv_gflop_s']:>5.0f}"
+                    if first else " " * 33)
             peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
             tail = ""
             stock = row["backends"].get("stock_higher")
@@ -391,9 +424,9 @@ def parse_args(argv=None):
     if args.backends is None:
         args.backends = (["func"] + ([f"{THREADED}{args.task_threads}"] if args.task_threads > 1 else [])
                          + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"]))
-    unknown = [b for b in args.backends if split_backend(b)[0] not in BACKENDS]
+    unknown = [b for b in args.backends if backend_options(b)["backend"] not in BACKENDS]
     if unknown or not args.backends:
-        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)} or {THREADED}K (func, K task threads)")
+        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)}, {NCHW} or {THREADED}K (func, K task threads)")
     args.backends = list(dict.fromkeys(args.backends))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")

@@ -79,7 +79,7 @@ cancellation).
   affine weight, i.e. BatchNorm weight/bias in the INNER loop (plain models), gives wrong second
   derivatives w.r.t. the parameters before it under vmap (1e-2 relative on the meta-gradient of
   the tiny test model, O(1) for a conv + BatchNorm pair; first derivatives are right), so during a vmap meta-step every BatchNorm applies its affine part
-  after ``F.batch_norm`` (:func:`_batchnorm_affine_split`; same forward value). Movement is
+  after ``F.batch_norm`` (:func:`metahyper.meta.batchnorm.batchnorm_affine_split`; same forward value). Movement is
   computed from the adapted parameters with :func:`metahyper.models.stage_conv_weights` (no
   ``record`` hooks under vmap). :meth:`MAML.adapt` and :meth:`MAML.evaluate` (one task) use the
   ``"func"`` path.
@@ -114,6 +114,18 @@ are alive at once, so peak memory is ~k x that of ``task_threads=1``. Measured n
 "Speed" (``tools/bench_meta.py --task-threads 2``). On CUDA use ``"vmap"`` instead (threads would
 share one stream). :meth:`MAML.evaluate_tasks` scores episodes the same way.
 
+Memory format and the BatchNorm double backward (``"func"`` backend)
+--------------------------------------------------------------------
+``channels_last`` (default ``None``: on when the model is on a CPU) hands the task's images to the
+model in ``torch.channels_last``; every activation follows (convolutions keep their input's
+format). oneDNN's CPU convolutions work in that layout, so it saves the two layout conversions
+around each NCHW convolution (measured: README, "Speed"). It is off by default on CUDA (not
+measured there). Every BatchNorm that normalises with batch statistics runs through
+:func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
+backward, but a double backward of our own, which the second-order meta-gradient runs once per
+BatchNorm and inner step; PyTorch's own is ~2x slower in NCHW and falls back to NCHW tensors and
+strided sums in channels_last. Both change rounding only (float64: equal to ~1e-14).
+
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
 For each task and each 3x3 conv of the residual stages (the layers of
@@ -141,11 +153,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metahyper.errors import UserError
+from metahyper.meta.batchnorm import BN_MODES, batchnorm_affine_split, batchnorm_double_backward, batchnorm_mode
 from metahyper.models.groups import GROUPS, group_of, stage_conv_weights
 from metahyper.models.layers import HyperConv2d
 
 BACKENDS = ("func", "vmap", "higher", "stock_higher")
-BN_MODES = ("transductive", "frozen")
 HYPER_INNER = ("embeddings", "classifier")
 HYPER_OUTER = ("hypernetworks", "classifier", "backbone")
 PLAIN_INNER = ("backbone", "classifier")
@@ -224,73 +236,6 @@ def resolve_groups(
     inner_names = tuple(n for n in names if group_of(n) in inner)
     outer_names = tuple(n for n in names if group_of(n) in outer)
     return inner, outer, inner_names, outer_names
-
-
-# --------------------------------------------------------------------------------------------
-# BatchNorm modes
-# --------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def batchnorm_mode(model: nn.Module, mode: str) -> Iterator[None]:
-    """Inside the block every BatchNorm of ``model`` runs in ``mode`` (see the module docstring):
-    ``transductive``: batch statistics, running statistics untouched; ``frozen``: running statistics.
-    Flags are restored on exit."""
-    if mode not in BN_MODES:
-        raise UserError(f"unknown batch-norm mode {mode!r}; choose from {', '.join(BN_MODES)}")
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.training, m.track_running_stats) for m in bns]
-    try:
-        for m in bns:
-            if mode == "transductive":
-                m.training = True
-                m.track_running_stats = False
-            else:
-                m.training = False
-        yield
-    finally:
-        for m, (training, track) in zip(bns, saved):
-            m.training, m.track_running_stats = training, track
-
-
-def _split_affine_forward(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[Tensor], Tensor]:
-    """``bn``'s forward with the affine part outside ``F.batch_norm``: normalise without weight and
-    bias, then ``* weight + bias``. Same value; used by the ``vmap`` backend because
-    ``F.batch_norm`` in training mode with a per-task (batched) affine weight gives wrong second
-    derivatives under :func:`torch.func.vmap` (torch 2.14; see the module docstring)."""
-
-    def forward(x: Tensor) -> Tensor:
-        use_batch = bn.training or not bn.track_running_stats or bn.running_mean is None
-        out = F.batch_norm(
-            x,
-            None if use_batch and not bn.track_running_stats else bn.running_mean,
-            None if use_batch and not bn.track_running_stats else bn.running_var,
-            None,
-            None,
-            use_batch,
-            0.0 if bn.momentum is None else bn.momentum,
-            bn.eps,
-        )
-        if bn.weight is None:
-            return out
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return out * bn.weight.reshape(shape) + bn.bias.reshape(shape)
-
-    return forward
-
-
-@contextmanager
-def _batchnorm_affine_split(model: nn.Module) -> Iterator[None]:
-    """Inside the block every BatchNorm of ``model`` applies its affine part after
-    ``F.batch_norm`` (:func:`_split_affine_forward`); the class forward is restored on exit."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    try:
-        for m in bns:
-            m.forward = _split_affine_forward(m)
-        yield
-    finally:
-        for m in bns:
-            m.__dict__.pop("forward", None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -548,8 +493,11 @@ class MAML:
         movement: bool = True,
         autocast: torch.dtype | None = None,
         task_threads: int = 1,
+        channels_last: bool | None = None,
     ) -> None:
         _check_task_threads(task_threads, backend)
+        if channels_last and backend != "func":
+            raise UserError(f"channels_last needs backend 'func' (got {backend!r}); leave channels_last unset with this backend")
         if autocast not in (None, torch.bfloat16, torch.float16):
             raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
         if backend not in BACKENDS:
@@ -566,6 +514,7 @@ class MAML:
         self.first_order, self.bn, self.backend, self.movement = first_order, bn, backend, movement
         self.autocast = autocast
         self.task_threads = task_threads
+        self.channels_last = channels_last
 
     def _autocast(self):
         """Mixed precision for every forward (and so its backward) when ``autocast`` is set: meant
@@ -573,6 +522,25 @@ class MAML:
         if self.autocast is None:
             return nullcontext()
         return torch.autocast(next(self.model.parameters()).device.type, dtype=self.autocast)
+
+    def _uses_channels_last(self) -> bool:
+        """``channels_last`` resolved: ``None`` (auto) means backend ``"func"`` on a CPU."""
+        if self.channels_last is not None:
+            return self.channels_last and self.backend == "func"
+        return self.backend == "func" and next(self.model.parameters()).device.type == "cpu"
+
+    def _images(self, *xs: Tensor) -> tuple[Tensor, ...]:
+        """The task's images in the memory format of the meta-step (see "Memory format")."""
+        if not self._uses_channels_last():
+            return xs
+        return tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in xs)
+
+    @contextmanager
+    def _batchnorm(self, module: nn.Module) -> Iterator[None]:
+        """The BatchNorm mode on ``module`` and, for backend ``"func"``, our BatchNorm double
+        backward (:func:`metahyper.meta.batchnorm.batchnorm_double_backward`)."""
+        with batchnorm_mode(module, self.bn), (batchnorm_double_backward(module) if self.backend == "func" else nullcontext()):
+            yield
 
     @property
     def inner_params(self) -> tuple[str, ...]:
@@ -644,7 +612,8 @@ class MAML:
         first_order = self.first_order if first_order is None else first_order
         create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
         mode = "eval" if not create_graph else ("first" if first_order else "second")
-        with batchnorm_mode(self.model, self.bn), torch.enable_grad(), self._autocast():
+        (support_x,) = self._images(support_x)
+        with self._batchnorm(self.model), torch.enable_grad(), self._autocast():
             fmodel = make_patched(self.model) if self.backend in ("higher", "stock_higher") else None
             return self._adapt(support_x, support_y, steps, mode, fmodel)
 
@@ -714,7 +683,7 @@ class MAML:
         try:
             for path, capture in captures.items():  # HyperConv2d hands each generated weight to .record
                 hyper[path].record = capture
-            with batchnorm_mode(module, self.bn), torch.enable_grad(), self._autocast():
+            with self._batchnorm(module), torch.enable_grad(), self._autocast():
                 yield captures
         finally:
             for path, record in saved.items():
@@ -729,6 +698,7 @@ class MAML:
         into ``.grad`` of ``outer_list`` (the outer parameters), or (``keep_grads``) returned as
         tensors instead. ``named``: the model's parameters by name."""
         sx, sy, qx, qy = _task_tensors(task, i)
+        sx, qx = self._images(sx, qx)
         for capture in captures.values():
             capture.reset()
         grads = None
@@ -767,7 +737,7 @@ class MAML:
         try:
             for m in hyper:  # a batched weight must not leak out of vmap through .record
                 m.record = None
-            with batchnorm_mode(self.model, self.bn), _batchnorm_affine_split(self.model), torch.enable_grad(), self._autocast():
+            with batchnorm_mode(self.model, self.bn), batchnorm_affine_split(self.model), torch.enable_grad(), self._autocast():
                 start, constants = self._start(mode)
                 query_constants = {n: p.detach() for n, p in named.items() if n not in outer and n not in start}
 
@@ -852,7 +822,8 @@ class MAML:
 
     def _evaluate(self, module: nn.Module, task: Task, i: int, steps: int) -> float:
         sx, sy, qx, qy = _task_tensors(task, i)
-        with batchnorm_mode(module, self.bn), self._autocast():
+        sx, qx = self._images(sx, qx)
+        with self._batchnorm(module), self._autocast():
             with torch.enable_grad():
                 fmodel = make_patched(module) if self.backend in ("higher", "stock_higher") else None
                 adapted = self._adapt(sx, sy, steps, "eval", fmodel, module)

@@ -122,6 +122,37 @@ def test_stock_higher_matches_and_second_order_differs(models, tasks):
     assert max(rel_err(func1[n], func2[n]) for n in func2 if group_of(n) == "hypernetworks") > 1e-4
 
 
+@pytest.mark.parametrize("kind", ["hyper2", "plain"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_func_memory_formats_match_reference(models, tasks, kind, channels_last):
+    """Backend func in either memory format (with our BatchNorm double backward in both) gives the
+    reference meta-gradient, evaluation and adaptation; the images reach the model in that format."""
+    model = models[kind]
+    maml = MAML(model)
+    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=False)
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        maml, _, grads = run_meta_step(model, tasks, channels_last=channels_last)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {channels_last}
+    for n in ref:
+        assert rel_err(grads[n], ref[n]) < 1e-8, (n, rel_err(grads[n], ref[n]))
+    other = MAML(model, inner_lr=LR, inner_steps=STEPS, channels_last=not channels_last)
+    assert maml.evaluate(tasks[0]) == other.evaluate(tasks[0])
+    theirs = other.adapt(tasks[0].support_x, tasks[0].support_y, create_graph=False)
+    for n, p in maml.adapt(tasks[0].support_x, tasks[0].support_y, create_graph=False).items():
+        torch.testing.assert_close(p, theirs[n], rtol=1e-10, atol=1e-12)
+
+
+def test_channels_last_default_and_backend_check(models):
+    assert MAML(models["plain"])._uses_channels_last()  # CPU model, backend func: on
+    assert not MAML(models["plain"], backend="higher")._uses_channels_last()
+    with pytest.raises(UserError, match="channels_last needs backend 'func'"):
+        MAML(models["plain"], backend="vmap", channels_last=True)
+
+
 # (2) the inner loop changes only inner groups; the outer step only outer groups ---------------
 
 

@@ -20,8 +20,10 @@ def test_bench_meta_quick(tmp_path, capsys):
     assert bench.parse_args(["--quick"]).backends == ["func", "stock_higher"]
     assert bench.parse_args(["--quick", "--with-higher", "--no-stock"]).backends == ["func", "higher"]
     assert bench.parse_args(["--quick", "--task-threads", "2"]).backends == ["func", "func-t2", "stock_higher"]
-    assert bench.split_backend("func-t3") == ("func", 3) and bench.split_backend("vmap") == ("vmap", 1)
-    result = bench.main(["--quick", "--backends", "func,func-t2,vmap,stock_higher", "--json", str(out)])
+    assert bench.backend_options("func-t3") == {"backend": "func", "task_threads": 3}
+    assert bench.backend_options("vmap") == {"backend": "vmap", "task_threads": 1}
+    assert bench.backend_options("func-nchw") == {"backend": "func", "task_threads": 1, "channels_last": False}
+    result = bench.main(["--quick", "--backends", "func,func-nchw,func-t2,vmap,stock_higher", "--json", str(out)])
     table = capsys.readouterr().out
     assert "func" in table and "vmap" in table and "stock_higher" in table and "GFLOP/s" in table
     data = json.loads(out.read_text())
@@ -30,13 +32,14 @@ def test_bench_meta_quick(tmp_path, capsys):
     assert machine["conv_gflop_s"] > 0 and machine["matmul_gflop_s"] > 0
     assert {row["order"] for row in data["rows"]} == {1, 2}
     for row in data["rows"]:
-        assert row["necessary_gflop"] > 0 and row["ratio"] > 0
-        for name in ("func", "func-t2", "vmap", "stock_higher"):
+        assert row["necessary_gflop"] > 0 and row["ratio"] > 0 and row["conv_gflop_s"] > 0
+        for name in ("func", "func-nchw", "func-t2", "vmap", "stock_higher"):
             r = row["backends"][name]
             assert r["ms"] > 0 and r["tasks_s"] > 0 and r["gflop"] > 0 and r["gflop_s"] > 0 and r["frac_conv"] > 0
             assert len(r["ms_all"]) == data["config"]["reps"]
             assert r["peak_mb"] is None or r["peak_mb"] >= 0
         # the default backend does no more than the necessary work; stock higher does more
         assert abs(row["backends"]["func"]["flop_over_necessary"] - 1) < 0.02
+        assert abs(row["backends"]["func-nchw"]["flop_over_necessary"] - 1) < 0.02
         assert row["backends"]["stock_higher"]["gflop"] > row["backends"]["func"]["gflop"]
         assert row["backends"]["vmap"]["flop_over_necessary"] >= 0.98
