@@ -123,8 +123,9 @@ around each NCHW convolution (measured: README, "Speed"). It is off by default o
 measured there). Every BatchNorm that normalises with batch statistics runs through
 :func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
 backward, but a double backward of our own, which the second-order meta-gradient runs once per
-BatchNorm and inner step; PyTorch's own is ~2x slower in NCHW and falls back to NCHW tensors and
-strided sums in channels_last. Both change rounding only (float64: equal to ~1e-14).
+BatchNorm and inner step (forward + backward + double backward of a [25, 32, 32, 32] BatchNorm on 2
+cores: 17.1 -> 7.1 ms in NCHW, 26.5 -> 5.1 ms in channels_last, where PyTorch's falls back to NCHW
+tensors and strided sums). Both change rounding only (float64: equal to ~1e-14).
 
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------

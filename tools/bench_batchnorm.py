@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Time BatchNorm with batch statistics as second-order MAML runs it: forward, backward with
+``create_graph=True``, then the double backward; PyTorch's ``F.batch_norm`` against
+:func:`metahyper.meta.batchnorm.batch_norm_train` (our double backward), in NCHW and channels_last.
+
+Usage::
+
+    python tools/bench_batchnorm.py                      # the shapes of a Hyper-WRN-16-2 meta-step
+    python tools/bench_batchnorm.py --shapes 25x32x32x32 --reps 50 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from metahyper.meta.batchnorm import batch_norm_train
+
+IMPLEMENTATIONS = {
+    "pytorch": lambda x, w, b: F.batch_norm(x, None, None, w, b, True, 0.0, 1e-5),
+    "ours": lambda x, w, b: batch_norm_train(x, w, b, 1e-5),
+}
+
+
+def time_ms(fn, reps: int) -> float:
+    for _ in range(3):
+        fn()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps * 1e3
+
+
+def bench(shape: list[int], channels_last: bool, reps: int) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g).contiguous(memory_format=fmt).requires_grad_()
+    w = torch.rand(shape[1], generator=g).add_(0.5).requires_grad_()
+    b = torch.randn(shape[1], generator=g).requires_grad_()
+    gy = torch.randn(shape, generator=g).contiguous(memory_format=fmt)
+    out = {}
+    for name, bn in IMPLEMENTATIONS.items():
+        def second_order():
+            gx, gw = torch.autograd.grad(bn(x, w, b), (x, w), gy, create_graph=True)
+            torch.autograd.grad((gx * gy).sum() + gw.sum(), (x, w))
+
+        out[name] = time_ms(second_order, reps)
+    return {"shape": shape, "format": "channels_last" if channels_last else "nchw", "ms": out,
+            "speedup": out["pytorch"] / out["ours"]}
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="25x32x32x32,25x64x16x16,25x128x8x8,5x32x32x32,75x32x32x32",
+                   help="comma list of NxCxHxW (default: 5-shot support, 1-shot support, query of a Hyper-WRN-16-2 at 32 px)")
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = [bench([int(v) for v in s.split("x")], cl, args.reps) for s in args.shapes.split(",") for cl in (False, True)]
+    print(f"BatchNorm forward + backward + double backward, ms ({args.threads} threads, float32)")
+    print(f"{'shape':<16}{'format':<15}{'pytorch':>9}{'ours':>9}{'x':>7}")
+    for r in rows:
+        print(f"{'x'.join(map(str, r['shape'])):<16}{r['format']:<15}{r['ms']['pytorch']:>9.2f}{r['ms']['ours']:>9.2f}{r['speedup']:>7.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
