@@ -12,8 +12,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,13 +27,16 @@ IMPLEMENTATIONS = {
 }
 
 
+def _bench_meta():
+    spec = importlib.util.spec_from_file_location("bench_meta", Path(__file__).with_name("bench_meta.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def time_ms(fn, reps: int) -> float:
-    for _ in range(3):
-        fn()
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    return (time.perf_counter() - t) / reps * 1e3
+    """Median ms of ``reps`` calls after a warm-up call (the meta-step benchmark's timer)."""
+    return _bench_meta()._median_time(fn, torch.device("cpu"), reps) * 1e3
 
 
 def bench(shape: list[int], channels_last: bool, reps: int) -> dict:
@@ -57,13 +61,13 @@ def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", default="25x32x32x32,25x64x16x16,25x128x8x8,5x32x32x32,75x32x32x32",
                    help="comma list of NxCxHxW (default: 5-shot support, 1-shot support, query of a Hyper-WRN-16-2 at 32 px)")
-    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--reps", type=int, default=20, help="timed calls per case (median)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = [bench([int(v) for v in s.split("x")], cl, args.reps) for s in args.shapes.split(",") for cl in (False, True)]
-    print(f"BatchNorm forward + backward + double backward, ms ({args.threads} threads, float32)")
+    print(f"BatchNorm forward + backward + double backward, median ms ({args.threads} threads, float32)")
     print(f"{'shape':<16}{'format':<15}{'pytorch':>9}{'ours':>9}{'x':>7}")
     for r in rows:
         print(f"{'x'.join(map(str, r['shape'])):<16}{r['format']:<15}{r['ms']['pytorch']:>9.2f}{r['ms']['ours']:>9.2f}{r['speedup']:>7.2f}")

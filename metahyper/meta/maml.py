@@ -124,8 +124,8 @@ measured there). Every BatchNorm that normalises with batch statistics runs thro
 :func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
 backward, but a double backward of our own, which the second-order meta-gradient runs once per
 BatchNorm and inner step (forward + backward + double backward of a [25, 32, 32, 32] BatchNorm on 2
-cores: 17.1 -> 7.1 ms in NCHW, 26.5 -> 5.1 ms in channels_last, where PyTorch's falls back to NCHW
-tensors and strided sums). Both change rounding only (float64: equal to ~1e-14).
+cores, ``tools/bench_batchnorm.py``: 16.7 -> 6.9 ms in NCHW, 27.9 -> 5.5 ms in channels_last, where
+PyTorch's falls back to NCHW tensors and strided sums). Both change rounding only (float64: equal to ~1e-14).
 
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
