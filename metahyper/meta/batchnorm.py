@@ -126,9 +126,10 @@ class _BatchNormTrainBackward(torch.autograd.Function):
         if torch.is_grad_enabled():  # differentiated once more: the statistics as functions of x, gy
             mean = x.mean(dims, dtype=invstd.dtype)
             invstd = torch.rsqrt((x - c(mean)).pow(2).mean(dims, dtype=invstd.dtype) + ctx.eps)
-        xhat = (x - c(mean)) * c(invstd)
-        if torch.is_grad_enabled():
+            xhat = (x - c(mean)) * c(invstd)
             sum_gy, sum_gy_xhat = gy.sum(dims, dtype=invstd.dtype), (gy * xhat).sum(dims, dtype=invstd.dtype)
+        else:
+            xhat = (x - c(mean)) * c(invstd)
         c1, c2 = sum_gy / m, sum_gy_xhat / m  # mean(gy), mean(gy * xhat)
         zero = torch.zeros_like(invstd)
         # g_gy = d1 * ggx + d2 * xhat + d3;  g_x = a * P(gy) + b * xhat + k * P(ggx)
@@ -138,10 +139,12 @@ class _BatchNormTrainBackward(torch.autograd.Function):
             s_ggx = ggx.sum(dims, dtype=invstd.dtype)
             s_ggx_xhat = (ggx * xhat).sum(dims, dtype=invstd.dtype)
             big_a = (ggx * gy).sum(dims, dtype=invstd.dtype) - c1 * s_ggx
-            w_inv, w_inv2 = weight * invstd, weight * invstd * invstd
-            d2, d3 = -w_inv * s_ggx_xhat / m, -w_inv * s_ggx / m  # w * invstd * P(ggx), less w * invstd * ggx
+            m_ggx, m_ggx_xhat = s_ggx / m, s_ggx_xhat / m  # mean(ggx), mean(ggx * xhat)
+            w_inv = weight * invstd
+            w_inv2 = w_inv * invstd
+            d2, d3 = -w_inv * m_ggx_xhat, -w_inv * m_ggx  # w * invstd * P(ggx), less w * invstd * ggx
             g_w = invstd * (big_a - c2 * s_ggx_xhat)
-            a = -w_inv2 * s_ggx_xhat / m
+            a = -w_inv2 * m_ggx_xhat
             b = -w_inv2 * (big_a - s_ggx_xhat * c2) / m
             k = -w_inv2 * c2
         if ggw is not None:
@@ -157,7 +160,7 @@ class _BatchNormTrainBackward(torch.autograd.Function):
             # a * P(gy) + k * P(ggx) = a * gy + k * ggx - (a * c2 + k * mean(ggx * xhat)) * xhat - a * c1 - k * mean(ggx)
             e_x, e_0 = b - a * c2, -a * c1
             if ggx is not None:
-                e_x, e_0 = e_x - k * s_ggx_xhat / m, e_0 - k * s_ggx / m
+                e_x, e_0 = e_x - k * m_ggx_xhat, e_0 - k * m_ggx
             g_x = torch.addcmul(c(e_0), c(e_x), xhat).addcmul_(c(a), gy)
             if ggx is not None:
                 g_x = g_x.addcmul_(c(k), ggx)
