@@ -114,8 +114,8 @@ are alive at once, so peak memory is ~k x that of ``task_threads=1``. Measured n
 "Speed" (``tools/bench_meta.py --task-threads 2``). On CUDA use ``"vmap"`` instead (threads would
 share one stream). :meth:`MAML.evaluate_tasks` scores episodes the same way.
 
-Memory format and the BatchNorm double backward (``"func"`` backend)
---------------------------------------------------------------------
+Memory format and the BatchNorm and convolution double backwards (``"func"`` backend)
+-----------------------------------------------------------------------------------
 ``channels_last`` (default ``None``: on when the model is on a CPU) hands the task's images to the
 model in ``torch.channels_last``; every activation follows (convolutions keep their input's
 format). oneDNN's CPU convolutions work in that layout, so it saves the two layout conversions
@@ -124,8 +124,14 @@ measured there). Every BatchNorm that normalises with batch statistics runs thro
 :func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
 backward, but a double backward of our own, which the second-order meta-gradient runs once per
 BatchNorm and inner step (forward + backward + double backward of a [25, 32, 32, 32] BatchNorm on 2
-cores, ``tools/bench_batchnorm.py``: 16.7 -> 6.9 ms in NCHW, 27.9 -> 5.5 ms in channels_last, where
-PyTorch's falls back to NCHW tensors and strided sums). Both change rounding only (float64: equal to ~1e-14).
+cores, ``tools/bench_double_backward.py``: 16.7 -> 6.9 ms in NCHW, 27.9 -> 5.5 ms in channels_last, where
+PyTorch's falls back to NCHW tensors and strided sums). In the second-order inner loop (the one
+place where a convolution's backward is differentiated again), every convolution runs through
+:func:`metahyper.meta.convolution.conv2d_train`, whose double backward computes the weight term
+with oneDNN's backward-weights kernel instead of PyTorch's image-sized batch-transposed
+convolution (``tools/bench_double_backward.py --layers conv``: 1.1-1.3x per convolution in
+channels_last; the query pass, first order, evaluation and autocast keep ``F.conv2d``, where it
+would only add Python overhead). All of these change rounding only (float64: equal to ~1e-14).
 
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
@@ -155,6 +161,7 @@ from torch.func import functional_call, vmap
 
 from metahyper.errors import UserError
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_affine_split, batchnorm_double_backward, batchnorm_mode
+from metahyper.meta.convolution import conv_double_backward
 from metahyper.models.groups import GROUPS, group_of, stage_conv_weights
 from metahyper.models.layers import HyperConv2d
 
@@ -581,7 +588,10 @@ class MAML:
         start, constants = self._start(mode)
         kwargs = dict(lr=self.inner_lr, steps=steps, first_order=(mode != "second"), constants=constants)
         if fmodel is None:  # func, vmap (one task: adapt / evaluate)
-            return inner_loop(self.model if module is None else module, start, x, y, **kwargs)
+            module = self.model if module is None else module
+            own_conv = mode == "second" and self.backend == "func" and self.autocast is None  # see "Memory format"
+            with conv_double_backward(module) if own_conv else nullcontext():
+                return inner_loop(module, start, x, y, **kwargs)
         return inner_loop_higher(self.model, start, x, y, fmodel=fmodel, **kwargs)
 
     def _forward(

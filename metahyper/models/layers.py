@@ -114,11 +114,16 @@ class HyperConv2d(nn.Module):
         """``W = conv2d(E, H)``: the weight this layer applies (and what export stores)."""
         return self.hypernet(self.embedding)
 
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The convolution with the generated weight (``nn.Conv2d``'s hook of the same name: the
+        meta-learner swaps it, see :mod:`metahyper.meta.convolution`)."""
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.generated_weight()
-        if self.record is not None:  # see metahyper.models.regularization.record_generated_weights
+        if self.record is not None:  # see metahyper.models.groups.record_generated_weights
             self.record.append(weight)
-        return F.conv2d(x, weight, None, self.stride, self.padding)
+        return self._conv_forward(x, weight, None)
 
     def extra_repr(self) -> str:
         return (

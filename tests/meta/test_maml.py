@@ -153,6 +153,27 @@ def test_channels_last_default_and_backend_check(models):
         MAML(models["plain"], backend="vmap", channels_last=True)
 
 
+def test_own_conv_double_backward_in_second_order_inner_loop_only(models, tasks, monkeypatch):
+    """Backend func convolves with metahyper.meta.convolution.conv2d_train exactly where the
+    convolution's backward is differentiated again: the second-order inner loop (not the query
+    pass, first order, evaluation, autocast or the other backends)."""
+    import metahyper.meta.convolution as convolution
+
+    calls = []
+    original = convolution._Conv2dTrain.apply
+    monkeypatch.setattr(convolution._Conv2dTrain, "apply", lambda *args: calls.append(1) or original(*args))
+    model = models["hyper2"]
+    run_meta_step(model, tasks)
+    assert len(calls) == len(tasks) * STEPS * len(convolution._convs(model))
+    for kwargs in ({"first_order": True}, {"backend": "higher"}, {"autocast": torch.bfloat16}):
+        calls.clear()
+        run_meta_step(model, tasks, **kwargs)
+        assert not calls, kwargs
+    MAML(model).evaluate(tasks[0])
+    assert not calls
+    assert all("_conv_forward" not in m.__dict__ for m in model.modules())
+
+
 # (2) the inner loop changes only inner groups; the outer step only outer groups ---------------
 
 
