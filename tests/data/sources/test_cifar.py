@@ -11,7 +11,7 @@ import pytest
 
 from metahyper.data import open_split, prepare
 from metahyper.errors import UserError
-from tests.data.conftest import COARSE, FINE, FINE_TO_COARSE, make_cifar10, make_cifar100
+from tests.data.conftest import COARSE, FINE, FINE_TO_COARSE, make_cifar10
 
 FC100 = {"train": [1, 2, 3, 4, 5, 6, 9, 10, 15, 17, 18, 19], "val": [8, 11, 13, 16], "test": [0, 7, 12, 14]}
 
