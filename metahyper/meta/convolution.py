@@ -20,7 +20,8 @@ converts inside). Same FLOPs; measured: README, "Speed".
 * :func:`conv2d_train`: ``F.conv2d`` with this double backward. Differentiated a third time it
   is exact too (the double backward is made of differentiable aten ops of saved inputs).
 * :func:`conv_double_backward`: inside the block every ``nn.Conv2d`` (zero padding) and
-  :class:`~metahyper.models.layers.HyperConv2d` of a model convolves with :func:`conv2d_train`.
+  :class:`~metahyper.models.layers.HyperConv2d` of a model convolves with :func:`conv2d_train`
+  (batched inputs, outside autocast: there ``F.conv2d`` casts, the Function would not).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _train_conv_forward(conv: nn.Module):
     dilation, groups = getattr(conv, "dilation", 1), getattr(conv, "groups", 1)
 
     def _conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if x.dim() != 4:  # unbatched input: the class path
+        if x.dim() != 4 or torch.is_autocast_enabled(x.device.type):  # unbatched or autocast: the class path
             return type(conv)._conv_forward(conv, x, weight, bias)
         return conv2d_train(x, weight, bias, conv.stride, conv.padding, dilation, groups)
 

@@ -123,6 +123,8 @@ def test_context_swaps_every_conv_and_restores():
             assert len(calls) == 3  # two nn.Conv2d and the hyper layer; not the reflect-padded conv
             calls.clear()
             model[0](x[0])  # unbatched input: the class path
+            with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast (F.conv2d casts): the class path
+                model(x)
             assert not calls
         model(x)
         assert len(calls) == 0

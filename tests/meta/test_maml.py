@@ -170,6 +170,8 @@ def test_own_conv_double_backward_in_second_order_inner_loop_only(models, tasks,
         run_meta_step(model, tasks, **kwargs)
         assert not calls, kwargs
     MAML(model).evaluate(tasks[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the caller's autocast: F.conv2d, which casts
+        run_meta_step(model, tasks)
     assert not calls
     assert all("_conv_forward" not in m.__dict__ for m in model.modules())
 
