@@ -119,7 +119,10 @@ Memory format and the BatchNorm and convolution double backwards (``"func"`` bac
 ``channels_last`` (default ``None``: on when the model is on a CPU) hands the task's images to the
 model in ``torch.channels_last``; every activation follows (convolutions keep their input's
 format). oneDNN's CPU convolutions work in that layout, so it saves the two layout conversions
-around each NCHW convolution (measured: README, "Speed"). It is off by default on CUDA (not
+around each NCHW convolution (measured: README, "Speed"). The 4-D parameters (conv weights,
+embeddings, hypernetwork filters) are bound in the forwards as differentiable channels_last copies,
+made once per task (:meth:`MAML._in_format`), so that generated weights come out channels_last and
+no convolution converts its weight on each call (1.02-1.05x on the meta-step). It is off by default on CUDA (not
 measured there). Every BatchNorm that normalises with batch statistics runs through
 :func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
 backward, but a double backward of our own, which the second-order meta-gradient runs once per
@@ -563,22 +566,35 @@ class MAML:
     # -- pieces ------------------------------------------------------------------------------
 
     def _start(self, mode: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """(starting inner params, constants for the inner forwards) for mode 'second' | 'first' |
-        'eval'. Inner params that are also outer start from the Parameter itself (graph kept) in
-        training; inner-only ones start from detached leaves (no gradient flows to them). The
-        inner forwards see detached constants for every other parameter, except outer ones in
-        second order (their graph is needed)."""
+        """(starting inner params, the other parameters bound in the inner forwards) for mode
+        'second' | 'first' | 'eval'. Inner params that are also outer start from the Parameter
+        itself (graph kept) in training; inner-only ones start from detached leaves (no gradient
+        flows to them). The inner forwards see detached constants for every other parameter, except
+        outer ones in second order (their graph is needed: the model's own, or a differentiable
+        channels_last copy, see :meth:`_in_format`)."""
         outer = set(self._outer)
+        fmt = self._in_format()
         start, constants = {}, {}
         for n, p in self.model.named_parameters():
             if n in self._inner:
                 if mode != "eval" and n in outer:
-                    start[n] = p
+                    start[n] = fmt(p)
                 else:
-                    start[n] = p.detach().requires_grad_(mode == "second")
+                    start[n] = fmt(p.detach()).requires_grad_(mode == "second")
             elif mode != "second" or n not in outer:
-                constants[n] = p.detach()
+                constants[n] = fmt(p.detach())
+            elif (formatted := fmt(p)) is not p:
+                constants[n] = formatted
         return start, constants
+
+    def _in_format(self) -> Callable[[Tensor], Tensor]:
+        """The parameters' format in the meta-step's forwards: with channels_last on, 4-D ones
+        (conv weights, embeddings, hypernetwork filters) as differentiable channels_last copies,
+        made once per task, so that no convolution converts its weight on each call (a generated
+        weight then comes out channels_last too); identity otherwise (see "Memory format")."""
+        if not self._uses_channels_last():
+            return lambda t: t
+        return lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
 
     def _adapt(
         self, x: Tensor, y: Tensor, steps: int, mode: str, fmodel: nn.Module | None = None, module: nn.Module | None = None
@@ -598,7 +614,12 @@ class MAML:
         self, params: Mapping[str, Tensor], x: Tensor, fmodel: nn.Module | None = None, module: nn.Module | None = None
     ) -> Tensor:
         outer = set(self._outer)
-        constants = {n: p.detach() for n, p in self.model.named_parameters() if n not in outer and n not in params}
+        fmt = self._in_format()
+        constants = {n: fmt(p.detach()) for n, p in self.model.named_parameters() if n not in outer and n not in params}
+        if fmodel is None:  # outer parameters: the model's own, or a channels_last copy (graph kept)
+            for n, p in self.model.named_parameters():
+                if n in outer and n not in params and (formatted := fmt(p)) is not p:
+                    constants[n] = formatted
         values = {**constants, **params}
         if fmodel is None:
             return functional_call(self.model if module is None else module, values, (x,))

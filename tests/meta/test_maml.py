@@ -146,6 +146,35 @@ def test_func_memory_formats_match_reference(models, tasks, kind, channels_last)
         torch.testing.assert_close(p, theirs[n], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
+def test_conv_weights_reach_convolutions_in_the_step_format(models, tasks, monkeypatch, channels_last):
+    """With channels_last, every 3x3 weight (raw or generated) reaches its convolution in
+    channels_last (bound once per task as a copy, not converted by each convolution); in NCHW
+    otherwise. Inner loops of both orders, the query pass and evaluation."""
+    import metahyper.meta.convolution as convolution
+    from metahyper.models.layers import HyperConv2d
+
+    seen = []
+
+    def record(weight):
+        if weight.shape[-1] > 1:
+            seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
+
+    for cls in (HyperConv2d, torch.nn.Conv2d):
+        def wrapped(self, x, weight, bias, original=cls._conv_forward):
+            record(weight)
+            return original(self, x, weight, bias)
+
+        monkeypatch.setattr(cls, "_conv_forward", wrapped)
+    apply = convolution._Conv2dTrain.apply
+    monkeypatch.setattr(convolution._Conv2dTrain, "apply", lambda x, w, *rest: record(w) or apply(x, w, *rest))
+    for kind in ("hyper2", "plain"):
+        for first_order in (False, True):
+            run_meta_step(models[kind], tasks, channels_last=channels_last, first_order=first_order)
+        MAML(models[kind], channels_last=channels_last).evaluate(tasks[0])
+    assert len(seen) > 100 and set(seen) == {channels_last}
+
+
 def test_channels_last_default_and_backend_check(models):
     assert MAML(models["plain"])._uses_channels_last()  # CPU model, backend func: on
     assert not MAML(models["plain"], backend="higher")._uses_channels_last()
