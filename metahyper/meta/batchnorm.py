@@ -35,7 +35,7 @@ using ``d xhat_j / d x_i = invstd * (delta_ij - 1/m - xhat_i * xhat_j / m)``.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Callable, Iterator
 
 import torch
@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metahyper.errors import UserError
+from metahyper.meta.patching import instance_methods
 
 BN_MODES = ("transductive", "frozen")
 
@@ -237,14 +238,6 @@ def batchnorm_affine_split(model: nn.Module) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def _forwards(model: nn.Module, make: Callable[[nn.modules.batchnorm._BatchNorm], Callable[[Tensor], Tensor]]) -> Iterator[None]:
+def _forwards(model: nn.Module, make: Callable[[nn.modules.batchnorm._BatchNorm], Callable[[Tensor], Tensor]]) -> AbstractContextManager[None]:
     """Every BatchNorm of ``model`` gets the instance forward ``make(bn)`` inside the block."""
-    bns = _bns(model)
-    try:
-        for m in bns:
-            m.forward = make(m)
-        yield
-    finally:
-        for m in bns:
-            m.__dict__.pop("forward", None)
+    return instance_methods(_bns(model), "forward", make)

@@ -26,12 +26,13 @@ converts inside). Same FLOPs; measured: README, "Speed".
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from metahyper.meta.patching import instance_methods
 from metahyper.models.layers import HyperConv2d
 
 _aten = torch.ops.aten
@@ -132,15 +133,7 @@ def _train_conv_forward(conv: nn.Module):
     return _conv_forward
 
 
-@contextmanager
-def conv_double_backward(model: nn.Module) -> Iterator[None]:
+def conv_double_backward(model: nn.Module) -> AbstractContextManager[None]:
     """Inside the block every convolution of ``model`` (:func:`_convs`) uses
     :func:`conv2d_train`; the class method is restored on exit."""
-    convs = _convs(model)
-    try:
-        for m in convs:
-            m._conv_forward = _train_conv_forward(m)
-        yield
-    finally:
-        for m in convs:
-            m.__dict__.pop("_conv_forward", None)
+    return instance_methods(_convs(model), "_conv_forward", _train_conv_forward)
