@@ -122,14 +122,15 @@ format). oneDNN's CPU convolutions work in that layout, so it saves the two layo
 around each NCHW convolution (measured: README, "Speed"). The 4-D parameters (conv weights,
 embeddings, hypernetwork filters) are bound in the forwards as differentiable channels_last copies,
 made once per task (:meth:`MAML._in_format`), so that generated weights come out channels_last and
-no convolution converts its weight on each call (1.02-1.05x on the meta-step). It is off by default on CUDA (not
-measured there). Every BatchNorm that normalises with batch statistics runs through
+no convolution converts its weight on each call (1.02-1.05x on the meta-step). It is off by default
+on CUDA (not measured there). Every BatchNorm that normalises with batch statistics runs through
 :func:`metahyper.meta.batchnorm.batch_norm_train` during the call: the same kernels forward and
 backward, but a double backward of our own, which the second-order meta-gradient runs once per
 BatchNorm and inner step (forward + backward + double backward of a [25, 32, 32, 32] BatchNorm on 2
-cores, ``tools/bench_double_backward.py``: 16.7 -> 6.9 ms in NCHW, 27.9 -> 5.5 ms in channels_last, where
-PyTorch's falls back to NCHW tensors and strided sums). In the second-order inner loop (the one
-place where a convolution's backward is differentiated again), every convolution runs through
+cores, ``tools/bench_double_backward.py``: 16.7 -> 6.9 ms in NCHW, 27.9 -> 5.5 ms in
+channels_last, where PyTorch's falls back to NCHW tensors and strided sums). In the second-order
+inner loop (the one place where a convolution's backward is differentiated again), every
+convolution runs through
 :func:`metahyper.meta.convolution.conv2d_train`, whose double backward computes the weight term
 with oneDNN's backward-weights kernel instead of PyTorch's image-sized batch-transposed
 convolution (``tools/bench_double_backward.py --layers conv``: 1.1-1.3x per convolution in
