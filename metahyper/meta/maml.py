@@ -135,7 +135,7 @@ convolution runs through
 with oneDNN's backward-weights kernel instead of PyTorch's image-sized batch-transposed
 convolution (``tools/bench_double_backward.py --layers conv``: 1.1-1.3x per convolution in
 channels_last; the query pass, first order, evaluation and autocast keep ``F.conv2d``, where it
-would only add Python overhead). All of these change rounding only (float64: equal to ~1e-14).
+would only add Python overhead; so does CUDA, where it is not measured). All of these change rounding only (float64: equal to ~1e-14).
 
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
@@ -606,7 +606,8 @@ class MAML:
         kwargs = dict(lr=self.inner_lr, steps=steps, first_order=(mode != "second"), constants=constants)
         if fmodel is None:  # func, vmap (one task: adapt / evaluate)
             module = self.model if module is None else module
-            own_conv = mode == "second" and self.backend == "func" and self.autocast is None  # see "Memory format"
+            own_conv = (mode == "second" and self.backend == "func" and self.autocast is None
+                        and x.device.type == "cpu")  # see "Memory format"
             with conv_double_backward(module) if own_conv else nullcontext():
                 return inner_loop(module, start, x, y, **kwargs)
         return inner_loop_higher(self.model, start, x, y, fmodel=fmodel, **kwargs)
