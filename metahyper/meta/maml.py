@@ -137,6 +137,15 @@ convolution (``tools/bench_double_backward.py --layers conv``: 1.1-1.3x per conv
 channels_last; the query pass, first order, evaluation and autocast keep ``F.conv2d``, where it
 would only add Python overhead; so does CUDA, where it is not measured). All of these change rounding only (float64: equal to ~1e-14).
 
+Generated weights
+-----------------
+A hyper layer's weight ``W = conv2d(E, H)`` is generated at each forward, because the inner loop
+adapts E. Where it adapts neither E nor H (classifier-only adaptation; the frozen embeddings of a
+compressed model, section 5.3, under a hypernetwork that does not adapt), W is the same in every
+inner step and in the query pass: backend ``"func"`` generates it once per task and reuses it
+(:meth:`MAML._generated_once`), so its gradient also reaches E and H through one hypernetwork
+backward instead of one per forward.
+
 Weight movement (section 5.4, Figure 4)
 ---------------------------------------
 For each task and each 3x3 conv of the residual stages (the layers of
@@ -166,6 +175,7 @@ from torch.func import functional_call, vmap
 from metahyper.errors import UserError
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_affine_split, batchnorm_double_backward, batchnorm_mode
 from metahyper.meta.convolution import conv_double_backward
+from metahyper.meta.patching import instance_methods
 from metahyper.models.groups import GROUPS, group_of, stage_conv_weights
 from metahyper.models.layers import HyperConv2d
 
@@ -527,6 +537,8 @@ class MAML:
         self.autocast = autocast
         self.task_threads = task_threads
         self.channels_last = channels_last
+        inner = set(self._inner)  # hyper layers whose weight no inner step changes: generated once per task
+        self._fixed_layers = frozenset(path for path, deps in _generated_weight_deps(model).items() if not deps & inner)
 
     def _autocast(self):
         """Mixed precision for every forward (and so its backward) when ``autocast`` is set: meant
@@ -552,6 +564,23 @@ class MAML:
         """The BatchNorm mode on ``module`` and, for backend ``"func"``, our BatchNorm double
         backward (:func:`metahyper.meta.batchnorm.batchnorm_double_backward`)."""
         with batchnorm_mode(module, self.bn), (batchnorm_double_backward(module) if self.backend == "func" else nullcontext()):
+            yield
+
+    @contextmanager
+    def _generated_once(self, module: nn.Module, grad: bool) -> Iterator[None]:
+        """Backend ``"func"``: every hyper layer of ``module`` whose generated weight depends on no
+        adapted parameter (classifier-only adaptation; frozen embeddings under a hypernetwork that
+        does not adapt) is generated ONCE for the block (one task: its inner loop and query pass)
+        and reused by every forward, instead of at each of them; with its graph when ``grad``, so
+        its gradient reaches E and H once (see "Generated weights")."""
+        if self.backend != "func" or not self._fixed_layers:
+            yield
+            return
+        layers = [m for path, m in module.named_modules() if path in self._fixed_layers]
+        fmt = self._in_format()
+        with torch.set_grad_enabled(grad):
+            weights = {id(m): fmt(m.generated_weight()) for m in layers}
+        with instance_methods(layers, "generated_weight", lambda m: (lambda: weights[id(m)])):
             yield
 
     @property
@@ -647,7 +676,7 @@ class MAML:
         create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
         mode = "eval" if not create_graph else ("first" if first_order else "second")
         (support_x,) = self._images(support_x)
-        with self._batchnorm(self.model), torch.enable_grad(), self._autocast():
+        with self._batchnorm(self.model), torch.enable_grad(), self._autocast(), self._generated_once(self.model, create_graph):
             fmodel = make_patched(self.model) if self.backend in ("higher", "stock_higher") else None
             return self._adapt(support_x, support_y, steps, mode, fmodel)
 
@@ -740,8 +769,9 @@ class MAML:
             loss, acc, adapted = self._stock_higher_task(sx, sy, qx, qy, steps, first_order, scale)
         else:
             fmodel = make_patched(module) if self.backend == "higher" else None
-            adapted = self._adapt(sx, sy, steps, "first" if first_order else "second", fmodel, module)
-            logits = self._forward(adapted, qx, fmodel, module)
+            with self._generated_once(module, grad=True):
+                adapted = self._adapt(sx, sy, steps, "first" if first_order else "second", fmodel, module)
+                logits = self._forward(adapted, qx, fmodel, module)
             loss_t = F.cross_entropy(logits, qy)
             if keep_grads:
                 grads = torch.autograd.grad(loss_t * scale, outer_list, allow_unused=True)
@@ -857,7 +887,7 @@ class MAML:
     def _evaluate(self, module: nn.Module, task: Task, i: int, steps: int) -> float:
         sx, sy, qx, qy = _task_tensors(task, i)
         sx, qx = self._images(sx, qx)
-        with self._batchnorm(module), self._autocast():
+        with self._batchnorm(module), self._autocast(), self._generated_once(module, grad=False):
             with torch.enable_grad():
                 fmodel = make_patched(module) if self.backend in ("higher", "stock_higher") else None
                 adapted = self._adapt(sx, sy, steps, "eval", fmodel, module)
@@ -929,17 +959,16 @@ class _FirstLast:
         self.last = weight
 
 
+def _generated_weight_deps(model: nn.Module) -> dict[str, set[str]]:
+    """Per hyper layer path: the parameter names its generated weight depends on (its embedding,
+    unless frozen, and its hypernetwork's parameters)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {path: {names[id(p)] for p in (m.embedding, *m.hypernet.parameters()) if id(p) in names}
+            for path, m in model.named_modules() if isinstance(m, HyperConv2d)}
+
+
 def _layers_depending_on(model: nn.Module, layers: Sequence[str], inner: Sequence[str]) -> list[str]:
     """Stage convs whose weight depends on an adapted parameter (the others move 0.0)."""
-    hyper = {path: m for path, m in model.named_modules() if isinstance(m, HyperConv2d)}
-    hnames = {id(h): f"hypernets.{i}" for i, h in enumerate(getattr(model, "hypernets", []))}
+    deps = _generated_weight_deps(model)
     inner_set = set(inner)
-    out = []
-    for path in layers:
-        if path in hyper:
-            deps = {f"{path}.embedding"} | {n for n in inner_set if n.startswith(hnames[id(hyper[path].hypernet)] + ".")}
-        else:
-            deps = {f"{path}.weight"}
-        if deps & inner_set:
-            out.append(path)
-    return out
+    return [path for path in layers if (deps[path] if path in deps else {f"{path}.weight"}) & inner_set]

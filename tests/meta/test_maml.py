@@ -205,6 +205,38 @@ def test_own_conv_double_backward_in_second_order_inner_loop_only(models, tasks,
     assert all("_conv_forward" not in m.__dict__ for m in model.modules())
 
 
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_fixed_generated_weights_are_generated_once_per_task(models, tasks, monkeypatch, first_order):
+    """Classifier-only adaptation: no generated weight changes within a task, so backend func
+    generates each once per task (not at each of the STEPS + 1 forwards) and still gives the
+    reference meta-gradient (also on task threads); with embeddings adapting, every forward
+    generates. Evaluation generates once and scores like backend higher."""
+    from metahyper.models import hyper_layers
+    from metahyper.models.layers import HyperNetwork
+
+    model = models["hyper2"]
+    maml = MAML(model, inner_groups="classifier")
+    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    calls = []
+    original = HyperNetwork.forward
+    monkeypatch.setattr(HyperNetwork, "forward", lambda self, e: calls.append(1) or original(self, e))
+    n_layers = len(hyper_layers(model))
+    for threads in (1, 2):
+        calls.clear()
+        _, _, grads = run_meta_step(model, tasks, inner_groups="classifier", first_order=first_order, task_threads=threads)
+        assert len(calls) == n_layers * len(tasks), threads
+        for n in ref:
+            assert rel_err(grads[n], ref[n]) < 1e-8, (threads, n, rel_err(grads[n], ref[n]))
+    calls.clear()
+    run_meta_step(model, tasks, first_order=first_order)  # embeddings adapt: generated at every forward
+    assert len(calls) == n_layers * len(tasks) * (STEPS + 1)
+    calls.clear()
+    accuracy = MAML(model, inner_groups="classifier", inner_lr=LR).evaluate(tasks[0], steps=STEPS)
+    assert len(calls) == n_layers
+    assert accuracy == MAML(model, inner_groups="classifier", inner_lr=LR, backend="higher").evaluate(tasks[0], steps=STEPS)
+    assert all("generated_weight" not in m.__dict__ for m in model.modules())
+
+
 # (2) the inner loop changes only inner groups; the outer step only outer groups ---------------
 
 
