@@ -137,6 +137,10 @@ convolution (``tools/bench_double_backward.py --layers conv``: 1.1-1.3x per conv
 channels_last; the query pass, first order, evaluation and autocast keep ``F.conv2d``, where it
 would only add Python overhead; so does CUDA, where it is not measured). All of these change rounding only (float64: equal to ~1e-14).
 
+``torch.compile`` is not used: on a CPU it gave no gain in first order (483 against 474 ms per
+task, after a 44 s compile) and cannot run second order, whose inner gradients are differentiated
+again (AOTAutograd has no double backward; torch 2.14; README, "Speed").
+
 Generated weights
 -----------------
 A hyper layer's weight ``W = conv2d(E, H)`` is generated at each forward, because the inner loop
