@@ -650,11 +650,14 @@ class MAML:
     ) -> Tensor:
         outer = set(self._outer)
         fmt = self._in_format()
-        constants = {n: fmt(p.detach()) for n, p in self.model.named_parameters() if n not in outer and n not in params}
-        if fmodel is None:  # outer parameters: the model's own, or a channels_last copy (graph kept)
-            for n, p in self.model.named_parameters():
-                if n in outer and n not in params and (formatted := fmt(p)) is not p:
-                    constants[n] = formatted
+        constants = {}
+        for n, p in self.model.named_parameters():
+            if n in params:
+                continue
+            if n not in outer:
+                constants[n] = fmt(p.detach())
+            elif (formatted := fmt(p)) is not p:  # outer: the model's own, or a channels_last copy (graph kept)
+                constants[n] = formatted
         values = {**constants, **params}
         if fmodel is None:
             return functional_call(self.model if module is None else module, values, (x,))

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metahyper.meta.batchnorm import batch_norm_train, batchnorm_double_backward, batchnorm_mode
+from tests.meta.conftest import assert_double_backward_matches
 
 SHAPES = {"4d": (4, 3, 5, 5), "3d": (6, 3, 7), "2d": (8, 3)}
 
@@ -44,18 +45,7 @@ def test_double_backward_equals_pytorch(channels_last, which):
     gy = torch.randn(x.shape, generator=g, dtype=torch.float64)
     v = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in (x, w, b)]
     keep = {"all": (0, 1, 2), "ggx": (0,), "ggw": (1,), "ggb": (2,)}[which]
-    results = []
-    for fn in (batch_norm_train, _native):
-        y = fn(x, w, b)
-        first = torch.autograd.grad(y, (x, w, b), gy, create_graph=True)
-        inner = sum((first[k] * v[k]).sum() for k in keep)
-        second = torch.autograd.grad(inner, (x, w, b, gy.requires_grad_()), allow_unused=True, materialize_grads=True)
-        gy.requires_grad_(False)
-        results.append((y, first, second))
-    (y, first, second), (y_ref, first_ref, second_ref) = results
-    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
-    for a, e in zip((*first, *second), (*first_ref, *second_ref)):
-        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+    assert_double_backward_matches(batch_norm_train, _native, (x, w, b), (x, w, b), gy, v, keep)
 
 
 def test_channels_last_stays_channels_last():

@@ -11,6 +11,7 @@ from torch import nn
 import metahyper.meta.convolution as convolution
 from metahyper.meta.convolution import conv2d_train, conv_double_backward
 from metahyper.models.layers import HyperConv2d, HyperNetwork
+from tests.meta.conftest import assert_double_backward_matches
 
 # (x shape, w shape, bias, stride, padding, dilation, groups)
 CASES = {
@@ -63,18 +64,7 @@ def test_double_backward_equals_pytorch(case, channels_last, which):
     gy = torch.randn(native(x, w, b).shape, generator=g, dtype=torch.float64)
     v = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in params]
     keep = {"all": range(len(params)), "ggx": (0,), "ggw": (1,)}[which]
-    results = []
-    for fn in (ours, native):
-        y = fn(x, w, b)
-        first = torch.autograd.grad(y, params, gy, create_graph=True)
-        inner = sum((first[k] * v[k]).sum() for k in keep)
-        second = torch.autograd.grad(inner, (*params, gy.requires_grad_()), allow_unused=True, materialize_grads=True)
-        gy.requires_grad_(False)
-        results.append((y, first, second))
-    (y, first, second), (y_ref, first_ref, second_ref) = results
-    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
-    for a, e in zip((*first, *second), (*first_ref, *second_ref)):
-        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
+    assert_double_backward_matches(ours, native, (x, w, b), params, gy, v, keep)
 
 
 def test_third_derivatives():

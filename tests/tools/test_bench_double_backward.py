@@ -1,24 +1,15 @@
 """tools/bench_double_backward.py on tiny shapes: table and JSON with sane fields (no timing asserts)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_double_backward", ROOT / "tools" / "bench_double_backward.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+from tests.tools.conftest import load_tool
 
 
 def test_bench_double_backward_tiny(tmp_path, capsys):
     out = tmp_path / "db.json"
-    rows = _load().main(["--shapes", "4x8x5x5,2x3x4x4", "--reps", "1", "--threads", "1", "--json", str(out)])
+    rows = load_tool("bench_double_backward").main(["--shapes", "4x8x5x5,2x3x4x4", "--reps", "1", "--threads", "1", "--json", str(out)])
     assert "pytorch" in capsys.readouterr().out
     assert json.loads(out.read_text()) == json.loads(json.dumps(rows))
     cases = [(s, f) for s in ([4, 8, 5, 5], [2, 3, 4, 4]) for f in ("nchw", "channels_last")]
@@ -29,4 +20,4 @@ def test_bench_double_backward_tiny(tmp_path, capsys):
 
 def test_unknown_layer_is_an_error():
     with pytest.raises(SystemExit):
-        _load().main(["--layers", "pool", "--reps", "1"])
+        load_tool("bench_double_backward").main(["--layers", "pool", "--reps", "1"])

@@ -1,21 +1,12 @@
 """tools/bench_meta.py --quick: produces the table and JSON with sane fields (no timing asserts)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_meta", ROOT / "tools" / "bench_meta.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.tools.conftest import load_tool
 
 
 def test_bench_meta_quick(tmp_path, capsys):
-    bench = _load()
+    bench = load_tool("bench_meta")
     out = tmp_path / "bench.json"
     assert bench.parse_args(["--quick"]).backends == ["func", "stock_higher"]
     assert bench.parse_args(["--quick", "--with-higher", "--no-stock"]).backends == ["func", "higher"]
