@@ -22,6 +22,9 @@ class _Group(click.Group):
 @click.version_option(package_name="metahyper")
 def main() -> None:
     """metahyper: hypernetwork residual networks, pretraining, MAML and cross-domain few-shot eval."""
+    from metahyper.heap import retain_heap
+
+    retain_heap()  # freed training memory stays in the heap (metahyper.heap; METAHYPER_HEAP=system: off)
 
 
 @main.command("models")

@@ -141,6 +141,16 @@ would only add Python overhead; so does CUDA, where it is not measured). All of 
 task, after a 44 s compile) and cannot run second order, whose inner gradients are differentiated
 again (AOTAutograd has no double backward; torch 2.14; README, "Speed").
 
+CPU heap
+--------
+On a CPU, every task allocates and frees its graph (hundreds of MB). With glibc's default
+thresholds the freed memory goes back to the OS after each task and comes back through page faults
+in the next one (about 100 000 per 1-shot meta-step). ``retain_heap=True`` (the default; the
+command line does the same) calls :func:`metahyper.heap.retain_heap` once per process when the
+model is on a CPU: the heap keeps that memory for the next task (README, "Speed"). The process then
+keeps its peak heap resident; ``retain_heap=False`` or ``METAHYPER_HEAP=system`` leaves malloc as
+it is.
+
 Generated weights
 -----------------
 A hyper layer's weight ``W = conv2d(E, H)`` is generated at each forward, because the inner loop
@@ -176,6 +186,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from metahyper import heap
 from metahyper.errors import UserError
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_affine_split, batchnorm_double_backward, batchnorm_mode
 from metahyper.meta.convolution import conv_double_backward
@@ -310,13 +321,13 @@ def inner_loop(
             loss = loss_fn(functional_call(model, {**constants, **current}, (support_x,)), support_y)
             grads = torch.autograd.grad(loss, list(current.values()))
             with torch.no_grad():
-                current = {n: (p - lr * g).requires_grad_() for (n, p), g in zip(current.items(), grads)}
+                current = {n: torch.add(p, g, alpha=-lr).requires_grad_() for (n, p), g in zip(current.items(), grads)}
         return _first_order_result(params, current, steps)
     current = {n: (p if p.requires_grad else p.detach().requires_grad_()) for n, p in params.items()}
     for _ in range(steps):
         loss = loss_fn(functional_call(model, {**constants, **current}, (support_x,)), support_y)
         grads = torch.autograd.grad(loss, list(current.values()), create_graph=True)
-        current = {n: p - lr * g for (n, p), g in zip(current.items(), grads)}
+        current = {n: torch.add(p, g, alpha=-lr) for (n, p), g in zip(current.items(), grads)}
     return current
 
 
@@ -351,12 +362,12 @@ def inner_loop_functorch(
         current = {n: p.detach() for n, p in params.items()}
         for _ in range(steps):
             grads = step_grads(current)
-            current = {n: (p - lr * grads[n]).detach() for n, p in current.items()}
+            current = {n: torch.add(p, grads[n], alpha=-lr).detach() for n, p in current.items()}
         return _first_order_result(params, current, steps)
     current = dict(params)
     for _ in range(steps):
         grads = step_grads(current)
-        current = {n: p - lr * grads[n] for n, p in current.items()}
+        current = {n: torch.add(p, grads[n], alpha=-lr) for n, p in current.items()}
     return current
 
 
@@ -520,6 +531,7 @@ class MAML:
         autocast: torch.dtype | None = None,
         task_threads: int = 1,
         channels_last: bool | None = None,
+        retain_heap: bool = True,
     ) -> None:
         _check_task_threads(task_threads, backend)
         if channels_last and backend != "func":
@@ -543,6 +555,8 @@ class MAML:
         self.channels_last = channels_last
         inner = set(self._inner)  # hyper layers whose weight no inner step changes: generated once per task
         self._fixed_layers = frozenset(path for path, deps in _generated_weight_deps(model).items() if not deps & inner)
+        if retain_heap and any(p.device.type == "cpu" for p in model.parameters()):
+            heap.retain_heap()  # see "CPU heap"
 
     def _autocast(self):
         """Mixed precision for every forward (and so its backward) when ``autocast`` is set: meant
