@@ -31,6 +31,11 @@ the same tasks:
   Except ``vmap``, which keeps every task's graph at once: its FLOPs and peak are measured on the
   whole meta-batch (its peak is ~meta-batch x that of one task).
 * ``ratio``: stock higher time / default time (> 1: the default is faster).
+* ``summary`` (printed last): per backend over all rows, total FLOPs / total time, and
+  ``frac_conv`` = total FLOPs / the work the reference conv would have done in the same time (each
+  row's time x that row's ``conv_gflop_s``), with the rows' lowest and highest ``frac_conv``.
+* ``machine.heap_retained``: whether the run kept freed memory in the C heap, as MAML and the command
+  line do on a CPU (:mod:`metahyper.heap`; ``METAHYPER_HEAP=system`` runs without).
 
 Machine throughput, measured in the same run and printed first: ``conv_gflop_s``, the best
 forward throughput of the 3x3 convolutions of a WRN stage at the query batch, in NCHW or
@@ -73,6 +78,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
+from metahyper.heap import retain_heap
 from metahyper.meta import BACKENDS, MAML
 from metahyper.meta.maml import batchnorm_mode
 from metahyper.models import build_model
@@ -363,6 +369,25 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     return out
 
 
+def summarize(rows: Sequence[dict]) -> dict:
+    """Per backend over all rows: its total FLOPs over its total time, and over the work the
+    reference conv would have done in that time at each row's speed (time-weighted conv%)."""
+    out: dict = {}
+    for row in rows:
+        for b, r in row["backends"].items():
+            s = out.setdefault(b, {"gflop": 0.0, "seconds": 0.0, "ref_gflop": 0.0, "rows": 0, "frac_conv_rows": []})
+            s["gflop"] += r["gflop"]
+            s["seconds"] += r["ms"] / 1e3
+            s["ref_gflop"] += r["ms"] / 1e3 * row["conv_gflop_s"]
+            s["rows"] += 1
+            s["frac_conv_rows"].append(r["frac_conv"])
+    for s in out.values():
+        s["gflop_s"] = s["gflop"] / s["seconds"]
+        s["frac_conv"] = s["gflop"] / s["ref_gflop"]
+        s["frac_conv_min"], s["frac_conv_max"] = min(s["frac_conv_rows"]), max(s["frac_conv_rows"])
+    return out
+
+
 def format_table(result: dict) -> str:
     m = result["machine"]
     lines = [
@@ -387,6 +412,9 @@ def format_table(result: dict) -> str:
             lines.append(f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
                          f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}")
             first = False
+    for b, s in result.get("summary", {}).items():
+        lines.append(f"all {s['rows']} rows, {b}: {s['gflop_s']:.1f} GFLOP/s, {100 * s['frac_conv']:.0f}% of the reference "
+                     f"conv (time-weighted; rows {100 * s['frac_conv_min']:.0f}-{100 * s['frac_conv_max']:.0f}%)")
     return "\n".join(lines)
 
 
@@ -439,6 +467,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    retained = device.type == "cpu" and retain_heap()  # as MAML and the CLI do: every row and the reference under it
     t0 = time.perf_counter()
     k = max(int(m.rsplit("-", 1)[-1]) for m in args.models)
     machine = machine_throughput(device, dtype, args.ways * args.queries, max(args.sizes), k, max(3, args.reps))
@@ -446,7 +475,8 @@ def main(argv=None) -> dict:
                    cpu=platform.processor() or platform.machine(),
                    gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                    peak_memory=("torch.cuda.max_memory_allocated" if device.type == "cuda" else
-                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None))
+                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None),
+                   heap_retained=retained)
     rows = []
     for size in args.sizes:
         for name in args.models:
@@ -455,7 +485,7 @@ def main(argv=None) -> dict:
                     rows.append(run_row(args, name, shots, order == 1, size, machine))
                     print(f"  done {name} {shots}-shot order {order} {size}px ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     config = {k: v for k, v in vars(args).items() if k != "json"}
-    result = {"machine": machine, "config": config, "rows": rows, "seconds": time.perf_counter() - t0}
+    result = {"machine": machine, "config": config, "rows": rows, "summary": summarize(rows), "seconds": time.perf_counter() - t0}
     if args.json:
         text = json.dumps(result, indent=1)
         if args.json == "-":

@@ -34,3 +34,9 @@ def test_bench_meta_quick(tmp_path, capsys):
         assert abs(row["backends"]["func-nchw"]["flop_over_necessary"] - 1) < 0.02
         assert row["backends"]["stock_higher"]["gflop"] > row["backends"]["func"]["gflop"]
         assert row["backends"]["vmap"]["flop_over_necessary"] >= 0.98
+    for name, s in data["summary"].items():  # over all rows: total work / time, and / the reference's work
+        rows = [row["backends"][name] for row in data["rows"]]
+        assert s["rows"] == len(rows) and s["gflop"] == sum(r["gflop"] for r in rows)
+        assert s["gflop_s"] == s["gflop"] / (sum(r["ms"] for r in rows) / 1e3)
+        assert min(r["frac_conv"] for r in rows) <= s["frac_conv"] <= max(r["frac_conv"] for r in rows)
+    assert f"all {len(data['rows'])} rows, func:" in table
