@@ -2,11 +2,11 @@
 
 A meta-step allocates and frees the same few hundred MB for every task (activations, the inner
 loop's graph). glibc's malloc returns freed memory at the top of its heap to the OS once more than
-its trim threshold is free, and its dynamic thresholds settle near the largest single block
-(tens of MB), so every task maps the memory again and touches it through fresh page faults:
-about 100 000 faults per Hyper-WRN-16-2 1-shot meta-step, about a tenth of its time on 2 cores
-(measured: README, "Speed"). :func:`retain_heap` raises both thresholds, as PyTorch's CUDA caching
-allocator does on the GPU: blocks below ``mmap_threshold`` come from the heap, and up to
+its trim threshold is free, and its dynamic thresholds follow the largest block freed so far
+(tens of MB), so every task maps the memory again and touches it through fresh page faults: about
+75 000 faults per WRN-16-2 1-shot second-order meta-step; without them that step was 2-4.5% faster
+on 2 cores (measured: README, "Speed"). :func:`retain_heap` raises both thresholds, as PyTorch's
+CUDA caching allocator keeps memory on the GPU: blocks below ``mmap_threshold`` come from the heap, and up to
 ``trim_threshold`` of free heap is kept for the next task. The cost is resident memory: the
 process keeps its peak heap (plus fragmentation) after a task ends.
 

@@ -145,7 +145,7 @@ CPU heap
 --------
 On a CPU, every task allocates and frees its graph (hundreds of MB). With glibc's default
 thresholds the freed memory goes back to the OS after each task and comes back through page faults
-in the next one (about 100 000 per 1-shot meta-step). ``retain_heap=True`` (the default; the
+in the next one (about 75 000 per 1-shot meta-step). ``retain_heap=True`` (the default; the
 command line does the same) calls :func:`metahyper.heap.retain_heap` once per process when the
 model is on a CPU: the heap keeps that memory for the next task (README, "Speed"). The process then
 keeps its peak heap resident; ``retain_heap=False`` or ``METAHYPER_HEAP=system`` leaves malloc as
