@@ -151,7 +151,6 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.final = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False)) if spec.final_bn_relu else nn.Identity()
-        self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = in_ch
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
@@ -160,7 +159,7 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(self.pool(self.final(self.stages(self.stem(x)))), 1)
+        return self.final(self.stages(self.stem(x))).mean((2, 3))  # global average pool (vmap-friendly in channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
