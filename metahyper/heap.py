@@ -28,16 +28,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
 _applied: bool | None = None  # None: not tried yet in this process
 
 
-def _user_policy() -> str | None:
-    """Why the policy is left alone (a user setting), or None."""
+def _user_policy() -> bool:
+    """Whether the user chose the malloc policy (then it is left alone)."""
     if os.environ.get("METAHYPER_HEAP", "").lower() == "system":
-        return "METAHYPER_HEAP=system"
-    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_"):
-        if name in os.environ:
-            return name
-    if "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
-        return "GLIBC_TUNABLES"
-    return None
+        return True
+    names = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+    return any(n in os.environ for n in names) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", "")
 
 
 def _glibc() -> ctypes.CDLL | None:

@@ -375,16 +375,15 @@ def summarize(rows: Sequence[dict]) -> dict:
     out: dict = {}
     for row in rows:
         for b, r in row["backends"].items():
-            s = out.setdefault(b, {"gflop": 0.0, "seconds": 0.0, "ref_gflop": 0.0, "rows": 0, "frac_conv_rows": []})
+            s = out.setdefault(b, {"gflop": 0.0, "seconds": 0.0, "ref_gflop": 0.0, "fracs": []})
             s["gflop"] += r["gflop"]
             s["seconds"] += r["ms"] / 1e3
             s["ref_gflop"] += r["ms"] / 1e3 * row["conv_gflop_s"]
-            s["rows"] += 1
-            s["frac_conv_rows"].append(r["frac_conv"])
+            s["fracs"].append(r["frac_conv"])
     for s in out.values():
-        s["gflop_s"] = s["gflop"] / s["seconds"]
-        s["frac_conv"] = s["gflop"] / s["ref_gflop"]
-        s["frac_conv_min"], s["frac_conv_max"] = min(s["frac_conv_rows"]), max(s["frac_conv_rows"])
+        fracs = s.pop("fracs")
+        s.update(rows=len(fracs), gflop_s=s["gflop"] / s["seconds"], frac_conv=s["gflop"] / s["ref_gflop"],
+                 frac_conv_min=min(fracs), frac_conv_max=max(fracs))
     return out
 
 
