@@ -31,6 +31,11 @@ the same tasks:
   Except ``vmap``, which keeps every task's graph at once: its FLOPs and peak are measured on the
   whole meta-batch (its peak is ~meta-batch x that of one task).
 * ``ratio``: stock higher time / default time (> 1: the default is faster).
+* ``conv_call_ms`` (``--conv-calls``, CPU): the wall time inside convolution calls
+  (``aten.convolution``, ``aten.convolution_backward``) of one more meta-step, timed by a
+  dispatch mode; ``conv_call_share`` = that / ``ms``; ``conv_call_frac_conv`` = gflop / that time /
+  ``conv_gflop_s``: the conv% the row would reach if nothing but its convolution calls took time
+  (its ceiling at these kernel shapes). Not for ``func-tK`` (the timer is thread-local).
 * ``summary`` (printed last): per backend over all rows, total FLOPs / total time, and
   ``frac_conv`` = total FLOPs / the work the reference conv would have done in the same time (each
   row's time x that row's ``conv_gflop_s``), with the rows' lowest and highest ``frac_conv``.
@@ -54,6 +59,7 @@ Usage::
     python tools/bench_meta.py --quick --json out.json   # seconds; used by the test suite
     python tools/bench_meta.py --models hyper-wrn-16-4,wrn-16-4 --sizes 84 --shots 1,5 --device cuda
     python tools/bench_meta.py --quick --backends func,vmap,stock_higher   # seconds, any backends
+    python tools/bench_meta.py --shots 1 --orders 2 --conv-calls   # + time inside convolution calls (CPU)
 
 JSON (``--json``): {"machine": {...}, "config": {...}, "rows": [{...per row...}]}.
 """
@@ -76,6 +82,7 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from metahyper.heap import retain_heap
@@ -167,6 +174,26 @@ def peak_memory(device: torch.device) -> Iterator[dict]:
         thread.join()
         peak[0] = max(peak[0], _HEAP_IN_USE())
         out["peak_bytes"] = peak[0] - base
+
+
+class ConvCallTimer(TorchDispatchMode):
+    """Wall time spent inside convolution calls (``aten.convolution`` and
+    ``aten.convolution_backward``, forward and every backward) while active, in ``seconds``. CPU
+    only (CUDA launches are asynchronous); thread-local, like FlopCounterMode."""
+
+    CALLS = (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func not in self.CALLS:
+            return func(*args, **(kwargs or {}))
+        t = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - t
+        return out
 
 
 def _sync(device: torch.device) -> None:
@@ -360,6 +387,14 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         r["frac_conv"] = r["gflop_s"] / out["conv_gflop_s"]
     for r in out["backends"].values():
         r["flop_over_necessary"] = r["gflop"] / out["necessary_gflop"]
+    if args.conv_calls:  # one more (untimed) step per backend: how much of it is spent inside convolution calls
+        for b in (b for b in backends if options[b]["task_threads"] == 1):  # the timer is thread-local
+            with ConvCallTimer() as timer:
+                step(b)
+            r = out["backends"][b]
+            r["conv_call_ms"] = timer.seconds * 1e3
+            r["conv_call_share"] = r["conv_call_ms"] / r["ms"]  # of the median (timed, untraced) meta-step
+            r["conv_call_frac_conv"] = r["gflop"] / timer.seconds / out["conv_gflop_s"]  # the conv% if only they took time
     d = out["backends"][backends[0]]  # the reference of the ratios: the first backend (func by default)
     if "stock_higher" in out["backends"] and backends[0] != "stock_higher":
         s = out["backends"]["stock_higher"]
@@ -411,6 +446,13 @@ def format_table(result: dict) -> str:
             lines.append(f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
                          f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}")
             first = False
+    calls = [(row, b, r) for row in result["rows"] for b, r in row["backends"].items() if "conv_call_ms" in r]
+    if calls:
+        lines.append("time inside convolution calls (--conv-calls; one more meta-step per backend, its convolutions timed):")
+        for row, b, r in calls:
+            lines.append(f"  {row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12}{r['conv_call_ms']:>9.1f} ms "
+                         f"= {100 * r['conv_call_share']:.0f}% of the meta-step; conv% of those calls alone "
+                         f"{100 * r['conv_call_frac_conv']:.0f}% (the row's: {100 * r['frac_conv']:.0f}%)")
     for b, s in result.get("summary", {}).items():
         lines.append(f"all {s['rows']} rows, {b}: {s['gflop_s']:.1f} GFLOP/s, {100 * s['frac_conv']:.0f}% of the reference "
                      f"conv (time-weighted; rows {100 * s['frac_conv_min']:.0f}-{100 * s['frac_conv_max']:.0f}%)")
@@ -442,6 +484,9 @@ def parse_args(argv=None):
     p.add_argument("--task-threads", type=int, default=1,
                    help="also time backend func with this many tasks at once on threads, as 'func-tK' (<= 1: not timed; "
                         "without --backends)")
+    p.add_argument("--conv-calls", action="store_true",
+                   help="CPU: also time the convolution calls inside one more meta-step per backend (the share of the "
+                        "step they take, and the conv%% they alone would give: the ceiling of the row)")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file ('-' = stdout)")
     args = p.parse_args(argv)
@@ -459,6 +504,8 @@ def parse_args(argv=None):
         p.error("--device cuda but CUDA is not available")
     if args.reps < 1:
         p.error("--reps must be >= 1")
+    if args.conv_calls and not args.device.startswith("cpu"):
+        p.error("--conv-calls times convolution calls on a CPU only (CUDA launches are asynchronous)")
     return args
 
 

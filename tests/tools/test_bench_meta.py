@@ -2,6 +2,9 @@
 
 import json
 
+import torch
+import torch.nn.functional as F
+
 from tests.tools.conftest import load_tool
 
 
@@ -40,3 +43,31 @@ def test_bench_meta_quick(tmp_path, capsys):
         assert s["gflop_s"] == s["gflop"] / (sum(r["ms"] for r in rows) / 1e3)
         assert min(r["frac_conv"] for r in rows) <= s["frac_conv"] <= max(r["frac_conv"] for r in rows)
     assert f"all {len(data['rows'])} rows, func:" in table
+
+
+def test_bench_meta_conv_calls(capsys):
+    """--conv-calls: the time inside convolution calls of one more meta-step, and the conv% those
+    calls alone give (the row's ceiling), for every backend but the threaded ones."""
+    bench = load_tool("bench_meta")
+    result = bench.main(["--quick", "--backends", "func,func-t2,stock_higher", "--conv-calls"])
+    table = capsys.readouterr().out
+    for row in result["rows"]:
+        assert "conv_call_ms" not in row["backends"]["func-t2"]
+        for name in ("func", "stock_higher"):
+            r = row["backends"][name]
+            assert r["conv_call_ms"] > 0
+            assert r["conv_call_share"] == r["conv_call_ms"] / r["ms"]
+            assert r["conv_call_frac_conv"] == r["gflop"] / (r["conv_call_ms"] / 1e3) / row["conv_gflop_s"]
+    assert "time inside convolution calls" in table
+    assert table.count("of the meta-step") == 2 * len(result["rows"])
+
+
+def test_conv_call_timer_times_convolutions_only():
+    bench = load_tool("bench_meta")
+    x, w = torch.randn(2, 3, 8, 8, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    with bench.ConvCallTimer() as timer:
+        (x * 2).sum()
+    assert timer.seconds == 0.0
+    with bench.ConvCallTimer() as timer:
+        F.conv2d(x, w, padding=1).sum().backward()
+    assert timer.seconds > 0
