@@ -388,7 +388,9 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     for r in out["backends"].values():
         r["flop_over_necessary"] = r["gflop"] / out["necessary_gflop"]
     if args.conv_calls:  # one more (untimed) step per backend: how much of it is spent inside convolution calls
-        for b in (b for b in backends if options[b]["task_threads"] == 1):  # the timer is thread-local
+        for b in backends:
+            if options[b]["task_threads"] > 1:  # the timer is thread-local: it would miss the task threads
+                continue
             with ConvCallTimer() as timer:
                 step(b)
             r = out["backends"][b]
