@@ -1,10 +1,26 @@
-"""Command line: one thin click command per pipeline stage (see README for usage)."""
+"""Command line: one thin click command per pipeline stage (see README for usage).
+
+The options of ``pretrain``, ``meta-train``, ``eval`` and ``demo`` are generated from the fields of
+their config dataclasses (:mod:`metahyper.config`; each field declares its option once with
+:func:`metahyper.options.option`): :func:`config_options` adds them to a command, whose function
+takes them as ``**options`` and builds its config with :func:`build_config` (``--config RUN``: a
+stored run's ``config.json`` under the options given on the command line).
+"""
 
 from __future__ import annotations
 
-import click
+import json
+from pathlib import Path
+from typing import Any, Callable
 
+import click
+from click.core import ParameterSource
+
+from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
+from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
+from metahyper.models import GROUPS
+from metahyper.options import Spec, specs
 
 
 class _Group(click.Group):
@@ -22,9 +38,6 @@ class _Group(click.Group):
 @click.version_option(package_name="metahyper")
 def main() -> None:
     """metahyper: hypernetwork residual networks, pretraining, MAML and cross-domain few-shot eval."""
-    from metahyper.heap import retain_heap
-
-    retain_heap()  # freed training memory stays in the heap (metahyper.heap; METAHYPER_HEAP=system: off)
 
 
 @main.command("models")
@@ -65,7 +78,7 @@ def export_cmd(checkpoint: str, output: str) -> None:
 
 
 @main.command("prepare")
-@click.argument("dataset", type=click.Choice(["fc100", "cifar10", "cifar100", "miniimagenet", "glyphs"]))
+@click.argument("dataset", type=click.Choice(PREPARABLE))
 @click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs per dataset).")
 @click.option("--download", is_flag=True, help="Download the official archive (CIFAR; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
@@ -98,181 +111,196 @@ def datasets_cmd(root: str | None) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Pipeline: pretrain, meta-train, eval, plots, demo (issue 4). Thin: parse options into a config
-# dataclass (metahyper.config) and call metahyper.train.* / metahyper.plots. pretrain, meta-train and
-# eval run distributed under torchrun (metahyper.train.distributed); only rank 0 prints and writes.
+# Options generated from the config dataclasses. Click parses text into the field's type; the
+# config checks values (choices, bounds), so the CLI and Python give the same one-line errors.
 
 
-def _ints(text: str) -> list[int]:
+class _Choice(click.Choice):
+    """Lists the allowed values in --help; the config checks the value (one-line error)."""
+
+    def __init__(self, choices: tuple, kind: type) -> None:
+        super().__init__([str(c) for c in choices])
+        self.kind = kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return self.kind(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a valid {self.kind.__name__}", param, ctx)
+
+
+class _Comma(click.ParamType):
+    """Comma-separated values (``60,120,160``, ``embeddings,classifier``) into a list."""
+
+    def __init__(self, kind: type, choices: tuple | None) -> None:
+        self.kind, self.choices = kind, choices
+        self.name = f"comma-separated {kind.__name__}"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return ("[" + "|".join(map(str, self.choices)) + "]" if self.choices else self.kind.__name__.upper()) + ",..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        items = [t for t in str(value).replace(" ", "").split(",") if t]
+        try:
+            return [self.kind(t) for t in items]
+        except ValueError:
+            name = param.opts[-1] if param is not None else "option"
+            raise UserError(f"{name} expects comma-separated {self.kind.__name__} values, got {value!r}") from None
+
+
+_PATHS = {"dir": {"file_okay": False}, "file": {"dir_okay": False}, "any": {}}
+
+
+def _option(spec: Spec) -> click.Option:
+    """The click option of one config field (bools: flags; lists: comma-separated; required ones
+    are checked by :func:`build_config` after ``--config`` is merged)."""
+    opt = spec.opt
+    default = None if spec.required else spec.default
+    kw: dict[str, Any] = {"default": default, "show_default": default is not None}
+    flag = spec.flag
+    if spec.kind is bool and not spec.is_list:
+        if opt.invert:  # the flag's value; the field is its negation
+            kw.update(is_flag=True, default=False, show_default=False)
+        elif default:
+            flag = f"{flag}/--no-{flag[2:]}"
+        else:
+            kw.update(is_flag=True, default=False)
+    elif spec.is_list:
+        kw.update(type=_Comma(spec.kind, opt.choices), default=None if default is None else ",".join(map(str, default)))
+    elif opt.choices is not None:
+        kw["type"] = _Choice(opt.choices, spec.kind)
+    elif opt.path is not None:
+        kw["type"] = click.Path(path_type=str, **_PATHS[opt.path])
+    else:
+        kw["type"] = spec.kind
+    help = f"{opt.help}  [required]" if spec.required else opt.help
+    return click.Option([*([opt.short] if opt.short else []), flag, spec.name], help=help, **kw)
+
+
+def config_options(cls: type, from_file: bool = False) -> Callable:
+    """Decorator: the options of every field of ``cls`` (``opt.cli``), in field order, at the
+    decorator's place; ``from_file``: also ``--config``."""
+    params = [_option(s) for s in specs(cls) if s.opt.cli]
+    if from_file:
+        params.append(click.Option(["--config", "config_file"], type=click.Path(path_type=str), default=None,
+                                   help=f"Start from a stored {cls.stage} run (its directory or config.json); "
+                                        "options given here override it."))
+
+    def decorate(fn: Callable) -> Callable:
+        fn.__click_params__ = [*getattr(fn, "__click_params__", []), *reversed(params)]  # click reverses them
+        return fn
+
+    return decorate
+
+
+def _read_config_file(path: str, cls: type) -> dict:
+    """The ``config.json`` of a run directory (or the file itself), which must be of ``cls.stage``."""
+    from metahyper.train.run import CONFIG_FILE
+
+    given = Path(path)
+    file = given / CONFIG_FILE if given.is_dir() else given
+    fix = f"pass a {cls.stage} run directory or its {CONFIG_FILE}"
+    if not file.is_file():
+        raise UserError(f"--config {path}: {'no ' + CONFIG_FILE + ' in it' if given.is_dir() else 'no such file'}; {fix}")
     try:
-        return [int(t) for t in text.replace(" ", "").split(",") if t]
-    except ValueError:
-        raise UserError(f"expected comma-separated integers, got {text!r} (e.g. 60,120,160)") from None
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"--config {file} is not readable JSON ({err}); {fix}") from None
+    stage = data.get("stage") if isinstance(data, dict) else None
+    if stage != cls.stage:
+        what = f"a {stage} config" if stage else 'not a run config (no "stage")'
+        raise UserError(f"--config {file} is {what}, not {cls.stage}; {fix}")
+    return data
 
 
-def _groups(text: str | None) -> list[str] | None:
-    return [g for g in text.replace(" ", "").split(",") if g] if text else None
+def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] | None = None) -> Any:
+    """The config of a command from its ``**options``: the ``--config`` file's values (if given),
+    then every option given on the command line, then the defaults; ``adjust(values, given)`` may
+    fill in defaults that depend on other values. The config checks itself when built."""
+    ctx = click.get_current_context()
+    config_file = options.pop("config_file", None)
+    stored = _read_config_file(config_file, cls) if config_file else {}
+    unset = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    given = {name for name in options if ctx.get_parameter_source(name) not in unset}
+    values, missing = {}, []
+    for spec in specs(cls):
+        if spec.name in stored and spec.opt.from_file and spec.name not in given:
+            values[spec.name] = stored[spec.name]
+        elif spec.opt.cli:
+            value = options[spec.name]
+            if spec.opt.invert:
+                value = not value
+            elif spec.is_list and spec.optional and value == []:
+                value = None
+            if value is None and spec.required:
+                missing.append(spec.flag)
+            else:
+                values[spec.name] = value
+    if missing:
+        hint = "; pass it, or --config with a run that sets it" if "config_file" in ctx.params else ""
+        raise UserError(f"missing option {', '.join(missing)}{hint}")
+    if adjust is not None:
+        adjust(values, given)
+    return cls.from_dict(values)
 
 
-_device_opt = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto (cuda if available).")
-_seed_opt = click.option("--seed", default=0, show_default=True, help="Seed of everything random (same seed: same episodes and, on CPU, same numbers).")
-_root_opt = click.option("--data-root", type=click.Path(file_okay=False, path_type=str), default=None, help="Dataset cache root (default: $METAHYPER_DATA or the checkout's datasets/data).")
-_quiet_opt = click.option("--quiet", is_flag=True, help="No progress bars or per-epoch lines.")
+# ------------------------------------------------------------------------------------------------
+# Pipeline: pretrain, meta-train, eval, plots, demo. Thin: build a config dataclass and call
+# metahyper.train.* / metahyper.plots. pretrain, meta-train and eval run distributed under torchrun
+# (metahyper.train.distributed); only rank 0 prints and writes.
+
+
+def _cifar_eval_split(values: dict, given: set) -> None:
+    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise."""
+    if "eval_split" not in given and values.get("eval_split") is None and values["dataset"] in ("cifar10", "cifar100"):
+        values["eval_split"] = "test"
 
 
 @main.command("pretrain")
-@click.option("--dataset", required=True, help="fc100, miniimagenet, cifar10, cifar100, glyphs-a, glyphs-b.")
-@click.option("--model", required=True, help="Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Run directory.")
-@click.option("--variant", default=1, show_default=True, type=click.IntRange(1, 2), help="Hypernetwork sharing variant (hyper models).")
-@click.option("--d", "d", default=None, type=int, help="Embedding depth d (default C_in).")
-@click.option("--hyper-bias", is_flag=True, help="Hypernetwork with bias (Table 1 ablation).")
-@click.option("--compressed", is_flag=True, help="Seeded frozen embeddings (section 5.3).")
-@click.option("--embedding-seed", default=0, show_default=True, help="Seed of the frozen embeddings of --compressed.")
-@click.option("--split", default="train", show_default=True, help="Split whose classes are learned.")
-@click.option("--eval-split", default=None, help="Split to validate on with the same classes (default: test for cifar10/100).")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Held-out images per class for validation when there is no --eval-split.")
-@click.option("--image-size", default=None, type=int, help="Resize images to this size (default: the cache's).")
-@click.option("--epochs", default=200, show_default=True)
-@click.option("--batch-size", default=128, show_default=True)
-@click.option("--lr", default=0.1, show_default=True)
-@click.option("--momentum", default=0.9, show_default=True)
-@click.option("--milestones", default="60,120,160", show_default=True, help="Epochs at which the lr is multiplied by --gamma.")
-@click.option("--gamma", default=0.2, show_default=True)
-@click.option("--weight-decay", default=5e-4, show_default=True, help="On plain weights (not embeddings / hypernetworks).")
-@click.option("--generated-l2", default=6.25e-5, show_default=True, help="L2 on generated weights (hyper models).")
-@click.option("--augment/--no-augment", default=True, show_default=True, help="Random crop + horizontal flip.")
-@click.option("--swa-start", default=None, type=int, help="Epoch from which to average weights (SWA).")
-@click.option("--swa-lr", default=0.05, show_default=True)
-@click.option("--save-every", default=1, show_default=True, help="Epochs between resumable checkpoints.")
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly where its last.pt left it.")
-@_seed_opt
-@_device_opt
-@_root_opt
-@_quiet_opt
-def pretrain_cmd(dataset, model, out, variant, d, hyper_bias, compressed, embedding_seed, split, eval_split, val_fraction,
-                 image_size, epochs, batch_size, lr, momentum, milestones, gamma, weight_decay, generated_l2, augment,
-                 swa_start, swa_lr, save_every, workers, resume, seed, device, data_root, quiet) -> None:
+@config_options(PretrainConfig, from_file=True)
+def pretrain_cmd(**options) -> None:
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
-    from metahyper.config import PretrainConfig
-    from metahyper.train.pretrain import pretrain
     from metahyper.train.distributed import distributed_session
+    from metahyper.train.pretrain import pretrain
 
-    if eval_split is None and dataset in ("cifar10", "cifar100"):
-        eval_split = "test"
-    cfg = PretrainConfig(dataset=dataset, out=out, model=model, variant=variant, d=d, hyper_bias=hyper_bias, compressed=compressed,
-                         embedding_seed=embedding_seed, split=split, eval_split=eval_split, val_fraction=val_fraction,
-                         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                         milestones=_ints(milestones), gamma=gamma, weight_decay=weight_decay, generated_l2=generated_l2,
-                         augment=augment, swa_start=swa_start, swa_lr=swa_lr, seed=seed, device=device, num_workers=workers,
-                         save_every=save_every, data_root=data_root, resume=resume, progress=not quiet)
-    with distributed_session(device) as ctx:
+    cfg = build_config(PretrainConfig, options, _cifar_eval_split)
+    with distributed_session(cfg.device) as ctx:
         summary = pretrain(cfg, ctx)
     if not ctx.is_main:
         return
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
-    click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {out}")
+    click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {cfg.out}")
 
 
 @main.command("meta-train")
-@click.option("--train", "train", required=True, help="Dataset whose train split gives the meta-training tasks.")
-@click.option("--test", "test", required=True, help="Dataset whose val split validates (cross-domain: another dataset).")
-@click.option("--init", "init", required=True, type=click.Path(path_type=str), help="Pretrain run directory or checkpoint.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=str), help="Run directory.")
-@click.option("--ways", default=5, show_default=True)
-@click.option("--shots", default=1, show_default=True)
-@click.option("--queries", default=15, show_default=True, help="Query images per class.")
-@click.option("--meta-batch", default=4, show_default=True, help="Tasks per meta-batch.")
-@click.option("--iterations", default=5000, show_default=True)
-@click.option("--inner-steps", default=5, show_default=True, help="Inner SGD steps in meta-training.")
-@click.option("--inner-steps-eval", default=10, show_default=True, help="Inner SGD steps at validation / test.")
-@click.option("--inner-lr", default=0.01, show_default=True)
-@click.option("--outer-lr", default=1e-3, show_default=True)
-@click.option("--lr-halve-every", default=1000, show_default=True, help="Halve the outer lr every this many iterations ...")
-@click.option("--min-lr", default=1e-4, show_default=True, help="... down to this.")
-@click.option("--first-order", is_flag=True, help="First-order MAML (default: second order).")
-@click.option("--bn", default="transductive", show_default=True, type=click.Choice(["transductive", "frozen"]), help="BatchNorm inside tasks: batch statistics, or the pretrained running statistics.")
-@click.option("--backend", default="func", show_default=True, type=click.Choice(["func", "vmap", "higher", "stock_higher"]), help="Inner-loop implementation.")
-@click.option("--task-threads", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Run this many tasks of a meta-batch at once on threads (func backend; CPU: faster, memory x this).")
-@click.option("--autocast", default=None, type=click.Choice(["bf16"]),
-              help="bfloat16 autocast of every forward (GPUs; CPUs with bf16 units). Meta-gradients move by bf16 rounding.")
-@click.option("--inner", default=None, help="Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).")
-@click.option("--outer", default=None, help="Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone.")
-@click.option("--val-every", default=500, show_default=True, help="Validate every this many iterations (0: never).")
-@click.option("--val-episodes", default=300, show_default=True)
-@click.option("--val-seed", default=0, show_default=True, help="Seed of the fixed validation episodes.")
-@click.option("--image-size", default=None, type=int, help="Input size (default: the size the --init model was trained at).")
-@click.option("--save-every", default=100, show_default=True, help="Iterations between resumable checkpoints.")
-@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes for episodes.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out exactly (same episodes, optimiser and RNG state).")
-@_seed_opt
-@_device_opt
-@_root_opt
-@_quiet_opt
-def meta_train_cmd(train, test, init, out, ways, shots, queries, meta_batch, iterations, inner_steps, inner_steps_eval, inner_lr,
-                   outer_lr, lr_halve_every, min_lr, first_order, bn, backend, task_threads, autocast, inner, outer, val_every, val_episodes,
-                   val_seed, image_size, save_every, workers, resume, seed, device, data_root, quiet) -> None:
+@config_options(MetaTrainConfig, from_file=True)
+def meta_train_cmd(**options) -> None:
     """MAML from a pretrained backbone (Algorithms 1 and 2), validating on another dataset."""
-    from metahyper.config import MetaTrainConfig
-    from metahyper.train.meta_train import meta_train
     from metahyper.train.distributed import distributed_session
+    from metahyper.train.meta_train import meta_train
 
-    cfg = MetaTrainConfig(train=train, test=test, init=init, out=out, ways=ways, shots=shots, queries=queries, meta_batch=meta_batch,
-                          iterations=iterations, inner_steps=inner_steps, inner_steps_eval=inner_steps_eval, inner_lr=inner_lr,
-                          outer_lr=outer_lr, lr_halve_every=lr_halve_every, min_lr=min_lr, first_order=first_order, bn=bn,
-                          backend=backend, task_threads=task_threads, autocast=autocast,
-                          inner=_groups(inner), outer=_groups(outer), val_every=val_every,
-                          val_episodes=val_episodes, val_seed=val_seed, image_size=image_size, seed=seed, device=device,
-                          num_workers=workers, save_every=save_every, data_root=data_root, resume=resume, progress=not quiet)
-    with distributed_session(device) as ctx:
+    cfg = build_config(MetaTrainConfig, options)
+    with distributed_session(cfg.device) as ctx:
         summary = meta_train(cfg, ctx)
     if not ctx.is_main:
         return
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
-    click.echo(f"meta-trained {summary['model']} for {iterations} iterations: {shown}; run in {out}")
+    click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")
 
 
 @main.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=str), help="Run directory (best.pt, else last.pt) or .pt file.")
-@click.option("--dataset", required=True)
-@click.option("--shots", required=True, type=int)
-@click.option("--ways", default=5, show_default=True)
-@click.option("--queries", default=15, show_default=True)
-@click.option("--episodes", default=600, show_default=True)
-@click.option("--split", default="test", show_default=True)
-@click.option("--method", default="auto", show_default=True, type=click.Choice(["auto", "maml", "linear"]),
-              help="maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only baseline); auto: by checkpoint.")
-@click.option("--inner-steps", default=None, type=int, help="Default: the run's --inner-steps-eval.")
-@click.option("--inner-lr", default=None, type=float, help="Default: the run's.")
-@click.option("--bn", default=None, type=click.Choice(["transductive", "frozen"]), help="Default: the run's.")
-@click.option("--backend", default="func", show_default=True, type=click.Choice(["func", "vmap", "higher", "stock_higher"]))
-@click.option("--task-threads", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Score this many episodes at once on threads (--method maml, func backend).")
-@click.option("--head-steps", default=100, show_default=True, help="Adam steps of the linear head (--method linear).")
-@click.option("--head-lr", default=0.01, show_default=True)
-@click.option("--image-size", default=None, type=int, help="Default: the size the model was trained at.")
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=str), help="JSON file (default: beside the checkpoint).")
-@_seed_opt
-@_device_opt
-@_root_opt
-@_quiet_opt
-def eval_cmd(checkpoint, dataset, shots, ways, queries, episodes, split, method, inner_steps, inner_lr, bn, backend, task_threads, head_steps,
-             head_lr, image_size, output, seed, device, data_root, quiet) -> None:
+@config_options(EvalConfig, from_file=True)
+def eval_cmd(**options) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
-    from metahyper.config import EvalConfig
-    from metahyper.train.evaluate import evaluate
     from metahyper.train.distributed import distributed_session
+    from metahyper.train.evaluate import evaluate
 
-    cfg = EvalConfig(checkpoint=checkpoint, dataset=dataset, shots=shots, ways=ways, queries=queries, episodes=episodes, split=split,
-                     seed=seed, method=method, inner_steps=inner_steps, inner_lr=inner_lr, bn=bn, backend=backend,
-                     task_threads=task_threads,
-                     head_steps=head_steps, head_lr=head_lr, image_size=image_size, device=device, output=output,
-                     data_root=data_root, progress=not quiet)
-    with distributed_session(device) as ctx:
+    cfg = build_config(EvalConfig, options)
+    with distributed_session(cfg.device) as ctx:
         result = evaluate(cfg, ctx)
     if not ctx.is_main:
         return
@@ -296,7 +324,7 @@ def movement_plot_cmd(runs, output, layers, paper_layers, smooth) -> None:
 @main.command("curves")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("-o", "--output", default="curves.png", show_default=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--ratio-group", default=None, type=click.Choice(["embeddings", "hypernetworks", "backbone", "classifier"]),
+@click.option("--ratio-group", default=None, type=click.Choice(GROUPS),
               help="Group of the ||P||/||grad P|| panel (default: embeddings for hyper runs, backbone for plain).")
 @click.option("--smooth", default=20, show_default=True, help="Moving-average window of the meta-training loss.")
 def curves_cmd(runs, output, ratio_group, smooth) -> None:
@@ -307,25 +335,10 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 
 
 @main.command("demo")
-@click.option("--out", default="runs/demo", show_default=True, type=click.Path(file_okay=False, path_type=str))
+@config_options(DemoConfig)
 @click.option("--force", is_flag=True, help="Replace an earlier demo in --out.")
-@click.option("--pretrain-epochs", default=None, type=int, help="Default 6.")
-@click.option("--meta-iterations", default=None, type=int, help="Default 60.")
-@click.option("--eval-episodes", default=None, type=int, help="Default 100.")
-@click.option("--second-order", is_flag=True, help="Second-order MAML (slower; the demo default is first order).")
-@click.option("--threads", default=1, show_default=True, help="CPU threads (more rarely helps these tiny models).")
-@_seed_opt
-@_device_opt
-@_root_opt
-@_quiet_opt
-def demo_cmd(out, force, pretrain_epochs, meta_iterations, eval_episodes, second_order, threads, seed, device, data_root, quiet) -> None:
+def demo_cmd(force: bool, **options) -> None:
     """The whole pipeline on the built-in glyphs: plain WRN vs hyper WRN, Table-8-style summary."""
-    from metahyper.config import DemoConfig
-    from metahyper.train.demo import run_demo
+    from metahyper.demo import run_demo
 
-    cfg = DemoConfig(out=out, seed=seed, device=device, data_root=data_root, threads=threads, progress=not quiet)
-    for name, value in (("pretrain_epochs", pretrain_epochs), ("meta_iterations", meta_iterations), ("eval_episodes", eval_episodes)):
-        if value is not None:
-            setattr(cfg, name, value)
-    cfg.first_order = not second_order
-    run_demo(cfg, force=force, echo=click.echo)
+    run_demo(build_config(DemoConfig, options), force=force, echo=click.echo)

@@ -1,222 +1,251 @@
-"""Configuration of every pipeline stage as a dataclass, saved as ``config.json`` in each run dir.
+"""Configuration of every pipeline stage as a dataclass (a run directory's ``config.json``).
 
 One dataclass per stage: :class:`PretrainConfig` (section 4.2 / 5.1), :class:`MetaTrainConfig`
 (section 4, Algorithms 1 and 2, recipe of section 5.4), :class:`EvalConfig` (few-shot test
-episodes) and :class:`DemoConfig` (the whole pipeline on the built-in glyphs). The CLI only parses
-options into these; the loops in :mod:`metahyper.train` take them (so ``torchrun`` can call them).
+episodes) and :class:`DemoConfig` (the whole pipeline on the built-in glyphs). Each field declares
+its command-line option once (:mod:`metahyper.options`): default, help, allowed values, bounds; the
+CLI generates its commands' options from them, and the same checks run when a config is built in
+Python (one-line :class:`~metahyper.errors.UserError`). The loops in :mod:`metahyper.train` take
+these configs (so ``torchrun`` can call them).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from dataclasses import dataclass
 
+import torch
+
+from metahyper.data.cache import LAYOUTS, SPLITS
 from metahyper.errors import UserError
+from metahyper.meta import BACKENDS, BN_MODES
+from metahyper.models import GROUPS
+from metahyper.options import Options, option, required
 
-C = TypeVar("C")
+DATASETS = tuple(LAYOUTS)
+AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
+EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 
-CONFIG_FILE = "config.json"
-# Options that may differ between a run and its --resume without changing the results.
-RESUME_FREE = frozenset({"resume", "device", "num_workers", "progress", "data_root"})
+
+# Fields shared by several stages: one definition each.
+
+def seed_opt():
+    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).")
+
+
+def device_opt():
+    return option("auto", "cpu, cuda, cuda:N or auto (cuda if available).")
+
+
+def data_root_opt():
+    return option(None, "Dataset cache root (default: $METAHYPER_DATA or the checkout's datasets/data).", path="dir")
+
+
+def quiet_opt():
+    return option(True, "No progress bars or per-epoch lines.", flag="--quiet", invert=True)
+
+
+def workers_opt(help: str):
+    return option(0, help, flag="--workers", min=0)
+
+
+def resume_opt(help: str):
+    return option(False, help, from_file=False)
+
+
+def save_every_opt(default: int, unit: str):
+    return option(default, f"{unit} between resumable checkpoints.", min=1)
+
+
+def image_size_opt(help: str, default: int | None = None, **kw):
+    return option(default, help, min=1, **kw)
+
+
+def out_opt():
+    return required("Run directory.", path="dir")
+
+
+def ways_opt(default: int = 5, **kw):
+    return option(default, "Classes per task (N-way).", min=1, **kw)
+
+
+def shots_opt(default: int = 1, **kw):
+    return option(default, "Support images per class (K-shot).", min=1, **kw)
+
+
+def queries_opt(default: int = 15, **kw):
+    return option(default, "Query images per class.", min=1, **kw)
+
+
+def backend_opt():
+    return option("func", "Inner-loop implementation.", choices=tuple(BACKENDS))
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(Options):
     """Standard classification training (paper section 4.2 pretraining; section 5.1 CIFAR recipe:
     SGD momentum 0.9, lr 0.1, batch 128, 200 epochs, lr x0.2 at 60/120/160; weight decay 5e-4 on
     plain weights, L2 6.25e-5 on generated weights, none on embeddings/hypernetworks)."""
 
-    dataset: str
-    out: str
-    model: str = "wrn-16-4"
-    variant: int = 1
-    d: int | None = None
-    hyper_bias: bool = False
-    compressed: bool = False
-    embedding_seed: int = 0
-    split: str = "train"
-    eval_split: str | None = None  # "test" for cifar10/100 (paper tables); None: held-out part of `split`
-    val_fraction: float = 0.1  # held-out images per class when eval_split is None (0: no validation)
-    image_size: int | None = None  # None: the cache's size
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    milestones: list[int] = field(default_factory=lambda: [60, 120, 160])
-    gamma: float = 0.2
-    weight_decay: float = 5e-4
-    generated_l2: float = 6.25e-5
-    augment: bool = True
-    swa_start: int | None = None  # epoch from which SWA averages (section 3 "Momentum Control", Table 5)
-    swa_lr: float = 0.05
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    save_every: int = 1  # epochs between resumable checkpoints
-    data_root: str | None = None
-    resume: bool = False
-    progress: bool = True
+    dataset: str = required("Dataset whose --split classes are learned.", choices=DATASETS)
+    out: str = out_opt()
+    model: str = option("wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True)
+    variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
+    d: int | None = option(None, "Embedding depth d (default C_in).", min=1)
+    hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
+    compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
+    embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.")
+    split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
+    eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
+                                          "unset: a held-out part of --split).", choices=SPLITS)
+    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
+    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's).")
+    epochs: int = option(200, "Training epochs.", min=1)
+    batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
+    lr: float = option(0.1, "SGD learning rate.", above=0)
+    momentum: float = option(0.9, "SGD momentum.", min=0)
+    milestones: list[int] = option([60, 120, 160], "Epochs at which the lr is multiplied by --gamma.", min=0)
+    gamma: float = option(0.2, "Learning-rate factor at each milestone.", above=0)
+    weight_decay: float = option(5e-4, "On plain weights (not embeddings / hypernetworks).", min=0)
+    generated_l2: float = option(6.25e-5, "L2 on generated weights (hyper models).", min=0)
+    augment: bool = option(True, "Random crop + horizontal flip.")
+    swa_start: int | None = option(None, "Epoch from which to average weights (SWA; section 3 \"Momentum Control\", Table 5).")
+    swa_lr: float = option(0.05, "SWA learning rate.", above=0)
+    seed: int = seed_opt()
+    device: str = device_opt()
+    num_workers: int = workers_opt("DataLoader worker processes.")
+    save_every: int = save_every_opt(1, "Epochs")
+    data_root: str | None = data_root_opt()
+    resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
+    progress: bool = quiet_opt()
 
     stage = "pretrain"
 
+    def validate(self) -> None:
+        super().validate()
+        if self.val_fraction >= 1:
+            raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
+        if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
+            raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
+        if sorted(self.milestones) != list(self.milestones):
+            raise UserError(f"--milestones must be increasing, got {self.milestones}")
+
 
 @dataclass
-class MetaTrainConfig:
+class MetaTrainConfig(Options):
     """MAML meta-training (section 4, Algorithms 1 and 2; recipe of section 5.4 after Sun et al.
     2019: inner SGD lr 0.01, outer Adam lr 1e-3 halved every 1000 iterations down to 1e-4,
-    meta-batch 4, 15 queries per class). ``inner``/``outer`` None: the defaults of
-    :func:`metahyper.meta.default_groups` (hyper: inner embeddings+classifier, outer
-    hypernetworks+classifier+backbone; plain: everything in both)."""
+    meta-batch 4, 15 queries per class). ``inner``/``outer`` None: the model kind's default groups
+    (hyper: inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything
+    in both)."""
 
-    train: str
-    test: str
-    init: str
-    out: str
-    ways: int = 5
-    shots: int = 1
-    queries: int = 15
-    meta_batch: int = 4
-    iterations: int = 5000
-    inner_steps: int = 5
-    inner_steps_eval: int = 10
-    inner_lr: float = 0.01
-    outer_lr: float = 1e-3
-    lr_halve_every: int = 1000
-    min_lr: float = 1e-4
-    first_order: bool = False
-    bn: str = "transductive"
-    backend: str = "func"
-    task_threads: int = 1  # tasks of a meta-batch run at once on threads (func backend; memory x this)
-    autocast: str | None = None  # "bf16": bfloat16 autocast of every forward (CUDA; CPUs with bf16 units)
-    inner: list[str] | None = None
-    outer: list[str] | None = None
-    val_every: int = 500
-    val_episodes: int = 300
-    val_seed: int = 0
-    image_size: int | None = None  # None: the input size the --init checkpoint was trained at
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 0
-    save_every: int = 100  # iterations between resumable checkpoints
-    data_root: str | None = None
-    resume: bool = False
-    progress: bool = True
+    train: str = required("Dataset whose train split gives the meta-training tasks.", choices=DATASETS)
+    test: str = required("Dataset whose val split validates (cross-domain: another dataset).", choices=DATASETS)
+    init: str = required("Pretrain run directory or checkpoint.", path="any")
+    out: str = out_opt()
+    ways: int = ways_opt()
+    shots: int = shots_opt()
+    queries: int = queries_opt()
+    meta_batch: int = option(4, "Tasks per meta-batch.", min=1)
+    iterations: int = option(5000, "Meta-training iterations (meta-batches).", min=1)
+    inner_steps: int = option(5, "Inner SGD steps in meta-training.", min=0)
+    inner_steps_eval: int = option(10, "Inner SGD steps at validation / test.", min=0)
+    inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", min=0)
+    outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
+    lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
+    min_lr: float = option(1e-4, "... down to this.", min=0)
+    first_order: bool = option(False, "First-order MAML (default: second order).")
+    bn: str = option("transductive", "BatchNorm inside tasks: batch statistics, or the pretrained running statistics.",
+                     choices=BN_MODES)
+    backend: str = backend_opt()
+    autocast: str | None = option(None, "bfloat16 autocast of every forward (GPUs; CPUs with bf16 units). Meta-gradients "
+                                        "move by bf16 rounding.", choices=tuple(k for k in AUTOCAST if k))
+    inner: list[str] | None = option(None, "Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).",
+                                     choices=GROUPS)
+    outer: list[str] | None = option(None, "Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone "
+                                           "(default: by model kind).", choices=GROUPS)
+    val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
+    val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
+    val_seed: int = option(0, "Seed of the fixed validation episodes.")
+    image_size: int | None = image_size_opt("Input size (default: the size the --init model was trained at).")
+    seed: int = seed_opt()
+    device: str = device_opt()
+    num_workers: int = workers_opt("DataLoader worker processes for episodes.")
+    save_every: int = save_every_opt(100, "Iterations")
+    data_root: str | None = data_root_opt()
+    resume: bool = resume_opt("Continue the run in --out exactly (same episodes, optimiser and RNG state).")
+    progress: bool = quiet_opt()
 
     stage = "meta-train"
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(Options):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
     ``method``: ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a
     fresh N-way linear head fitted on the support set: the pretrain-only baseline), ``auto``
     (maml for meta-trained checkpoints, linear for pretrained ones)."""
 
-    checkpoint: str
-    dataset: str
-    shots: int = 1
-    ways: int = 5
-    queries: int = 15
-    episodes: int = 600
-    split: str = "test"
-    seed: int = 0
-    method: str = "auto"
-    inner_steps: int | None = None  # None: the checkpoint's --inner-steps-eval
-    inner_lr: float | None = None  # None: the checkpoint's
-    bn: str | None = None  # None: the checkpoint's (pretrain-only: frozen running statistics)
-    backend: str = "func"
-    task_threads: int = 1  # episodes scored at once on threads (maml method, func backend)
-    head_steps: int = 100
-    head_lr: float = 0.01
-    image_size: int | None = None  # None: the input size the checkpoint was trained at
-    device: str = "auto"
-    output: str | None = None  # JSON path; None: beside the checkpoint
-    data_root: str | None = None
-    progress: bool = True
+    checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
+    dataset: str = required("Dataset whose --split classes make the episodes.", choices=DATASETS)
+    shots: int = shots_opt(required=True)
+    ways: int = ways_opt()
+    queries: int = queries_opt()
+    episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
+    split: str = option("test", "Split whose classes make the episodes.", choices=SPLITS)
+    seed: int = seed_opt()
+    method: str = option("auto", "maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only "
+                                 "baseline); auto: by checkpoint.", choices=EVAL_METHODS)
+    inner_steps: int | None = option(None, "Inner SGD steps (default: the run's --inner-steps-eval).", min=0)
+    inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", min=0)
+    bn: str | None = option(None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).",
+                            choices=BN_MODES)
+    backend: str = backend_opt()
+    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=0)
+    head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
+    image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
+    device: str = device_opt()
+    output: str | None = option(None, "JSON file (default: beside the checkpoint).", short="-o", path="file")
+    data_root: str | None = data_root_opt()
+    progress: bool = quiet_opt()
 
     stage = "eval"
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(Options):
     """The whole pipeline on the built-in glyphs, small enough for 2 CPU cores in < 5 minutes:
     pretrain on glyphs-a, meta-train glyphs-a -> glyphs-b (val), test on glyphs-b at 1 and 5 shots,
-    for a plain WRN and its hyper variant (a Table-8-style comparison, Figure 4 movement plot)."""
+    for a plain WRN and its hyper variant (a Table-8-style comparison, Figure 4 movement plot).
+    Fields with ``cli=False`` are settable from Python only."""
 
-    out: str = "runs/demo"
-    models: list[str] = field(default_factory=lambda: ["wrn-10-2", "hyper-wrn-10-2"])
-    variant: int = 1
-    image_size: int = 16
-    ways: int = 5
-    shots: list[int] = field(default_factory=lambda: [1, 5])
-    queries: int = 10
-    pretrain_epochs: int = 6
-    pretrain_batch: int = 64
-    pretrain_lr: float = 0.05
-    meta_iterations: int = 60
-    meta_batch: int = 2
-    meta_shots: int = 1
-    inner_steps: int = 2
-    inner_steps_eval: int = 5
-    inner_lr: float = 0.1  # the paper's 0.01 needs far more iterations than a CPU demo runs
-    first_order: bool = True
-    val_every: int = 30
-    val_episodes: int = 20
-    eval_episodes: int = 100
-    seed: int = 0
-    device: str = "auto"
-    data_root: str | None = None
-    glyph_images_per_class: int = 20
-    threads: int | None = 1  # CPU threads; 1: tiny models gain little from more, and OpenMP spin-waits collapse when cores are shared
-    progress: bool = True
+    out: str = option("runs/demo", "Run directory of the demo.", path="dir")
+    models: list[str] = option(["wrn-10-2", "hyper-wrn-10-2"], "Architectures compared.", cli=False)
+    variant: int = option(1, "Hypernetwork sharing variant.", choices=(1, 2), cli=False)
+    image_size: int = image_size_opt("Input size.", 16, cli=False)
+    ways: int = ways_opt(cli=False)
+    shots: list[int] = option([1, 5], "Test shots.", min=1, cli=False)
+    queries: int = queries_opt(10, cli=False)
+    pretrain_epochs: int = option(6, "Pretraining epochs.", min=1)
+    pretrain_batch: int = option(64, "Pretraining batch size.", min=1, cli=False)
+    pretrain_lr: float = option(0.05, "Pretraining learning rate.", above=0, cli=False)
+    meta_iterations: int = option(60, "Meta-training iterations.", min=1)
+    meta_batch: int = option(2, "Tasks per meta-batch.", min=1, cli=False)
+    meta_shots: int = shots_opt(cli=False)
+    inner_steps: int = option(2, "Inner SGD steps in meta-training.", min=0, cli=False)
+    inner_steps_eval: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
+    # the paper's 0.01 needs far more iterations than a CPU demo runs
+    inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", min=0, cli=False)
+    first_order: bool = option(True, "Second-order MAML (slower; the demo default is first order).", flag="--second-order",
+                               invert=True)
+    val_every: int = option(30, "Validate every this many iterations (0: never).", min=0, cli=False)
+    val_episodes: int = option(20, "Validation episodes.", min=0, cli=False)
+    eval_episodes: int = option(100, "Test episodes per model and shot.", min=1)
+    seed: int = seed_opt()
+    device: str = device_opt()
+    data_root: str | None = data_root_opt()
+    glyph_images_per_class: int = option(20, "Images per class when the glyphs cache is built.", min=1, cli=False)
+    # 1: tiny models gain little from more, and OpenMP spin-waits collapse when cores are shared
+    threads: int | None = option(1, "CPU threads (more rarely helps these tiny models).", min=1)
+    progress: bool = quiet_opt()
 
     stage = "demo"
-
-
-def config_dict(cfg: Any) -> dict:
-    """The config as a JSON-ready dict, with its ``stage`` name."""
-    return {"stage": type(cfg).stage, **asdict(cfg)}
-
-
-def save_config(run_dir: str | Path, cfg: Any) -> Path:
-    """Write ``run_dir/config.json`` atomically (every run directory stores its full config)."""
-    from metahyper.train.checkpoint import atomic_path
-
-    path = Path(run_dir) / CONFIG_FILE
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(config_dict(cfg), indent=2) + "\n")
-    return path
-
-
-def read_config(run_dir: str | Path) -> dict:
-    """The raw ``config.json`` of a run directory (with its ``stage``), or a UserError."""
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no {CONFIG_FILE}; pass a run directory written by metahyper")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg}); the run directory is damaged") from None
-
-
-def load_config(run_dir: str | Path, cls: type[C]) -> C:
-    """Rebuild a config dataclass from ``run_dir/config.json``."""
-    data = read_config(run_dir)
-    stage = data.pop("stage", None)
-    if stage != cls.stage:
-        raise UserError(f"{run_dir} is a {stage} run, not a {cls.stage} run")
-    known = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
-
-
-def check_resume_compatible(run_dir: str | Path, cfg: Any) -> None:
-    """--resume must repeat the original options (except those in ``RESUME_FREE``)."""
-    saved = read_config(run_dir)
-    now = config_dict(cfg)
-    diff = [k for k in now if k not in RESUME_FREE and saved.get(k) != now[k]]
-    if diff:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in diff[:3])
-        raise UserError(f"--resume of {run_dir} with different options: {shown}; repeat the original options or use a new --out")

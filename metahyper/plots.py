@@ -18,17 +18,17 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metahyper.config import read_config
 from metahyper.errors import UserError
-from metahyper.train.checkpoint import atomic_path
-from metahyper.train.runs import read_csv
+from metahyper.io import atomic_path, read_csv
+from metahyper.models import ModelConfig, layer_label
+from metahyper.train.run import read_config
 
 # The layers of the paper's Figure 4 (a, b, c) in our module paths (WRN-28-4 has 4 blocks per stage).
 PAPER_LAYERS = ("stages.0.1.conv1", "stages.1.1.conv2", "stages.2.3.conv2")
 
 
 @dataclass
-class Run:
+class PlottedRun:
     """What the plots need of one run directory."""
 
     path: Path
@@ -38,12 +38,10 @@ class Run:
 
 
 def _model_label(cfg: dict) -> str:
-    from metahyper.models import ModelConfig
-
     return ModelConfig(cfg["model"], cfg.get("variant", 1), compressed=cfg.get("compressed", False)).label()
 
 
-def load_run(path: str | Path) -> Run:
+def load_run(path: str | Path) -> PlottedRun:
     """Read a pretrain or meta-train run directory's config and model label."""
     path = Path(path)
     cfg = read_config(path)
@@ -55,10 +53,10 @@ def load_run(path: str | Path) -> Run:
         label = json.loads(curves.read_text())["model"] if curves.is_file() else path.name
     else:
         raise UserError(f"{path} is a {stage} run; plots take pretrain or meta-train run directories")
-    return Run(path, stage, label, cfg)
+    return PlottedRun(path, stage, label, cfg)
 
 
-def _unique_labels(runs: Sequence[Run]) -> list[str]:
+def _unique_labels(runs: Sequence[PlottedRun]) -> list[str]:
     labels = [r.label for r in runs]
     return [f"{lab} ({r.path.name})" if labels.count(lab) > 1 else lab for lab, r in zip(labels, runs)]
 
@@ -85,7 +83,7 @@ def _grid(n: int, width: float = 4.5, height: float = 3.4) -> tuple[Figure, list
     return fig, axes
 
 
-def read_movement(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def read_movement(run: PlottedRun) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(iterations, {layer: movement per iteration})`` of a meta-train run."""
     path = run.path / "movement.csv"
     if not path.is_file():
@@ -109,8 +107,6 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
     """Figure 4: one panel per layer, movement per iteration on a log axis, one line per run.
     ``layers``: module paths (``stages.1.1.conv2``) to show; default every layer that moves in
     some run (``paper_layers``: the paper's three where the models have them)."""
-    from metahyper.train.meta_train import layer_label
-
     runs = [load_run(p) for p in run_dirs]
     for r in runs:
         if r.stage != "meta-train":

@@ -5,10 +5,11 @@ import pytest
 from click.testing import CliRunner
 
 from metahyper.cli import main
-from metahyper.config import MetaTrainConfig, PretrainConfig, save_config
+from metahyper.config import MetaTrainConfig, PretrainConfig
 from metahyper.errors import UserError
 from metahyper.plots import curves_figure, curves_plot, movement_figure, movement_plot
-from metahyper.train.runs import write_csv, write_json
+from metahyper.io import write_csv, write_json
+from metahyper.train.run import save_config
 
 LAYERS = ["stages.0.0.conv1", "stages.0.0.conv2", "stages.1.0.conv1", "stages.1.0.conv2"]
 

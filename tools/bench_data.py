@@ -1,4 +1,4 @@
-"""Episode sampler throughput on a generated 84x84 MiniImageNet-layout cache (issue 3, "Speed").
+"""Episode sampler throughput on a generated 84x84 MiniImageNet-layout cache.
 
     python tools/bench_data.py [--classes 20] [--per-class 600] [--episodes 300]
 

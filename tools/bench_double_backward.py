@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from metahyper.io import write_json
 from metahyper.meta.batchnorm import batch_norm_train
 from metahyper.meta.convolution import conv2d_train
 
@@ -98,8 +98,7 @@ def main(argv=None) -> list[dict]:
         print(f"{r['layer']:<11}{'x'.join(map(str, r['shape'])):<16}{r['format']:<15}{r['ms']['pytorch']:>9.2f}"
               f"{r['ms']['ours']:>9.2f}{r['speedup']:>7.2f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(args.json, rows)
     return rows
 
 

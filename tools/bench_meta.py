@@ -1,12 +1,6 @@
 #!/usr/bin/env python
-"""Benchmark one MAML meta-step (issue 5): the default backend against stock ``higher`` (and, with
-``--backends``, any of ``func``, ``vmap``, ``higher``, ``stock_higher``, ``func-tK``).
-
-``func-tK`` is the default backend with ``task_threads=K``: K tasks of the meta-batch at once on
-threads (see :mod:`metahyper.meta.maml`, "Task threads"); ``--task-threads 2`` adds it to the
-default backends (the default set then takes ~13 instead of ~9 minutes on 2 cores). FlopCounterMode is thread-local, so its FLOPs are counted running the same
-per-task code on the calling thread; its peak memory is measured on a meta-step of K tasks (K
-graphs alive at once).
+"""Benchmark one MAML meta-step: the default backend against stock ``higher`` (and, with
+``--backends``, any backend of :data:`metahyper.meta.BACKENDS` or of :data:`VARIANTS`).
 
 Per row (model, shots, order, image size) and per backend, in ONE process, on the same model and
 the same tasks:
@@ -35,12 +29,10 @@ the same tasks:
   (``aten.convolution``, ``aten.convolution_backward``) of one more meta-step, timed by a
   dispatch mode; ``conv_call_share`` = that / ``ms``; ``conv_call_frac_conv`` = gflop / that time /
   ``conv_gflop_s``: the conv% the row would reach if nothing but its convolution calls took time
-  (its ceiling at these kernel shapes). Not for ``func-tK`` (the timer is thread-local).
+  (its ceiling at these kernel shapes).
 * ``summary`` (printed last): per backend over all rows, total FLOPs / total time, and
   ``frac_conv`` = total FLOPs / the work the reference conv would have done in the same time (each
   row's time x that row's ``conv_gflop_s``), with the rows' lowest and highest ``frac_conv``.
-* ``machine.heap_retained``: whether the run kept freed memory in the C heap, as MAML and the command
-  line do on a CPU (:mod:`metahyper.heap`; ``METAHYPER_HEAP=system`` runs without).
 
 Machine throughput, measured in the same run and printed first: ``conv_gflop_s``, the best
 forward throughput of the 3x3 convolutions of a WRN stage at the query batch, in NCHW or
@@ -49,9 +41,13 @@ machine's speed drifts during a run (other tenants), so that reference conv is t
 each rep of each row (all backends once, then the conv); the row's ``conv_gflop_s`` is the median
 of those, and its ``frac_conv`` is relative to it.
 
-Backends: ``func`` is MAML's default (on a CPU: channels_last images and our BatchNorm double
-backward, :mod:`metahyper.meta.batchnorm`); ``func-nchw`` the same in NCHW; ``func-tK`` with K task
-threads; ``stock_higher`` gets NCHW images (as a user writes it) unless ``--channels-last``.
+Backends: ``func`` is MAML's default (on a CPU: channels_last images and our BatchNorm and
+convolution double backwards, :mod:`metahyper.meta.kernels`). :data:`VARIANTS` take one of its
+speed tricks away each, for the A/B that keeps or deletes a trick: ``func-nchw`` (NCHW images),
+``func-torch-bn`` (PyTorch's BatchNorm double backward), ``func-torch-conv`` (PyTorch's convolution
+double backward), ``plain`` (none of them: the base backend); ``stock_higher`` is the baseline
+(:mod:`stock_higher` beside this file), with NCHW images as a user writes it unless
+``--channels-last``.
 
 Usage::
 
@@ -85,13 +81,38 @@ from torch.func import functional_call
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from metahyper.heap import retain_heap
-from metahyper.meta import BACKENDS, MAML
-from metahyper.meta.maml import batchnorm_mode
-from metahyper.models import build_model
+from metahyper.io import write_json
+from metahyper.meta import BACKENDS, MAML, Backend, batchnorm_mode
+from metahyper.meta.backends import FuncBackend
+from metahyper.models import build_model, resolve_groups
 
-THREADED = "func-t"  # "func-tK": backend func with task_threads=K (K tasks at once on threads)
-NCHW = "func-nchw"  # backend func with channels_last=False (the default on a CPU is channels_last)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from stock_higher import StockHigherBackend  # noqa: E402
+
+
+class FuncNCHW(FuncBackend):
+    """``func`` with the images as given (NCHW)."""
+
+    images = Backend.images
+
+
+class FuncTorchBatchNorm(FuncBackend):
+    """``func`` with PyTorch's BatchNorm double backward (ours for convolutions only)."""
+
+    def task_context(self):
+        return Backend.task_context(self)
+
+
+class FuncTorchConv(FuncBackend):
+    """``func`` with PyTorch's convolution double backward (ours for BatchNorm only)."""
+
+    inner_context = Backend.inner_context
+
+
+VARIANTS: dict[str, type[Backend]] = {
+    "stock_higher": StockHigherBackend, "func-nchw": FuncNCHW, "func-torch-bn": FuncTorchBatchNorm,
+    "func-torch-conv": FuncTorchConv, "plain": Backend,
+}
 AUTOCAST_BACKENDS = ("func", "vmap")  # --autocast applies to these (higher's patched modules: not tried)
 BATCHED_BACKENDS = ("vmap",)  # hold the whole meta-batch's graph at once: measured on the full meta-batch
 
@@ -286,15 +307,9 @@ def necessary_meta_step(model, tasks, inner, outer, *, steps: int, lr: float, fi
 # ------------------------------------------------------------------------------------------------
 
 
-def backend_options(name: str) -> dict:
-    """The :class:`MAML` options of a benchmark backend name: ``"func-t2"`` -> backend func with
-    ``task_threads=2``; ``"func-nchw"`` -> backend func with ``channels_last=False``; any other name
-    -> that backend with its defaults."""
-    if name.startswith(THREADED) and name[len(THREADED):].isdigit():
-        return {"backend": "func", "task_threads": int(name[len(THREADED):])}
-    if name == NCHW:
-        return {"backend": "func", "task_threads": 1, "channels_last": False}
-    return {"backend": name, "task_threads": 1}
+def backend_class(name: str) -> type[Backend]:
+    """The backend class of a benchmark backend name (:data:`BACKENDS` or :data:`VARIANTS`)."""
+    return BACKENDS[name] if name in BACKENDS else VARIANTS[name]
 
 
 def make_tasks(n, ways, shots, queries, size, device, dtype, memory_format, seed=1):
@@ -325,27 +340,25 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     tasks = make_tasks(args.meta_batch, args.ways, shots, args.queries, size, device, dtype, fmt)
     autocast = getattr(torch, args.autocast) if args.autocast else None
     backends = args.backends
-    options = {b: backend_options(b) for b in backends}
-    mamls = {b: MAML(model, **options[b], first_order=first_order, inner_steps=args.steps,
-                     autocast=autocast if options[b]["backend"] in AUTOCAST_BACKENDS else None)
+    _, _, inner, outer = resolve_groups(model)
+    mamls = {b: MAML(model, inner=inner, outer=outer, backend=backend_class(b), first_order=first_order, inner_steps=args.steps,
+                     autocast=autocast if b in AUTOCAST_BACKENDS else None)
              for b in backends}
     out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
                  "order": 1 if first_order else 2, "size": size, "backends": {}}
 
-    def step(b, batch=tasks, **kwargs):
+    def step(b, batch=tasks):
         model.zero_grad(set_to_none=True)
-        mamls[b].meta_step(batch, **kwargs)
+        mamls[b].meta_step(batch)
 
     def alive(b):  # the tasks whose graphs are alive at once: a meta-step on these has the meta-batch's peak
-        return tasks if b in BATCHED_BACKENDS else tasks[: options[b]["task_threads"]]
+        return tasks if b in BATCHED_BACKENDS else tasks[:1]
 
     for b in list(backends):  # warm-up, counting FLOPs on one task (same shapes: x meta-batch); vmap: all tasks
         batch = tasks if b in BATCHED_BACKENDS else tasks[:1]
         try:
-            if options[b]["task_threads"] > 1:  # its first run on fresh threads
-                step(b, alive(b))
-            with CountFlops() as fc:  # thread-local: task threads are counted on this thread (same per-task code)
-                step(b, batch, task_threads=1) if options[b]["task_threads"] > 1 else step(b, batch)
+            with CountFlops() as fc:
+                step(b, batch)
         except torch.OutOfMemoryError:  # e.g. vmap (all tasks' graphs at once) on a large row: skip it
             model.zero_grad(set_to_none=True)
             if device.type == "cuda":
@@ -363,7 +376,7 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         necessary_meta_step(model, tasks[:1], inner, outer, steps=args.steps, lr=0.01, first_order=first_order)
     out["necessary_gflop"] = fc.get_total_flops() * len(tasks) / 1e9
     for b in backends:  # tasks are backpropagated one by one: a meta-step's peak is one task's
-        with peak_memory(device) as pm:  # ... except under vmap (every task's graph) and func-tK (K tasks' graphs)
+        with peak_memory(device) as pm:  # ... except under vmap (every task's graph)
             step(b, alive(b))
         out["backends"][b]["peak_mb"] = None if pm["peak_bytes"] is None else pm["peak_bytes"] / 2**20
     times: dict = {b: [] for b in backends}
@@ -389,8 +402,6 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
         r["flop_over_necessary"] = r["gflop"] / out["necessary_gflop"]
     if args.conv_calls:  # one more (untimed) step per backend: how much of it is spent inside convolution calls
         for b in backends:
-            if options[b]["task_threads"] > 1:  # the timer is thread-local: it would miss the task threads
-                continue
             with ConvCallTimer() as timer:
                 step(b)
             r = out["backends"][b]
@@ -479,13 +490,10 @@ def parse_args(argv=None):
     p.add_argument("--channels-last", action="store_true", help="model and images in channels_last")
     p.add_argument("--autocast", default=None, help="autocast dtype for the func and vmap backends, e.g. bfloat16 (CUDA)")
     p.add_argument("--backends", type=csv(str), default=None,
-                   help=f"comma list among {','.join(BACKENDS)}, timed in this order (the first is the reference of "
-                        "FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]")
+                   help=f"comma list among {','.join([*BACKENDS, *VARIANTS])}, timed in this order (the first is the "
+                        "reference of FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]")
     p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend (without --backends)")
     p.add_argument("--no-stock", action="store_true", help="skip stock higher (without --backends)")
-    p.add_argument("--task-threads", type=int, default=1,
-                   help="also time backend func with this many tasks at once on threads, as 'func-tK' (<= 1: not timed; "
-                        "without --backends)")
     p.add_argument("--conv-calls", action="store_true",
                    help="CPU: also time the convolution calls inside one more meta-step per backend (the share of the "
                         "step they take, and the conv%% they alone would give: the ceiling of the row)")
@@ -496,11 +504,10 @@ def parse_args(argv=None):
         args.models, args.shots, args.orders, args.sizes = ["hyper-wrn-10-1"], [1], [2, 1], [16]
         args.ways, args.queries, args.steps, args.meta_batch, args.reps = 3, 2, 2, 2, 2
     if args.backends is None:
-        args.backends = (["func"] + ([f"{THREADED}{args.task_threads}"] if args.task_threads > 1 else [])
-                         + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"]))
-    unknown = [b for b in args.backends if backend_options(b)["backend"] not in BACKENDS]
+        args.backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
+    unknown = [b for b in args.backends if b not in BACKENDS and b not in VARIANTS]
     if unknown or not args.backends:
-        p.error(f"--backends: unknown {unknown}; choose among {','.join(BACKENDS)}, {NCHW} or {THREADED}K (func, K task threads)")
+        p.error(f"--backends: unknown {unknown}; choose among {','.join([*BACKENDS, *VARIANTS])}")
     args.backends = list(dict.fromkeys(args.backends))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.error("--device cuda but CUDA is not available")
@@ -515,7 +522,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    retained = device.type == "cpu" and retain_heap()  # as MAML and the CLI do: every row and the reference under it
     t0 = time.perf_counter()
     k = max(int(m.rsplit("-", 1)[-1]) for m in args.models)
     machine = machine_throughput(device, dtype, args.ways * args.queries, max(args.sizes), k, max(3, args.reps))
@@ -523,8 +529,7 @@ def main(argv=None) -> dict:
                    cpu=platform.processor() or platform.machine(),
                    gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                    peak_memory=("torch.cuda.max_memory_allocated" if device.type == "cuda" else
-                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None),
-                   heap_retained=retained)
+                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None))
     rows = []
     for size in args.sizes:
         for name in args.models:
@@ -534,13 +539,10 @@ def main(argv=None) -> dict:
                     print(f"  done {name} {shots}-shot order {order} {size}px ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     config = {k: v for k, v in vars(args).items() if k != "json"}
     result = {"machine": machine, "config": config, "rows": rows, "summary": summarize(rows), "seconds": time.perf_counter() - t0}
-    if args.json:
-        text = json.dumps(result, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text)
+    if args.json == "-":
+        print(json.dumps(result, indent=1))
+    elif args.json:
+        write_json(args.json, result)
     print(format_table(result))
     return result
 

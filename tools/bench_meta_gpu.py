@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CUDA run of tools/bench_meta.py (issue 5): 84x84, WRN-16-4 and Hyper-WRN-16-4 (variant 2),
+"""CUDA run of tools/bench_meta.py: 84x84, WRN-16-4 and Hyper-WRN-16-4 (variant 2),
 5-way 1- and 5-shot, 15 queries per class, 5 inner steps, meta-batch 4, second and first order:
 fp32 with backends func, vmap (all 4 tasks in one vmapped computation), restricted higher and stock
 higher; then func and vmap with bf16 autocast + channels_last. Prints the tables last; JSON to
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from metahyper.io import write_json
 
 
 def _bench():
@@ -70,7 +71,7 @@ def main(argv=None) -> dict:
         print(f"bench_meta_gpu: fp32 run took {fp32_s:.0f} s > {args.bf16_after_s:.0f} s: bf16 run skipped", file=sys.stderr)
     else:
         runs["bf16_channels_last"] = bench.main(common + ["--autocast", "bfloat16", "--channels-last", "--backends", ",".join(bf16)])
-    Path(args.out).write_text(json.dumps(runs, indent=1))
+    write_json(args.out, runs)
     device = "cpu (smoke)" if args.smoke else torch.cuda.get_device_name()
     print(f"\n=== bench_meta_gpu ({time.perf_counter() - t0:.0f} s, {device}) ===")
     for name, result in runs.items():

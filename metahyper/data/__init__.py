@@ -1,4 +1,4 @@
-"""Datasets: HDF5 caches in torchmeta's layout, episode sampler, classification view (issue 3).
+"""Datasets: HDF5 caches in torchmeta's layout, episode sampler, classification view.
 
 Public API::
 

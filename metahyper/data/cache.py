@@ -15,23 +15,23 @@ Layouts (see ``DESIGN.md``, "Datasets"):
       <root>/cifar100/<fc100|cifar-fs>/<split>_labels.json   [[coarse_name, fine_name], ...]
 
 Public API: :func:`default_root`, :func:`open_split` -> :class:`SplitData`, :func:`list_caches`,
-:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`,
-:func:`atomic_files`.
+:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`
+(atomic, through :func:`metahyper.io.atomic_files`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import h5py
 import numpy as np
 
 from metahyper.errors import UserError
+from metahyper.io import atomic_files, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -280,6 +280,11 @@ class SplitData:
         self._ram = ram
         self.close()
 
+    def check_readable(self) -> None:
+        """Read the last image of the last class from the file (its end): a :class:`UserError`
+        when the file is truncated or corrupt."""
+        self._read_h5(self._keys[-1], slice(-1, None))
+
     def read(self, c: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images ``indices`` (any order, no repeats needed) of class ``c`` as uint8 (n, H, W, 3)."""
         idx = np.asarray(indices, dtype=np.int64)
@@ -349,7 +354,7 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.classes = data.num_classes
                 info.images_per_class = "-".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))
                 info.image_size = "x".join(map(str, data.image_size))
-                data._read_h5(data._keys[-1], slice(-1, None))  # touch the end of the file
+                data.check_readable()
                 data.close()
             except UserError as err:
                 info.error = str(err)
@@ -369,25 +374,6 @@ def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
         raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
 
 
-@contextlib.contextmanager
-def atomic_files(paths: Sequence[Path]) -> Iterator[list[Path]]:
-    """Yield temporary names for ``paths``; rename them all into place only when the block succeeds."""
-    tmps = [p.with_name(f".{p.name}.tmp-{os.getpid()}") for p in paths]
-    for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        yield tmps
-        for tmp, final in zip(tmps, paths):
-            os.replace(tmp, final)
-    finally:
-        for tmp in tmps:
-            tmp.unlink(missing_ok=True)
-
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj))
-
-
 def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
     """Write one uint8 (n, H, W, 3) dataset per ``(key, array)``; keys may contain '/' (groups)."""
     with h5py.File(path, "w") as f:
@@ -404,37 +390,3 @@ def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarr
     with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
         write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
         write_json(tmp_labels, labels)
-
-
-def validate_classes(
-    what: str,
-    got: dict[str, np.ndarray],
-    expect_classes: Sequence[str] | int | None,
-    expect_per_class: int | None,
-    expect_hw: tuple[int, int] | None,
-    fix: str,
-) -> None:
-    """Check a built split (class names/count, images per class, shape, dtype); say what differs."""
-    problems = []
-    if isinstance(expect_classes, int):
-        if len(got) != expect_classes:
-            problems.append(f"{len(got)} classes instead of {expect_classes}")
-    elif expect_classes is not None:
-        missing = sorted(set(expect_classes) - set(got))
-        extra = sorted(set(got) - set(expect_classes))
-        if missing:
-            problems.append(f"{len(missing)} classes missing (e.g. {', '.join(missing[:3])})")
-        if extra:
-            problems.append(f"{len(extra)} unexpected classes (e.g. {', '.join(extra[:3])})")
-    for name, arr in got.items():
-        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
-            problems.append(f"class {name}: {getattr(arr, 'shape', type(arr))} {getattr(arr, 'dtype', '')}, not uint8 (n,H,W,3)")
-            break
-        if expect_hw is not None and tuple(arr.shape[1:3]) != tuple(expect_hw):
-            problems.append(f"class {name}: images {arr.shape[1]}x{arr.shape[2]} instead of {expect_hw[0]}x{expect_hw[1]}")
-            break
-        if expect_per_class is not None and arr.shape[0] != expect_per_class:
-            problems.append(f"class {name}: {arr.shape[0]} images instead of {expect_per_class}")
-            break
-    if problems:
-        raise UserError(f"{what}: {'; '.join(problems)}; {fix}")

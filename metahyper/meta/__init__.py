@@ -1,25 +1,16 @@
-"""Meta-learning (paper section 4, Algorithms 1 and 2): MAML over named parameter groups.
+"""Meta-learning (paper section 4, Algorithms 1 and 2).
 
-:func:`inner_loop` is the functional primitive; :class:`MAML` the thin class the pipeline uses;
-:func:`make_outer_optimizer` builds the paper's outer Adam + step-halving schedule.
+:func:`inner_loop` is the functional primitive; :class:`MAML` the thin class over any
+``nn.Module``; :data:`BACKENDS` how a meta-step is computed; :func:`make_outer_optimizer` the
+paper's outer Adam with its step-halving schedule.
 """
 
-from metahyper.meta.maml import (
-    BACKENDS,
-    BN_MODES,
-    MAML,
-    MetaStepResult,
-    Task,
-    batchnorm_mode,
-    default_groups,
-    inner_loop,
-    inner_loop_functorch,
-    inner_loop_higher,
-    make_outer_optimizer,
-    resolve_groups,
-)
+from metahyper.meta.backends import BACKENDS, Backend, Observer, Task
+from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
+from metahyper.meta.inner_loop import autograd_grad, functorch_grad, inner_loop
+from metahyper.meta.maml import MAML, MetaStepResult, make_outer_optimizer
 
 __all__ = [
-    "BACKENDS", "BN_MODES", "MAML", "MetaStepResult", "Task", "batchnorm_mode", "default_groups",
-    "inner_loop", "inner_loop_functorch", "inner_loop_higher", "make_outer_optimizer", "resolve_groups",
+    "BACKENDS", "BN_MODES", "MAML", "Backend", "MetaStepResult", "Observer", "Task", "autograd_grad",
+    "batchnorm_mode", "functorch_grad", "inner_loop", "make_outer_optimizer",
 ]

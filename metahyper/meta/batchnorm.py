@@ -8,17 +8,13 @@ and the batch-statistics BatchNorm whose second derivative it differentiates.
   backward of our own. Second-order MAML differentiates every BatchNorm backward of the inner loop
   once more; PyTorch's double backward (``batchnorm_double_backward``) takes ~25 elementwise ops
   and reduces over one dimension at a time (``sum(0)``, then ``sum(3)``, then ``sum(2)``), which
-  in ``channels_last`` produces NCHW tensors and strided reductions (the one op that made
-  channels_last slower than NCHW for the meta-step, see README "Speed"). Ours computes the same
+  in ``channels_last`` produces NCHW tensors and strided reductions. Ours computes the same
   derivatives with five per-channel reductions over ``(0, 2, 3)`` and three fused passes, in the
   memory format of its inputs. Checked by ``gradgradcheck`` (third derivatives too: differentiated
   once more, the double backward recomputes the statistics from ``x`` under autograd) and against
   ``F.batch_norm`` in float64.
-* :func:`batchnorm_double_backward`: every BatchNorm of a model that normalises with batch
-  statistics and tracks no running statistics (the transductive mode) uses
-  :func:`batch_norm_train` inside the block.
-* :func:`batchnorm_affine_split`: the affine part after ``F.batch_norm`` (the ``vmap`` backend's
-  work-around, see :mod:`metahyper.meta.maml`).
+  :class:`metahyper.meta.kernels.MetaKernels` routes a meta-step's batch-statistics BatchNorms
+  through it.
 
 Derivation (per channel, ``m`` elements, ``xhat = (x - mean) * invstd``, ``y = w * xhat + b``):
 ``gx = w * invstd * P(gy)`` with ``P(v) = v - mean(v) - xhat * mean(v * xhat)`` (self-adjoint),
@@ -35,15 +31,13 @@ using ``d xhat_j / d x_i = invstd * (delta_ij - 1/m - xhat_i * xhat_j / m)``.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, contextmanager
-from typing import Callable, Iterator
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metahyper.errors import UserError
-from metahyper.meta.patching import instance_methods
 
 BN_MODES = ("transductive", "frozen")
 
@@ -174,70 +168,3 @@ def batch_norm_train(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5)
     ``bias``: the value and first derivatives of ``F.batch_norm(x, None, None, weight, bias, True,
     eps=eps)``, with the double backward of the module docstring."""
     return _BatchNormTrain.apply(x, weight, bias, eps)
-
-
-def _train_forward(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[Tensor], Tensor]:
-    """``bn``'s forward with :func:`batch_norm_train` where it normalises with batch statistics and
-    tracks none (affine); the class forward otherwise."""
-    cls_forward = type(bn).forward
-
-    def forward(x: Tensor) -> Tensor:
-        if bn.training and not bn.track_running_stats and bn.weight is not None and bn.bias is not None:
-            bn._check_input_dim(x)
-            return batch_norm_train(x, bn.weight, bn.bias, bn.eps)
-        return cls_forward(bn, x)
-
-    return forward
-
-
-@contextmanager
-def batchnorm_double_backward(model: nn.Module) -> Iterator[None]:
-    """Inside the block every BatchNorm of ``model`` in batch-statistics mode without running
-    statistics (:func:`batchnorm_mode` ``"transductive"``) uses :func:`batch_norm_train`; the class
-    forward is restored on exit."""
-    with _forwards(model, _train_forward):
-        yield
-
-
-# --------------------------------------------------------------------------------------------
-# The vmap backend's affine split
-# --------------------------------------------------------------------------------------------
-
-
-def _split_affine_forward(bn: nn.modules.batchnorm._BatchNorm) -> Callable[[Tensor], Tensor]:
-    """``bn``'s forward with the affine part outside ``F.batch_norm``: normalise without weight and
-    bias, then ``* weight + bias``. Same value; used by the ``vmap`` backend because
-    ``F.batch_norm`` in training mode with a per-task (batched) affine weight gives wrong second
-    derivatives under :func:`torch.func.vmap` (torch 2.14; see :mod:`metahyper.meta.maml`)."""
-
-    def forward(x: Tensor) -> Tensor:
-        use_batch = bn.training or not bn.track_running_stats or bn.running_mean is None
-        out = F.batch_norm(
-            x,
-            None if use_batch and not bn.track_running_stats else bn.running_mean,
-            None if use_batch and not bn.track_running_stats else bn.running_var,
-            None,
-            None,
-            use_batch,
-            0.0 if bn.momentum is None else bn.momentum,
-            bn.eps,
-        )
-        if bn.weight is None:
-            return out
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return out * bn.weight.reshape(shape) + bn.bias.reshape(shape)
-
-    return forward
-
-
-@contextmanager
-def batchnorm_affine_split(model: nn.Module) -> Iterator[None]:
-    """Inside the block every BatchNorm of ``model`` applies its affine part after
-    ``F.batch_norm`` (:func:`_split_affine_forward`); the class forward is restored on exit."""
-    with _forwards(model, _split_affine_forward):
-        yield
-
-
-def _forwards(model: nn.Module, make: Callable[[nn.modules.batchnorm._BatchNorm], Callable[[Tensor], Tensor]]) -> AbstractContextManager[None]:
-    """Every BatchNorm of ``model`` gets the instance forward ``make(bn)`` inside the block."""
-    return instance_methods(_bns(model), "forward", make)

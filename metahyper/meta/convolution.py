@@ -1,5 +1,5 @@
 """Convolution inside the second-order meta-gradient: the same forward and backward kernels as
-``F.conv2d``, a double backward of our own (issue 5, "fast meta-step").
+``F.conv2d``, a double backward of our own.
 
 Second-order MAML (paper section 4, Algorithm 2) differentiates the backward of every convolution
 of the inner loop once more. For cotangents ``(ggx, ggw)`` of the convolution's gradients
@@ -9,31 +9,25 @@ of the inner loop once more. For cotangents ``(ggx, ggw)`` of the convolution's 
 * d/d x  = ``dconv_x(gy, ggw)``: the input gradient of ``gy`` through the weight ``ggw``,
 * d/d w  = ``dconv_w(ggx, gy)``: the weight gradient of ``gy`` against the input ``ggx``.
 
-PyTorch (``_convolution_double_backward``, torch 2.14) computes d/d w as a convolution of the
-batch-transposed tensors (``ggx^T`` with ``gy^T`` as a filter as large as the image): on a CPU
-that runs at 49-139 GFLOP/s where oneDNN's backward-weights kernel runs at 140-205 (2 cores, the
-WRN-16-2 shapes at 5 and 25 images, channels_last). Here d/d w is that kernel
-(``convolution_backward`` with only the weight gradient), d/d x the transposed convolution PyTorch
-uses too, and ``ggx`` is first put in the memory format of ``x`` (a mixed-format convolution
-converts inside). Same FLOPs; measured: README, "Speed".
+PyTorch's ``_convolution_double_backward`` computes d/d w as a convolution of the batch-transposed
+tensors (``ggx^T`` with ``gy^T`` as a filter as large as the image), which CPU kernels run slowly.
+Here d/d w is the backward-weights kernel (``convolution_backward`` with only the weight
+gradient), d/d x the transposed convolution PyTorch uses too, and ``ggx`` is first put in the
+memory format of ``x`` (a mixed-format convolution converts inside). Same FLOPs; measurements in
+``docs/performance.md``.
 
-* :func:`conv2d_train`: ``F.conv2d`` with this double backward. Differentiated a third time it
-  is exact too (the double backward is made of differentiable aten ops of saved inputs).
-* :func:`conv_double_backward`: inside the block every ``nn.Conv2d`` (zero padding) and
-  :class:`~metahyper.models.layers.HyperConv2d` of a model convolves with :func:`conv2d_train`
-  (batched inputs, outside autocast: there ``F.conv2d`` casts, the Function would not).
+:func:`conv2d_train` is ``F.conv2d`` with this double backward. Differentiated a third time it is
+exact too (the double backward is made of differentiable aten ops of saved inputs).
+:class:`metahyper.meta.kernels.MetaKernels` routes a meta-step's convolutions through it.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from metahyper.meta.patching import instance_methods
-from metahyper.models.layers import HyperConv2d
 
 _aten = torch.ops.aten
 _Params = tuple[list[int], list[int], list[int], int]  # stride, padding, dilation, groups
@@ -112,28 +106,3 @@ def conv2d_train(
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` (batched 4-D ``x``, numeric
     padding) with the double backward of the module docstring."""
     return _Conv2dTrain.apply(x, weight, bias, (_pair(stride), _pair(padding), _pair(dilation), int(groups)))
-
-
-def _convs(model: nn.Module) -> list[nn.Module]:
-    """The convolutions :func:`conv_double_backward` swaps: hyper layers, and 2-D convs with
-    numeric zero padding."""
-    return [m for m in model.modules() if isinstance(m, HyperConv2d)
-            or (isinstance(m, nn.Conv2d) and m.padding_mode == "zeros" and not isinstance(m.padding, str))]
-
-
-def _train_conv_forward(conv: nn.Module):
-    """``conv``'s ``_conv_forward(x, weight, bias)`` through :func:`conv2d_train`."""
-    dilation, groups = getattr(conv, "dilation", 1), getattr(conv, "groups", 1)
-
-    def _conv_forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        if x.dim() != 4 or torch.is_autocast_enabled(x.device.type):  # unbatched or autocast: the class path
-            return type(conv)._conv_forward(conv, x, weight, bias)
-        return conv2d_train(x, weight, bias, conv.stride, conv.padding, dilation, groups)
-
-    return _conv_forward
-
-
-def conv_double_backward(model: nn.Module) -> AbstractContextManager[None]:
-    """Inside the block every convolution of ``model`` (:func:`_convs`) uses
-    :func:`conv2d_train`; the class method is restored on exit."""
-    return instance_methods(_convs(model), "_conv_forward", _train_conv_forward)

@@ -10,21 +10,25 @@ from metahyper.models.groups import (
     GROUPS,
     WEIGHT_DECAY,
     generated_weight_penalty,
+    default_groups,
     group_of,
     hyper_layers,
+    layer_label,
     optimizer_param_groups,
     param_groups,
     record_generated_weights,
-    select_params,
+    resolve_groups,
     stage_conv_weights,
 )
 from metahyper.models.layers import HyperConv2d, HyperNetwork
+from metahyper.models.movement import WeightMovement
 from metahyper.models.registry import ModelConfig, build_from_config, build_model, count_parameters
 from metahyper.models.resnet import ResNet
 
 __all__ = [
     "GENERATED_L2", "GROUPS", "WEIGHT_DECAY", "HyperConv2d", "HyperNetwork", "ModelConfig", "ResNet",
-    "build_from_config", "build_model", "count_parameters", "generated_weight_penalty", "group_of",
-    "hyper_layers", "optimizer_param_groups", "param_groups", "record_generated_weights",
-    "select_params", "stage_conv_weights", "to_plain",
+    "WeightMovement", "build_from_config", "build_model", "count_parameters", "default_groups", "generated_weight_penalty",
+    "group_of",
+    "hyper_layers", "layer_label", "optimizer_param_groups", "param_groups", "record_generated_weights", "resolve_groups",
+    "stage_conv_weights", "to_plain",
 ]

@@ -15,16 +15,19 @@ weight decay 5e-4.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from metahyper.errors import UserError
-from metahyper.models.layers import HyperConv2d
+from metahyper.models.layers import HyperConv2d, HyperNetwork
 
 GROUPS = ("embeddings", "hypernetworks", "classifier", "backbone")
+HYPER_INNER = ("embeddings", "classifier")
+HYPER_OUTER = ("hypernetworks", "classifier", "backbone")
+PLAIN_INNER = PLAIN_OUTER = ("backbone", "classifier")
 GENERATED_L2 = 6.25e-5
 WEIGHT_DECAY = 5e-4
 
@@ -48,12 +51,50 @@ def param_groups(model: nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-def select_params(model: nn.Module, groups: list[str] | tuple[str, ...]) -> dict[str, nn.Parameter]:
-    """The parameters of the named groups, in model order. Unknown group names are a user error."""
-    unknown = set(groups) - set(GROUPS)
+def _parse_groups(groups: str | Sequence[str] | None, what: str) -> tuple[str, ...] | None:
+    if groups is None:
+        return None
+    if isinstance(groups, str):
+        groups = [g for g in groups.replace(" ", "").split(",") if g]
+    groups = tuple(dict.fromkeys(groups))  # unique, in order
+    unknown = [g for g in groups if g not in GROUPS]
     if unknown:
-        raise UserError(f"unknown parameter group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
-    return {n: p for n, p in model.named_parameters() if group_of(n) in groups}
+        raise UserError(f"unknown {what} parameter group(s) {unknown}; choose from {', '.join(GROUPS)}")
+    if not groups:
+        raise UserError(f"no {what} parameter groups given; name at least one of {', '.join(GROUPS)}")
+    return groups
+
+
+def default_groups(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(inner, outer) default groups of MAML: Algorithm 2 for hyper models (inner embeddings and
+    classifier; outer hypernetworks, classifier and, where the paper is silent, the remaining
+    plain layers), Algorithm 1 for plain ones (everything in both)."""
+    if any(isinstance(m, HyperConv2d) for m in model.modules()):
+        return HYPER_INNER, HYPER_OUTER
+    return PLAIN_INNER, PLAIN_OUTER
+
+
+def resolve_groups(
+    model: nn.Module, inner_groups: str | Sequence[str] | None = None, outer_groups: str | Sequence[str] | None = None,
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``(inner_groups, outer_groups, inner_names, outer_names)`` for :class:`metahyper.meta.MAML`:
+    group names validated (None: :func:`default_groups`), parameter names in model order. Raises
+    :class:`UserError` on unknown groups or on a group with no trainable parameter in this model
+    (e.g. ``embeddings`` of a plain or a compressed network)."""
+    d_inner, d_outer = default_groups(model)
+    inner = _parse_groups(inner_groups, "inner") or d_inner
+    outer = _parse_groups(outer_groups, "outer") or d_outer
+    present = {group_of(n) for n, p in model.named_parameters() if p.requires_grad}
+    kind = "hyper" if d_inner == HYPER_INNER else "plain"
+    for what, groups in (("inner", inner), ("outer", outer)):
+        missing = [g for g in groups if g not in present]
+        if missing:
+            raise UserError(
+                f"{what} group(s) {missing} have no trainable parameters in this {kind} model; "
+                f"use groups among {sorted(present)} (defaults: inner {','.join(d_inner)}, outer {','.join(d_outer)})"
+            )
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return (inner, outer, tuple(n for n in names if group_of(n) in inner), tuple(n for n in names if group_of(n) in outer))
 
 
 def optimizer_param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict]:
@@ -72,17 +113,17 @@ def hyper_layers(model: nn.Module) -> dict[str, HyperConv2d]:
 
 @contextmanager
 def record_generated_weights(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the weights the hyper layers generate during forward passes inside the block, so
-    the L2 penalty reuses them instead of generating them again."""
+    """Collect the weights the hypernetworks generate during forward passes inside the block (a
+    forward hook on each :class:`HyperNetwork`), so the L2 penalty reuses them instead of generating
+    them again."""
     record: list[torch.Tensor] = []
-    layers = list(hyper_layers(model).values())
-    for layer in layers:
-        layer.record = record
+    handles = [m.register_forward_hook(lambda _m, _args, weight: record.append(weight))
+               for m in model.modules() if isinstance(m, HyperNetwork)]
     try:
         yield record
     finally:
-        for layer in layers:
-            layer.record = None
+        for h in handles:
+            h.remove()
 
 
 def generated_weight_penalty(weights: list[torch.Tensor], coefficient: float = GENERATED_L2) -> torch.Tensor | float:
@@ -94,6 +135,15 @@ def generated_weight_penalty(weights: list[torch.Tensor], coefficient: float = G
 
 
 WeightFn = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+
+
+def layer_label(path: str) -> str:
+    """A stage conv's path in the paper's 1-based wording: ``stages.1.0.conv2`` -> ``stage 2 block 1
+    conv 2``; other paths unchanged."""
+    parts = path.split(".")
+    if len(parts) == 4 and parts[0] == "stages":
+        return f"stage {int(parts[1]) + 1} block {int(parts[2]) + 1} conv {parts[3].removeprefix('conv')}"
+    return path
 
 
 def stage_conv_weights(model: nn.Module) -> dict[str, WeightFn]:

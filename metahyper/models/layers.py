@@ -100,7 +100,6 @@ class HyperConv2d(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         object.__setattr__(self, "hypernet", hypernet)  # shared, owned by the model: not registered
-        self.record: list[torch.Tensor] | None = None
         shape = (out_channels, hypernet.d, kernel_size, kernel_size)
         if frozen_embedding is not None:
             if tuple(frozen_embedding.shape) != shape:
@@ -114,16 +113,8 @@ class HyperConv2d(nn.Module):
         """``W = conv2d(E, H)``: the weight this layer applies (and what export stores)."""
         return self.hypernet(self.embedding)
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The convolution with the generated weight (``nn.Conv2d``'s hook of the same name: the
-        meta-learner swaps it, see :mod:`metahyper.meta.convolution`)."""
-        return F.conv2d(x, weight, bias, self.stride, self.padding)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.generated_weight()
-        if self.record is not None:  # see metahyper.models.groups.record_generated_weights
-            self.record.append(weight)
-        return self._conv_forward(x, weight, None)
+        return F.conv2d(x, self.generated_weight(), None, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return (

@@ -3,46 +3,27 @@
 A checkpoint is one ``torch.save`` dict: ``format``, ``version``, ``model_config`` (a
 :class:`~metahyper.models.ModelConfig` dict; for compressed models it holds the embedding seed
 instead of the embeddings), ``state_dict`` and ``extra`` (optimiser, scheduler, RNG state, ...).
-It is written to a temporary file in the same folder, fsynced and renamed, so a crash never
-leaves a half-written checkpoint; it is read with ``torch.load(..., weights_only=True)``.
+It is written through :func:`metahyper.io.atomic_path`, so a crash never leaves a half-written
+checkpoint; it is read with ``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from metahyper.errors import UserError
+from metahyper.io import atomic_path
 from metahyper.models import ModelConfig, build_from_config
 
 FORMAT = "metahyper-checkpoint"
 VERSION = 1
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
-    On error the temporary file is removed and ``path`` is left untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 @dataclass

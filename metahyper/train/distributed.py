@@ -143,20 +143,6 @@ def all_gather_list(local: list[T], ctx: DistContext) -> list[T]:
     return [item for part in gathered for item in part]
 
 
-def broadcast_object(obj: T, ctx: DistContext) -> T:
-    """Rank 0's ``obj`` on every rank."""
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()
-
-
 class _AllReduceSum(torch.autograd.Function):
     """Differentiable sum over ranks: the gradient of a sum is the sum of the ranks' gradients."""
 
@@ -224,6 +210,6 @@ def convert_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 __all__ = [
-    "DistContext", "GlobalBatchNorm2d", "all_gather_list", "all_reduce_grads", "all_reduce_sum", "barrier", "broadcast_object",
+    "DistContext", "GlobalBatchNorm2d", "all_gather_list", "all_reduce_grads", "all_reduce_sum",
     "convert_batchnorm", "distributed_session", "init_distributed", "resolve_device", "shard", "shutdown",
 ]

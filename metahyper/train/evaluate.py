@@ -33,11 +33,10 @@ from tqdm import tqdm
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
-from metahyper.models import to_plain
+from metahyper.io import write_json
+from metahyper.models import resolve_groups, to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
-
-METHODS = ("auto", "maml", "linear")
 
 
 def mean_ci(accuracies: Sequence[float]) -> tuple[float, float]:
@@ -66,20 +65,17 @@ def episode_accuracies(
     ctx: DistContext | None = None,
     progress: bool = False,
     desc: str = "eval",
-    chunk: int = 1,
 ) -> list[float]:
-    """``score(episodes)`` (a list in, one accuracy each out) over the episode indices, ``chunk``
-    episodes at a time (e.g. :meth:`MAML.evaluate_tasks` with that many task threads), in index
-    order. Under ``torchrun`` each rank scores its shard of the indices and the results are
+    """``score(episodes)`` (a list in, one accuracy each out, e.g. :meth:`MAML.evaluate_tasks`)
+    over the episode indices, one at a time, in index order. Under ``torchrun`` each rank scores its shard of the indices and the results are
     gathered (rank order = index order)."""
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
     out: list[float] = []
     with tqdm(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
-        for start in range(0, len(mine), max(1, chunk)):
-            part = mine[start : start + max(1, chunk)]
-            out.extend(float(a) for a in score([sampler.episode(i).to(device) for i in part]))
-            bar.update(len(part))
+        for i in mine:
+            out.extend(float(a) for a in score([sampler.episode(i).to(device)]))
+            bar.update(1)
     return all_gather_list(out, ctx)
 
 
@@ -144,9 +140,7 @@ def _default_output(checkpoint: Path, cfg: EvalConfig) -> Path:
 def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
     """``(method, score(list of episodes) -> their accuracies, settings used)`` for a loaded checkpoint."""
     stage = extra.get("stage")
-    method = cfg.method
-    if method not in METHODS:
-        raise UserError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    method = cfg.method  # one of metahyper.config.EVAL_METHODS (checked by the config)
     if method == "auto":
         method = "maml" if stage == "meta-train" else "linear"
     if method == "linear":
@@ -170,9 +164,10 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
         "inner": maml_cfg.get("inner"),
         "backend": cfg.backend,
     }
-    maml = MAML(model, inner_groups=settings["inner"], inner_lr=settings["inner_lr"], eval_steps=settings["inner_steps"],
-                bn=settings["bn"], backend=cfg.backend, movement=False, task_threads=cfg.task_threads)
-    settings["inner"] = list(maml.inner_groups)
+    inner_groups, _, inner, _ = resolve_groups(model, settings["inner"])
+    maml = MAML(model, inner=inner, inner_lr=settings["inner_lr"], eval_steps=settings["inner_steps"], bn=settings["bn"],
+                backend=cfg.backend)
+    settings["inner"] = list(inner_groups)
     return method, maml.evaluate_tasks, settings
 
 
@@ -181,6 +176,7 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     Writes the JSON (``cfg.output`` or beside the checkpoint) on the main process."""
     from metahyper.data import EpisodeSampler, open_split
 
+    cfg.validate()
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
     model = ckpt.build_model().to(device)
@@ -190,8 +186,7 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     method, score, settings = build_scorer(model, extra, cfg)
     indices = list(range(cfg.episodes))
-    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot",
-                              chunk=cfg.task_threads if method == "maml" else 1)
+    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot")
     mean, ci = mean_ci(accs)
     result = EvalResult(
         model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=cfg.dataset,
@@ -200,8 +195,6 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
         settings={**settings, "image_size": image_size, "stage": extra.get("stage")},
     )
     if write and (ctx is None or ctx.is_main):
-        from metahyper.train.runs import write_json
-
         out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
         result.settings["output"] = str(out)
         write_json(out, result.to_dict())

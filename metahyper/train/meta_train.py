@@ -27,53 +27,33 @@ meta-gradients are summed; only rank 0 writes.
 
 from __future__ import annotations
 
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from metahyper.config import MetaTrainConfig
+from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
-from metahyper.models import stage_conv_weights
-from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
+from metahyper.models import WeightMovement, resolve_groups
+from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
-from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
+from metahyper.train.run import Run, seed_everything
 
 
-AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast -> MAML(autocast=...)
-
-
-def _validate_config(cfg: MetaTrainConfig) -> None:
-    for name in ("ways", "shots", "meta_batch", "iterations", "save_every"):
-        if getattr(cfg, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.queries < 1:
-        raise UserError(f"--queries must be >= 1, got {cfg.queries}")
-    if cfg.autocast not in AUTOCAST:
-        raise UserError(f"--autocast must be one of {', '.join(k for k in AUTOCAST if k)} (or unset), got {cfg.autocast!r}")
-    if cfg.val_every < 0 or cfg.val_episodes < 0:
-        raise UserError("--val-every and --val-episodes must be >= 0 (0 disables validation)")
-
-
-def layer_label(path: str) -> str:
-    """``stages.1.0.conv2`` -> ``stage 2 block 1 conv 2`` (the paper's 1-based wording)."""
-    parts = path.split(".")
-    if len(parts) == 4 and parts[0] == "stages":
-        return f"stage {int(parts[1]) + 1} block {int(parts[2]) + 1} conv {parts[3].removeprefix('conv')}"
-    return path
-
-
-def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
-    """Meta-train as configured; returns a summary (best validation accuracy, paths)."""
+def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
+    """Meta-train as configured; returns a summary (best validation accuracy, paths).
+    ``on_step(iteration)`` is called before each iteration (0-based; after everything up to it
+    has been written)."""
     from metahyper.data import EpisodeSampler, meta_batches, open_split
     from metahyper.meta import MAML, make_outer_optimizer
 
-    _validate_config(cfg)
+    cfg.validate()
     ctx = ctx or DistContext(device=resolve_device(cfg.device))
     if cfg.meta_batch < ctx.world_size:
         raise UserError(f"--meta-batch {cfg.meta_batch} is smaller than the {ctx.world_size} processes; every process needs a task")
     device, is_main = ctx.device, ctx.is_main
-    out = check_run_dir(cfg.out, cfg)
+    run = Run(cfg.out, cfg, is_main)
     seed_everything(cfg.seed)
 
     init = load_checkpoint(cfg.init)
@@ -90,59 +70,58 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
     model = init.build_model()
     model.reset_classifier(cfg.ways)  # fresh N-way head (section 4.2); updates model.config
     model.to(device)
-    maml = MAML(model, inner_groups=cfg.inner, outer_groups=cfg.outer, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
+    inner_groups, outer_groups, inner, outer = resolve_groups(model, cfg.inner, cfg.outer)
+    maml = MAML(model, inner=inner, outer=outer, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
                 eval_steps=cfg.inner_steps_eval, first_order=cfg.first_order, bn=cfg.bn, backend=cfg.backend,
-                task_threads=cfg.task_threads, autocast=AUTOCAST[cfg.autocast])
-    optimizer, scheduler = make_outer_optimizer(model, maml.outer_groups, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr)
+                autocast=AUTOCAST[cfg.autocast])
     named = dict(model.named_parameters())
     outer_params = [named[n] for n in maml.outer_params]
-    layers = list(stage_conv_weights(model))
+    optimizer, scheduler = make_outer_optimizer(outer_params, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr)
+    movement = WeightMovement(model)  # Figure 4, observed per task of each meta-step
+    layers = movement.layers
     info = {
         "stage": "meta-train", "input_size": image_size, "train_dataset": cfg.train, "test_dataset": cfg.test,
         "pretrain": str(init.path),
-        "maml": {"inner": list(maml.inner_groups), "outer": list(maml.outer_groups), "inner_lr": cfg.inner_lr,
+        "maml": {"inner": list(inner_groups), "outer": list(outer_groups), "inner_lr": cfg.inner_lr,
                  "inner_steps": cfg.inner_steps, "inner_steps_eval": cfg.inner_steps_eval, "bn": cfg.bn,
                  "first_order": cfg.first_order, "ways": cfg.ways, "shots": cfg.shots},
     }
 
-    start_run(out, cfg, is_main)
+    run.start()
     n = cfg.iterations
     curves = {"loss": torch.zeros(n, dtype=torch.float64), "acc": torch.zeros(n, dtype=torch.float64),
               "lr": torch.zeros(n, dtype=torch.float64), "movement": torch.zeros(n, len(layers), dtype=torch.float64)}
     val_history: list[dict] = []
     best_val, start = -1.0, 0
-    if cfg.resume:
-        last = load_checkpoint(out / "last.pt", expect_name=model.config.name)  # on CPU: RNG states must stay CPU tensors
-        model.load_state_dict(last.state_dict)
-        state = last.extra["state"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start, best_val = int(last.extra["iteration"]), float(last.extra["best_val"])
-        val_history = list(last.extra["val_history"])
-        for k, v in last.extra["curves"].items():
+    if run.resume:
+        last = run.restore(model)
+        optimizer.load_state_dict(last["state"]["optimizer"])
+        scheduler.load_state_dict(last["state"]["scheduler"])
+        start, best_val = int(last["iteration"]), float(last["best_val"])
+        val_history = list(last["val_history"])
+        for k, v in last["curves"].items():
             curves[k][: len(v)] = v
 
     def write_logs(done: int) -> None:
-        write_csv(out / "train.csv", [{"iteration": i + 1, "loss": curves["loss"][i].item(), "acc": curves["acc"][i].item(),
-                                       "lr": curves["lr"][i].item()} for i in range(done)], ["iteration", "loss", "acc", "lr"])
+        run.write_csv("train.csv", [{"iteration": i + 1, "loss": curves["loss"][i].item(), "acc": curves["acc"][i].item(),
+                                     "lr": curves["lr"][i].item()} for i in range(done)], ["iteration", "loss", "acc", "lr"])
         move = curves["movement"][:done].tolist()
-        write_csv(out / "movement.csv", [{"iteration": i + 1, **dict(zip(layers, row))} for i, row in enumerate(move)],
-                  ["iteration", *layers])
-        write_csv(out / "val.csv", val_history, ["iteration", "val_acc", "val_ci95", "train_loss", "train_acc", "lr"])
-        write_json(out / "curves.json", {"model": model.config.label(), "ways": cfg.ways, "shots": cfg.shots,
-                                         "validation": val_history, "layers": layers})
+        run.write_csv("movement.csv", [{"iteration": i + 1, **dict(zip(layers, row))} for i, row in enumerate(move)],
+                      ["iteration", *layers])
+        run.write_csv("val.csv", val_history, ["iteration", "val_acc", "val_ci95", "train_loss", "train_acc", "lr"])
+        run.write_json("curves.json", {"model": model.config.label(), "ways": cfg.ways, "shots": cfg.shots,
+                                       "validation": val_history, "layers": layers})
 
     def save_last(done: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
-        save_checkpoint(out / "last.pt", model, **info, iteration=done, best_val=best_val, val_history=val_history,
-                        layers=layers, curves={k: v[:done].clone() for k, v in curves.items()}, state=state)
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        run.save_last(model, state, **info, iteration=done, best_val=best_val, val_history=val_history,
+                      layers=layers, curves={k: v[:done].clone() for k, v in curves.items()})
         write_logs(done)
 
     def validate(done: int) -> None:
         nonlocal best_val
         accs = episode_accuracies(maml.evaluate_tasks, val_sampler, range(cfg.val_episodes), device, ctx, cfg.progress,
-                                  desc="validate", chunk=cfg.task_threads)
+                                  desc="validate")
         mean, ci = mean_ci(accs)
         window = slice(max(0, done - cfg.val_every), done)
         row = {"iteration": done, "val_acc": mean, "val_ci95": ci, "train_loss": curves["loss"][window].mean().item(),
@@ -150,8 +129,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
         val_history.append(row)
         if mean > best_val:
             best_val = mean
-            if is_main:
-                save_checkpoint(out / "best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci)
+            run.save("best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci)
         if is_main and cfg.progress:
             tqdm.write(f"iteration {done}: val {100 * mean:.2f} +- {100 * ci:.2f} % (best {100 * best_val:.2f} %)")
 
@@ -159,16 +137,18 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
                            pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
     bar = tqdm(batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main))
     for it, tasks in enumerate(bar, start=start):
-        fault_injection(it)
+        if on_step is not None:
+            on_step(it)
         tasks = [t.to(device, non_blocking=True) for t in tasks]
         optimizer.zero_grad(set_to_none=True)
-        result = maml.meta_step(tasks, loss_scale=1.0 / cfg.meta_batch)
+        result = maml.meta_step(tasks, loss_scale=1.0 / cfg.meta_batch, observers=[movement])
+        moves = movement.pop()
         all_reduce_grads(outer_params, ctx)
         curves["lr"][it] = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
         # log the means over the whole meta-batch (under torchrun: over every rank's tasks)
-        local = torch.tensor([result.loss, result.accuracy, *(result.movement.get(layer, 0.0) for layer in layers), 1.0],
+        local = torch.tensor([result.loss, result.accuracy, *(moves[layer] for layer in layers), 1.0],
                              dtype=torch.float64) * result.num_tasks
         stats = all_reduce_sum(local, ctx)
         stats = stats[:-1] / stats[-1]
@@ -186,9 +166,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None) -> dict:
     if is_main and start >= n:  # resumed a finished run: nothing to do but rewrite the logs
         write_logs(n)
     final = val_history[-1] if val_history else None
-    summary = {"out": str(out), "model": model.config.label(), "iterations": n, "best_val_acc": best_val if val_history else None,
+    summary = {"out": str(run.path), "model": model.config.label(), "iterations": n, "best_val_acc": best_val if val_history else None,
                "final_validation": final, "train_acc_last": curves["acc"][max(0, n - 20):n].mean().item()}
-    if is_main:
-        write_json(out / "summary.json", summary)
+    run.write_json("summary.json", summary)
     return summary
 

@@ -22,6 +22,7 @@ training images in an order, and with augmentations, that depend only on ``(seed
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -34,9 +35,8 @@ from tqdm import tqdm
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
 from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
-from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
-from metahyper.train.runs import check_run_dir, fault_injection, rng_state, seed_everything, set_rng_state, start_run, write_csv, write_json
+from metahyper.train.run import Run, seed_everything
 
 
 def ratio_keys(model: nn.Module) -> list[str]:
@@ -147,17 +147,6 @@ def _datasets(cfg: PretrainConfig):
     return data, train, held, input_size
 
 
-def _validate_config(cfg: PretrainConfig) -> None:
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.save_every < 1:
-        raise UserError("--epochs, --batch-size and --save-every must be >= 1")
-    if cfg.lr <= 0:
-        raise UserError(f"--lr must be > 0, got {cfg.lr}")
-    if cfg.swa_start is not None and not 0 <= cfg.swa_start < cfg.epochs:
-        raise UserError(f"--swa-start must be an epoch in [0, {cfg.epochs}), got {cfg.swa_start}")
-    if sorted(cfg.milestones) != list(cfg.milestones):
-        raise UserError(f"--milestones must be increasing, got {cfg.milestones}")
-
-
 def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: DistContext) -> DataLoader:
     """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks)."""
     order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
@@ -165,15 +154,16 @@ def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: Dist
                       num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda")
 
 
-def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
+def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
-    Files are written by the main process only."""
-    _validate_config(cfg)
+    Files are written by the main process only. ``on_step(epoch)`` is called before each epoch
+    (0-based; after everything up to it has been written)."""
+    cfg.validate()
     ctx = ctx or DistContext(device=resolve_device(cfg.device))
     if cfg.batch_size % ctx.world_size:
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)")
     device, is_main = ctx.device, ctx.is_main
-    out = check_run_dir(cfg.out, cfg)
+    run = Run(cfg.out, cfg, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
@@ -183,42 +173,37 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
     swa_model = AveragedModel(model) if cfg.swa_start is not None else None
     swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None else None
-    start_run(out, cfg, is_main)
+    run.start()
     info = {"stage": "pretrain", "input_size": input_size, "dataset": cfg.dataset, "classes": list(data.classes)}
 
     history: list[dict] = []
     best_val, start_epoch = -1.0, 0
-    if cfg.resume:
-        last = load_checkpoint(out / "last.pt", expect_name=cfg.model)  # on CPU: RNG states must stay CPU tensors
-        model.load_state_dict(last.state_dict)
-        state = last.extra["state"]
+    if run.resume:
+        last = run.restore(model)
+        state = last["state"]
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if swa_model is not None:
             swa_model.load_state_dict(state["swa_model"])
             swa_scheduler.load_state_dict(state["swa_scheduler"])
-        set_rng_state(state["rng"])
-        history, best_val, start_epoch = list(last.extra["history"]), float(last.extra["best_val"]), int(last.extra["epoch"])
+        history, best_val, start_epoch = list(last["history"]), float(last["best_val"]), int(last["epoch"])
 
     def save_last(epoch: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         if swa_model is not None:
             state.update(swa_model=swa_model.state_dict(), swa_scheduler=swa_scheduler.state_dict())
-        save_checkpoint(out / "last.pt", model, **info, epoch=epoch, history=history, best_val=best_val, state=state)
-
-    def write_history() -> None:
-        write_json(out / "history.json", history)
-        write_csv(out / "history.csv", history)
+        run.save_last(model, state, **info, epoch=epoch, history=history, best_val=best_val)
 
     # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
     # average is the gradient of the mean over the global batch, as in one process.
     step_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ctx.distributed else model
     meter = RatioMeter(model)
-    steps_per_epoch = -(-len(train_set) // cfg.batch_size)
     is_hyper = model.config.is_hyper
     model.train()
     loader = None
     for epoch in range(start_epoch, cfg.epochs):
+        if on_step is not None:
+            on_step(epoch)
         train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only
         loader = _epoch_loader(train_set, cfg, epoch, ctx)
         meter.reset()
@@ -229,7 +214,6 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
         t0 = time.time()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
         for step, (x, y) in enumerate(bar):
-            fault_injection(epoch * steps_per_epoch + step)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with record_generated_weights(model) as generated:
                 logits = step_model(x)
@@ -259,18 +243,18 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
         improved = held is not None and row["val_acc"] > best_val
         if improved:
             best_val = row["val_acc"]
-        if is_main:
-            if improved and swa_model is None:
-                save_checkpoint(out / "best.pt", model, **info, epoch=epoch + 1, val_acc=best_val)
-            write_history()
-            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-                save_last(epoch + 1)
-            if cfg.progress:
-                val = f" val {100 * row['val_acc']:.2f}%" if held is not None else ""
-                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
-                           f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)")
+        if improved and swa_model is None:
+            run.save("best.pt", model, **info, epoch=epoch + 1, val_acc=best_val)
+        run.write_json("history.json", history)
+        run.write_csv("history.csv", history)
+        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+            save_last(epoch + 1)
+        if is_main and cfg.progress:
+            val = f" val {100 * row['val_acc']:.2f}%" if held is not None else ""
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
+                       f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)")
 
-    summary = {"out": str(out), "model": model.config.label(), "epochs": cfg.epochs, "best_val_acc": best_val if held is not None else None,
+    summary = {"out": str(run.path), "model": model.config.label(), "epochs": cfg.epochs, "best_val_acc": best_val if held is not None else None,
                "final": history[-1] if history else None}
     if swa_model is not None:
         if loader is None:  # resumed after the last epoch: rebuild the final epoch's loader
@@ -279,9 +263,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None) -> dict:
         averaged = swa_model.module
         swa_val = classification_accuracy(averaged, held, device, ctx=ctx)[1] if held is not None else None
         summary["swa_val_acc"] = swa_val
-        if is_main:
-            save_checkpoint(out / "swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
-            save_checkpoint(out / "best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
-    if is_main:
-        write_json(out / "summary.json", summary)
+        run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+        run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+    run.write_json("summary.json", summary)
     return summary

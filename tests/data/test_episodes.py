@@ -1,4 +1,4 @@
-"""Episode sampler and meta-batches: disjointness, label remap, determinism, errors (issue 3)."""
+"""Episode sampler and meta-batches: disjointness, label remap, determinism, errors."""
 
 from __future__ import annotations
 

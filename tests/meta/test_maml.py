@@ -1,4 +1,5 @@
-"""MAML (paper Algorithms 1 and 2): meta-gradients against a slow, obvious reference; groups;
+"""MAML (paper Algorithms 1 and 2): meta-gradients of every backend against a slow, obvious
+reference, on our hyper and plain networks and on a 4-conv network of torch.nn alone; groups;
 first order; BatchNorm modes; weight movement; errors. Tiny float64 models, 8x8 inputs."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from metahyper.errors import UserError
-from metahyper.meta import MAML, make_outer_optimizer
-from metahyper.models import build_model, group_of, stage_conv_weights
+from metahyper.meta import BACKENDS, MAML, make_outer_optimizer
+from metahyper.models import WeightMovement, build_model, group_of, resolve_groups, stage_conv_weights
 
 WAYS, SHOTS, QUERIES, SIZE, LR, STEPS = 3, 2, 2, 8, 0.5, 2
 MODELS = {
@@ -85,21 +86,29 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
 
 
+def make_maml(model, inner_groups=None, outer_groups=None, **kwargs) -> MAML:
+    """MAML over the parameter groups of our models (defaults: Algorithm 2 / Algorithm 1)."""
+    _, _, inner, outer = resolve_groups(model, inner_groups, outer_groups)
+    return MAML(model, inner=inner, outer=outer, **kwargs)
+
+
 def run_meta_step(model, tasks, **kwargs):
     model.zero_grad(set_to_none=True)
-    maml = MAML(model, inner_lr=LR, inner_steps=STEPS, **kwargs)
-    result = maml.meta_step(tasks)
+    maml = make_maml(model, inner_lr=LR, inner_steps=STEPS, **kwargs)
+    movement = WeightMovement(model)
+    result = maml.meta_step(tasks, observers=[movement])
+    result.movement = movement.pop()
     return maml, result, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-# (1) meta-gradients of both backends equal the reference, first and second order ------------
+# (1) meta-gradients of every backend equal the reference, first and second order ------------
 
 
 @pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
 def test_meta_gradients_match_reference(models, tasks, kind, first_order):
     model = models[kind]
-    maml = MAML(model)
+    maml = make_maml(model)
     ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
     assert all(g is not None for g in ref.values())
     for backend in ("func", "higher"):
@@ -108,133 +117,86 @@ def test_meta_gradients_match_reference(models, tasks, kind, first_order):
         for n in ref:
             assert rel_err(grads[n], ref[n]) < 1e-8, (backend, n, rel_err(grads[n], ref[n]))
         assert result.num_tasks == len(tasks) and 0.0 <= result.accuracy <= 1.0 and result.loss > 0
+    model.zero_grad(set_to_none=True)
 
 
-def test_stock_higher_matches_and_second_order_differs(models, tasks):
+class FourConv(torch.nn.Module):
+    """A Conv-4 network of torch.nn alone (conv without bias: BatchNorm removes it; ReLU, pool, linear head)."""
+
+    def __init__(self, ways: int = WAYS, width: int = 6) -> None:
+        super().__init__()
+        blocks, c = [], 3
+        for _ in range(4):
+            blocks += [torch.nn.Conv2d(c, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            c = width
+        self.features = torch.nn.Sequential(*blocks[:6], torch.nn.MaxPool2d(2), *blocks[6:])
+        self.head = torch.nn.Linear(width, ways)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_any_torch_module(tasks, backend, first_order):
+    """MAML on a plain torch.nn network: every parameter (default) or only the head adapts."""
+    torch.manual_seed(3)
+    model = FourConv().double()
+    names = [n for n, _ in model.named_parameters()]
+    for inner in (None, ["head.weight", "head.bias"]):
+        maml = MAML(model, inner=inner, inner_lr=LR, inner_steps=STEPS, backend=backend)
+        assert maml.inner_params == tuple(inner or names) and maml.outer_params == tuple(names)
+        ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+        model.zero_grad(set_to_none=True)
+        maml.meta_step(tasks, first_order=first_order)
+        for n, p in model.named_parameters():
+            assert rel_err(p.grad, ref[n]) < 1e-8, (inner, n, rel_err(p.grad, ref[n]))
+    with pytest.raises(UserError, match="not trainable parameters"):
+        MAML(model, inner=["head.wieght"])
+
+
+def test_func_runs_images_channels_last_on_cpu(models, tasks):
+    """On a CPU, backend func hands the images to the model in channels_last; vmap's single-task
+    evaluation as given."""
     model = models["hyper2"]
-    _, _, func2 = run_meta_step(model, tasks)
-    _, _, stock2 = run_meta_step(model, tasks, backend="stock_higher")
-    _, _, func1 = run_meta_step(model, tasks, first_order=True)
-    _, _, stock1 = run_meta_step(model, tasks, backend="stock_higher", first_order=True)
-    for n in func2:
-        assert rel_err(stock2[n], func2[n]) < 1e-8 and rel_err(stock1[n], func1[n]) < 1e-8, n
-    # the test is only meaningful if second order matters at this learning rate
-    assert max(rel_err(func1[n], func2[n]) for n in func2 if group_of(n) == "hypernetworks") > 1e-4
-
-
-@pytest.mark.parametrize("kind", ["hyper2", "plain"])
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_func_memory_formats_match_reference(models, tasks, kind, channels_last):
-    """Backend func in either memory format (with our BatchNorm double backward in both) gives the
-    reference meta-gradient, evaluation and adaptation; the images reach the model in that format."""
-    model = models[kind]
-    maml = MAML(model)
-    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=False)
     seen = []
     hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
     try:
-        maml, _, grads = run_meta_step(model, tasks, channels_last=channels_last)
+        run_meta_step(model, tasks)
+        make_maml(model).evaluate(tasks[0], steps=1)
+        assert seen and set(seen) == {True}
+        seen.clear()  # (higher runs a patched copy: no hooks; vmap's formats cannot be queried under vmap)
+        make_maml(model, backend="vmap").evaluate(tasks[0], steps=1)
+        assert seen and set(seen) == {False}
     finally:
         hook.remove()
-    assert seen and set(seen) == {channels_last}
-    for n in ref:
-        assert rel_err(grads[n], ref[n]) < 1e-8, (n, rel_err(grads[n], ref[n]))
-    other = MAML(model, inner_lr=LR, inner_steps=STEPS, channels_last=not channels_last)
-    assert maml.evaluate(tasks[0]) == other.evaluate(tasks[0])
-    theirs = other.adapt(tasks[0].support_x, tasks[0].support_y, create_graph=False)
-    for n, p in maml.adapt(tasks[0].support_x, tasks[0].support_y, create_graph=False).items():
-        torch.testing.assert_close(p, theirs[n], rtol=1e-10, atol=1e-12)
+        model.zero_grad(set_to_none=True)
 
 
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "channels_last"])
-def test_conv_weights_reach_convolutions_in_the_step_format(models, tasks, monkeypatch, channels_last):
-    """With channels_last, every 3x3 weight (raw or generated) reaches its convolution in
-    channels_last (bound once per task as a copy, not converted by each convolution); in NCHW
-    otherwise. Inner loops of both orders, the query pass and evaluation."""
-    import metahyper.meta.convolution as convolution
-    from metahyper.models.layers import HyperConv2d
+def test_own_double_backwards_where_the_backward_is_differentiated(models, tasks, monkeypatch):
+    """Backend func convolves with conv2d_train exactly in the second-order inner loop (not the
+    query pass, first order, evaluation, autocast or the other backends), never for the
+    hypernetworks' k x k convolutions; BatchNorm with batch statistics uses batch_norm_train."""
+    import metahyper.meta.kernels as kernels
 
-    seen = []
-
-    def record(weight):
-        if weight.shape[-1] > 1:
-            seen.append(weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous())
-
-    for cls in (HyperConv2d, torch.nn.Conv2d):
-        def wrapped(self, x, weight, bias, original=cls._conv_forward):
-            record(weight)
-            return original(self, x, weight, bias)
-
-        monkeypatch.setattr(cls, "_conv_forward", wrapped)
-    apply = convolution._Conv2dTrain.apply
-    monkeypatch.setattr(convolution._Conv2dTrain, "apply", lambda x, w, *rest: record(w) or apply(x, w, *rest))
-    for kind in ("hyper2", "plain"):
-        for first_order in (False, True):
-            run_meta_step(models[kind], tasks, channels_last=channels_last, first_order=first_order)
-        MAML(models[kind], channels_last=channels_last).evaluate(tasks[0])
-    assert len(seen) > 100 and set(seen) == {channels_last}
-
-
-def test_channels_last_default_and_backend_check(models):
-    assert MAML(models["plain"])._uses_channels_last()  # CPU model, backend func: on
-    assert not MAML(models["plain"], backend="higher")._uses_channels_last()
-    with pytest.raises(UserError, match="channels_last needs backend 'func'"):
-        MAML(models["plain"], backend="vmap", channels_last=True)
-
-
-def test_own_conv_double_backward_in_second_order_inner_loop_only(models, tasks, monkeypatch):
-    """Backend func convolves with metahyper.meta.convolution.conv2d_train exactly where the
-    convolution's backward is differentiated again: the second-order inner loop (not the query
-    pass, first order, evaluation, autocast or the other backends)."""
-    import metahyper.meta.convolution as convolution
-
-    calls = []
-    original = convolution._Conv2dTrain.apply
-    monkeypatch.setattr(convolution._Conv2dTrain, "apply", lambda *args: calls.append(1) or original(*args))
+    convs, bns = [], []
+    monkeypatch.setattr(kernels, "conv2d_train", lambda *a: convs.append(a[0].shape) or F.conv2d(*a))
+    monkeypatch.setattr(kernels, "batch_norm_train", lambda x, w, b, eps: bns.append(1) or F.batch_norm(x, None, None, w, b, True, 0.0, eps))
     model = models["hyper2"]
     run_meta_step(model, tasks)
-    assert len(calls) == len(tasks) * STEPS * len(convolution._convs(model))
-    for kwargs in ({"first_order": True}, {"backend": "higher"}, {"autocast": torch.bfloat16}):
-        calls.clear()
+    per_forward = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d)) + len(stage_conv_weights(model))
+    big = [s for s in convs if s[2] > 3]
+    assert len(convs) == len(big) > 0 and len(convs) <= len(tasks) * STEPS * per_forward
+    assert len(bns) > len(tasks) * STEPS
+    for kwargs in ({"first_order": True}, {"backend": "higher"}, {"backend": "vmap"}, {"autocast": torch.bfloat16}):
+        convs.clear()
         run_meta_step(model, tasks, **kwargs)
-        assert not calls, kwargs
-    MAML(model).evaluate(tasks[0])
+        assert not convs, kwargs
+    make_maml(model).evaluate(tasks[0])
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the caller's autocast: F.conv2d, which casts
         run_meta_step(model, tasks)
-    assert not calls
-    assert all("_conv_forward" not in m.__dict__ for m in model.modules())
-
-
-@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-def test_fixed_generated_weights_are_generated_once_per_task(models, tasks, monkeypatch, first_order):
-    """Classifier-only adaptation: no generated weight changes within a task, so backend func
-    generates each once per task (not at each of the STEPS + 1 forwards) and still gives the
-    reference meta-gradient (also on task threads); with embeddings adapting, every forward
-    generates. Evaluation generates once and scores like backend higher."""
-    from metahyper.models import hyper_layers
-    from metahyper.models.layers import HyperNetwork
-
-    model = models["hyper2"]
-    maml = MAML(model, inner_groups="classifier")
-    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
-    calls = []
-    original = HyperNetwork.forward
-    monkeypatch.setattr(HyperNetwork, "forward", lambda self, e: calls.append(1) or original(self, e))
-    n_layers = len(hyper_layers(model))
-    for threads in (1, 2):
-        calls.clear()
-        _, _, grads = run_meta_step(model, tasks, inner_groups="classifier", first_order=first_order, task_threads=threads)
-        assert len(calls) == n_layers * len(tasks), threads
-        for n in ref:
-            assert rel_err(grads[n], ref[n]) < 1e-8, (threads, n, rel_err(grads[n], ref[n]))
-    calls.clear()
-    run_meta_step(model, tasks, first_order=first_order)  # embeddings adapt: generated at every forward
-    assert len(calls) == n_layers * len(tasks) * (STEPS + 1)
-    calls.clear()
-    accuracy = MAML(model, inner_groups="classifier", inner_lr=LR).evaluate(tasks[0], steps=STEPS)
-    assert len(calls) == n_layers
-    assert accuracy == MAML(model, inner_groups="classifier", inner_lr=LR, backend="higher").evaluate(tasks[0], steps=STEPS)
-    assert all("generated_weight" not in m.__dict__ for m in model.modules())
+    assert not convs
+    model.zero_grad(set_to_none=True)
 
 
 # (2) the inner loop changes only inner groups; the outer step only outer groups ---------------
@@ -245,7 +207,7 @@ def test_inner_loop_changes_only_inner_groups(models, tasks, kind):
     model = models[kind]
     model.zero_grad(set_to_none=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    maml = MAML(model, inner_lr=LR)
+    maml = make_maml(model, inner_lr=LR)
     adapted = maml.adapt(tasks[0].support_x, tasks[0].support_y, steps=1)
     assert set(adapted) == set(maml.inner_params)
     expected = {"embeddings", "classifier"} if kind == "hyper1" else {"backbone", "classifier"}
@@ -259,8 +221,9 @@ def test_inner_loop_changes_only_inner_groups(models, tasks, kind):
 
 def test_outer_step_changes_only_outer_groups(tasks):
     model = make_model("hyper1")
-    maml = MAML(model, inner_lr=LR, inner_steps=1, outer_groups=("hypernetworks", "classifier"))
-    opt, sched = make_outer_optimizer(model, maml.outer_groups)
+    maml = make_maml(model, outer_groups=("hypernetworks", "classifier"), inner_lr=LR, inner_steps=1)
+    named = dict(model.named_parameters())
+    opt, sched = make_outer_optimizer([named[n] for n in maml.outer_params])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt.zero_grad(set_to_none=True)
     maml.meta_step(tasks)
@@ -275,14 +238,14 @@ def test_outer_step_changes_only_outer_groups(tasks):
 
 def test_outer_optimizer_schedule():
     model = build_model("wrn-10-1", num_classes=WAYS)
-    opt, sched = make_outer_optimizer(model)
+    opt, sched = make_outer_optimizer(model.parameters())
     assert len(opt.param_groups[0]["params"]) == len(list(model.parameters()))
     factor = sched.lr_lambdas[0]
     assert [factor(i) for i in (0, 999, 1000, 2000, 3000, 4000, 10000)] == [1, 1, 0.5, 0.25, 0.125, 0.1, 0.1]
     hyper = build_model("hyper-wrn-10-1", variant=2, num_classes=WAYS)
-    opt, _ = make_outer_optimizer(hyper)
-    names = {id(p): n for n, p in hyper.named_parameters()}
-    assert {group_of(names[id(p)]) for p in opt.param_groups[0]["params"]} == {"hypernetworks", "classifier", "backbone"}
+    assert set(map(group_of, make_maml(hyper).outer_params)) == {"hypernetworks", "classifier", "backbone"}
+    with pytest.raises(UserError, match="lr > 0"):
+        make_outer_optimizer(model.parameters(), lr=0.0)
 
 
 # (3) first order and evaluation keep no graph --------------------------------------------------
@@ -299,11 +262,11 @@ def _graph_size(t: torch.Tensor) -> int:
     return len(seen)
 
 
-@pytest.mark.parametrize("backend", ["func", "higher"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_first_order_and_eval_keep_no_graph(models, tasks, backend):
     model = models["hyper2"]
     model.zero_grad(set_to_none=True)
-    maml = MAML(model, inner_lr=LR, backend=backend)
+    maml = make_maml(model, inner_lr=LR, backend=backend)
     t = tasks[0]
     second = maml.adapt(t.support_x, t.support_y, steps=2)
     assert _graph_size(second["fc.weight"]) > 50  # through the whole unrolled inner loop
@@ -327,16 +290,17 @@ def test_first_order_and_eval_keep_no_graph(models, tasks, backend):
 # (4) BatchNorm modes ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["func", "higher", "stock_higher"])
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_transductive_bn_leaves_running_stats(models, tasks, backend):
     model = models["plain"]
     model.train()
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     run_meta_step(model, tasks, backend=backend)
-    MAML(model, backend=backend).evaluate(tasks[0], steps=1)
+    make_maml(model, backend=backend).evaluate(tasks[0], steps=1)
     for n, b in model.named_buffers():
         assert torch.equal(b, buffers[n]), n
     assert all(m.training and m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    model.zero_grad(set_to_none=True)
 
 
 def test_bn_modes_normalise_as_documented(models, tasks):
@@ -350,9 +314,9 @@ def test_bn_modes_normalise_as_documented(models, tasks):
         buffers = {n: b.clone() for n, b in model.named_buffers()}
         batch_loss = F.cross_entropy(functional_call(model, buffers, (t.query_x,)), t.query_y).item()
     model.eval()  # the mode is set by the option, whatever the model's mode
-    transductive = MAML(model, bn="transductive").meta_step([t], steps=0, movement=False).loss
+    transductive = make_maml(model, bn="transductive").meta_step([t], steps=0).loss
     model.train()
-    frozen = MAML(model, bn="frozen").meta_step([t], steps=0, movement=False).loss
+    frozen = make_maml(model, bn="frozen").meta_step([t], steps=0).loss
     assert transductive == pytest.approx(batch_loss, rel=1e-12)
     assert frozen == pytest.approx(frozen_loss, rel=1e-12)
     assert abs(frozen - transductive) > 1e-6
@@ -360,7 +324,7 @@ def test_bn_modes_normalise_as_documented(models, tasks):
     model.zero_grad(set_to_none=True)
 
 
-# (5) weight movement -------------------------------------------------------------------------------
+# (5) weight movement (an observer from metahyper.models) ---------------------------------------
 
 
 @pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
@@ -380,7 +344,7 @@ def test_movement_keys_and_values(models, tasks, kind):
         assert 0 < len(hyper) < len(layers)
     # movement = mean over tasks of ||W(adapted) - W||, recomputed by hand for one layer
     layer = sorted(hyper or layers)[0]
-    maml = MAML(model, inner_lr=LR, inner_steps=STEPS)
+    maml = make_maml(model, inner_lr=LR, inner_steps=STEPS)
     w0 = layers[layer]({})
     by_hand = sum(
         (layers[layer]({n: a.detach() for n, a in maml.adapt(t.support_x, t.support_y).items()}) - w0).norm().item()
@@ -394,6 +358,7 @@ def test_movement_is_zero_for_head_only_adaptation(models, tasks):
     model = models["plain"]
     _, result, grads = run_meta_step(model, tasks, inner_groups=("classifier",))
     assert set(result.movement.values()) == {0.0} and grads
+    model.zero_grad(set_to_none=True)
 
 
 # (6) errors ------------------------------------------------------------------------------------------
@@ -402,23 +367,27 @@ def test_movement_is_zero_for_head_only_adaptation(models, tasks):
 def test_bad_names_are_user_errors(models, tasks):
     hyper, plain = models["hyper2"], models["plain"]
     with pytest.raises(UserError, match="embedings"):
-        MAML(hyper, inner_groups=("embedings",))
+        make_maml(hyper, inner_groups=("embedings",))
     with pytest.raises(UserError, match="no trainable parameters"):
-        MAML(plain, inner_groups=("embeddings", "classifier"))
+        make_maml(plain, inner_groups=("embeddings", "classifier"))
     with pytest.raises(UserError, match="no trainable parameters"):
-        MAML(build_model("hyper-wrn-10-1", variant=1, compressed=True, num_classes=WAYS))
+        make_maml(build_model("hyper-wrn-10-1", variant=1, compressed=True, num_classes=WAYS))
     with pytest.raises(UserError, match="hypernets"):
-        MAML(hyper, outer_groups="hypernets,classifier")
+        make_maml(hyper, outer_groups="hypernets,classifier")
     with pytest.raises(UserError, match="backend"):
         MAML(hyper, backend="jax")
     with pytest.raises(UserError, match="batch-norm"):
         MAML(hyper, bn="running")
+    with pytest.raises(UserError, match="inner learning rate"):
+        MAML(hyper, inner_lr=float("nan"))
+    with pytest.raises(UserError, match="no inner parameters"):
+        MAML(hyper, inner=[])
     with pytest.raises(UserError, match="support_x"):
         MAML(hyper).meta_step([SimpleNamespace(query_x=1)])
     with pytest.raises(UserError, match="no tasks"):
         MAML(hyper).meta_step([])
-    maml = MAML(hyper, inner_groups="embeddings, classifier", outer_groups=["hypernetworks"])
-    assert maml.inner_groups == ("embeddings", "classifier") and maml.outer_groups == ("hypernetworks",)
+    inner_groups, outer_groups, _, _ = resolve_groups(hyper, "embeddings, classifier", ["hypernetworks"])
+    assert inner_groups == ("embeddings", "classifier") and outer_groups == ("hypernetworks",)
 
 
 # (7) the vmap backend: all tasks of the meta-batch in one vmapped computation -------------------
@@ -428,7 +397,7 @@ def test_bad_names_are_user_errors(models, tasks):
 @pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
 def test_vmap_meta_gradients_match_reference(models, tasks, kind, first_order):
     model = models[kind]
-    maml = MAML(model)
+    maml = make_maml(model)
     ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
     _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend="vmap")
     assert set(grads) == set(maml.outer_params)
@@ -447,13 +416,13 @@ def test_vmap_meta_gradients_match_reference(models, tasks, kind, first_order):
 @pytest.mark.parametrize("bn", ["transductive", "frozen"])
 def test_vmap_batchnorm_modes_and_loss_scale(models, tasks, bn):
     """Per-task batch statistics under vmap (transductive), running statistics (frozen), buffers
-    and module flags untouched, ``loss_scale`` as in func, other hyper-layer records restored."""
+    and module flags untouched, ``loss_scale`` as in func."""
     model = models["plain"]
     model.train()
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     for backend in ("func", "vmap"):
         model.zero_grad(set_to_none=True)
-        MAML(model, inner_lr=LR, inner_steps=STEPS, bn=bn, backend=backend).meta_step(tasks, loss_scale=0.25)
+        make_maml(model, inner_lr=LR, inner_steps=STEPS, bn=bn, backend=backend).meta_step(tasks, loss_scale=0.25)
         grads = {n: p.grad.clone() for n, p in model.named_parameters()}
         if backend == "func":
             expected = grads
@@ -463,7 +432,7 @@ def test_vmap_batchnorm_modes_and_loss_scale(models, tasks, bn):
         assert torch.equal(b, buffers[n]), n
     assert all(m.training and m.track_running_stats and "forward" not in vars(m)
                for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert MAML(model, bn=bn, backend="vmap").evaluate(tasks[0], steps=1) == MAML(model, bn=bn).evaluate(tasks[0], steps=1)
+    assert make_maml(model, bn=bn, backend="vmap").evaluate(tasks[0], steps=1) == make_maml(model, bn=bn).evaluate(tasks[0], steps=1)
     model.zero_grad(set_to_none=True)
 
 
@@ -483,9 +452,8 @@ def test_vmap_unequal_tasks_is_user_error(models, tasks):
     model.zero_grad(set_to_none=True)
     three_shot = make_tasks(1, shots=3)[0]
     with pytest.raises(UserError, match="equal shapes.*backend='func'"):
-        MAML(model, backend="vmap").meta_step([tasks[0], three_shot])
+        make_maml(model, backend="vmap").meta_step([tasks[0], three_shot])
     assert all(p.grad is None for p in model.parameters())
-    assert all(m.record is None for m in model.modules() if type(m).__name__ == "HyperConv2d")
 
 
 # (8) bf16 autocast (CPU) against float32 -------------------------------------------------------------
@@ -505,7 +473,7 @@ def test_bf16_autocast_meta_gradients_close_to_float32(kind):
 
     def grads(backend, steps, autocast):
         model.zero_grad(set_to_none=True)
-        MAML(model, inner_lr=0.01, inner_steps=steps, backend=backend, autocast=autocast).meta_step(tasks32)
+        make_maml(model, inner_lr=0.01, inner_steps=steps, backend=backend, autocast=autocast).meta_step(tasks32)
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
     floor = rel_err(grads("func", 0, torch.bfloat16), grads("func", 0, None))
@@ -519,72 +487,13 @@ def test_bf16_autocast_meta_gradients_close_to_float32(kind):
     model.zero_grad(set_to_none=True)
 
 
-# (9) task threads: tasks of a meta-batch at once, each thread on its own replica ------------------
-
-
-@pytest.mark.parametrize("kind", ["hyper1", "hyper2", "plain"])
-@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
-def test_task_threads_match_reference_and_one_thread(models, kind, first_order):
-    """Three tasks on two threads: the meta-gradient equals the slow reference and the one-thread
-    meta-step; loss, accuracy and movement equal too; the replicas leave the model as it was."""
-    model = models[kind]
-    tasks3 = make_tasks(3, seed=5)
-    maml = MAML(model)
-    ref = reference_meta_grads(model, tasks3, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
-    _, one, g1 = run_meta_step(model, tasks3, first_order=first_order)
-    threads_before = torch.get_num_threads()
-    _, two, g2 = run_meta_step(model, tasks3, first_order=first_order, task_threads=2)
-    assert torch.get_num_threads() == threads_before  # the workers' intra-op setting stays in the workers
-    assert set(g2) == set(g1) == set(maml.outer_params)
-    for n in ref:
-        assert rel_err(g2[n], ref[n]) < 1e-8, (n, rel_err(g2[n], ref[n]))
-        assert rel_err(g2[n], g1[n]) < 1e-10, n
-    assert two.loss == pytest.approx(one.loss, rel=1e-12) and two.accuracy == one.accuracy
-    assert two.movement.keys() == one.movement.keys()
-    for k in one.movement:
-        assert two.movement[k] == pytest.approx(one.movement[k], rel=1e-9, abs=1e-15), k
-    assert all(m.record is None for m in model.modules() if type(m).__name__ == "HyperConv2d")
-    assert all(m.training and m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    model.zero_grad(set_to_none=True)
-
-
-def test_task_threads_are_deterministic_and_accumulate(models):
-    """float32, four tasks on two threads: two runs give bitwise the same gradients (task-order
-    sums), and the meta-step adds to gradients already in .grad like the one-thread path."""
-    model = make_model("hyper2").float()
-    tasks32 = [SimpleNamespace(**{k: v.float() if v.is_floating_point() else v for k, v in vars(t).items()})
-               for t in make_tasks(4, seed=7)]
-    maml = MAML(model, inner_lr=LR, inner_steps=STEPS, task_threads=2)
-    runs = []
-    for _ in range(2):
-        model.zero_grad(set_to_none=True)
-        maml.meta_step(tasks32)
-        runs.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
-    assert runs[0].keys() == runs[1].keys() and all(torch.equal(runs[0][n], runs[1][n]) for n in runs[0])
-    maml.meta_step(tasks32)  # no zero_grad: accumulates
-    for n, p in model.named_parameters():
-        if n in runs[0]:
-            assert torch.allclose(p.grad, 2 * runs[0][n], rtol=1e-6, atol=1e-7), n
-
-
-def test_task_threads_bad_values_are_user_errors(models, tasks):
-    model = models["hyper2"]
-    with pytest.raises(UserError, match="task threads must be an integer >= 1"):
-        MAML(model, task_threads=0)
-    with pytest.raises(UserError, match="need backend 'func'"):
-        MAML(model, backend="vmap", task_threads=2)
-    with pytest.raises(UserError, match="need backend 'func'"):
-        MAML(model, backend="higher").meta_step(tasks, task_threads=2)
-
-
-def test_evaluate_tasks_on_threads_equals_evaluate(models):
-    """``evaluate_tasks`` with two threads: each task's accuracy equals :meth:`MAML.evaluate`, in
-    order, with no gradient touched."""
+def test_evaluate_tasks_equals_evaluate(models):
+    """``evaluate_tasks`` scores each task as :meth:`MAML.evaluate`, in order, with no gradient touched."""
     model = models["hyper2"]
     model.zero_grad(set_to_none=True)
     tasks5 = make_tasks(5, seed=11)
-    maml = MAML(model, inner_lr=LR, eval_steps=3)
+    maml = make_maml(model, inner_lr=LR, eval_steps=3)
     expected = [maml.evaluate(t) for t in tasks5]
-    assert maml.evaluate_tasks(tasks5, task_threads=2) == expected == maml.evaluate_tasks(tasks5)
+    assert maml.evaluate_tasks(tasks5) == expected
     assert len(set(expected)) > 1  # the tasks differ, so order is checked
     assert all(p.grad is None for p in model.parameters())

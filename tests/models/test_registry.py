@@ -4,7 +4,7 @@ import torch
 from metahyper.errors import UserError
 from metahyper.models import HyperConv2d, build_model, count_parameters, hyper_layers, param_groups, to_plain
 
-# (name, kwargs, expected parameters with a 100-class head); issue 2's acceptance figures.
+# (name, kwargs, expected parameters with a 100-class head), as DESIGN.md ("The hypernetwork layer") derives them.
 COUNTS = [
     ("wrn-40-2", {}, 2.255e6),
     ("wrn-28-4", {}, 5.872e6),

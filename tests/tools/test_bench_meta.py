@@ -13,11 +13,9 @@ def test_bench_meta_quick(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.parse_args(["--quick"]).backends == ["func", "stock_higher"]
     assert bench.parse_args(["--quick", "--with-higher", "--no-stock"]).backends == ["func", "higher"]
-    assert bench.parse_args(["--quick", "--task-threads", "2"]).backends == ["func", "func-t2", "stock_higher"]
-    assert bench.backend_options("func-t3") == {"backend": "func", "task_threads": 3}
-    assert bench.backend_options("vmap") == {"backend": "vmap", "task_threads": 1}
-    assert bench.backend_options("func-nchw") == {"backend": "func", "task_threads": 1, "channels_last": False}
-    result = bench.main(["--quick", "--backends", "func,func-nchw,func-t2,vmap,stock_higher", "--json", str(out)])
+    assert bench.backend_class("vmap").name == "vmap" and bench.backend_class("func-nchw") is bench.FuncNCHW
+    names = ["func", *bench.VARIANTS, "vmap"]
+    result = bench.main(["--quick", "--backends", ",".join(names), "--json", str(out)])
     table = capsys.readouterr().out
     assert "func" in table and "vmap" in table and "stock_higher" in table and "GFLOP/s" in table
     data = json.loads(out.read_text())
@@ -27,14 +25,15 @@ def test_bench_meta_quick(tmp_path, capsys):
     assert {row["order"] for row in data["rows"]} == {1, 2}
     for row in data["rows"]:
         assert row["necessary_gflop"] > 0 and row["ratio"] > 0 and row["conv_gflop_s"] > 0
-        for name in ("func", "func-nchw", "func-t2", "vmap", "stock_higher"):
+        for name in names:
             r = row["backends"][name]
             assert r["ms"] > 0 and r["tasks_s"] > 0 and r["gflop"] > 0 and r["gflop_s"] > 0 and r["frac_conv"] > 0
             assert len(r["ms_all"]) == data["config"]["reps"]
             assert r["peak_mb"] is None or r["peak_mb"] >= 0
         # the default backend does no more than the necessary work; stock higher does more
         assert abs(row["backends"]["func"]["flop_over_necessary"] - 1) < 0.02
-        assert abs(row["backends"]["func-nchw"]["flop_over_necessary"] - 1) < 0.02
+        for name in ("func-nchw", "func-torch-bn", "func-torch-conv", "plain"):
+            assert abs(row["backends"][name]["flop_over_necessary"] - 1) < 0.02, name
         assert row["backends"]["stock_higher"]["gflop"] > row["backends"]["func"]["gflop"]
         assert row["backends"]["vmap"]["flop_over_necessary"] >= 0.98
     for name, s in data["summary"].items():  # over all rows: total work / time, and / the reference's work
@@ -47,12 +46,11 @@ def test_bench_meta_quick(tmp_path, capsys):
 
 def test_bench_meta_conv_calls(capsys):
     """--conv-calls: the time inside convolution calls of one more meta-step, and the conv% those
-    calls alone give (the row's ceiling), for every backend but the threaded ones."""
+    calls alone give (the row's ceiling), for every backend."""
     bench = load_tool("bench_meta")
-    result = bench.main(["--quick", "--backends", "func,func-t2,stock_higher", "--conv-calls"])
+    result = bench.main(["--quick", "--backends", "func,stock_higher", "--conv-calls"])
     table = capsys.readouterr().out
     for row in result["rows"]:
-        assert "conv_call_ms" not in row["backends"]["func-t2"]
         for name in ("func", "stock_higher"):
             r = row["backends"][name]
             assert r["conv_call_ms"] > 0

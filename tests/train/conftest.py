@@ -49,17 +49,41 @@ def pretrained(glyph_root, tmp_path_factory) -> dict[str, Path]:
     return runs
 
 
+KILLED_RUN = Path(__file__).resolve().parents[1] / "faults" / "killed_run.py"
+
+
+def _run(cmd: list[str], what: str, env: dict | None, check: bool) -> subprocess.CompletedProcess:
+    """``cmd`` in a fresh process on one thread per process."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{what} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+    return proc
+
+
 def run_cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """``python -m metahyper ARGS`` in a fresh process on one thread."""
-    full_env = {k: v for k, v in os.environ.items() if k != "METAHYPER_TEST_SIGKILL_AT"}
-    full_env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
-    proc = subprocess.run([sys.executable, "-m", "metahyper", *args], capture_output=True, text=True, env=full_env, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"metahyper {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return _run([sys.executable, "-m", "metahyper", *args], f"metahyper {' '.join(args)}", env, check)
+
+
+def run_killed(run_dir: Path, out: Path, step: int, processes: int = 1) -> subprocess.CompletedProcess:
+    """Repeat the run of ``run_dir`` (its ``config.json``) into ``out`` in a fresh process
+    (``processes`` > 1: that many under torchrun), SIGKILLed just before epoch / iteration ``step``
+    (``tests/faults/killed_run.py``). Returns the finished process; no exit status is checked."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    cmd = [*launcher, str(KILLED_RUN), str(Path(run_dir) / "config.json"), str(out), str(step)]
+    return _run(cmd, f"killed run of {run_dir}", None, check=False)
 
 
 @pytest.fixture
 def cli():
     """:func:`run_cli` as a fixture."""
     return run_cli
+
+
+@pytest.fixture
+def killed():
+    """:func:`run_killed` as a fixture."""
+    return run_killed

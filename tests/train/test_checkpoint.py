@@ -3,7 +3,7 @@ import torch
 
 from metahyper.errors import UserError
 from metahyper.models import build_model
-from metahyper.train.checkpoint import atomic_path, load_checkpoint, load_model, save_checkpoint
+from metahyper.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 
 def test_roundtrip_and_extra(tmp_path):
@@ -45,14 +45,3 @@ def test_state_of_another_architecture_is_a_user_error(tmp_path):
     torch.save(payload, path)
     with pytest.raises(UserError, match="does not match model wrn-10-2"):
         load_model(path)
-
-
-def test_atomic_path_keeps_old_file_on_failure(tmp_path):
-    target = tmp_path / "x.bin"
-    target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"partial")
-            raise RuntimeError("crash")
-    assert target.read_bytes() == b"old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]

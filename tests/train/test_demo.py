@@ -4,7 +4,7 @@ import pytest
 
 from metahyper.config import DemoConfig
 from metahyper.errors import UserError
-from metahyper.train.demo import run_demo
+from metahyper.demo import run_demo
 
 
 def test_demo_end_to_end_reduced(glyph_root, tmp_path):

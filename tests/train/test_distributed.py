@@ -138,8 +138,7 @@ def torchrun(*args: str, env: dict | None = None, check: bool = True):
     import subprocess
     import sys
 
-    full_env = {k: v for k, v in os.environ.items() if k != "METAHYPER_TEST_SIGKILL_AT"}
-    full_env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env or {}))
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metahyper", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
     if check and proc.returncode != 0:
@@ -177,7 +176,7 @@ def test_torchrun_pretrain_epoch_equals_single_process(glyph_root, tmp_path, cli
     assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
 
 
-def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, cli):
+def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, cli, killed):
     from metahyper.train.checkpoint import load_checkpoint
 
     common = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(pretrained["hyper-wrn-10-1"]),
@@ -192,8 +191,8 @@ def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, c
     assert single.extra["val_history"][0]["val_acc"] == pytest.approx(dist_.extra["val_history"][0]["val_acc"])
 
     # killed (SIGKILL before iteration 2, after last.pt of iteration 2 was written) and resumed
-    killed = torchrun(*common, "--out", str(tmp_path / "killed"), env={"METAHYPER_TEST_SIGKILL_AT": "2"}, check=False)
-    assert killed.returncode != 0
+    proc = killed(tmp_path / "dist", tmp_path / "killed", 2, processes=2)
+    assert proc.returncode != 0
     assert load_checkpoint(tmp_path / "killed" / "last.pt").extra["iteration"] == 2
     torchrun(*common, "--out", str(tmp_path / "killed"), "--resume")
     resumed = load_checkpoint(tmp_path / "killed" / "last.pt")

@@ -73,13 +73,3 @@ def test_eval_cli(glyph_root, pretrained, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["episodes"] == 4
     bad = runner.invoke(main, [*args[:-2], "--ways", "50"])
     assert bad.exit_code == 2 and "Error:" in bad.output
-
-
-def test_maml_eval_task_threads_score_the_same_episodes(glyph_root, pretrained, tmp_path):
-    """``task_threads=3`` over 7 episodes (chunks of 3, 3, 1) gives the per-episode accuracies of
-    one thread, in episode order."""
-    cfg = dict(method="maml", inner_steps=2, episodes=7)
-    one = evaluate(_eval(glyph_root, pretrained["hyper-wrn-10-1"], output=str(tmp_path / "1.json"), **cfg))
-    three = evaluate(_eval(glyph_root, pretrained["hyper-wrn-10-1"], output=str(tmp_path / "3.json"), task_threads=3, **cfg))
-    assert three.fingerprint == one.fingerprint and len(three.accuracies) == 7
-    assert three.accuracies == one.accuracies

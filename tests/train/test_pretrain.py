@@ -28,7 +28,9 @@ def test_ratio_keys_follow_groups_and_stages():
 
 
 def test_pretrain_run_directory(glyph_root, tmp_path):
-    summary = pretrain(_cfg(glyph_root, tmp_path / "run"))
+    epochs = []
+    summary = pretrain(_cfg(glyph_root, tmp_path / "run"), on_step=epochs.append)
+    assert epochs == [0, 1]  # on_step: before each epoch
     run = tmp_path / "run"
     config = json.loads((run / "config.json").read_text())
     assert config["stage"] == "pretrain" and config["model"] == "hyper-wrn-10-1" and config["milestones"] == [1]
@@ -66,13 +68,13 @@ def test_swa_average_becomes_the_run_model(glyph_root, tmp_path):
     assert summary["swa_val_acc"] is not None
 
 
-def test_pretrain_resume_after_sigkill_matches_uninterrupted_run(glyph_root, tmp_path, cli):
+def test_pretrain_resume_after_sigkill_matches_uninterrupted_run(glyph_root, tmp_path, cli, killed):
     args = ["pretrain", "--dataset", "glyphs-a", "--model", "hyper-wrn-10-1", "--image-size", "8", "--epochs", "3",
             "--batch-size", "64", "--milestones", "2", "--data-root", str(glyph_root), "--device", "cpu", "--seed", "3", "--quiet"]
     cli(*args, "--out", str(tmp_path / "full"))
-    # 3 batches per epoch: step 4 is the second batch of epoch 2, after epoch 1's last.pt was written
-    killed = cli(*args, "--out", str(tmp_path / "killed"), env={"METAHYPER_TEST_SIGKILL_AT": "4"}, check=False)
-    assert killed.returncode == -9
+    # SIGKILL before epoch 2 (index 1), after epoch 1's last.pt was written
+    proc = killed(tmp_path / "full", tmp_path / "killed", 1)
+    assert proc.returncode == -9, proc.stderr[-3000:]
     assert load_checkpoint(tmp_path / "killed" / "last.pt").extra["epoch"] == 1
     cli(*args, "--out", str(tmp_path / "killed"), "--resume")
     full, resumed = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "killed" / "last.pt")

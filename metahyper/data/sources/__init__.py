@@ -1,4 +1,4 @@
-"""Cache builders (``metahyper prepare``) and the restricted unpickler they share.
+"""Cache builders (``metahyper prepare``), the restricted unpickler and the check they share.
 
 Only the documented pickle formats are read (CIFAR python pickles, MiniImageNet cache pickles):
 :func:`load_pickle` allows nothing but numpy arrays/dtypes and builtin containers, so a crafted
@@ -10,7 +10,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
-from typing import IO
+from typing import IO, Sequence
 
 import numpy as np
 
@@ -49,3 +49,37 @@ def load_pickle(fileobj: IO[bytes], what: str, encoding: str = "ASCII") -> objec
         return _RestrictedUnpickler(fileobj, encoding=encoding).load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, io.UnsupportedOperation) as err:
         raise UserError(f"{what} is not a valid dataset pickle ({type(err).__name__}: {err}); re-download it") from None
+
+
+def validate_classes(
+    what: str,
+    got: dict[str, np.ndarray],
+    expect_classes: Sequence[str] | int | None,
+    expect_per_class: int | None,
+    expect_hw: tuple[int, int] | None,
+    fix: str,
+) -> None:
+    """Check a built split (class names/count, images per class, shape, dtype); say what differs."""
+    problems = []
+    if isinstance(expect_classes, int):
+        if len(got) != expect_classes:
+            problems.append(f"{len(got)} classes instead of {expect_classes}")
+    elif expect_classes is not None:
+        missing = sorted(set(expect_classes) - set(got))
+        extra = sorted(set(got) - set(expect_classes))
+        if missing:
+            problems.append(f"{len(missing)} classes missing (e.g. {', '.join(missing[:3])})")
+        if extra:
+            problems.append(f"{len(extra)} unexpected classes (e.g. {', '.join(extra[:3])})")
+    for name, arr in got.items():
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3:
+            problems.append(f"class {name}: {getattr(arr, 'shape', type(arr))} {getattr(arr, 'dtype', '')}, not uint8 (n,H,W,3)")
+            break
+        if expect_hw is not None and tuple(arr.shape[1:3]) != tuple(expect_hw):
+            problems.append(f"class {name}: images {arr.shape[1]}x{arr.shape[2]} instead of {expect_hw[0]}x{expect_hw[1]}")
+            break
+        if expect_per_class is not None and arr.shape[0] != expect_per_class:
+            problems.append(f"class {name}: {arr.shape[0]} images instead of {expect_per_class}")
+            break
+    if problems:
+        raise UserError(f"{what}: {'; '.join(problems)}; {fix}")

@@ -22,16 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from metahyper.data.cache import (
-    atomic_files,
-    check_writable,
-    read_split_file,
-    validate_classes,
-    write_classes_hdf5,
-    write_json,
-    write_split,
-)
-from metahyper.data.sources import load_pickle
+from metahyper.data.cache import check_writable, read_split_file, write_classes_hdf5, write_split
+from metahyper.data.sources import load_pickle, validate_classes
+from metahyper.io import atomic_files, write_json
 from metahyper.errors import UserError
 
 

@@ -170,6 +170,13 @@ def _render_class(args: tuple[int, int, int, int]) -> np.ndarray:
     return _class_images(cp, _fonts_for(cp), size, count, seed)
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity set where the OS has one (Linux), else all."""
+    if hasattr(os, "sched_getaffinity"):  # absent on macOS and Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def build_glyphs(
     root: Path,
     image_size: int = 32,
@@ -185,7 +192,7 @@ def build_glyphs(
     classes = glyph_classes(image_size, max_per_script, seed)
     jobs = [(d, s, name, cp) for d in DOMAINS for s in SPLITS for name, cp in classes[d][s]]
     args = [(cp, image_size, images_per_class, seed) for *_, cp in jobs]
-    workers = workers if workers is not None else min(len(os.sched_getaffinity(0)), 4)
+    workers = workers if workers is not None else min(usable_cpus(), 4)
     with tqdm(total=len(jobs), desc="glyphs", unit="class") as bar:
         if workers > 1 and len(jobs) > 50:
             with ProcessPoolExecutor(workers) as pool:

@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file, validate_classes, write_split
-from metahyper.data.sources import load_pickle
+from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_split
+from metahyper.data.sources import load_pickle, validate_classes
 from metahyper.errors import UserError
 
 IMAGE_SIZE = 84

@@ -6,7 +6,7 @@ For a small plain WRN and its hyper variant (variant 1): pretrain on ``glyphs-a`
 FC100 -> MiniImageNet), plus the pretrain-only baseline (frozen features, linear head); then the
 movement plot (Figure 4), the curves (Figure 5) and a Table-8-style summary (``summary.json``,
 ``summary.csv``). The glyphs cache is built in the data root if missing. The defaults are sized
-for 2 CPU cores in under 5 minutes; the numbers are a smoke test of the pipeline, not the paper's.
+for a small CPU; the numbers are a smoke test of the pipeline, not the paper's.
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig, save_config
+from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
+from metahyper.data import default_root, open_split, prepare
 from metahyper.errors import UserError
-from metahyper.train.checkpoint import atomic_path
+from metahyper.plots import curves_plot, movement_plot
 from metahyper.train.distributed import resolve_device
-from metahyper.train.runs import write_csv, write_json
+from metahyper.train.evaluate import evaluate
+from metahyper.train.meta_train import meta_train
+from metahyper.train.pretrain import pretrain
+from metahyper.train.run import Run
 
 
 def ensure_glyphs(root: Path, images_per_class: int = 20, echo: Callable[[str], None] = print) -> None:
     """Build the glyphs cache (both domains) under ``root`` unless it is there already."""
-    from metahyper.data import open_split, prepare
-
     try:
         for domain in ("glyphs-a", "glyphs-b"):
             for split in ("train", "val", "test"):
@@ -55,12 +57,6 @@ def _table(rows: list[dict], shots: list[int]) -> str:
 
 def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] = print) -> dict:
     """Run the demo; returns the summary (rows of the table, timings, paths)."""
-    from metahyper.data import default_root
-    from metahyper.plots import curves_plot, movement_plot
-    from metahyper.train.evaluate import evaluate
-    from metahyper.train.meta_train import meta_train
-    from metahyper.train.pretrain import pretrain
-
     t0 = time.time()
     out = Path(cfg.out)
     runs = [out / name for name in cfg.models]
@@ -78,8 +74,8 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.data_root).expanduser() if cfg.data_root else default_root()
     ensure_glyphs(root, cfg.glyph_images_per_class, echo)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(out, cfg)
+    demo = Run(out, cfg)
+    demo.start()
     common = dict(seed=cfg.seed, device=device, data_root=str(root), progress=cfg.progress)
     e = cfg.pretrain_epochs
     rows, timings, meta_runs = [], {}, []
@@ -120,10 +116,9 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
     summary = {"title": title, "rows": rows, "chance": 1.0 / cfg.ways, "seconds": time.time() - t0,
                "seconds_per_model": timings, "config": asdict(cfg), "runs": [str(r) for r in runs],
                "movement_plot": str(out / "movement.png"), "curves_plot": str(out / "curves.png")}
-    write_json(out / "summary.json", summary)
-    write_csv(out / "summary.csv", rows)
-    with atomic_path(out / "table.txt") as tmp:
-        tmp.write_text(title + "\n" + table + "\n")
+    demo.write_json("summary.json", summary)
+    demo.write_csv("summary.csv", rows)
+    demo.write_text("table.txt", title + "\n" + table + "\n")
     echo("")
     echo(title)
     echo(table)

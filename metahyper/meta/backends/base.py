@@ -1,0 +1,154 @@
+"""What every backend shares: binding parameters to the inner and query forwards, one task's
+adaptation, and a meta-step that takes the tasks one by one.
+
+A backend decides HOW a forward and its gradients are computed; :class:`~metahyper.meta.MAML`
+decides WHAT is computed (which parameters adapt and learn, BatchNorm mode, autocast) and runs the
+backend's methods inside those settings. A new backend subclasses :class:`Backend`, overrides what
+differs and registers itself in :mod:`metahyper.meta.backends`.
+
+Modes of an adaptation: ``"second"`` (graph through the inner loop to the outer parameters),
+``"first"`` (FOMAML: identity Jacobian of the adapted parameters) and ``"eval"`` (no graph to
+anything: evaluation).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from metahyper.errors import UserError
+from metahyper.meta.inner_loop import Forward, GradFn, Params, autograd_grad, inner_loop
+
+MODES = ("second", "first", "eval")
+Observer = Callable[[Mapping[str, Tensor]], None]  # called with each task's detached adapted parameters
+
+
+class Task(Protocol):
+    """What a meta-step needs of a task (e.g. :class:`metahyper.data.Episode`)."""
+
+    support_x: Tensor
+    support_y: Tensor
+    query_x: Tensor
+    query_y: Tensor
+
+
+@dataclass
+class TaskOutcome:
+    """One task of a meta-step: its query loss (before scaling) and query accuracy."""
+
+    loss: float
+    accuracy: float
+
+
+def task_tensors(task: Any, i: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(support_x, support_y, query_x, query_y)`` of task ``i``, or a :class:`UserError`."""
+    try:
+        return task.support_x, task.support_y, task.query_x, task.query_y
+    except AttributeError as e:
+        raise UserError(f"task {i} has no {e.name!r}; tasks need support_x, support_y, query_x, query_y") from None
+
+
+def accuracy(logits: Tensor, y: Tensor) -> float:
+    return (logits.argmax(-1) == y).float().mean().item()
+
+
+class Backend:
+    """Tasks one by one through :func:`torch.func.functional_call` and :func:`autograd_grad`.
+
+    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``.
+    """
+
+    name = "base"
+    grad: GradFn = staticmethod(autograd_grad)
+
+    def __init__(self, model: nn.Module, inner: Sequence[str], outer: Sequence[str], inner_lr: float) -> None:
+        self.model, self.inner, self.outer, self.inner_lr = model, tuple(inner), tuple(outer), inner_lr
+        self._outer_set = frozenset(outer)
+
+    # -- binding --------------------------------------------------------------------------------
+
+    def start(self, mode: str) -> tuple[Params, Params]:
+        """``(starting inner parameters, constants of the inner forwards)``. An inner parameter that
+        is also outer starts as the Parameter itself (graph kept) outside evaluation; inner-only ones
+        start as detached leaves (no gradient reaches them). Every other parameter is a detached
+        constant, except outer ones in second order (their graph is needed)."""
+        start, constants = {}, {}
+        for n, p in self.model.named_parameters():
+            if n in self.inner:
+                start[n] = p if (mode != "eval" and n in self._outer_set) else p.detach().requires_grad_(mode == "second")
+            elif mode != "second" or n not in self._outer_set:
+                constants[n] = p.detach()
+        return start, constants
+
+    def query_values(self, adapted: Mapping[str, Tensor]) -> Params:
+        """Parameters of the query forward: the adapted ones, outer ones with their graph, the rest
+        detached."""
+        values = {n: p.detach() for n, p in self.model.named_parameters() if n not in adapted and n not in self._outer_set}
+        values.update(adapted)
+        return values
+
+    def forward_fn(self, constants: Mapping[str, Tensor]) -> Forward:
+        """``forward(params, x)`` of the model with ``constants`` bound too (others: the model's own)."""
+        return lambda params, x: functional_call(self.model, {**constants, **params}, (x,))
+
+    # -- hooks for subclasses -------------------------------------------------------------------
+
+    def images(self, x: Tensor) -> Tensor:
+        """A task's images as the forwards take them."""
+        return x
+
+    def task_context(self) -> ContextManager[Any]:
+        """Entered around everything one task (or one meta-step) computes."""
+        return nullcontext()
+
+    def inner_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+        """Entered around the inner loop only."""
+        return nullcontext()
+
+    # -- one task ------------------------------------------------------------------------------
+
+    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: str) -> Params:
+        """The adapted inner parameters after ``steps`` SGD steps on ``(x, y)`` in ``mode``."""
+        start, constants = self.start(mode)
+        with self.inner_context(mode, x):
+            return inner_loop(self.forward_fn(constants), start, x, y, lr=self.inner_lr, steps=steps,
+                              first_order=mode != "second", grad=self.grad)
+
+    def query(self, adapted: Mapping[str, Tensor], x: Tensor) -> Tensor:
+        """Logits of the query forward with the adapted parameters."""
+        return self.forward_fn({})(self.query_values(adapted), x)
+
+    def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
+                  observers: Sequence[Observer]) -> list[TaskOutcome]:
+        """Adapt on each task's support set, backpropagate ``query loss * scale`` into ``.grad`` of
+        the outer parameters (each task's graph is released before the next), call each observer
+        with the task's detached adapted parameters."""
+        named = dict(self.model.named_parameters())
+        outer = [named[n] for n in self.outer]
+        outcomes = []
+        for i, task in enumerate(tasks):
+            sx, sy, qx, qy = task_tensors(task, i)
+            with self.task_context():
+                adapted = self.adapt(self.images(sx), sy, steps, "first" if first_order else "second")
+                logits = self.query(adapted, self.images(qx))
+                loss = F.cross_entropy(logits, qy)
+                torch.autograd.backward(loss * scale, inputs=outer)
+            outcomes.append(TaskOutcome(loss.item(), accuracy(logits.detach(), qy)))
+            fast = {n: a.detach() for n, a in adapted.items()}
+            for observe in observers:
+                observe(fast)
+        return outcomes
+
+    def evaluate(self, task: Task, i: int, steps: int) -> float:
+        """Query accuracy after ``steps`` steps; no graph to any parameter."""
+        sx, sy, qx, qy = task_tensors(task, i)
+        with self.task_context():
+            adapted = self.adapt(self.images(sx), sy, steps, "eval")
+            with torch.no_grad():
+                return accuracy(self.query(adapted, self.images(qx)), qy)

@@ -1,0 +1,67 @@
+"""Backend ``vmap``: the T tasks of a meta-batch as ONE batched computation.
+
+Their tensors are stacked (tasks of unequal shapes are a :class:`UserError`) and one task's
+meta-loss (:func:`~metahyper.meta.inner_loop.inner_loop` with
+:func:`~metahyper.meta.inner_loop.functorch_grad`, then the query cross-entropy) is
+:func:`torch.func.vmap`-ped over the task dimension; one backward of ``sum(losses) * scale`` gives
+the meta-gradient of backend ``func``. Fewer, larger kernels (meant for GPUs, where one task does
+not fill the device), but the graphs of all T tasks are alive at once: about T x the memory.
+BatchNorm normalises each task with its own batch statistics. One adaptation alone
+(:meth:`MAML.adapt`, :meth:`MAML.evaluate`) runs as in the base backend.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call, vmap
+
+from metahyper.errors import UserError
+from metahyper.meta.backends.base import Backend, Observer, Task, TaskOutcome, task_tensors
+from metahyper.meta.inner_loop import functorch_grad, inner_loop
+from metahyper.meta.workarounds import vmap_batchnorm_workaround
+
+_FIELDS = ("support_x", "support_y", "query_x", "query_y")
+
+
+def stack_tasks(tasks: Sequence[Task]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each of support_x, support_y, query_x, query_y stacked over the tasks (new first dim)."""
+    tensors = [task_tensors(t, i) for i, t in enumerate(tasks)]
+    for k, name in enumerate(_FIELDS):
+        shapes = {tuple(t[k].shape) for t in tensors}
+        if len(shapes) > 1:
+            raise UserError(
+                f"backend 'vmap' needs tasks of equal shapes, but {name} has shapes {sorted(shapes)} across the "
+                "meta-batch; use backend='func' (tasks one by one) for tasks of unequal sizes"
+            )
+    return tuple(torch.stack([t[k] for t in tensors]) for k in range(4))  # type: ignore[return-value]
+
+
+class VmapBackend(Backend):
+    name = "vmap"
+
+    def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
+                  observers: Sequence[Observer]) -> list[TaskOutcome]:
+        sx, sy, qx, qy = stack_tasks(tasks)
+        named = dict(self.model.named_parameters())
+        start, constants = self.start("first" if first_order else "second")
+        query_constants = {n: p.detach() for n, p in named.items() if n not in self._outer_set and n not in start}
+
+        def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
+            adapted = inner_loop(self.forward_fn(constants), start, sx, sy, lr=self.inner_lr, steps=steps,
+                                 first_order=first_order, grad=functorch_grad)
+            logits = functional_call(self.model, {**query_constants, **adapted}, (qx,))
+            return F.cross_entropy(logits, qy), logits, adapted
+
+        with vmap_batchnorm_workaround():
+            losses, logits, adapted = vmap(one_task)(sx, sy, qx, qy)
+            torch.autograd.backward(losses.sum() * scale, inputs=[named[n] for n in self.outer])
+        correct = (logits.detach().argmax(-1) == qy).float().mean(1)
+        fast = {n: a.detach() for n, a in adapted.items()}
+        for i in range(len(tasks)):
+            for observe in observers:
+                observe({n: a[i] for n, a in fast.items()})
+        return [TaskOutcome(loss.item(), acc.item()) for loss, acc in zip(losses.detach(), correct)]
