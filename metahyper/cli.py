@@ -21,6 +21,7 @@ from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
 from metahyper.options import Spec, specs
+from metahyper.train.distributed import distributed_session
 
 
 class _Group(click.Group):
@@ -44,8 +45,6 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 def models_cmd(as_json: bool) -> None:
     """Table of every architecture: train / test (exported) / stored parameters beside the paper's."""
-    import json
-
     from metahyper.models.catalog import catalog_rows
 
     rows = catalog_rows()
@@ -196,7 +195,8 @@ def config_options(cls: type, from_file: bool = False) -> Callable:
 
 
 def _read_config_file(path: str, cls: type) -> dict:
-    """The ``config.json`` of a run directory (or the file itself), which must be of ``cls.stage``."""
+    """The ``config.json`` of a run directory, the file itself, or a result JSON that stores its
+    config under ``"config"`` (``eval``'s); it must be of ``cls.stage``."""
     from metahyper.train.run import CONFIG_FILE
 
     given = Path(path)
@@ -208,6 +208,8 @@ def _read_config_file(path: str, cls: type) -> dict:
         data = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise UserError(f"--config {file} is not readable JSON ({err}); {fix}") from None
+    if isinstance(data, dict) and "stage" not in data and isinstance(data.get("config"), dict):
+        data = data["config"]
     stage = data.get("stage") if isinstance(data, dict) else None
     if stage != cls.stage:
         what = f"a {stage} config" if stage else 'not a run config (no "stage")'
@@ -258,17 +260,23 @@ def _cifar_eval_split(values: dict, given: set) -> None:
         values["eval_split"] = "test"
 
 
+def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable | None = None) -> tuple[Any, Any]:
+    """Build ``cls`` from the options and run ``stage(cfg, ctx)`` (under ``torchrun``: in every
+    process); ``(cfg, its result)`` on the main process, ``(cfg, None)`` on the others."""
+    cfg = build_config(cls, options, adjust)
+    with distributed_session(cfg.device) as ctx:
+        result = stage(cfg, ctx)
+    return cfg, result if ctx.is_main else None
+
+
 @main.command("pretrain")
 @config_options(PretrainConfig, from_file=True)
 def pretrain_cmd(**options) -> None:
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
-    from metahyper.train.distributed import distributed_session
     from metahyper.train.pretrain import pretrain
 
-    cfg = build_config(PretrainConfig, options, _cifar_eval_split)
-    with distributed_session(cfg.device) as ctx:
-        summary = pretrain(cfg, ctx)
-    if not ctx.is_main:
+    cfg, summary = _run(PretrainConfig, options, pretrain, _cifar_eval_split)
+    if summary is None:
         return
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
@@ -279,13 +287,10 @@ def pretrain_cmd(**options) -> None:
 @config_options(MetaTrainConfig, from_file=True)
 def meta_train_cmd(**options) -> None:
     """MAML from a pretrained backbone (Algorithms 1 and 2), validating on another dataset."""
-    from metahyper.train.distributed import distributed_session
     from metahyper.train.meta_train import meta_train
 
-    cfg = build_config(MetaTrainConfig, options)
-    with distributed_session(cfg.device) as ctx:
-        summary = meta_train(cfg, ctx)
-    if not ctx.is_main:
+    cfg, summary = _run(MetaTrainConfig, options, meta_train)
+    if summary is None:
         return
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
@@ -296,13 +301,10 @@ def meta_train_cmd(**options) -> None:
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
-    from metahyper.train.distributed import distributed_session
     from metahyper.train.evaluate import evaluate
 
-    cfg = build_config(EvalConfig, options)
-    with distributed_session(cfg.device) as ctx:
-        result = evaluate(cfg, ctx)
-    if not ctx.is_main:
+    _, result = _run(EvalConfig, options, evaluate)
+    if result is None:
         return
     click.echo(result.line())
     click.echo(f"wrote {result.settings['output']}")

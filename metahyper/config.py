@@ -149,7 +149,7 @@ class MetaTrainConfig(Options):
     iterations: int = option(5000, "Meta-training iterations (meta-batches).", min=1)
     inner_steps: int = option(5, "Inner SGD steps in meta-training.", min=0)
     inner_steps_eval: int = option(10, "Inner SGD steps at validation / test.", min=0)
-    inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", min=0)
+    inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", min=0)
@@ -196,7 +196,7 @@ class EvalConfig(Options):
     method: str = option("auto", "maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only "
                                  "baseline); auto: by checkpoint.", choices=EVAL_METHODS)
     inner_steps: int | None = option(None, "Inner SGD steps (default: the run's --inner-steps-eval).", min=0)
-    inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", min=0)
+    inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", above=0)
     bn: str | None = option(None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).",
                             choices=BN_MODES)
     backend: str = backend_opt()
@@ -234,7 +234,7 @@ class DemoConfig(Options):
     inner_steps: int = option(2, "Inner SGD steps in meta-training.", min=0, cli=False)
     inner_steps_eval: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
     # the paper's 0.01 needs far more iterations than a CPU demo runs
-    inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", min=0, cli=False)
+    inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", above=0, cli=False)
     first_order: bool = option(True, "Second-order MAML (slower; the demo default is first order).", flag="--second-order",
                                invert=True)
     val_every: int = option(30, "Validate every this many iterations (0: never).", min=0, cli=False)

@@ -119,6 +119,17 @@ def test_config_file_is_overridden_by_the_command_line(built, tmp_path):
     assert built("pretrain", "--config", str(run), "--epochs", "200").epochs == 200
 
 
+def test_eval_config_from_an_eval_result(built, tmp_path):
+    """An eval result JSON stores its config under "config": ``eval --config RESULT`` repeats it."""
+    from metahyper.train.run import config_dict
+
+    stored = EvalConfig(checkpoint="runs/meta", dataset="glyphs-b", shots=5, episodes=50, seed=3)
+    result = tmp_path / "eval.json"
+    result.write_text(json.dumps({"mean": 0.5, "accuracies": [0.5], "config": config_dict(stored)}))
+    cfg = built("eval", "--config", str(result), "--seed", "4")
+    assert (cfg.checkpoint, cfg.dataset, cfg.shots, cfg.episodes, cfg.seed) == ("runs/meta", "glyphs-b", 5, 50, 4)
+
+
 @pytest.mark.parametrize("content, expected", [
     (None, "no such file"),
     ("{not json", "not readable JSON"),

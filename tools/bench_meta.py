@@ -84,6 +84,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from metahyper.io import write_json
 from metahyper.meta import BACKENDS, MAML, Backend, batchnorm_mode
 from metahyper.meta.backends import FuncBackend
+from metahyper.meta.kernels import MetaKernels
 from metahyper.models import build_model, resolve_groups
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -99,14 +100,15 @@ class FuncNCHW(FuncBackend):
 class FuncTorchBatchNorm(FuncBackend):
     """``func`` with PyTorch's BatchNorm double backward (ours for convolutions only)."""
 
-    def task_context(self):
-        return Backend.task_context(self)
+    def inner_context(self, mode, x):
+        return MetaKernels(batchnorm=False) if mode == "second" else Backend.inner_context(self, mode, x)
 
 
 class FuncTorchConv(FuncBackend):
     """``func`` with PyTorch's convolution double backward (ours for BatchNorm only)."""
 
-    inner_context = Backend.inner_context
+    def inner_context(self, mode, x):
+        return MetaKernels(conv=False) if mode == "second" else Backend.inner_context(self, mode, x)
 
 
 VARIANTS: dict[str, type[Backend]] = {

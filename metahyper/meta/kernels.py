@@ -3,8 +3,8 @@
 Second-order MAML differentiates the backward of every layer of the inner loop once more.
 :class:`MetaKernels` routes, for the duration of a block and on the calling thread only:
 
-* every BatchNorm that normalises with the batch's statistics and tracks none
-  (``F.batch_norm(x, None, None, w, b, training=True)``: the transductive mode of
+* with ``batchnorm=True``, every BatchNorm that normalises with the batch's statistics and tracks
+  none (``F.batch_norm(x, None, None, w, b, training=True)``: the transductive mode of
   :func:`metahyper.meta.batchnorm.batchnorm_mode`) through
   :func:`metahyper.meta.batchnorm.batch_norm_train`;
 * with ``conv=True``, every batched 2-D convolution with numeric padding whose input is larger
@@ -12,6 +12,9 @@ Second-order MAML differentiates the backward of every layer of the inner loop o
   hypernetwork's k x k embeddings) keep PyTorch's double backward, whose weight term is a
   convolution with the input as its filter: cheap when that filter is small. Autocast keeps
   ``F.conv2d`` (it casts; the Function would not).
+
+Only worth it where a backward is differentiated again: elsewhere PyTorch's kernels are as fast
+or faster (``docs/performance.md``).
 
 Same values and derivatives (float64: equal to rounding); only speed differs. It works on any
 ``nn.Module`` that calls ``F.batch_norm`` / ``F.conv2d`` (every torch.nn BatchNorm and Conv2d).
@@ -34,16 +37,16 @@ _CONV = inspect.signature(lambda input, weight, bias=None, stride=1, padding=0, 
 
 
 class MetaKernels(TorchFunctionMode):
-    """Inside ``with MetaKernels(conv=...):`` batch-statistics BatchNorms (and, with ``conv``,
-    2-D convolutions) run with our double backwards (see the module docstring)."""
+    """Inside ``with MetaKernels():`` batch-statistics BatchNorms and 2-D convolutions run with our
+    double backwards (see the module docstring); either can be left to PyTorch."""
 
-    def __init__(self, conv: bool = False) -> None:
+    def __init__(self, batchnorm: bool = True, conv: bool = True) -> None:
         super().__init__()
-        self.conv = conv
+        self.batchnorm, self.conv = batchnorm, conv
 
     def __torch_function__(self, func, types, args=(), kwargs=None) -> Any:
         kwargs = kwargs or {}
-        if func is F.batch_norm:
+        if self.batchnorm and func is F.batch_norm:
             a = _BN.bind(*args, **kwargs).arguments
             if a.get("training") and a["running_mean"] is None and a["running_var"] is None \
                     and a.get("weight") is not None and a.get("bias") is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable, Sequence
+from typing import Any, ContextManager, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -143,13 +143,16 @@ class MAML:
     ) -> MetaStepResult:
         """One meta-batch: adapt on each task's support set and backpropagate ``query loss *
         loss_scale`` (default ``1 / len(tasks)``) into ``.grad`` of the outer parameters. Each
-        observer is called once per task with the task's adapted inner parameters (detached)."""
+        observer is called once per task with the task's adapted inner parameters (detached),
+        outside autocast."""
         tasks = list(tasks)
         if not tasks:
             raise UserError("meta_step got no tasks; the meta-batch size must be >= 1")
         steps = self.inner_steps if steps is None else steps
         first_order = self.first_order if first_order is None else first_order
         scale = 1.0 / len(tasks) if loss_scale is None else loss_scale
+        device = next(self.model.parameters()).device.type
+        observers = [_without_autocast(observe, device) for observe in observers]
         with self._settings():
             outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers)
         n = len(outcomes)
@@ -165,6 +168,16 @@ class MAML:
         steps = self.eval_steps if steps is None else steps
         with self._settings():
             return [self.backend.evaluate(t, i, steps) for i, t in enumerate(tasks)]
+
+
+def _without_autocast(observe: Observer, device: str) -> Observer:
+    """``observe`` called in full precision, whatever the meta-step's autocast."""
+
+    def call(adapted: Mapping[str, Tensor]) -> None:
+        with torch.autocast(device, enabled=False):
+            observe(adapted)
+
+    return call
 
 
 def make_outer_optimizer(

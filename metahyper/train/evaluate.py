@@ -37,6 +37,7 @@ from metahyper.io import write_json
 from metahyper.models import resolve_groups, to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
+from metahyper.train.run import config_dict
 
 
 def mean_ci(accuracies: Sequence[float]) -> tuple[float, float]:
@@ -197,5 +198,5 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     if write and (ctx is None or ctx.is_main):
         out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
         result.settings["output"] = str(out)
-        write_json(out, result.to_dict())
+        write_json(out, {**result.to_dict(), "config": config_dict(cfg)})  # "config": eval --config FILE
     return result

@@ -43,9 +43,14 @@ def test_batchnorm_in_transductive_mode_only(monkeypatch):
         with batchnorm_mode(model, mode):
             expected = model(x)
             calls["bn"] = 0
-            with MetaKernels():
+            with MetaKernels(conv=False):
                 torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
             assert calls["bn"] == expected_calls and calls["conv"] == 0, mode
+            calls["bn"] = 0
+            with MetaKernels(batchnorm=False):
+                model(x)
+            assert calls["bn"] == 0 and calls["conv"] > 0, mode
+            calls["conv"] = 0
     model.train()  # tracking running statistics: PyTorch's kernel, which updates them
     before = model[1].running_mean.clone()
     with MetaKernels():
@@ -63,7 +68,7 @@ def test_convolutions_larger_than_their_kernel(monkeypatch):
     ).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     expected = model(x)
-    with MetaKernels(conv=True):
+    with MetaKernels():
         torch.testing.assert_close(model(x), expected, rtol=1e-12, atol=1e-12)
         assert calls["conv"] == 3  # two nn.Conv2d and the hyper layer; not its 3x3 hypernetwork conv, not "same"
         calls["conv"] = 0

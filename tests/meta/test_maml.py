@@ -111,7 +111,7 @@ def test_meta_gradients_match_reference(models, tasks, kind, first_order):
     maml = make_maml(model)
     ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
     assert all(g is not None for g in ref.values())
-    for backend in ("func", "higher"):
+    for backend in BACKENDS:
         _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend=backend)
         assert set(grads) == set(maml.outer_params), backend
         for n in ref:
@@ -174,9 +174,9 @@ def test_func_runs_images_channels_last_on_cpu(models, tasks):
 
 
 def test_own_double_backwards_where_the_backward_is_differentiated(models, tasks, monkeypatch):
-    """Backend func convolves with conv2d_train exactly in the second-order inner loop (not the
-    query pass, first order, evaluation, autocast or the other backends), never for the
-    hypernetworks' k x k convolutions; BatchNorm with batch statistics uses batch_norm_train."""
+    """Backend func runs BatchNorm and convolutions through our double backwards exactly in the
+    second-order inner loop (not the query pass, first order, evaluation, autocast or the other
+    backends), never for the hypernetworks' k x k convolutions."""
     import metahyper.meta.kernels as kernels
 
     convs, bns = [], []
@@ -185,14 +185,16 @@ def test_own_double_backwards_where_the_backward_is_differentiated(models, tasks
     model = models["hyper2"]
     run_meta_step(model, tasks)
     per_forward = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d)) + len(stage_conv_weights(model))
-    big = [s for s in convs if s[2] > 3]
-    assert len(convs) == len(big) > 0 and len(convs) <= len(tasks) * STEPS * per_forward
-    assert len(bns) > len(tasks) * STEPS
+    bns_per_forward = sum(1 for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert 0 < len(convs) <= len(tasks) * STEPS * per_forward and all(s[2] > 3 for s in convs)
+    assert len(bns) == len(tasks) * STEPS * bns_per_forward  # the inner forwards only, not the query pass
     for kwargs in ({"first_order": True}, {"backend": "higher"}, {"backend": "vmap"}, {"autocast": torch.bfloat16}):
-        convs.clear()
+        convs.clear(), bns.clear()
         run_meta_step(model, tasks, **kwargs)
-        assert not convs, kwargs
+        assert not convs and (not bns or kwargs.get("autocast")), kwargs
+    bns.clear()
     make_maml(model).evaluate(tasks[0])
+    assert not convs and not bns
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the caller's autocast: F.conv2d, which casts
         run_meta_step(model, tasks)
     assert not convs

@@ -3,10 +3,10 @@
 the next task starts, so peak memory is one task's.
 
 On a CPU it also runs the images in ``channels_last`` (oneDNN's convolutions work in that layout;
-activations follow their input's format) and the forwards under
-:class:`~metahyper.meta.kernels.MetaKernels`: batch-statistics BatchNorms everywhere and, in the
-second-order inner loop, convolutions, with our double backwards. Both change rounding only; why
-and by how much: ``docs/performance.md``.
+activations follow their input's format) and the second-order inner loop, where every backward is
+differentiated again, under :class:`~metahyper.meta.kernels.MetaKernels` (our BatchNorm and
+convolution double backwards). Both change rounding only; why and by how much:
+``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,7 @@ class FuncBackend(Backend):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def task_context(self) -> ContextManager[Any]:
-        return MetaKernels(conv=False) if self._on_cpu() else nullcontext()
-
     def inner_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
         if mode == "second" and self._on_cpu():
-            return MetaKernels(conv=True)
+            return MetaKernels()
         return nullcontext()

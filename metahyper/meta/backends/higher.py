@@ -6,8 +6,8 @@ the shared :func:`~metahyper.meta.inner_loop.inner_loop` (the update ``p - lr * 
 ``higher`` copies every attribute of a module onto its patched copy with ``setattr``. A module
 attribute that holds another module without registering it (a reference to a module owned
 elsewhere, e.g. a hypernetwork shared by several layers) would then be registered as an
-unpatched child and fail. :func:`references_hidden` hides such references while higher patches and points
-each patched copy at the patched counterpart of what it referenced.
+unpatched child and fail. :func:`references_hidden` hides such references while higher patches
+and points each patched copy at the patched counterpart of what it referenced.
 """
 
 from __future__ import annotations
