@@ -11,7 +11,7 @@ and by how much: ``docs/performance.md``.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any, ContextManager
 
 import torch
@@ -39,3 +39,10 @@ class FuncBackend(Backend):
         if mode == "second" and self._on_cpu():
             return MetaKernels(conv=True)
         return nullcontext()
+
+    def recompute_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+        stack = ExitStack()
+        stack.enter_context(self.settings())
+        stack.enter_context(self.task_context())
+        stack.enter_context(self.inner_context(mode, x))
+        return stack
