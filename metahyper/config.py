@@ -154,6 +154,9 @@ class MetaTrainConfig(Options):
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", min=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
+    inner_checkpoint: int = option(0, "Second order: keep every N-th adapted state of the inner loop and recompute the "
+                                      "steps between in the backward (1: every step; 0: off). Same meta-gradient, peak memory "
+                                      "about constant in --inner-steps, more time.", min=0)
     bn: str = option("transductive", "BatchNorm inside tasks: batch statistics, or the pretrained running statistics.",
                      choices=BN_MODES)
     backend: str = backend_opt()

@@ -56,6 +56,8 @@ Usage::
     python tools/bench_meta.py --models hyper-wrn-16-4,wrn-16-4 --sizes 84 --shots 1,5 --device cuda
     python tools/bench_meta.py --quick --backends func,vmap,stock_higher   # seconds, any backends
     python tools/bench_meta.py --shots 1 --orders 2 --conv-calls   # + time inside convolution calls (CPU)
+    python tools/bench_meta.py --steps-sweep 5,10,20,40 --inner-checkpoint 0,1 --shots 1 --plot mem.png
+        # memory and time versus inner steps, with and without the checkpointed inner loop (bench_steps.py)
 
 JSON (``--json``): {"machine": {...}, "config": {...}, "rows": [{...per row...}]}.
 """
@@ -88,6 +90,7 @@ from metahyper.meta.kernels import MetaKernels
 from metahyper.models import build_model, resolve_groups
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_steps  # noqa: E402
 from stock_higher import StockHigherBackend  # noqa: E402
 
 
@@ -499,12 +502,23 @@ def parse_args(argv=None):
     p.add_argument("--conv-calls", action="store_true",
                    help="CPU: also time the convolution calls inside one more meta-step per backend (the share of the "
                         "step they take, and the conv%% they alone would give: the ceiling of the row)")
+    p.add_argument("--steps-sweep", type=csv(int), default=None,
+                   help="memory-versus-steps mode (bench_steps.py): one second-order meta-step of one task at each of "
+                        "these inner step counts, for each --inner-checkpoint interval (first model, size; every --shots)")
+    p.add_argument("--inner-checkpoint", type=csv(int), default=[0, 1],
+                   help="--steps-sweep: checkpoint intervals of the inner loop (0: off)")
+    p.add_argument("--variant", type=int, default=2, help="--steps-sweep: variant of hyper-* models")
+    p.add_argument("--plot", default=None, help="--steps-sweep: PNG of memory and time versus steps")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
     p.add_argument("--json", default=None, help="write the result as JSON to this file ('-' = stdout)")
     args = p.parse_args(argv)
     if args.quick:
         args.models, args.shots, args.orders, args.sizes = ["hyper-wrn-10-1"], [1], [2, 1], [16]
         args.ways, args.queries, args.steps, args.meta_batch, args.reps = 3, 2, 2, 2, 2
+        if args.steps_sweep:
+            args.steps_sweep, args.reps = [1, 3], 1
+    if args.steps_sweep and (min(args.steps_sweep) < 1 or min(args.inner_checkpoint) < 0):
+        p.error("--steps-sweep needs step counts >= 1 and --inner-checkpoint intervals >= 0")
     if args.backends is None:
         args.backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
     unknown = [b for b in args.backends if b not in BACKENDS and b not in VARIANTS]
@@ -525,6 +539,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     t0 = time.perf_counter()
+    if args.steps_sweep:
+        return steps_sweep(args, device, t0)
     k = max(int(m.rsplit("-", 1)[-1]) for m in args.models)
     machine = machine_throughput(device, dtype, args.ways * args.queries, max(args.sizes), k, max(3, args.reps))
     machine.update(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__,
@@ -546,6 +562,27 @@ def main(argv=None) -> dict:
     elif args.json:
         write_json(args.json, result)
     print(format_table(result))
+    return result
+
+
+def steps_sweep(args, device: torch.device, t0: float) -> dict:
+    """The ``--steps-sweep`` mode (:mod:`bench_steps`): JSON, table and optional PNG."""
+    args.inner_checkpoint = sorted(set(args.inner_checkpoint))
+    rows = bench_steps.run_sweep(args, peak_memory, make_tasks)
+    machine = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
+               "cpu": platform.processor() or platform.machine(),
+               "peak_memory": ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
+                               "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None)}
+    config = {k: v for k, v in vars(args).items() if k not in ("json", "plot")}
+    result = {"machine": machine, "config": config, "rows": rows, "summary": bench_steps.summarize_sweep(rows),
+              "seconds": time.perf_counter() - t0}
+    if args.json == "-":
+        print(json.dumps(result, indent=1))
+    elif args.json:
+        write_json(args.json, result)
+    if args.plot:
+        bench_steps.plot_sweep(result, args.plot)
+    print(bench_steps.format_sweep(result))
     return result
 
 

@@ -21,9 +21,10 @@ from metahyper.meta.backends.higher import references_hidden
 
 class StockHigherBackend(Backend):
     name = "stock_higher"
+    can_checkpoint = False  # higher's own inner loop
 
     def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer]) -> list[TaskOutcome]:
+                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
         named = dict(self.model.named_parameters())
         outcomes = []
         for i, task in enumerate(tasks):

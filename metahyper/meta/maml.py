@@ -16,6 +16,11 @@ optimiser after (:func:`make_outer_optimizer`).
 BatchNorm (:mod:`metahyper.meta.batchnorm`): ``"transductive"`` (default, as MAML, higher and
 learn2learn: every forward of a task normalises with its own batch statistics, running statistics
 untouched) or ``"frozen"`` (the pretrained running statistics).
+
+Memory: second order keeps every inner step's graph until the backward, so peak memory grows
+linearly with the inner steps; ``inner_checkpoint`` recomputes them instead (gradient checkpointing
+through the inner loop, Baranchuk et al. 2019, "Memory-efficient MAML";
+:func:`metahyper.meta.inner_loop.inner_loop`), same meta-gradient.
 """
 
 from __future__ import annotations
@@ -44,6 +49,16 @@ class MetaStepResult:
     num_tasks: int
 
 
+def checkpoint_interval(value: bool | int) -> int:
+    """The inner loop's checkpoint interval of ``inner_checkpoint``: ``False`` / 0 off, ``True`` /
+    1 every step, N every N steps; a :class:`UserError` for anything else."""
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int) or value < 0:
+        raise UserError(f"inner_checkpoint must be False/0 (off), True/1 (every step) or N > 1 (every N steps), got {value!r}")
+    return value
+
+
 def _names(model: nn.Module, names: Iterable[str] | None, what: str) -> tuple[str, ...]:
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     if names is None:
@@ -68,7 +83,11 @@ class MAML:
     BatchNorm mode; ``backend`` a name of :data:`metahyper.meta.backends.BACKENDS` (or a
     :class:`~metahyper.meta.backends.Backend` subclass); ``autocast``
     (``torch.bfloat16`` / ``torch.float16``) mixed precision for every forward (parameters and
-    gradients keep their dtype). Flags given here can be overridden per call.
+    gradients keep their dtype); ``inner_checkpoint`` (second order; :func:`checkpoint_interval`)
+    keeps only every N-th adapted state of the inner loop and recomputes the steps between them in
+    the backward: peak memory about constant in the inner steps instead of linear, same
+    meta-gradient, more time (backend ``vmap``: not supported). Flags given here can be overridden
+    per call.
     """
 
     def __init__(
@@ -84,6 +103,7 @@ class MAML:
         bn: str = "transductive",
         backend: str | type[Backend] = "func",
         autocast: torch.dtype | None = None,
+        inner_checkpoint: bool | int = False,
     ) -> None:
         if not (isinstance(backend, type) and issubclass(backend, Backend)) and backend not in BACKENDS:
             raise UserError(f"unknown MAML backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -100,8 +120,11 @@ class MAML:
         self.outer_params = _names(model, outer, "outer")
         self.inner_lr, self.inner_steps, self.eval_steps = inner_lr, inner_steps, eval_steps
         self.first_order, self.bn, self.autocast = first_order, bn, autocast
+        self.inner_checkpoint = checkpoint_interval(inner_checkpoint)
         backend_cls = BACKENDS[backend] if isinstance(backend, str) else backend
         self.backend = backend_cls(model, self.inner_params, self.outer_params, inner_lr)
+        self.backend.settings = self._settings  # recomputations of checkpointed inner segments run in them too
+        self._checkpoint(None, not first_order)  # a backend that cannot checkpoint: fail here already
 
     def _settings(self, grad: bool = True) -> ContextManager[Any]:
         """BatchNorm mode, autocast and grad mode of every computation of a call."""
@@ -120,6 +143,7 @@ class MAML:
         steps: int | None = None,
         first_order: bool | None = None,
         create_graph: bool | None = None,
+        inner_checkpoint: bool | int | None = None,
     ) -> dict[str, Tensor]:
         """The adapted inner parameters (name -> tensor) after ``steps`` (default ``inner_steps``)
         SGD steps on the support set. ``create_graph`` (default: grad mode on) keeps the graph to
@@ -129,8 +153,18 @@ class MAML:
         first_order = self.first_order if first_order is None else first_order
         create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
         mode = "eval" if not create_graph else ("first" if first_order else "second")
+        checkpoint = self._checkpoint(inner_checkpoint, mode == "second")
         with self._settings(), self.backend.task_context():
-            return self.backend.adapt(self.backend.images(support_x), support_y, steps, mode)
+            return self.backend.adapt(self.backend.images(support_x), support_y, steps, mode, checkpoint)
+
+    def _checkpoint(self, value: bool | int | None, second_order: bool) -> int:
+        """The checkpoint interval of a call (0 outside second order); a :class:`UserError` where
+        the backend cannot checkpoint."""
+        interval = self.inner_checkpoint if value is None else checkpoint_interval(value)
+        if interval and second_order and not self.backend.can_checkpoint:
+            raise UserError(f"backend {self.backend.name!r} cannot checkpoint the inner loop "
+                            "(torch.utils.checkpoint under torch.func.vmap); use backend 'func' or inner_checkpoint=0")
+        return interval if second_order else 0
 
     def meta_step(
         self,
@@ -140,6 +174,7 @@ class MAML:
         steps: int | None = None,
         loss_scale: float | None = None,
         observers: Sequence[Observer] = (),
+        inner_checkpoint: bool | int | None = None,
     ) -> MetaStepResult:
         """One meta-batch: adapt on each task's support set and backpropagate ``query loss *
         loss_scale`` (default ``1 / len(tasks)``) into ``.grad`` of the outer parameters. Each
@@ -153,8 +188,9 @@ class MAML:
         scale = 1.0 / len(tasks) if loss_scale is None else loss_scale
         device = next(self.model.parameters()).device.type
         observers = [_without_autocast(observe, device) for observe in observers]
+        checkpoint = self._checkpoint(inner_checkpoint, not first_order)
         with self._settings():
-            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers)
+            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, checkpoint)
         n = len(outcomes)
         return MetaStepResult(sum(o.loss for o in outcomes) / n, sum(o.accuracy for o in outcomes) / n, n)
 

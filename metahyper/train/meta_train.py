@@ -27,6 +27,7 @@ meta-gradients are summed; only rank 0 writes.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -73,7 +74,9 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     inner_groups, outer_groups, inner, outer = resolve_groups(model, cfg.inner, cfg.outer)
     maml = MAML(model, inner=inner, outer=outer, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps,
                 eval_steps=cfg.inner_steps_eval, first_order=cfg.first_order, bn=cfg.bn, backend=cfg.backend,
-                autocast=AUTOCAST[cfg.autocast])
+                autocast=AUTOCAST[cfg.autocast], inner_checkpoint=cfg.inner_checkpoint)
+    if cfg.inner_checkpoint and cfg.first_order and is_main:
+        warnings.warn("--inner-checkpoint changes nothing with --first-order (first order keeps no inner-loop graph)", stacklevel=2)
     named = dict(model.named_parameters())
     outer_params = [named[n] for n in maml.outer_params]
     optimizer, scheduler = make_outer_optimizer(outer_params, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr)
@@ -84,7 +87,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         "pretrain": str(init.path),
         "maml": {"inner": list(inner_groups), "outer": list(outer_groups), "inner_lr": cfg.inner_lr,
                  "inner_steps": cfg.inner_steps, "inner_steps_eval": cfg.inner_steps_eval, "bn": cfg.bn,
-                 "first_order": cfg.first_order, "ways": cfg.ways, "shots": cfg.shots},
+                 "first_order": cfg.first_order, "inner_checkpoint": cfg.inner_checkpoint, "ways": cfg.ways, "shots": cfg.shots},
     }
 
     run.start()

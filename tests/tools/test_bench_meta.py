@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -69,3 +70,27 @@ def test_conv_call_timer_times_convolutions_only():
     with bench.ConvCallTimer() as timer:
         F.conv2d(x, w, padding=1).sum().backward()
     assert timer.seconds > 0
+
+
+def test_bench_meta_steps_sweep(tmp_path, capsys):
+    """--steps-sweep: peak memory and time of one second-order meta-step per (steps, checkpoint
+    interval), JSON, table and PNG (no timing or memory asserts)."""
+    bench = load_tool("bench_meta")
+    out, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
+    result = bench.main(["--quick", "--steps-sweep", "1,3", "--inner-checkpoint", "1,0", "--variant", "1",
+                         "--json", str(out), "--plot", str(png)])
+    table = capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["rows"] == json.loads(json.dumps(result["rows"]))
+    assert data["config"]["inner_checkpoint"] == [0, 1] and data["config"]["steps_sweep"] == [1, 3]
+    assert sorted((r["steps"], r["inner_checkpoint"]) for r in data["rows"]) == [(1, 0), (1, 1), (3, 0), (3, 1)]
+    for r in data["rows"]:
+        assert r["model"] == "hyper-wrn-10-1" and r["variant"] == 1 and r["ms"] > 0 and len(r["ms_all"]) == 1
+        assert r["peak_mb"] is None or r["peak_mb"] >= 0
+    (summary,) = data["summary"]
+    assert summary["steps"] == [1, 3] and set(summary["memory_growth"]) == {"0", "1"}
+    assert set(summary["time_ratio"]) == {"1", "3"} and all(v["1"] > 0 for v in summary["time_ratio"].values())
+    assert "peak MB ck=0" in table and "time ck=1/0" in table and "peak memory 1 -> 3 steps" in table
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--steps-sweep", "0,2"])

@@ -114,3 +114,20 @@ def test_bf16_autocast_option(glyph_root, pretrained, tmp_path):
     assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
     with pytest.raises(UserError, match="--autocast must be one of bf16"):
         meta_train(_cfg(glyph_root, init, tmp_path / "bad", autocast="fp8"))
+
+
+def test_inner_checkpoint_option(glyph_root, pretrained, tmp_path):
+    """``--inner-checkpoint 1`` meta-trains to the same parameters (same meta-gradient, float32
+    rounding); negative values are a user error; with --first-order it warns once and changes nothing."""
+    init = pretrained["hyper-wrn-10-1"]
+    for k in (0, 1):
+        meta_train(_cfg(glyph_root, init, tmp_path / f"ck{k}", inner_steps=2, inner_checkpoint=k))
+    runs = {k: load_checkpoint(tmp_path / f"ck{k}" / "last.pt") for k in (0, 1)}
+    assert runs[1].extra["maml"]["inner_checkpoint"] == 1
+    for name, v in runs[0].state_dict.items():
+        torch.testing.assert_close(runs[1].state_dict[name], v, rtol=1e-5, atol=1e-6, msg=name)
+    with pytest.raises(UserError, match="--inner-checkpoint must be >= 0"):
+        meta_train(_cfg(glyph_root, init, tmp_path / "bad", inner_checkpoint=-1))
+    with pytest.warns(UserWarning, match="changes nothing with --first-order") as caught:
+        meta_train(_cfg(glyph_root, init, tmp_path / "fo", first_order=True, inner_checkpoint=2))
+    assert sum("--inner-checkpoint" in str(w.message) for w in caught) == 1

@@ -82,6 +82,9 @@ evaluate() {
 ITERATIONS=${ITERATIONS:-5000}
 INNER_STEPS=${INNER_STEPS:-5}
 INNER_STEPS_EVAL=${INNER_STEPS_EVAL:-10}
+# Many inner steps (e.g. INNER_STEPS=50): the checkpointed inner loop keeps second-order memory about
+# constant in the steps (same meta-gradient, more time); on from 20 steps unless INNER_CHECKPOINT is set.
+INNER_CHECKPOINT=${INNER_CHECKPOINT:-$(( INNER_STEPS >= 20 ? 1 : 0 ))}
 
 # fewshot_pretrain OUT DATASET MODEL EPOCHS MILESTONES [EXTRA...]: classification pretraining on the
 # meta-train split's classes (section 4.2), 10% of each class held out for validation, seed 0.
@@ -98,6 +101,7 @@ fewshot_meta() {
     local out=$1 train=$2 test=$3 init=$4 shots=$5
     run_stage "$out" meta-train --train "$train" --test "$test" --init "$init" --ways 5 --shots "$shots" --queries 15 \
         --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" --inner-steps-eval "$INNER_STEPS_EVAL" \
+        --inner-checkpoint "$INNER_CHECKPOINT" \
         --inner-lr 0.01 --outer-lr 1e-3 --lr-halve-every 1000 --min-lr 1e-4 --val-every 500 --val-episodes 300 \
         --seed 0 --quiet
     evaluate "$out/test.json" --checkpoint "$out" --dataset "$test" --split test --ways 5 --shots "$shots" --seed 0

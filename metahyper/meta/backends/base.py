@@ -13,7 +13,7 @@ anything: evaluation).
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
 
@@ -65,7 +65,10 @@ class Backend:
     """
 
     name = "base"
+    can_checkpoint = True  # supports a checkpointed inner loop (MAML(inner_checkpoint=...))
     grad: GradFn = staticmethod(autograd_grad)
+    # the settings every computation of a call runs in (BatchNorm mode, ...); MAML sets its own
+    settings: Callable[[], ContextManager[Any]] = staticmethod(nullcontext)
 
     def __init__(self, model: nn.Module, inner: Sequence[str], outer: Sequence[str], inner_lr: float) -> None:
         self.model, self.inner, self.outer, self.inner_lr = model, tuple(inner), tuple(outer), inner_lr
@@ -111,31 +114,45 @@ class Backend:
         """Entered around the inner loop only."""
         return nullcontext()
 
+    def recompute_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+        """Entered around each recomputation of a checkpointed inner segment (during the backward,
+        possibly after the call returned): what the inner loop's forwards ran in (MAML's settings,
+        the backend's kernels), so that the recomputation runs the same operations
+        (:func:`~metahyper.meta.inner_loop.inner_loop`)."""
+        stack = ExitStack()
+        stack.enter_context(self.settings())
+        stack.enter_context(self.inner_context(mode, x))
+        return stack
+
     # -- one task ------------------------------------------------------------------------------
 
-    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: str) -> Params:
-        """The adapted inner parameters after ``steps`` SGD steps on ``(x, y)`` in ``mode``."""
+    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: str, checkpoint: int = 0) -> Params:
+        """The adapted inner parameters after ``steps`` SGD steps on ``(x, y)`` in ``mode``;
+        ``checkpoint``: the inner loop's checkpoint interval (second order; 0: off)."""
         start, constants = self.start(mode)
+        captured = [p for n, p in self.model.named_parameters() if n not in start and n not in constants]
         with self.inner_context(mode, x):
             return inner_loop(self.forward_fn(constants), start, x, y, lr=self.inner_lr, steps=steps,
-                              first_order=mode != "second", grad=self.grad)
+                              first_order=mode != "second", grad=self.grad, checkpoint=checkpoint, captured=captured,
+                              recompute_context=lambda: self.recompute_context(mode, x))
 
     def query(self, adapted: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """Logits of the query forward with the adapted parameters."""
         return self.forward_fn({})(self.query_values(adapted), x)
 
     def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer]) -> list[TaskOutcome]:
+                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
         """Adapt on each task's support set, backpropagate ``query loss * scale`` into ``.grad`` of
         the outer parameters (each task's graph is released before the next), call each observer
-        with the task's detached adapted parameters."""
+        with the task's detached adapted parameters. ``checkpoint``: the inner loop's checkpoint
+        interval in second order (0: off)."""
         named = dict(self.model.named_parameters())
         outer = [named[n] for n in self.outer]
         outcomes = []
         for i, task in enumerate(tasks):
             sx, sy, qx, qy = task_tensors(task, i)
             with self.task_context():
-                adapted = self.adapt(self.images(sx), sy, steps, "first" if first_order else "second")
+                adapted = self.adapt(self.images(sx), sy, steps, "first" if first_order else "second", checkpoint)
                 logits = self.query(adapted, self.images(qx))
                 loss = F.cross_entropy(logits, qy)
                 torch.autograd.backward(loss * scale, inputs=outer)

@@ -11,7 +11,7 @@ convolution double backwards). Both change rounding only; why and by how much:
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import Any, ContextManager
 
 import torch
@@ -36,3 +36,10 @@ class FuncBackend(Backend):
         if mode == "second" and self._on_cpu():
             return MetaKernels()
         return nullcontext()
+
+    def recompute_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+        stack = ExitStack()
+        stack.enter_context(self.settings())
+        stack.enter_context(self.task_context())
+        stack.enter_context(self.inner_context(mode, x))
+        return stack

@@ -7,7 +7,11 @@ meta-loss (:func:`~metahyper.meta.inner_loop.inner_loop` with
 the meta-gradient of backend ``func``. Fewer, larger kernels (meant for GPUs, where one task does
 not fill the device), but the graphs of all T tasks are alive at once: about T x the memory.
 BatchNorm normalises each task with its own batch statistics. One adaptation alone
-(:meth:`MAML.adapt`, :meth:`MAML.evaluate`) runs as in the base backend.
+(:meth:`MAML.adapt`, :meth:`MAML.evaluate`) runs as in the base backend. A checkpointed inner loop
+(``MAML(inner_checkpoint=...)``) is not supported here (a :class:`UserError`): its segments are an
+``autograd.Function`` that recomputes its steps in the backward, outside the vmapped function, and
+:func:`torch.utils.checkpoint.checkpoint` is refused by :func:`torch.func.grad` (saved-tensor hooks,
+torch 2.14).
 """
 
 from __future__ import annotations
@@ -42,9 +46,10 @@ def stack_tasks(tasks: Sequence[Task]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 
 class VmapBackend(Backend):
     name = "vmap"
+    can_checkpoint = False
 
     def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer]) -> list[TaskOutcome]:
+                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
         sx, sy, qx, qy = stack_tasks(tasks)
         named = dict(self.model.named_parameters())
         start, constants = self.start("first" if first_order else "second")
