@@ -24,6 +24,8 @@ from metahyper.options import Options, option, required
 DATASETS = tuple(LAYOUTS)
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
+SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
+PAD_MODES = ("reflect", "zeros")  # metahyper.data.transforms.random_crop_flip
 
 
 # Fields shared by several stages: one definition each.
@@ -139,9 +141,14 @@ class MetaTrainConfig(Options):
     in both)."""
 
     train: str = required("Dataset whose train split gives the meta-training tasks.", choices=DATASETS)
-    test: str = required("Dataset whose val split validates (cross-domain: another dataset).", choices=DATASETS)
     init: str = required("Pretrain run directory or checkpoint.", path="any")
     out: str = out_opt()
+    test: list[str] = option([], "Datasets whose val split is also validated and logged, e.g. miniimagenet or a,b "
+                                 "(cross-domain: the target; used for model selection only with --select-on target).",
+                             choices=DATASETS)
+    select_on: str = option("source", "best.pt: best on the --train dataset's val classes (source), on the first --test "
+                                      "dataset's val classes (target: reported as selected on the target), or the final "
+                                      "model (last).", choices=SELECT_RULES)
     ways: int = ways_opt()
     shots: int = shots_opt()
     queries: int = queries_opt()
@@ -179,6 +186,23 @@ class MetaTrainConfig(Options):
     progress: bool = quiet_opt()
 
     stage = "meta-train"
+
+    def validate(self) -> None:
+        if isinstance(self.test, str):  # one name or a comma list (config.json of earlier versions)
+            self.test = [t for t in self.test.replace(" ", "").split(",") if t]
+        super().validate()
+        if len(set(self.test)) != len(self.test):
+            raise UserError(f"--test lists a dataset twice: {','.join(self.test)}")
+        if self.select_on == "target" and not self.test:
+            raise UserError("--select-on target needs --test (its first dataset is the target)")
+
+    def validation_domains(self) -> list[str]:
+        """The datasets whose val split is validated: the source (``train``), then ``test``."""
+        return list(dict.fromkeys([self.train, *self.test]))
+
+    def selection_domain(self) -> str | None:
+        """The dataset whose val accuracy picks ``best.pt`` (None for ``--select-on last``)."""
+        return {"source": self.train, "target": self.test[0] if self.test else None, "last": None}[self.select_on]
 
 
 @dataclass

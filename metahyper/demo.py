@@ -105,7 +105,7 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
                                 episodes=cfg.eval_episodes, seed=cfg.seed, device=device, data_root=str(root), progress=cfg.progress)
                 result = evaluate(ev)
                 target[f"{k}shot"], target[f"{k}shot_ci95"] = result.mean, result.ci95
-                echo("   " + result.line())
+                echo("   " + result.line().replace("\n", "\n   "))
         rows += [row, base]
         timings[name] = time.time() - t
     movement_plot(meta_runs, out / "movement.png")

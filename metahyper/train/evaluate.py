@@ -20,6 +20,7 @@ Methods:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from metahyper.io import write_json
 from metahyper.models import resolve_groups, to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
-from metahyper.train.run import config_dict
+from metahyper.train.run import CONFIG_FILE, config_dict
 
 
 def mean_ci(accuracies: Sequence[float]) -> tuple[float, float]:
@@ -124,13 +125,57 @@ class EvalResult:
     accuracies: list[float]
     fingerprint: str
     settings: dict
+    selection: dict
 
     def line(self) -> str:
         return (f"{self.model} [{self.method}] on {self.dataset} {self.split}, {self.ways}-way {self.shots}-shot, "
-                f"{self.episodes} episodes: {100 * self.mean:.2f} +- {100 * self.ci95:.2f} %")
+                f"{self.episodes} episodes: {100 * self.mean:.2f} +- {100 * self.ci95:.2f} %\n"
+                f"scored {self.selection['checkpoint']}: {self.selection['rule_text']}")
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def describe_selection(path: Path, extra: dict) -> dict:
+    """Which checkpoint was scored and by which rule it was kept: ``checkpoint`` (file name),
+    ``rule`` (``source`` / ``target`` / ``last`` for meta-train runs, ``pretrain-val`` for a
+    pretrain ``best.pt``, ``final`` for a ``last.pt``, ``swa`` for an averaged model, else
+    ``unrecorded``), ``dataset`` / ``iteration`` / ``epoch`` / ``val_acc`` where known, and
+    ``rule_text``, the same in words."""
+    sel = dict(extra.get("selection") or {})
+    out: dict = {"checkpoint": path.name, "rule": sel.get("rule")}
+    if out["rule"] in ("source", "target"):
+        out.update(dataset=sel.get("dataset"), iteration=sel.get("iteration"), val_acc=sel.get("val_acc"))
+        where = "the training dataset" if out["rule"] == "source" else "the target dataset"
+        out["rule_text"] = (f"best validation accuracy on {out['dataset']} val classes ({where}, --select-on "
+                            f"{out['rule']}) at iteration {out['iteration']}")
+    elif out["rule"] == "last":
+        out.update(iteration=sel.get("iteration"))
+        out["rule_text"] = f"final model at iteration {out['iteration']} (--select-on last)"
+    elif extra.get("swa"):
+        out.update(rule="swa", epoch=extra.get("epoch"), val_acc=extra.get("val_acc"))
+        out["rule_text"] = f"weight average (SWA) at epoch {out['epoch']}"
+    elif path.name == "last.pt":
+        out.update(rule="final", iteration=extra.get("iteration"), epoch=extra.get("epoch"))
+        out["rule_text"] = "final model (last.pt; no selection)"
+    elif extra.get("stage") == "pretrain" and "val_acc" in extra:
+        out.update(rule="pretrain-val", dataset=extra.get("dataset"), epoch=extra.get("epoch"), val_acc=extra.get("val_acc"))
+        out["rule_text"] = f"best pretraining validation accuracy on {out['dataset']} at epoch {out['epoch']}"
+    else:
+        out.update(rule="unrecorded", iteration=extra.get("iteration"))
+        out["rule_text"] = "selection rule not recorded in the checkpoint"
+    return out
+
+
+def _run_identity(checkpoint: Path) -> dict:
+    """``run`` (the checkpoint's run directory) and ``train_seed`` (its ``config.json`` seed, None
+    when there is none): what :mod:`metahyper.report` groups seeds by."""
+    config = checkpoint.parent / CONFIG_FILE
+    try:
+        seed = json.loads(config.read_text()).get("seed") if config.is_file() else None
+    except (OSError, ValueError):
+        seed = None
+    return {"run": str(checkpoint.parent), "train_seed": seed}
 
 
 def _default_output(checkpoint: Path, cfg: EvalConfig) -> Path:
@@ -193,7 +238,8 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
         model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=cfg.dataset,
         split=cfg.split, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed,
         mean=mean, ci95=ci, accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
-        settings={**settings, "image_size": image_size, "stage": extra.get("stage")},
+        settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **_run_identity(ckpt.path)},
+        selection=describe_selection(ckpt.path, extra),
     )
     if write and (ctx is None or ctx.is_main):
         out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)

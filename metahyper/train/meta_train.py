@@ -11,8 +11,13 @@
    classifier learn in the outer loop (Algorithm 2); the paper is silent on the other plain layers
    (stem, stage-first convs of variant 1, shortcuts, BatchNorm): by default they learn in the outer
    loop and do not adapt (:mod:`metahyper.meta.maml`). ``--inner`` / ``--outer`` change both sets.
-3. Every ``val_every`` iterations: accuracy on fixed episodes of the test dataset's val split
-   (mean +- 95% CI), ``best.pt`` on improvement (Figure 5 curves).
+3. Every ``val_every`` iterations: accuracy on fixed episodes of the val split of the training
+   dataset (the source) and of every ``--test`` dataset (mean +- 95% CI each; Figure 5 curves).
+   ``best.pt`` is the model selected by ``--select-on``: best on the source's val classes
+   (default), best on the first ``--test`` dataset's val classes (``target``), or the final model
+   (``last``); its ``selection`` entry records the rule, dataset and iteration. With
+   ``--select-on source`` the ``--test`` datasets are monitored only: they never change which
+   model is kept, and without ``--test`` no other dataset is opened.
 4. Per iteration: query loss / accuracy and, per 3x3 stage conv, the inner-loop weight movement
    ``||W_adapted - W||`` averaged over the tasks (generated weights for hyper layers, raw weights for
    plain ones; section 5.4, Figure 4).
@@ -20,7 +25,8 @@
 Run directory: ``config.json``, ``best.pt``, ``last.pt`` (resumable every ``save_every``
 iterations: model, Adam, schedule, RNG state, iteration, curves), ``train.csv`` (per-iteration
 loss, accuracy, lr), ``movement.csv`` (per-iteration movement per layer), ``val.csv`` /
-``curves.json`` (validation points), ``summary.json``. Distributed (``torchrun``): the tasks of a
+``curves.json`` (validation points: ``val_acc`` / ``val_ci95`` of the selection dataset, the source
+for ``last``, and ``<dataset>_acc`` / ``<dataset>_ci95`` per validated dataset), ``summary.json``. Distributed (``torchrun``): the tasks of a
 meta-batch are sharded over ranks by global episode index, each backpropagates ``loss / B`` and the
 meta-gradients are summed; only rank 0 writes.
 """
@@ -63,10 +69,13 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
     train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
-    val_sampler = None
+    val_samplers: dict[str, EpisodeSampler] = {}
     if cfg.val_every and cfg.val_episodes:
-        val_data = open_split(cfg.test, "val", root=cfg.data_root, in_memory=True)
-        val_sampler = EpisodeSampler(val_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.val_seed, image_size=image_size)
+        for domain in cfg.validation_domains():
+            val_data = open_split(domain, "val", root=cfg.data_root, in_memory=True)
+            val_samplers[domain] = EpisodeSampler(val_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.val_seed,
+                                                  image_size=image_size)
+    primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the source when nothing is selected
 
     model = init.build_model()
     model.reset_classifier(cfg.ways)  # fresh N-way head (section 4.2); updates model.config
@@ -83,7 +92,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     movement = WeightMovement(model)  # Figure 4, observed per task of each meta-step
     layers = movement.layers
     info = {
-        "stage": "meta-train", "input_size": image_size, "train_dataset": cfg.train, "test_dataset": cfg.test,
+        "stage": "meta-train", "input_size": image_size, "train_dataset": cfg.train, "test_datasets": list(cfg.test),
         "pretrain": str(init.path),
         "maml": {"inner": list(inner_groups), "outer": list(outer_groups), "inner_lr": cfg.inner_lr,
                  "inner_steps": cfg.inner_steps, "inner_steps_eval": cfg.inner_steps_eval, "bn": cfg.bn,
@@ -111,9 +120,11 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         move = curves["movement"][:done].tolist()
         run.write_csv("movement.csv", [{"iteration": i + 1, **dict(zip(layers, row))} for i, row in enumerate(move)],
                       ["iteration", *layers])
-        run.write_csv("val.csv", val_history, ["iteration", "val_acc", "val_ci95", "train_loss", "train_acc", "lr"])
+        per_domain = [f"{d}_{k}" for d in val_samplers for k in ("acc", "ci95")]
+        run.write_csv("val.csv", val_history, ["iteration", "val_acc", "val_ci95", *per_domain, "train_loss", "train_acc", "lr"])
         run.write_json("curves.json", {"model": model.config.label(), "ways": cfg.ways, "shots": cfg.shots,
-                                       "validation": val_history, "layers": layers})
+                                       "validation": val_history, "layers": layers, "val_on": primary,
+                                       "validated": list(val_samplers), "select_on": cfg.select_on})
 
     def save_last(done: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
@@ -121,20 +132,29 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
                       layers=layers, curves={k: v[:done].clone() for k, v in curves.items()})
         write_logs(done)
 
+    def selection(done: int, mean: float | None, ci: float | None) -> dict:
+        return {"rule": cfg.select_on, "dataset": cfg.selection_domain(), "split": "val" if mean is not None else None,
+                "iteration": done, "val_acc": mean, "val_ci95": ci}
+
     def validate(done: int) -> None:
         nonlocal best_val
-        accs = episode_accuracies(maml.evaluate_tasks, val_sampler, range(cfg.val_episodes), device, ctx, cfg.progress,
-                                  desc="validate")
-        mean, ci = mean_ci(accs)
         window = slice(max(0, done - cfg.val_every), done)
-        row = {"iteration": done, "val_acc": mean, "val_ci95": ci, "train_loss": curves["loss"][window].mean().item(),
-               "train_acc": curves["acc"][window].mean().item(), "lr": curves["lr"][done - 1].item()}
+        row: dict = {"iteration": done}
+        for domain, val_sampler in val_samplers.items():
+            accs = episode_accuracies(maml.evaluate_tasks, val_sampler, range(cfg.val_episodes), device, ctx, cfg.progress,
+                                      desc=f"validate {domain}")
+            row[f"{domain}_acc"], row[f"{domain}_ci95"] = mean_ci(accs)
+        mean, ci = row[f"{primary}_acc"], row[f"{primary}_ci95"]
+        row.update(val_acc=mean, val_ci95=ci, train_loss=curves["loss"][window].mean().item(),
+                   train_acc=curves["acc"][window].mean().item(), lr=curves["lr"][done - 1].item())
         val_history.append(row)
-        if mean > best_val:
+        if cfg.select_on != "last" and mean > best_val:
             best_val = mean
-            run.save("best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci)
+            run.save("best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci, selection=selection(done, mean, ci))
         if is_main and cfg.progress:
-            tqdm.write(f"iteration {done}: val {100 * mean:.2f} +- {100 * ci:.2f} % (best {100 * best_val:.2f} %)")
+            shown = ", ".join(f"{d} {100 * row[f'{d}_acc']:.2f} +- {100 * row[f'{d}_ci95']:.2f} %" for d in val_samplers)
+            tqdm.write(f"iteration {done}: val {shown}" + (f" (best on {primary} {100 * best_val:.2f} %)"
+                                                            if cfg.select_on != "last" else ""))
 
     batches = meta_batches(sampler, cfg.meta_batch, start=start, num_batches=n - start, num_workers=cfg.num_workers,
                            pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
@@ -160,7 +180,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         if it % 5 == 0 or done == n:
             recent = slice(max(0, done - 20), done)
             bar.set_postfix(loss=f"{curves['loss'][recent].mean():.3f}", acc=f"{100 * curves['acc'][recent].mean():.1f}%")
-        if val_sampler is not None and (done % cfg.val_every == 0 or done == n):
+        if val_samplers and (done % cfg.val_every == 0 or done == n):
             validate(done)
         if is_main and (done % cfg.save_every == 0 or done == n):
             save_last(done)
@@ -169,7 +189,14 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     if is_main and start >= n:  # resumed a finished run: nothing to do but rewrite the logs
         write_logs(n)
     final = val_history[-1] if val_history else None
-    summary = {"out": str(run.path), "model": model.config.label(), "iterations": n, "best_val_acc": best_val if val_history else None,
+    if cfg.select_on == "last":
+        run.save("best.pt", model, **info, iteration=n, selection=selection(n, None, None))
+    selected = selection(n, None, None) if cfg.select_on == "last" else None
+    if selected is None and val_history:
+        top = next(r for r in val_history if r["val_acc"] == best_val)
+        selected = selection(top["iteration"], top["val_acc"], top["val_ci95"])
+    summary = {"out": str(run.path), "model": model.config.label(), "iterations": n,
+               "best_val_acc": best_val if val_history and cfg.select_on != "last" else None, "selection": selected,
                "final_validation": final, "train_acc_last": curves["acc"][max(0, n - 20):n].mean().item()}
     run.write_json("summary.json", summary)
     return summary
