@@ -336,6 +336,23 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
     click.echo(f"wrote {curves_plot(runs, output, ratio_group=ratio_group, smooth=smooth)}")
 
 
+@main.command("report")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.option("--title", default="", help="Title line of the table.")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as markdown.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str), help="Also write one CSV line per run and aggregate.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as JSON.")
+def report_cmd(paths, title, markdown, csv_path, json_path) -> None:
+    """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
+    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs."""
+    from metahyper.report import build_report, collect, write_report
+
+    report = build_report(collect(paths), title)
+    click.echo(report.text())
+    for path in write_report(report, markdown, csv_path, json_path):
+        click.echo(f"wrote {path}")
+
+
 @main.command("demo")
 @config_options(DemoConfig)
 @click.option("--force", is_flag=True, help="Replace an earlier demo in --out.")

@@ -1,7 +1,7 @@
 """Layers import downward only (DESIGN.md, "Package layout"): every import of every module, read with
 ``ast`` (module level, inside functions, under ``TYPE_CHECKING``), goes to its own layer or a lower one.
 
-    io, errors  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots  <-  demo  <-  cli
+    io, errors  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli
 
 ``data`` and ``models`` are peers: neither imports the other.
 """
@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "metahyper.config": (3, "train"),
     "metahyper.options": (3, "train"),  # the config dataclasses' option metadata
     "metahyper.plots": (4, "plots"),
+    "metahyper.report": (4, "plots"),
     "metahyper.demo": (5, "demo"),
     "metahyper.cli": (6, "cli"),
     "metahyper.__main__": (6, "cli"),

@@ -1,0 +1,213 @@
+"""``metahyper report``: eval JSONs gathered into the paper's table layout.
+
+Rows are models (the eval JSON's ``model`` label; ``, pretrain only (linear head)`` appended for
+``--method linear`` results), columns are ``dataset x ways x shots`` (and the split when it is not
+``test``). A cell holds every eval JSON of its row and column, one per training run:
+
+* one run: its ``mean +- ci95`` exactly as the eval JSON holds them (the 95% CI over episodes);
+* several runs (seeds): the mean of the runs' means, the standard deviation of the runs' means
+  (``ddof=1``, the spread over seeds) and, over all their episodes pooled, ``mean +- 1.96 std /
+  sqrt(n)``; the JSON and CSV also list every run's own mean and CI.
+
+A column whose runs were scored on different episodes (fingerprints differ) is flagged. Output: a
+printed table, markdown, CSV (one line per run and one per aggregate) and JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from metahyper.errors import UserError
+from metahyper.io import write_csv, write_json, write_text
+from metahyper.train.evaluate import mean_ci
+
+_KEYS = ("model", "method", "dataset", "split", "ways", "shots", "mean", "ci95", "accuracies", "fingerprint")
+
+
+def _is_eval(data: object) -> bool:
+    return isinstance(data, dict) and all(k in data for k in _KEYS)
+
+
+def collect(paths: Iterable[str | Path]) -> list[dict]:
+    """The eval results in ``paths``: eval JSON files, or directories searched recursively for
+    them (other JSON files are skipped). Each result gains ``path``. A :class:`UserError` when a
+    given file is not an eval JSON or nothing is found."""
+    results: list[dict] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            files = sorted(given.rglob("*.json"))
+        elif given.is_file():
+            files = [given]
+        else:
+            raise UserError(f"{given}: no such file or directory; pass eval JSONs or run directories")
+        for file in files:
+            try:
+                data = json.loads(file.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as err:
+                if given.is_file():
+                    raise UserError(f"{file} is not readable JSON ({err})") from None
+                continue
+            if not _is_eval(data):
+                if given.is_file():
+                    raise UserError(f"{file} is not an eval JSON (written by `metahyper eval`)")
+                continue
+            results.append({**data, "path": str(file)})
+    if not results:
+        raise UserError(f"no eval JSONs in {', '.join(map(str, paths))}; run `metahyper eval` first")
+    return results
+
+
+def row_label(result: dict) -> str:
+    label = result["model"]
+    return f"{label}, pretrain only (linear head)" if result["method"] == "linear" else label
+
+
+def column_key(result: dict) -> tuple:
+    return result["dataset"], result["split"], int(result["ways"]), int(result["shots"])
+
+
+def column_label(key: tuple) -> str:
+    dataset, split, ways, shots = key
+    return f"{dataset}{'' if split == 'test' else ' ' + split} {ways}-way {shots}-shot"
+
+
+@dataclass
+class Cell:
+    """The runs of one model on one column, and their aggregate."""
+
+    runs: list[dict] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    def summary(self) -> dict:
+        """``mean`` / ``ci95`` (one run: its own numbers), and for several runs ``sd`` (over the
+        runs' means, ddof=1) and ``pooled_ci95`` (over all episodes)."""
+        if self.n == 1:
+            r = self.runs[0]
+            return {"runs": 1, "mean": r["mean"], "ci95": r["ci95"]}
+        means = np.array([r["mean"] for r in self.runs], dtype=np.float64)
+        pooled_mean, pooled_ci = mean_ci([a for r in self.runs for a in r["accuracies"]])
+        return {"runs": self.n, "mean": float(means.mean()), "sd": float(means.std(ddof=1)),
+                "pooled_mean": pooled_mean, "pooled_ci95": pooled_ci}
+
+    def text(self, pm: str = "+-") -> str:
+        s = self.summary()
+        if self.n == 1:
+            return f"{100 * s['mean']:.2f} {pm} {100 * s['ci95']:.2f}"
+        return f"{100 * s['mean']:.2f} {pm} {100 * s['sd']:.2f} sd ({self.n} runs)"
+
+
+@dataclass
+class Report:
+    """Rows x columns of :class:`Cell`, in order of first appearance."""
+
+    rows: list[str]
+    columns: list[tuple]
+    cells: dict[tuple[str, tuple], Cell]
+    title: str = ""
+
+    def cell(self, row: str, column: tuple) -> Cell | None:
+        return self.cells.get((row, column))
+
+    def mixed_episodes(self, column: tuple) -> bool:
+        """Whether the column's runs were scored on different episodes."""
+        prints = {r["fingerprint"] for row in self.rows if (c := self.cell(row, column)) for r in c.runs}
+        return len(prints) > 1
+
+    def _grid(self, pm: str) -> list[list[str]]:
+        head = ["model", *[column_label(c) + (" *" if self.mixed_episodes(c) else "") for c in self.columns]]
+        body = [[row, *[(c.text(pm) if (c := self.cell(row, col)) else "-") for col in self.columns]] for row in self.rows]
+        return [head, *body]
+
+    def _notes(self) -> list[str]:
+        notes = ["accuracy (%): one run: mean +- 95% CI over episodes; several runs: mean over runs +- their standard deviation"]
+        if any(self.mixed_episodes(c) for c in self.columns):
+            notes.append("* the runs of this column were scored on different episodes (eval seed, queries or data differ)")
+        return notes
+
+    def text(self) -> str:
+        grid = self._grid("+-")
+        widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
+        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in grid]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(([self.title] if self.title else []) + lines + self._notes())
+
+    def markdown(self) -> str:
+        grid = self._grid("±")
+        out = [f"**{self.title}**", ""] if self.title else []
+        out += ["| " + " | ".join(grid[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(grid[0]) - 1)) + "|"]
+        out += ["| " + " | ".join(r) + " |" for r in grid[1:]]
+        return "\n".join(out + [""] + self._notes()) + "\n"
+
+    def csv_rows(self) -> list[dict]:
+        """One line per run (``kind`` run) and, for cells with several runs, one aggregate line."""
+        out = []
+        for row in self.rows:
+            for col in self.columns:
+                cell = self.cell(row, col)
+                if cell is None:
+                    continue
+                dataset, split, ways, shots = col
+                base = {"model": row, "dataset": dataset, "split": split, "ways": ways, "shots": shots}
+                for r in cell.runs:
+                    out.append({**base, "kind": "run", "train_seed": r.get("settings", {}).get("train_seed"),
+                                "mean": r["mean"], "ci95": r["ci95"], "episodes": r["episodes"], "source": r["path"]})
+                if cell.n > 1:
+                    s = cell.summary()
+                    out.append({**base, "kind": "aggregate", "runs": cell.n, "mean": s["mean"], "sd": s["sd"],
+                                "pooled_mean": s["pooled_mean"], "pooled_ci95": s["pooled_ci95"]})
+        return out
+
+    def to_dict(self) -> dict:
+        cells = []
+        for (row, col), cell in self.cells.items():
+            dataset, split, ways, shots = col
+            cells.append({"model": row, "dataset": dataset, "split": split, "ways": ways, "shots": shots,
+                          "text": cell.text(), **cell.summary(), "mixed_episodes": self.mixed_episodes(col),
+                          "runs_detail": [{"train_seed": r.get("settings", {}).get("train_seed"), "mean": r["mean"],
+                                           "ci95": r["ci95"], "episodes": r["episodes"], "checkpoint": r.get("checkpoint"),
+                                           "selection": r.get("selection"), "source": r["path"]} for r in cell.runs]})
+        return {"title": self.title, "rows": self.rows, "columns": [column_label(c) for c in self.columns], "cells": cells}
+
+
+def build_report(results: Sequence[dict], title: str = "") -> Report:
+    """Group eval results (:func:`collect`) into a :class:`Report`. The same file given twice counts once."""
+    rows: list[str] = []
+    columns: list[tuple] = []
+    cells: dict[tuple[str, tuple], Cell] = {}
+    seen: set[str] = set()
+    for r in results:
+        key = str(Path(r["path"]).resolve())
+        if key in seen:
+            continue
+        seen.add(key)
+        row, col = row_label(r), column_key(r)
+        if row not in rows:
+            rows.append(row)
+        if col not in columns:
+            columns.append(col)
+        cells.setdefault((row, col), Cell()).runs.append(r)
+    columns.sort(key=lambda c: (c[0], c[1], c[2], c[3]))
+    return Report(rows, columns, cells, title)
+
+
+def write_report(report: Report, markdown: str | Path | None = None, csv: str | Path | None = None,
+                 json_path: str | Path | None = None) -> list[Path]:
+    """Write the requested formats; returns the paths written."""
+    written = []
+    if markdown:
+        written.append(write_text(markdown, report.markdown()))
+    if csv:
+        fields = ["model", "dataset", "split", "ways", "shots", "kind", "train_seed", "runs", "mean", "ci95", "sd",
+                  "pooled_mean", "pooled_ci95", "episodes", "source"]
+        written.append(write_csv(csv, report.csv_rows(), fields))
+    if json_path:
+        written.append(write_json(json_path, report.to_dict()))
+    return written

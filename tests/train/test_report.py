@@ -1,0 +1,94 @@
+"""metahyper report: eval JSONs of two models x two training seeds into the table layout."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from metahyper.config import EvalConfig, PretrainConfig
+from metahyper.errors import UserError
+from metahyper.io import read_csv
+from metahyper.report import build_report, collect
+from metahyper.train.evaluate import evaluate, mean_ci
+from metahyper.train.pretrain import pretrain
+
+MODELS = ("wrn-10-1", "hyper-wrn-10-1")
+
+
+@pytest.fixture(scope="module")
+def evals(glyph_root, tmp_path_factory) -> list:
+    """Eval JSONs of 2 models x 2 training seeds x 1 and 2 shots (glyphs-b, linear head, 3 episodes)."""
+    out = tmp_path_factory.mktemp("report")
+    files = []
+    for model in MODELS:
+        for seed in (0, 1):
+            run = out / f"{model}-seed{seed}"
+            pretrain(PretrainConfig(dataset="glyphs-a", out=str(run), model=model, image_size=8, epochs=1, batch_size=64,
+                                    milestones=[], seed=seed, data_root=str(glyph_root), device="cpu", progress=False))
+            for shots in (1, 2):
+                res = evaluate(EvalConfig(checkpoint=str(run), dataset="glyphs-b", shots=shots, ways=3, queries=2, episodes=3,
+                                          head_steps=5, data_root=str(glyph_root), device="cpu", progress=False))
+                files.append(res.settings["output"])
+    return files
+
+
+def _table_cells(stdout: str) -> dict[str, list[str]]:
+    """Row label -> its cells, from the printed table (columns are separated by 2+ spaces)."""
+    rows = {}
+    for line in stdout.splitlines():
+        parts = re.split(r"\s{2,}", line.strip())
+        if parts[0].endswith("(linear head)"):
+            rows[parts[0]] = parts[1:]
+    return rows
+
+
+def test_one_seed_reproduces_eval_json_digits(evals, cli):
+    seed0 = [f for f in evals if json.loads(open(f).read())["settings"]["train_seed"] == 0]
+    assert len(seed0) == 4
+    proc = cli("report", *seed0)
+    cells = _table_cells(proc.stdout)
+    assert len(cells) == 2
+    for f in seed0:
+        d = json.loads(open(f).read())
+        want = re.search(r"(\d+\.\d\d \+- \d+\.\d\d) %", _eval_line(d)).group(1)  # as `metahyper eval` prints it
+        column = 0 if d["shots"] == 1 else 1
+        assert cells[f"{d['model']}, pretrain only (linear head)"][column] == want
+
+
+def _eval_line(d: dict) -> str:
+    from metahyper.train.evaluate import EvalResult
+
+    return EvalResult(**{k: d[k] for k in EvalResult.__dataclass_fields__}).line()
+
+
+def test_two_seeds_aggregate_and_keep_every_run(evals, tmp_path, cli):
+    run_dirs = sorted({str(json.loads(open(f).read())["settings"]["run"]) for f in evals})
+    proc = cli("report", *run_dirs, "--title", "glyphs", "--markdown", str(tmp_path / "t.md"), "--csv",
+               str(tmp_path / "t.csv"), "--json", str(tmp_path / "t.json"))
+    assert "(2 runs)" in proc.stdout and "glyphs-b 3-way 1-shot" in proc.stdout
+    table = json.loads((tmp_path / "t.json").read_text())
+    by_file = {f: json.loads(open(f).read()) for f in evals}
+    assert len(table["cells"]) == 4 and len(table["rows"]) == 2
+    for cell in table["cells"]:
+        runs = [by_file[r["source"]] for r in cell["runs_detail"]]
+        assert sorted(r["settings"]["train_seed"] for r in runs) == [0, 1]
+        assert [r["mean"] for r in cell["runs_detail"]] == [r["mean"] for r in runs]  # exact floats
+        assert [r["ci95"] for r in cell["runs_detail"]] == [r["ci95"] for r in runs]
+        means = np.array([r["mean"] for r in runs])
+        assert cell["mean"] == float(means.mean()) and cell["sd"] == float(means.std(ddof=1))
+        assert (cell["pooled_mean"], cell["pooled_ci95"]) == mean_ci([a for r in runs for a in r["accuracies"]])
+        assert cell["text"] == f"{100 * means.mean():.2f} +- {100 * means.std(ddof=1):.2f} sd (2 runs)"
+    csv_runs = [r for r in read_csv(tmp_path / "t.csv") if r["kind"] == "run"]
+    assert len(csv_runs) == 8 and all(float(r["mean"]) == by_file[r["source"]]["mean"] for r in csv_runs)
+    assert "| model |" in (tmp_path / "t.md").read_text() and "±" in (tmp_path / "t.md").read_text()
+
+
+def test_report_bad_input(tmp_path, cli):
+    (tmp_path / "x.json").write_text('{"a": 1}')
+    for arg in (str(tmp_path / "missing"), str(tmp_path / "x.json")):
+        proc = cli("report", arg, check=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error:")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no eval JSONs"):
+        collect([tmp_path / "empty"])
