@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# A CPU-sized Table 8 on the built-in glyphs (no download): pretrain and meta-train on glyphs-a,
+# test on glyphs-b (another set of scripts: cross-domain), WRN-10-1 vs Hyper-WRN-10-1 (variant 1),
+# second-order MAML, 5-way 1-shot and 5-shot, every seed in SEEDS (default 3), then
+# `metahyper report` (per seed and over seeds), the movement plot (Figure 4) and the validation
+# curves (Figure 5). Results and settings: docs/table8-cpu.md.
+#
+# Protocol: glyphs-b is opened only by the final `metahyper eval`; meta-training selects best.pt
+# on glyphs-a's val classes (--select-on source) and validates on nothing else. The sizes below
+# were fixed in advance to fit about 30 minutes on 2 shared CPU cores, not tuned on any split; they
+# are not the paper's (Sun et al.'s 50 inner steps at lr 0.01 over 10,000 tasks do not fit a CPU):
+# inner lr 0.1 with 5 / 10 inner steps (as `metahyper demo`), 50 iterations of 2 tasks, 2 pretraining
+# epochs. The two models run side by side (one process each, one thread each).
+#
+# Knobs (environment): RUNS (default runs/table8-cpu), SEEDS ("0 1 2"), METAHYPER (default
+# metahyper), DATA (glyphs cache root, default $RUNS/data, built at 16x16 if missing), and the sizes
+# PRE_EPOCHS, ITERATIONS, VAL_EVERY, EPISODES (test episodes per model, seed and shot count). Finished steps
+# are skipped, so the script can be started again after a crash.
+set -euo pipefail
+RUNS=${RUNS:-runs/table8-cpu}
+SEEDS=${SEEDS:-0 1 2}
+METAHYPER=${METAHYPER:-metahyper}
+DATA=${DATA:-$RUNS/data}
+PRE_EPOCHS=${PRE_EPOCHS:-2}
+ITERATIONS=${ITERATIONS:-50}
+VAL_EVERY=${VAL_EVERY:-25}
+EPISODES=${EPISODES:-100}
+MODELS=(wrn-10-1 hyper-wrn-10-1)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # tiny models: one thread is fastest on shared cores
+start=$(date +%s)
+mkdir -p "$RUNS"
+
+# shellcheck disable=SC2086  # METAHYPER may be "python -m metahyper"
+mh() { $METAHYPER "$@"; }
+
+if ! mh datasets --root "$DATA" | grep -q "glyphs-b *test.*ok"; then
+    mh prepare glyphs --root "$DATA" --image-size 16 --force
+fi
+
+# lane MODEL: every seed of MODEL, one step after another (the two models' lanes run side by side).
+lane() {
+    local model=$1 seed dir shots meta json
+    for seed in $SEEDS; do
+        dir="$RUNS/seed$seed/$model"
+        [[ -f "$dir/pretrain/summary.json" ]] || mh pretrain --dataset glyphs-a --model "$model" --variant 1 \
+            --out "$dir/pretrain" --epochs "$PRE_EPOCHS" --batch-size 128 --lr 0.05 --milestones "$PRE_EPOCHS" \
+            --val-fraction 0.1 --seed "$seed" --data-root "$DATA" --device cpu --quiet
+        for shots in 1 5; do
+            meta="$dir/meta-${shots}shot"
+            [[ -f "$meta/summary.json" ]] || mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" \
+                --out "$meta" --ways 5 --shots "$shots" --queries 5 --meta-batch 2 --iterations "$ITERATIONS" \
+                --inner-steps 5 --inner-steps-eval 10 --inner-lr 0.1 --outer-lr 1e-3 --lr-halve-every 1000 \
+                --val-every "$VAL_EVERY" --val-episodes 20 --save-every "$VAL_EVERY" --seed "$seed" --data-root "$DATA" \
+                --device cpu --quiet
+            json="$meta/test-glyphs-b-${shots}shot.json"
+            [[ -f "$json" ]] || mh eval --checkpoint "$meta" --dataset glyphs-b --split test --ways 5 --shots "$shots" \
+                --queries 15 --episodes "$EPISODES" --seed 0 --data-root "$DATA" --device cpu --quiet -o "$json"
+        done
+    done
+}
+pids=()
+for model in "${MODELS[@]}"; do
+    lane "$model" > "$RUNS/lane-$model.log" 2>&1 &
+    pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if (( failed )); then
+    echo "a lane failed; see $RUNS/lane-*.log" >&2
+    exit 1
+fi
+
+title="5-way accuracy (%) on glyphs-b test, meta-trained on glyphs-a (CPU Table 8), $EPISODES episodes"
+for seed in $SEEDS; do
+    mh report "$RUNS/seed$seed" --title "$title, seed $seed" --markdown "$RUNS/table-seed$seed.md"
+done
+# shellcheck disable=SC2046
+mh report $(for s in $SEEDS; do echo "$RUNS/seed$s"; done) --title "$title, mean +- sd over seeds $SEEDS" \
+    --markdown "$RUNS/table.md" --csv "$RUNS/table.csv" --json "$RUNS/table.json"
+first=${SEEDS%% *}
+mh movement-plot "$RUNS/seed$first/hyper-wrn-10-1/meta-1shot" "$RUNS/seed$first/wrn-10-1/meta-1shot" \
+    --smooth 5 -o "$RUNS/figure4-movement.png"
+for shots in 1 5; do
+    mh curves "$RUNS/seed$first/hyper-wrn-10-1/meta-${shots}shot" "$RUNS/seed$first/wrn-10-1/meta-${shots}shot" \
+        --smooth 5 -o "$RUNS/figure5-curves-${shots}shot.png"
+done
+echo "wall time: $(( $(date +%s) - start )) s" | tee "$RUNS/wall-time.txt"
