@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from metahyper.data.cache import LAYOUTS, SPLITS
+from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
 from metahyper.models import GROUPS
@@ -25,7 +26,8 @@ DATASETS = tuple(LAYOUTS)
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
-PAD_MODES = ("reflect", "zeros")  # metahyper.data.transforms.random_crop_flip
+PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_flip
+LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
 
 
 # Fields shared by several stages: one definition each.
@@ -84,9 +86,13 @@ def backend_opt():
 
 @dataclass
 class PretrainConfig(Options):
-    """Standard classification training (paper section 4.2 pretraining; section 5.1 CIFAR recipe:
-    SGD momentum 0.9, lr 0.1, batch 128, 200 epochs, lr x0.2 at 60/120/160; weight decay 5e-4 on
-    plain weights, L2 6.25e-5 on generated weights, none on embeddings/hypernetworks)."""
+    """Standard classification training (pretraining of section 4.2; the CIFAR recipe of section
+    5.1: SGD, momentum 0.9, lr 0.1, 200 epochs, lr /5 at epochs 60, 120 and 160, weight decay 5e-4
+    on plain networks, 6.25e-5 on the generated weights of hyper networks and none on embeddings /
+    hypernetworks (section 3)). From Zagoruyko & Komodakis, whose "standard hyperparameters" section
+    5.1 says it uses: batch 128, Nesterov momentum, random crops of the image padded by 4 pixels
+    with reflections, horizontal flips. ``lr_schedule="swa"`` with ``swa_start``: Izmailov et al.'s
+    SWA schedule (:func:`metahyper.train.pretrain.lr_factor`)."""
 
     dataset: str = required("Dataset whose --split classes are learned.", choices=DATASETS)
     out: str = out_opt()
@@ -105,12 +111,20 @@ class PretrainConfig(Options):
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
     momentum: float = option(0.9, "SGD momentum.", min=0)
+    nesterov: bool = option(True, "Nesterov momentum (Zagoruyko & Komodakis).")
     milestones: list[int] = option([60, 120, 160], "Epochs at which the lr is multiplied by --gamma.", min=0)
     gamma: float = option(0.2, "Learning-rate factor at each milestone.", above=0)
     weight_decay: float = option(5e-4, "On plain weights (not embeddings / hypernetworks).", min=0)
     generated_l2: float = option(6.25e-5, "L2 on generated weights (hyper models).", min=0)
-    augment: bool = option(True, "Random crop + horizontal flip.")
-    swa_start: int | None = option(None, "Epoch from which to average weights (SWA; section 3 \"Momentum Control\", Table 5).")
+    augment: bool = option(True, "Random crop (padding 4) + horizontal flip.")
+    pad_mode: str = option("reflect", "Padding of the random crops: reflections (Zagoruyko & Komodakis) or zeros.",
+                           choices=PAD_MODES)
+    lr_schedule: str = option("step", "step: lr x --gamma at --milestones (then SWALR to --swa-lr from --swa-start); "
+                                      "swa: Izmailov et al.'s SWA schedule (lr constant for the first half of the "
+                                      "--swa-start epochs, linear to --swa-lr by 90% of them, then constant; needs --swa-start).",
+                              choices=LR_SCHEDULES)
+    swa_start: int | None = option(None, "First averaged epoch, 0-based (SWA, Table 5; Izmailov et al.'s 1-based "
+                                         "--swa_start=161 is 160 here).")
     swa_lr: float = option(0.05, "SWA learning rate.", above=0)
     seed: int = seed_opt()
     device: str = device_opt()
@@ -128,6 +142,10 @@ class PretrainConfig(Options):
             raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
+        if self.nesterov and self.momentum == 0:
+            raise UserError("--nesterov needs --momentum > 0; pass --no-nesterov for plain SGD")
+        if self.lr_schedule == "swa" and self.swa_start is None:
+            raise UserError("--lr-schedule swa needs --swa-start (the epoch averaging starts)")
         if sorted(self.milestones) != list(self.milestones):
             raise UserError(f"--milestones must be increasing, got {self.milestones}")
 

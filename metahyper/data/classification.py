@@ -4,7 +4,7 @@
 ``y`` in 0..C-1 (the order of ``data.classes``), ``x`` float (3, S, S) normalised. A seeded,
 per-class held-out part (``val_fraction``) gives a validation set: ``part="train"`` /
 ``part="val"`` with the same seed are disjoint and together cover the split. ``augment=True``
-applies random crop (zero padding 4) and horizontal flip, drawn from ``(seed, epoch, index)`` so
+applies random crop (padding 4, ``pad_mode`` reflect or zeros) and horizontal flip, drawn from ``(seed, epoch, index)`` so
 that the same seed gives the same augmented batches for any number of workers or ranks (call
 :meth:`set_epoch` once per epoch). For CIFAR's standard train/test sets
 (Tables 1-5) use :func:`cifar_standard` (``open_split("cifar100", "train" | "test")``).
@@ -36,6 +36,7 @@ class ClassificationData(Dataset):
         image_size: int | None = None,
         normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
         padding: int = 4,
+        pad_mode: str = "reflect",
     ) -> None:
         if part not in ("all", "train", "val"):
             raise UserError(f"unknown part {part!r}; use all, train or val")
@@ -48,6 +49,7 @@ class ClassificationData(Dataset):
         self.augment = augment
         self.image_size = image_size
         self.padding = padding
+        self.pad_mode = pad_mode
         self.normalization = normalization if normalization is not None else normalization_for(data.name)
         rng = np.random.default_rng([int(seed), 0x5EED])
         labels, indices = [], []
@@ -81,7 +83,7 @@ class ClassificationData(Dataset):
         image = self.data.read(c, [int(self.indices[i])])
         if self.augment:
             rng = np.random.default_rng([self.seed, 0xA06, self.epoch, int(i)])
-            image = random_crop_flip(image, self.padding, generator=rng)
+            image = random_crop_flip(image, self.padding, generator=rng, pad_mode=self.pad_mode)
         x = to_tensor(image, *self.normalization, size=self.image_size)[0]
         return x, c
 

@@ -1,9 +1,14 @@
 """Image transforms on whole batches: uint8 HWC -> float CHW, resize, normalise, augment.
 
 The model side takes float32 (n, 3, S, S) tensors normalised with per-dataset mean/std
-(:func:`normalization_for`). Cross-domain runs (paper section 5.4: train on 32x32 FC100, test on
-84x84 MiniImageNet) resize every batch to one input size with antialiased bilinear interpolation.
-Pretraining (section 4.2) uses random crop with zero padding and horizontal flips.
+(:func:`normalization_for`). Cross-domain runs (Table 8: FC100 images are 32x32, MiniImageNet
+images 84x84, section 5.4) resize every batch to one input size with antialiased bilinear
+interpolation; the paper does not say at which size it ran them.
+Training augmentation (:func:`random_crop_flip`): random crops of the image padded by 4 pixels and
+horizontal flips. The paper only says it trains "with the same standard hyperparameters as done in
+Zagoruyko & Komodakis (2016)" (section 5.1); their CIFAR augmentation pads with reflections
+(``pad_mode="reflect"``, the default here), torchvision-style recipes pad with zeros
+(``pad_mode="zeros"``).
 """
 
 from __future__ import annotations
@@ -68,13 +73,20 @@ def resize(x: torch.Tensor, size: int | tuple[int, int] | None) -> torch.Tensor:
     return F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
 
 
+PAD_MODES = {"reflect": "reflect", "zeros": "constant"}  # pad_mode -> numpy.pad mode
+
+
 def random_crop_flip(
-    images: np.ndarray, padding: int = 4, generator: np.random.Generator | None = None
+    images: np.ndarray, padding: int = 4, generator: np.random.Generator | None = None, pad_mode: str = "reflect"
 ) -> np.ndarray:
-    """Pretraining augmentation on uint8 (n, H, W, C): zero-pad, random crop back to H x W, random h-flip."""
+    """Training augmentation on uint8 (n, H, W, C): pad ``padding`` pixels on each side
+    (``pad_mode``: ``reflect``, mirroring without repeating the edge, or ``zeros``), random crop
+    back to H x W, random horizontal flip."""
+    if pad_mode not in PAD_MODES:
+        raise UserError(f"pad mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
     rng = generator if generator is not None else np.random.default_rng()
     n, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)), mode=PAD_MODES[pad_mode])
     out = np.empty_like(images)
     tops = rng.integers(0, 2 * padding + 1, size=n)
     lefts = rng.integers(0, 2 * padding + 1, size=n)

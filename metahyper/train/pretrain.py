@@ -1,14 +1,17 @@
-"""Standard classification training (paper section 4.2 pretraining; sections 3 and 5.1 recipe).
+"""Standard classification training (pretraining of section 4.2; the CIFAR recipe of section 5.1).
 
-SGD (momentum 0.9, lr 0.1, batch 128) with a step schedule (CIFAR recipe: 200 epochs, lr x0.2 at
-60/120/160), random crop + flip augmentation, and the paper's regularisation: weight decay 5e-4 on
-plain weights, an L2 penalty (6.25e-5) on the generated weights of hyper layers and no decay on
-embeddings or hypernetworks (:func:`metahyper.models.optimizer_param_groups`,
-:func:`metahyper.models.generated_weight_penalty`). Optional SWA (section 3 "Momentum Control",
-Table 5) with :mod:`torch.optim.swa_utils`: from ``swa_start`` the weights are averaged each epoch
-under an :class:`~torch.optim.swa_utils.SWALR` schedule, BatchNorm statistics are recomputed with
-:func:`~torch.optim.swa_utils.update_bn` at the end, and the averaged model becomes the run's model
-(``best.pt``, ``swa.pt``).
+SGD (momentum 0.9, lr 0.1; section 5.1) with Nesterov momentum, batch 128 and reflection-padded
+random crops + flips (Zagoruyko & Komodakis, whose "standard hyperparameters" section 5.1 says it
+follows), a step schedule (200 epochs, lr /5 at 60/120/160; section 5.1) and the paper's
+regularisation (section 3, values in 5.1): weight decay 5e-4 on plain weights, an L2 penalty
+(6.25e-5) on the generated weights of hyper layers and none on embeddings or hypernetworks
+(:func:`metahyper.models.optimizer_param_groups`, :func:`metahyper.models.generated_weight_penalty`).
+Optional SWA (section 3 "Momentum Control", Table 5: "300 epochs of SWA training") with
+:mod:`torch.optim.swa_utils`: the weights of every epoch from ``swa_start`` on are averaged,
+BatchNorm statistics are recomputed with :func:`~torch.optim.swa_utils.update_bn` at the end and
+the averaged model becomes the run's model (``best.pt``, ``swa.pt``). The learning rate meanwhile:
+``lr_schedule="swa"``, Izmailov et al.'s schedule (:func:`lr_factor`); ``"step"``, the step
+schedule, then :class:`~torch.optim.swa_utils.SWALR` to ``swa_lr`` from ``swa_start``.
 
 Per epoch it logs loss, train / validation accuracy, learning rate and, per parameter group and
 stage, the mean over the epoch's steps of ``||P|| / ||grad P||`` (Figure 2). The run directory
@@ -37,6 +40,19 @@ from metahyper.errors import UserError
 from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.run import Run, seed_everything
+
+
+def lr_factor(epoch: int, swa_start: int, swa_ratio: float) -> float:
+    """Izmailov et al.'s SWA learning-rate schedule (their public code) as a factor of the initial
+    lr for 0-based ``epoch``: with ``t = epoch / (swa_start + 1)`` (their ``--swa_start`` is our
+    ``swa_start + 1``), 1 for ``t <= 0.5``, linear down to ``swa_ratio = swa_lr / lr`` at
+    ``t = 0.9``, then ``swa_ratio`` (also through the averaging epochs)."""
+    t = epoch / (swa_start + 1)
+    if t <= 0.5:
+        return 1.0
+    if t <= 0.9:
+        return 1.0 - (t - 0.5) / 0.4 * (1.0 - swa_ratio)
+    return swa_ratio
 
 
 def ratio_keys(model: nn.Module) -> list[str]:
@@ -142,7 +158,8 @@ def _datasets(cfg: PretrainConfig):
     elif cfg.val_fraction > 0:
         part, fraction = "train", cfg.val_fraction
         held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
-    train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size)
+    train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size,
+                               pad_mode=cfg.pad_mode)
     input_size = cfg.image_size or int(data.image_size[0])
     return data, train, held, input_size
 
@@ -169,10 +186,15 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
                         d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
-    optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+                                nesterov=cfg.nesterov)
+    if cfg.lr_schedule == "swa":
+        ratio = cfg.swa_lr / cfg.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.swa_start, ratio))
+    else:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
     swa_model = AveragedModel(model) if cfg.swa_start is not None else None
-    swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None else None
+    swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None and cfg.lr_schedule == "step" else None
     run.start()
     info = {"stage": "pretrain", "input_size": input_size, "dataset": cfg.dataset, "classes": list(data.classes)}
 
@@ -185,13 +207,16 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         scheduler.load_state_dict(state["scheduler"])
         if swa_model is not None:
             swa_model.load_state_dict(state["swa_model"])
+        if swa_scheduler is not None:
             swa_scheduler.load_state_dict(state["swa_scheduler"])
         history, best_val, start_epoch = list(last["history"]), float(last["best_val"]), int(last["epoch"])
 
     def save_last(epoch: int) -> None:
         state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
         if swa_model is not None:
-            state.update(swa_model=swa_model.state_dict(), swa_scheduler=swa_scheduler.state_dict())
+            state["swa_model"] = swa_model.state_dict()
+        if swa_scheduler is not None:
+            state["swa_scheduler"] = swa_scheduler.state_dict()
         run.save_last(model, state, **info, epoch=epoch, history=history, best_val=best_val)
 
     # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
@@ -230,6 +255,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         if swa_model is not None and epoch >= cfg.swa_start:
             swa_model.update_parameters(model)
+        if swa_scheduler is not None and epoch >= cfg.swa_start:
             swa_scheduler.step()
         else:
             scheduler.step()
