@@ -1,7 +1,7 @@
 """``metahyper report``: eval JSONs gathered into the paper's table layout.
 
-Rows are models (the eval JSON's ``model`` label; ``, pretrain only (linear head)`` appended for
-``--method linear`` results), columns are ``dataset x ways x shots`` (and the split when it is not
+Rows are models (the eval JSON's ``model`` label, with the input size when one model was scored
+at several; ``, pretrain only (linear head)`` appended for ``--method linear`` results), columns are ``dataset x ways x shots`` (and the split when it is not
 ``test``). A cell holds every eval JSON of its row and column, one per training run:
 
 * one run: its ``mean +- ci95`` exactly as the eval JSON holds them (the 95% CI over episodes);
@@ -62,8 +62,11 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
     return results
 
 
-def row_label(result: dict) -> str:
+def row_label(result: dict, with_size: bool = False) -> str:
+    """The model label; ``with_size``: and its input size (``32 px``)."""
     label = result["model"]
+    if with_size:
+        label += f" ({result.get('settings', {}).get('image_size')} px)"
     return f"{label}, pretrain only (linear head)" if result["method"] == "linear" else label
 
 
@@ -183,12 +186,15 @@ def build_report(results: Sequence[dict], title: str = "") -> Report:
     columns: list[tuple] = []
     cells: dict[tuple[str, tuple], Cell] = {}
     seen: set[str] = set()
+    sizes: dict[str, set] = {}
+    for r in results:
+        sizes.setdefault(r["model"], set()).add(r.get("settings", {}).get("image_size"))
     for r in results:
         key = str(Path(r["path"]).resolve())
         if key in seen:
             continue
         seen.add(key)
-        row, col = row_label(r), column_key(r)
+        row, col = row_label(r, len(sizes[r["model"]]) > 1), column_key(r)
         if row not in rows:
             rows.append(row)
         if col not in columns:

@@ -92,3 +92,11 @@ def test_report_bad_input(tmp_path, cli):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no eval JSONs"):
         collect([tmp_path / "empty"])
+
+
+def test_one_model_at_two_input_sizes_gets_two_rows(evals, tmp_path):
+    results = collect(evals)
+    resized = [{**r, "path": r["path"] + ".84", "settings": {**r["settings"], "image_size": 84}} for r in results]
+    report = build_report(results + resized)
+    assert len(report.rows) == 4 and any(row.startswith("WRN-10-1 (84 px)") for row in report.rows)
+    assert len(build_report(results).rows) == 2

@@ -32,9 +32,10 @@ run_stage() {
     $METAHYPER "$command" --out "$out" --device "$DEVICE" --workers "$WORKERS" "${resume[@]}" "$@"
 }
 
-# cifar RUN_NAME DATASET MODEL [EXTRA...]: the section 5.1 recipe (Zagoruyko & Komodakis): SGD
-# momentum 0.9, lr 0.1, batch 128, 200 epochs, lr x0.2 at 60/120/160, weight decay 5e-4 on plain
-# weights, L2 6.25e-5 on generated weights; validated on the test set; one run per seed.
+# cifar RUN_NAME DATASET MODEL [EXTRA...]: section 5.1: SGD momentum 0.9, lr 0.1, 200 epochs, lr /5
+# at 60/120/160, weight decay 5e-4 (plain weights), 6.25e-5 (generated weights), "accuracies on the
+# validation set" (CIFAR's test set); from Zagoruyko & Komodakis, whose "standard hyperparameters"
+# 5.1 cites: batch 128, Nesterov momentum, reflection-padded crops (pretrain's defaults). One run per seed.
 cifar() {
     local name=$1 dataset=$2 model=$3
     shift 3
@@ -45,8 +46,8 @@ cifar() {
     done
 }
 
-# report DATASET NAME...: mean final test accuracy over seeds of each named CIFAR run.
-report() {
+# cifar_report DATASET NAME...: mean final test accuracy over seeds of each named CIFAR run.
+cifar_report() {
     local dataset=$1
     shift
     python - "$RUNS/$dataset" "$@" <<'PY'
@@ -64,55 +65,69 @@ for name in names:
 PY
 }
 
-# evaluate JSON ARGS...: `metahyper eval ARGS -o JSON` unless JSON exists; prints the result line.
+# evaluate JSON ARGS...: `metahyper eval ARGS -o JSON` (600 episodes, 15 queries) unless JSON exists.
 evaluate() {
     local json=$1
     shift
-    if [[ -f "$json" ]]; then
-        python -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{d['model']} [{d['method']}] {d['dataset']} {d['ways']}-way {d['shots']}-shot: {100*d['mean']:.2f} +- {100*d['ci95']:.2f}\")" "$json"
-        return
-    fi
+    [[ -f "$json" ]] && return
     $METAHYPER eval --device "$DEVICE" --episodes 600 --queries 15 --quiet -o "$json" "$@"
 }
 
-# Few-shot experiments (section 5.4). The paper gives the meta-training recipe (Sun et al. 2019:
-# inner SGD lr 0.01, outer Adam 1e-3 halved every 1000 iterations to 1e-4, meta-batch 4, 15 queries)
-# but not the number of iterations, inner steps or the pretraining schedule; these knobs hold our
-# choices (MAML's 5 / 10 inner steps; the section 5.1 CIFAR recipe for FC100 pretraining).
+# Few-shot experiments (section 5.4). The paper states the meta-training recipe "Following Sun et al.
+# (2019)": inner SGD lr 0.01, outer Adam 1e-3 halved every 1000 iterations to 1e-4, meta-batch 4,
+# 15 test samples per class. Not in the paper, from Sun et al.'s public code (Meta-Transfer
+# Learning): 50 inner steps in meta-training, 100 at validation / test. Our choice: 5000 iterations
+# (the halving schedule reaches its 1e-4 floor after 3322; Sun et al. meta-train 100 epochs x 100
+# tasks); pretraining with the section 5.1 CIFAR schedule (FC100) and 100 epochs (MiniImageNet).
+# Second order (MAML's exact meta-gradient) with the checkpointed inner loop, whose memory does not
+# grow with the inner steps. Model selection: best.pt on the val classes of the meta-training
+# dataset (--select-on source); the target dataset is opened only by the final test.
 ITERATIONS=${ITERATIONS:-5000}
-INNER_STEPS=${INNER_STEPS:-5}
-INNER_STEPS_EVAL=${INNER_STEPS_EVAL:-10}
-# Many inner steps (e.g. INNER_STEPS=50): the checkpointed inner loop keeps second-order memory about
-# constant in the steps (same meta-gradient, more time); on from 20 steps unless INNER_CHECKPOINT is set.
+INNER_STEPS=${INNER_STEPS:-50}
+INNER_STEPS_EVAL=${INNER_STEPS_EVAL:-100}
 INNER_CHECKPOINT=${INNER_CHECKPOINT:-$(( INNER_STEPS >= 20 ? 1 : 0 ))}
 
 # fewshot_pretrain OUT DATASET MODEL EPOCHS MILESTONES [EXTRA...]: classification pretraining on the
-# meta-train split's classes (section 4.2), 10% of each class held out for validation, seed 0.
+# meta-train split's classes (section 4.2), 10% of each class held out for validation (our choice:
+# the paper names no validation data for pretraining), one run per seed in OUT/seed<N>.
 fewshot_pretrain() {
     local out=$1 dataset=$2 model=$3 epochs=$4 milestones=$5
     shift 5
-    run_stage "$out" pretrain --dataset "$dataset" --model "$model" --epochs "$epochs" --milestones "$milestones" \
-        --batch-size 128 --lr 0.1 --val-fraction 0.1 --seed 0 --quiet "$@"
+    for seed in $SEEDS; do
+        run_stage "$out/seed$seed" pretrain --dataset "$dataset" --model "$model" --epochs "$epochs" \
+            --milestones "$milestones" --batch-size 128 --lr 0.1 --val-fraction 0.1 --seed "$seed" --quiet "$@"
+    done
 }
 
-# fewshot_meta OUT TRAIN TEST INIT SHOTS: MAML meta-training (5-way, second order) validated on TEST's
-# val split, then the 600-episode test on TEST's test split (mean +- 95% CI) into OUT/test.json.
+# fewshot_meta OUT TRAIN TEST INIT SHOTS [EVAL_EXTRA...]: per seed, MAML meta-training (5-way, second
+# order) of INIT/seed<N> on TRAIN's train split, selected on TRAIN's val split, then the 600-episode
+# test on TEST's test split into OUT/seed<N>/test-TEST-<SHOTS>shot.json (EVAL_EXTRA: e.g. --image-size).
 fewshot_meta() {
     local out=$1 train=$2 test=$3 init=$4 shots=$5
-    run_stage "$out" meta-train --train "$train" --test "$test" --init "$init" --ways 5 --shots "$shots" --queries 15 \
-        --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" --inner-steps-eval "$INNER_STEPS_EVAL" \
-        --inner-checkpoint "$INNER_CHECKPOINT" \
-        --inner-lr 0.01 --outer-lr 1e-3 --lr-halve-every 1000 --min-lr 1e-4 --val-every 500 --val-episodes 300 \
-        --seed 0 --quiet
-    evaluate "$out/test.json" --checkpoint "$out" --dataset "$test" --split test --ways 5 --shots "$shots" --seed 0
+    shift 5
+    for seed in $SEEDS; do
+        run_stage "$out/seed$seed" meta-train --train "$train" --select-on source --init "$init/seed$seed" --ways 5 \
+            --shots "$shots" --queries 15 --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" \
+            --inner-steps-eval "$INNER_STEPS_EVAL" --inner-checkpoint "$INNER_CHECKPOINT" --inner-lr 0.01 --outer-lr 1e-3 \
+            --lr-halve-every 1000 --min-lr 1e-4 --val-every 500 --val-episodes 300 --seed "$seed" --quiet
+        evaluate "$out/seed$seed/test-$test-${shots}shot.json" --checkpoint "$out/seed$seed" --dataset "$test" --split test \
+            --ways 5 --shots "$shots" --seed 0 "$@"
+    done
 }
 
-# table8_runs MODEL...: FC100-train pretraining + FC100 -> MiniImageNet meta-training at 1 and 5 shots.
+# table8_runs RES MODEL...: FC100-train pretraining + FC100 -> MiniImageNet meta-training at 1 and 5
+# shots, at input resolution RES: 32 (FC100's own size; MiniImageNet test images downscaled) or 84
+# (MiniImageNet's size; FC100 upscaled). The paper does not say which it used.
 table8_runs() {
+    local res=$1 model size
+    shift
+    size=()
+    [[ $res == 84 ]] && size=(--image-size 84)
     for model in "$@"; do
-        fewshot_pretrain "$RUNS/fc100/pretrain/$model" fc100 "$model" 200 60,120,160
+        fewshot_pretrain "$RUNS/fc100-$res/pretrain/$model" fc100 "$model" 200 60,120,160 "${size[@]}"
         for shots in 1 5; do
-            fewshot_meta "$RUNS/fc100-to-mini/$model-${shots}shot" fc100 miniimagenet "$RUNS/fc100/pretrain/$model" "$shots"
+            fewshot_meta "$RUNS/fc100-$res/to-mini/$model-${shots}shot" fc100 miniimagenet "$RUNS/fc100-$res/pretrain/$model" \
+                "$shots" --image-size "$res"
         done
     done
 }

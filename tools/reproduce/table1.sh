@@ -10,5 +10,5 @@ for dataset in cifar10 cifar100; do
         cifar "hyper-wrn-$depth_width-v2-bias-noreg" "$dataset" "hyper-wrn-$depth_width" --variant 2 --hyper-bias --generated-l2 0
         cifar "hyper-wrn-$depth_width-v2-noreg" "$dataset" "hyper-wrn-$depth_width" --variant 2 --generated-l2 0
     done
-    report "$dataset" hyper-wrn-40-2-v2-bias-noreg hyper-wrn-40-2-v2-noreg hyper-wrn-28-4-v2-bias-noreg hyper-wrn-28-4-v2-noreg
+    cifar_report "$dataset" hyper-wrn-40-2-v2-bias-noreg hyper-wrn-40-2-v2-noreg hyper-wrn-28-4-v2-bias-noreg hyper-wrn-28-4-v2-noreg
 done

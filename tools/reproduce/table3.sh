@@ -13,7 +13,7 @@ for dataset in cifar10 cifar100; do
         cifar "hyper-wrn-$depth_width-v2" "$dataset" "hyper-wrn-$depth_width" --variant 2
     done
     cifar wrn-100-4 "$dataset" wrn-100-4
-    report "$dataset" wrn-40-2 hyper-wrn-40-2-v1 hyper-wrn-40-2-v2 wrn-28-4 hyper-wrn-28-4-v1 hyper-wrn-28-4-v2 wrn-100-4
+    cifar_report "$dataset" wrn-40-2 hyper-wrn-40-2-v1 hyper-wrn-40-2-v2 wrn-28-4 hyper-wrn-28-4-v1 hyper-wrn-28-4-v2 wrn-100-4
 done
 # Train / test parameter counts beside the paper's, and one export as the deployable plain network.
 $METAHYPER models

@@ -11,6 +11,6 @@ for dataset in cifar10 cifar100; do
         cifar "resnet-$depth" "$dataset" "resnet-$depth"
         cifar "hyper-resnet-$depth-v2" "$dataset" "hyper-resnet-$depth" --variant 2
     done
-    report "$dataset" resnet-18 hyper-resnet-18-v2 resnet-34 hyper-resnet-34-v2
+    cifar_report "$dataset" resnet-18 hyper-resnet-18-v2 resnet-34 hyper-resnet-34-v2
 done
 $METAHYPER models

@@ -9,6 +9,6 @@ for dataset in cifar10 cifar100; do
     cifar wrn-28-4 "$dataset" wrn-28-4
     cifar wrn-10-4 "$dataset" wrn-10-4
     cifar hyper-wrn-28-4-compressed "$dataset" hyper-wrn-28-4 --variant 1 --compressed --embedding-seed 0
-    report "$dataset" wrn-28-4 wrn-10-4 hyper-wrn-28-4-compressed
+    cifar_report "$dataset" wrn-28-4 wrn-10-4 hyper-wrn-28-4-compressed
 done
 $METAHYPER models
