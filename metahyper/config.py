@@ -105,6 +105,7 @@ class PretrainConfig(Options):
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
+    # our choice: the paper names no validation data for pretraining on FC100 / MiniImageNet
     val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
     image_size: int | None = image_size_opt("Resize images to this size (default: the cache's).")
     epochs: int = option(200, "Training epochs.", min=1)
@@ -152,9 +153,11 @@ class PretrainConfig(Options):
 
 @dataclass
 class MetaTrainConfig(Options):
-    """MAML meta-training (section 4, Algorithms 1 and 2; recipe of section 5.4 after Sun et al.
-    2019: inner SGD lr 0.01, outer Adam lr 1e-3 halved every 1000 iterations down to 1e-4,
-    meta-batch 4, 15 queries per class). ``inner``/``outer`` None: the model kind's default groups
+    """MAML meta-training (section 4, Algorithms 1 and 2; recipe of section 5.4 "Following Sun et
+    al. (2019)": inner SGD lr 0.01, outer Adam lr 1e-3 halved every 1000 iterations down to 1e-4,
+    meta-batch 4, 15 queries per class). Not in the paper: the inner steps (default 5 / 10, MAML's;
+    Sun et al.'s code uses 50 / 100), the iterations, BatchNorm and the model selection
+    (``select_on``: the source's val classes by default, as "we only use the train split" of FC100). ``inner``/``outer`` None: the model kind's default groups
     (hyper: inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything
     in both)."""
 

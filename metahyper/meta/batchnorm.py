@@ -1,5 +1,7 @@
-"""BatchNorm inside the meta-learner (paper section 4): the modes of :class:`~metahyper.meta.MAML`
-and the batch-statistics BatchNorm whose second derivative it differentiates.
+"""BatchNorm inside the meta-learner: the modes of :class:`~metahyper.meta.MAML` and the
+batch-statistics BatchNorm whose second derivative it differentiates. The paper does not say how
+BatchNorm behaves inside tasks; batch statistics (``transductive``) is our default, as in MAML's
+public code and the higher / learn2learn examples.
 
 * :func:`batchnorm_mode`: ``"transductive"`` (batch statistics, running statistics untouched) or
   ``"frozen"`` (running statistics), for the duration of a block.

@@ -7,9 +7,12 @@ Groups (what optimisers and the meta-learner select by name):
 * ``classifier``: the final linear layer;
 * ``backbone``: everything else (stem, plain convs, shortcuts, BatchNorm).
 
-Regularisation (section 3, "Regularizing HyperResNets"; section 5.1 details): an L2 penalty on
-the generated weights (coefficient 6.25e-5) and no weight decay on E or H; plain weights keep
-weight decay 5e-4.
+Regularisation (section 3, "Regularizing HyperResNets": "we regularizing the 2-norm of the
+generated weights ... we do not regularize the embeddings and the hypernetwork"; section 5.1: "a
+regularization penalty of 6.25e-5"): an L2 penalty on the generated weights and no weight decay on
+E or H; plain weights keep weight decay 5e-4 (section 5.1). The penalty is ``coefficient / 2 *
+||W||^2`` (our choice: the paper gives no formula; the 1/2 makes its gradient ``coefficient * W``,
+the convention of SGD's weight decay that the plain networks' 5e-4 uses).
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ A :class:`HyperNetwork` may be shared by several :class:`HyperConv2d` layers (va
 one per stage). The model owns it (under ``model.hypernets``) and each layer keeps an
 unregistered reference, so every hypernetwork parameter has exactly one name and
 ``torch.func.functional_call`` swaps it for all the layers that share it.
+
+Initialisation (our choice; the paper states none): H ~ N(0, 1 / (d k^2)) and E scaled so that the
+generated weights start with the std of a Kaiming-normal (fan-in) plain conv
+(:func:`embedding_init_std`), i.e. a hyper network starts where its plain counterpart would.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Few-shot evaluation on seeded episodes: mean accuracy +- 95% confidence interval.
 
-The protocol of the literature (section 5.4, Tables 7-8): N-way K-shot test episodes with 15
-queries per class, accuracy averaged over ``n`` episodes (600 by default) and reported as
+The protocol of the literature (the paper reports Tables 7-8 without stating it): N-way K-shot
+test episodes with 15 queries per class (the paper's "15 test samples per class" of meta-training,
+section 5.4), accuracy averaged over ``n`` episodes (600 by default, as MAML and Sun et al.) and
+reported as
 ``mean +- 1.96 * std / sqrt(n)`` (std over episodes, ``ddof=0`` as the common MAML / ProtoNet
 evaluation code). Episode ``i`` depends only on ``(seed, i)`` (:class:`metahyper.data.EpisodeSampler`),
 so every checkpoint evaluated with the same seed, dataset, ways, shots and queries sees the same
