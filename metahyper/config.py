@@ -133,6 +133,8 @@ class PretrainConfig(Options):
     save_every: int = save_every_opt(1, "Epochs")
     data_root: str | None = data_root_opt()
     resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
+    tensorboard: bool = option(False, "Also write the logged scalars as TensorBoard events in <out>/tensorboard "
+                                      "(needs the [tensorboard] extra).")
     progress: bool = quiet_opt()
 
     stage = "pretrain"
@@ -204,6 +206,8 @@ class MetaTrainConfig(Options):
     save_every: int = save_every_opt(100, "Iterations")
     data_root: str | None = data_root_opt()
     resume: bool = resume_opt("Continue the run in --out exactly (same episodes, optimiser and RNG state).")
+    tensorboard: bool = option(False, "Also write the logged scalars as TensorBoard events in <out>/tensorboard "
+                                      "(needs the [tensorboard] extra).")
     progress: bool = quiet_opt()
 
     stage = "meta-train"

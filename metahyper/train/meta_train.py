@@ -23,7 +23,8 @@
    plain ones; section 5.4, Figure 4).
 
 Run directory: ``config.json``, ``best.pt``, ``last.pt`` (resumable every ``save_every``
-iterations: model, Adam, schedule, RNG state, iteration, curves), ``train.csv`` (per-iteration
+iterations: model, Adam, schedule, RNG state, iteration, curves), ``tensorboard/`` (with
+``--tensorboard``: the logged scalars), ``train.csv`` (per-iteration
 loss, accuracy, lr), ``movement.csv`` (per-iteration movement per layer), ``val.csv`` /
 ``curves.json`` (validation points: ``val_acc`` / ``val_ci95`` of the selection dataset, the source
 for ``last``, and ``<dataset>_acc`` / ``<dataset>_ci95`` per validated dataset), ``summary.json``. Distributed (``torchrun``): the tasks of a
@@ -46,6 +47,7 @@ from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.run import Run, seed_everything
+from metahyper.train.tensorboard import ScalarLog
 
 
 def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
@@ -61,6 +63,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         raise UserError(f"--meta-batch {cfg.meta_batch} is smaller than the {ctx.world_size} processes; every process needs a task")
     device, is_main = ctx.device, ctx.is_main
     run = Run(cfg.out, cfg, is_main)
+    board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
     seed_everything(cfg.seed)
 
     init = load_checkpoint(cfg.init)
@@ -100,6 +103,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     }
 
     run.start()
+    board.open()
     n = cfg.iterations
     curves = {"loss": torch.zeros(n, dtype=torch.float64), "acc": torch.zeros(n, dtype=torch.float64),
               "lr": torch.zeros(n, dtype=torch.float64), "movement": torch.zeros(n, len(layers), dtype=torch.float64)}
@@ -148,6 +152,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         row.update(val_acc=mean, val_ci95=ci, train_loss=curves["loss"][window].mean().item(),
                    train_acc=curves["acc"][window].mean().item(), lr=curves["lr"][done - 1].item())
         val_history.append(row)
+        board.scalars(done, {k: v for k, v in row.items() if k != "iteration"}, prefix="val/")
         if cfg.select_on != "last" and mean > best_val:
             best_val = mean
             run.save("best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci, selection=selection(done, mean, ci))
@@ -177,6 +182,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         stats = stats[:-1] / stats[-1]
         curves["loss"][it], curves["acc"][it], curves["movement"][it] = stats[0], stats[1], stats[2:]
         done = it + 1
+        board.scalars(done, {"loss": stats[0].item(), "acc": stats[1].item(), "lr": curves["lr"][it].item(),
+                             **{f"movement/{layer}": v for layer, v in zip(layers, stats[2:].tolist())}}, prefix="train/")
         if it % 5 == 0 or done == n:
             recent = slice(max(0, done - 20), done)
             bar.set_postfix(loss=f"{curves['loss'][recent].mean():.3f}", acc=f"{100 * curves['acc'][recent].mean():.1f}%")
@@ -186,6 +193,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
             save_last(done)
     bar.close()
 
+    board.close()
     if is_main and start >= n:  # resumed a finished run: nothing to do but rewrite the logs
         write_logs(n)
     final = val_history[-1] if val_history else None

@@ -14,7 +14,8 @@ the averaged model becomes the run's model (``best.pt``, ``swa.pt``). The learni
 schedule, then :class:`~torch.optim.swa_utils.SWALR` to ``swa_lr`` from ``swa_start``.
 
 Per epoch it logs loss, train / validation accuracy, learning rate and, per parameter group and
-stage, the mean over the epoch's steps of ``||P|| / ||grad P||`` (Figure 2). The run directory
+stage, the mean over the epoch's steps of ``||P|| / ||grad P||`` (Figure 2); ``--tensorboard``
+also writes them as TensorBoard scalars (:class:`metahyper.train.tensorboard.ScalarLog`). The run directory
 holds ``config.json``, ``history.json`` / ``history.csv``, ``best.pt`` (best validation accuracy)
 and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state). Epoch ``e`` visits the
 training images in an order, and with augmentations, that depend only on ``(seed, e)``
@@ -40,6 +41,7 @@ from metahyper.errors import UserError
 from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.run import Run, seed_everything
+from metahyper.train.tensorboard import ScalarLog
 
 
 def lr_factor(epoch: int, swa_start: int, swa_ratio: float) -> float:
@@ -181,6 +183,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)")
     device, is_main = ctx.device, ctx.is_main
     run = Run(cfg.out, cfg, is_main)
+    board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
@@ -196,6 +199,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     swa_model = AveragedModel(model) if cfg.swa_start is not None else None
     swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None and cfg.lr_schedule == "step" else None
     run.start()
+    board.open()
     info = {"stage": "pretrain", "input_size": input_size, "dataset": cfg.dataset, "classes": list(data.classes)}
 
     history: list[dict] = []
@@ -266,6 +270,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx)
         row.update(meter.read())
         history.append(row)
+        board.scalars(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
         improved = held is not None and row["val_acc"] > best_val
         if improved:
             best_val = row["val_acc"]
@@ -280,6 +285,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
                        f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)")
 
+    board.close()
     summary = {"out": str(run.path), "model": model.config.label(), "epochs": cfg.epochs, "best_val_acc": best_val if held is not None else None,
                "final": history[-1] if history else None}
     if swa_model is not None:
