@@ -10,8 +10,8 @@
 # were fixed in advance to fit about 30 minutes on 2 shared CPU cores, not tuned on any split; they
 # are not the paper's (Sun et al.'s 50 inner steps at lr 0.01 over 10,000 tasks do not fit a CPU):
 # inner lr 0.1 with 5 / 10 inner steps (as `metahyper demo`), 50 iterations of 2 tasks, 2 pretraining
-# epochs, plain momentum and zero-padded crops (the settings docs/table8-cpu.md was measured with).
-# The two models run side by side (one process each, one thread each).
+# epochs (pretrain's defaults otherwise: Nesterov momentum, reflection-padded crops). The two
+# models run side by side (one process each, one thread each).
 #
 # Knobs (environment): RUNS (default runs/table8-cpu), SEEDS ("0 1 2"), METAHYPER (default
 # metahyper), DATA (glyphs cache root, default $RUNS/data, built at 16x16 if missing), and the sizes
@@ -45,7 +45,7 @@ lane() {
         dir="$RUNS/seed$seed/$model"
         [[ -f "$dir/pretrain/summary.json" ]] || mh pretrain --dataset glyphs-a --model "$model" --variant 1 \
             --out "$dir/pretrain" --epochs "$PRE_EPOCHS" --batch-size 128 --lr 0.05 --milestones "$PRE_EPOCHS" \
-            --val-fraction 0.1 --no-nesterov --pad-mode zeros --seed "$seed" --data-root "$DATA" --device cpu --quiet
+            --val-fraction 0.1 --seed "$seed" --data-root "$DATA" --device cpu --quiet
         for shots in 1 5; do
             meta="$dir/meta-${shots}shot"
             [[ -f "$meta/summary.json" ]] || mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" \
