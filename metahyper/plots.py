@@ -41,6 +41,15 @@ def _model_label(cfg: dict) -> str:
     return ModelConfig(cfg["model"], cfg.get("variant", 1), compressed=cfg.get("compressed", False)).label()
 
 
+def _validated_on(cfg: dict) -> str:
+    """The dataset whose val accuracy a meta-train run logs as ``val_acc`` (its selection data)."""
+    test = cfg.get("test") or []
+    test = [t for t in test.split(",") if t] if isinstance(test, str) else list(test)
+    if cfg.get("select_on", "target") == "target" and test:  # runs without select_on validated on --test
+        return test[0]
+    return str(cfg.get("train"))
+
+
 def load_run(path: str | Path) -> PlottedRun:
     """Read a pretrain or meta-train run directory's config and model label."""
     path = Path(path)
@@ -178,7 +187,8 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
             ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
     if meta:
         shots = sorted({r.config.get("shots") for r in meta})
-        ax_of["meta-val"].set(title=f"meta-validation accuracy ({'/'.join(map(str, shots))}-shot; Figure 5)",
+        where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
+        ax_of["meta-val"].set(title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
                               xlabel="meta-iteration", ylabel="accuracy (%)")
         ax_of["meta-loss"].set(title="meta-training query loss", xlabel="meta-iteration", ylabel="loss")
     for r in pre:

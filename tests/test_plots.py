@@ -85,3 +85,11 @@ def test_plot_commands(runs, tmp_path):
     res = runner.invoke(main, ["curves", str(tmp_path / "empty"), "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "config.json" in res.output
     assert json.loads((runs[0] / "config.json").read_text())["stage"] == "meta-train"
+
+
+def test_validation_panel_names_the_validated_dataset():
+    from metahyper.plots import _validated_on
+
+    assert _validated_on({"train": "fc100", "test": ["miniimagenet"], "select_on": "source"}) == "fc100"
+    assert _validated_on({"train": "fc100", "test": ["miniimagenet"], "select_on": "target"}) == "miniimagenet"
+    assert _validated_on({"train": "fc100", "test": "miniimagenet"}) == "miniimagenet"  # runs before --select-on
