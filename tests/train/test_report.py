@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,18 +18,22 @@ MODELS = ("wrn-10-1", "hyper-wrn-10-1")
 
 
 @pytest.fixture(scope="module")
-def evals(glyph_root, tmp_path_factory) -> list:
-    """Eval JSONs of 2 models x 2 training seeds x 1 and 2 shots (glyphs-b, linear head, 3 episodes)."""
+def evals(glyph_root, pretrained, tmp_path_factory) -> list:
+    """Eval JSONs of 2 models x 2 training seeds x 1 and 2 shots (glyphs-b, linear head, 3 episodes),
+    under ``<tmp>/evals/<model>-seed<N>/``; seed 0 is the session's ``pretrained`` runs."""
     out = tmp_path_factory.mktemp("report")
     files = []
     for model in MODELS:
         for seed in (0, 1):
-            run = out / f"{model}-seed{seed}"
-            pretrain(PretrainConfig(dataset="glyphs-a", out=str(run), model=model, image_size=8, epochs=1, batch_size=64,
-                                    milestones=[], seed=seed, data_root=str(glyph_root), device="cpu", progress=False))
+            run = pretrained[model] if seed == 0 else out / f"{model}-seed{seed}"
+            if seed:
+                pretrain(PretrainConfig(dataset="glyphs-a", out=str(run), model=model, image_size=8, epochs=1, batch_size=64,
+                                        milestones=[], seed=seed, data_root=str(glyph_root), device="cpu", progress=False))
             for shots in (1, 2):
+                target = out / "evals" / f"{model}-seed{seed}" / f"eval-{shots}shot.json"
                 res = evaluate(EvalConfig(checkpoint=str(run), dataset="glyphs-b", shots=shots, ways=3, queries=2, episodes=3,
-                                          head_steps=5, data_root=str(glyph_root), device="cpu", progress=False))
+                                          head_steps=5, data_root=str(glyph_root), device="cpu", progress=False,
+                                          output=str(target)))
                 files.append(res.settings["output"])
     return files
 
@@ -63,8 +68,9 @@ def _eval_line(d: dict) -> str:
 
 
 def test_two_seeds_aggregate_and_keep_every_run(evals, tmp_path, cli):
-    run_dirs = sorted({str(json.loads(open(f).read())["settings"]["run"]) for f in evals})
-    proc = cli("report", *run_dirs, "--title", "glyphs", "--markdown", str(tmp_path / "t.md"), "--csv",
+    eval_dirs = sorted({str(Path(f).parent) for f in evals})  # directories are searched for eval JSONs
+    assert len(eval_dirs) == 4
+    proc = cli("report", *eval_dirs, "--title", "glyphs", "--markdown", str(tmp_path / "t.md"), "--csv",
                str(tmp_path / "t.csv"), "--json", str(tmp_path / "t.json"))
     assert "(2 runs)" in proc.stdout and "glyphs-b 3-way 1-shot" in proc.stdout
     table = json.loads((tmp_path / "t.json").read_text())
