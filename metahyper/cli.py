@@ -167,7 +167,8 @@ def _option(spec: Spec) -> click.Option:
         else:
             kw.update(is_flag=True, default=False)
     elif spec.is_list:
-        kw.update(type=_Comma(spec.kind, opt.choices), default=None if default is None else ",".join(map(str, default)))
+        kw.update(type=_Comma(spec.kind, opt.choices), default=None if default is None else ",".join(map(str, default)),
+                  show_default=bool(default))
     elif opt.choices is not None:
         kw["type"] = _Choice(opt.choices, spec.kind)
     elif opt.path is not None:
