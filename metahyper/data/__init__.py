@@ -60,7 +60,7 @@ BUILDERS: dict[str, Builder] = {
     ),
     "omniglot": Builder(
         "omniglot:build_omniglot", "the folder of images_background.zip and images_evaluation.zip (or of their "
-        "extracted folders), or one of the zips", download=True, options=("strict", "image_size", "rotations"),
+        "extracted folders), or one of the zips", download=True, options=("strict", "image_size", "rotations", "per_class"),
     ),
     "tieredimagenet": Builder(
         "tieredimagenet:build_tieredimagenet", "tiered-imagenet.tar or the folder of its *_images_png.pkl and "
