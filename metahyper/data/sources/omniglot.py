@@ -120,6 +120,10 @@ def build_omniglot(
     if extra:
         raise UserError(f"Omniglot source {source}: {len(extra)} characters outside the Vinyals split "
                         f"(e.g. {'/'.join(extra[0])}); {FIX}")
+    missing = sorted(key for keys in splits.values() for key in keys if key not in members)
+    if strict and missing:  # before any image is decoded
+        raise UserError(f"Omniglot source {source}: {len(missing)} characters of the Vinyals split are missing "
+                        f"(e.g. {'/'.join(missing[0])}); {FIX}")
     classes: dict[str, dict[str, np.ndarray]] = {}
     total = sum(len(members.get(k, [])) for keys in splits.values() for k in keys)
     with tqdm(total=total, desc="omniglot", unit="img") as bar:

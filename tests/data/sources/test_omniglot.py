@@ -54,7 +54,7 @@ def make_omniglot(folder, per_class: int = 3, seed: int = 0, skip: int = 0) -> d
 def test_build_split_pixels_episode(tmp_path):
     written = make_omniglot(tmp_path / "src")
     root = tmp_path / "data"
-    with pytest.raises(UserError, match="classes missing"):
+    with pytest.raises(UserError, match="1617 characters of the Vinyals split are missing"):
         prepare("omniglot", root=root, source=tmp_path / "src")
     prepare("omniglot", root=root, source=tmp_path / "src" / "images_background.zip", strict=False, image_size=20,
             per_class=3)
