@@ -22,6 +22,7 @@ Public API::
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,21 +33,26 @@ from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng, meta_b
 from metahyper.data.transforms import normalization_for, random_crop_flip, resize, to_tensor
 from metahyper.errors import UserError
 
+
 @dataclass(frozen=True)
 class Builder:
     """How ``metahyper prepare NAME`` builds a cache: ``function`` (``"module:function"`` under
     :mod:`metahyper.data.sources`, imported when used: some sources import heavy libraries) is called
     as ``function(root, force=..., **options)``, with ``source=`` when it takes a source and
-    ``download=`` when it can download."""
+    ``download=`` when it can download; the options it accepts are its other keyword parameters."""
 
     function: str
     source: str  # what --source takes; "" when the dataset takes none
     download: bool = False  # --download fetches the official archive
-    options: tuple[str, ...] = ("strict",)  # keyword options it accepts besides those
 
     def resolve(self) -> Callable[..., list[Path]]:
         module, name = self.function.split(":")
         return getattr(importlib.import_module(f"metahyper.data.sources.{module}"), name)
+
+    def options(self) -> list[str]:
+        """The builder's keyword options besides root, source, download and force."""
+        params = inspect.signature(self.resolve()).parameters
+        return [p for p in list(params)[1:] if p not in ("source", "download", "force")]
 
 
 BUILDERS: dict[str, Builder] = {
@@ -60,17 +66,14 @@ BUILDERS: dict[str, Builder] = {
     ),
     "omniglot": Builder(
         "omniglot:build_omniglot", "the folder of images_background.zip and images_evaluation.zip (or of their "
-        "extracted folders), or one of the zips", download=True, options=("strict", "image_size", "rotations", "per_class"),
+        "extracted folders), or one of the zips", download=True,
     ),
     "tieredimagenet": Builder(
         "tieredimagenet:build_tieredimagenet", "tiered-imagenet.tar or the folder of its *_images_png.pkl and "
-        "*_labels.pkl", options=("strict", "encoded", "chunk"),
+        "*_labels.pkl",
     ),
-    "cub": Builder(
-        "cub:build_cub", "CUB_200_2011.tgz or its extracted folder", download=True,
-        options=("strict", "image_size"),
-    ),
-    "glyphs": Builder("glyphs:build_glyphs", "", options=("image_size", "workers")),
+    "cub": Builder("cub:build_cub", "CUB_200_2011.tgz or its extracted folder", download=True),
+    "glyphs": Builder("glyphs:build_glyphs", ""),
 }
 PREPARABLE = tuple(BUILDERS)
 
@@ -96,10 +99,10 @@ def prepare(
     if builder.source and source is None and not (download and builder.download):
         how = " or --download" if builder.download else f" ({dataset} cannot be downloaded automatically)"
         raise UserError(f"pass --source with {builder.source}{how}")
-    unknown = sorted(set(options) - set(builder.options))
+    unknown = sorted(set(options) - set(builder.options()))
     if unknown:
         flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
-        raise UserError(f"{flags} does not apply to {dataset}; it takes {', '.join(builder.options) or 'no options'}")
+        raise UserError(f"{flags} does not apply to {dataset}; it takes {', '.join(builder.options()) or 'no options'}")
     if builder.source:
         options["source"] = source
     if builder.download:
