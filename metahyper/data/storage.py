@@ -49,10 +49,10 @@ def storage_kind(ds: h5py.Dataset) -> str | None:
 
 def fit_image(image: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
     """An image as uint8 (size, size, 3): resized (PIL LANCZOS) to a square of side
-    ``round(size * crop)``, then its central ``size`` x ``size`` kept. ``crop=1.15`` is the
-    evaluation transform of Chen et al. 2019 (``Resize([1.15 S] * 2)`` then ``CenterCrop(S)``)."""
+    ``int(size * crop)``, then its central ``size`` x ``size`` kept. ``crop=1.15`` is the
+    evaluation transform of Chen et al. 2019 (``Resize([int(1.15 S)] * 2)``, ``CenterCrop(S)``)."""
     image = image.convert("RGB")
-    side = int(round(size * crop))
+    side = int(size * crop)
     if image.size != (side, side):
         image = image.resize((side, side), Image.LANCZOS)
     if side != size:
