@@ -248,10 +248,10 @@ class SplitData:
                 f"{_rebuild_hint(self.layout)}"
             ) from None
 
-    def _decode(self, c: int, raw: np.ndarray) -> np.ndarray:
+    def _decode(self, c: int, raw: np.ndarray, indices: Sequence[int] | None = None) -> np.ndarray:
         what = f"cache {self.path}: class {self._keys[c]}"
         try:
-            return to_rgb(self.storage, raw, self.layout.decode_size, self.layout.decode_crop, what)
+            return to_rgb(self.storage, raw, self.layout.decode_size, self.layout.decode_crop, what, indices)
         except UserError as err:
             raise UserError(f"{err}; {_rebuild_hint(self.layout)}") from None
 
@@ -320,7 +320,7 @@ class SplitData:
     def check_readable(self) -> None:
         """Read (and decode) the last image of the last class, at the file's end: a
         :class:`UserError` when the file is truncated or corrupt."""
-        self._decode(len(self._keys) - 1, self._read_h5(self._keys[-1], slice(-1, None)))
+        self._decode(len(self._keys) - 1, self._read_h5(self._keys[-1], slice(-1, None)), [self._counts[-1] - 1])
 
     def read(self, c: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images ``indices`` (any order, no repeats needed) of class ``c`` as uint8 (n, H, W, 3)."""
@@ -331,10 +331,10 @@ class SplitData:
             return self._ram[self._offsets[c] + idx]
         array = self._class_array(c)
         if isinstance(array, np.ndarray):
-            return self._decode(c, np.asarray(array[idx]))
+            return self._decode(c, np.asarray(array[idx]), idx)
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
-        block = self._decode(c, self._read_h5(self._keys[c], uniq))  # h5py needs increasing indices
+        block = self._decode(c, self._read_h5(self._keys[c], uniq), uniq)  # h5py needs increasing indices
         out = np.empty((idx.size, *block.shape[1:]), dtype=np.uint8)
         out[order] = block[inverse]
         return out

@@ -74,13 +74,17 @@ def decode(blob: np.ndarray | bytes, size: int | None, crop: float, what: str) -
         raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err})") from None
 
 
-def to_rgb(kind: str, raw: np.ndarray, size: int | None, crop: float, what: str) -> np.ndarray:
-    """Raw rows of a class dataset of storage ``kind`` as uint8 (n, H, W, 3)."""
+def to_rgb(
+    kind: str, raw: np.ndarray, size: int | None, crop: float, what: str, indices: Sequence[int] | None = None
+) -> np.ndarray:
+    """Raw rows (image ``indices``, for messages) of a class dataset of storage ``kind`` as uint8
+    (n, H, W, 3)."""
     if kind == "rgb":
         return raw
     if kind == "gray":
         return np.repeat(raw[..., None], 3, axis=-1)
-    images = [decode(blob, size, crop, f"{what}, image {i}") for i, blob in enumerate(raw)]
+    names = range(len(raw)) if indices is None else indices
+    images = [decode(blob, size, crop, f"{what}, image {int(i)}") for i, blob in zip(names, raw)]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise UserError(f"{what}: encoded images have different sizes {sorted(shapes)}; give the layout a decode size")

@@ -139,3 +139,25 @@ def test_truncated_tar(tmp_path):
         prepare("tieredimagenet", root=tmp_path / "data", source=tmp_path / "t.tar", strict=False)
     assert "\n" not in str(err.value) and "t.tar" in str(err.value)
     assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+
+
+def test_streamed_pickle_batches_and_refusals():
+    from metahyper.data.sources import stream_pickled_list
+
+    arrays = [np.full((50 + i, 1), i % 256, np.uint8) for i in range(2500)]
+    batches: list[int] = []
+    got: list[int] = []
+
+    def sink(items: list) -> None:
+        batches.append(len(items))
+        got.extend(int(a[0, 0]) for a in items)
+
+    assert stream_pickled_list(io.BytesIO(pickle.dumps(arrays, protocol=2)), "x", sink) == 2500
+    assert batches == [1000, 1000, 500] and got == [i % 256 for i in range(2500)]
+    shared = np.zeros(300, np.uint8)
+    with pytest.raises(UserError, match="refers back to a streamed item"):
+        stream_pickled_list(io.BytesIO(pickle.dumps([shared, shared], protocol=2)), "x", lambda items: None)
+    with pytest.raises(UserError, match="refusing to load posix.system|refusing to load os.system"):
+        stream_pickled_list(io.BytesIO(b"\x80\x02]q\x00cos\nsystem\nq\x01a."), "evil", lambda items: None)
+    with pytest.raises(UserError, match="holds a dict, not a list"):
+        stream_pickled_list(io.BytesIO(pickle.dumps({"a": 1}, protocol=2)), "d", lambda items: None)
