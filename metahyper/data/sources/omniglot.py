@@ -71,6 +71,8 @@ def _members(source: Path) -> dict[tuple[str, str, str], list[tuple[str, object]
                 raise UserError(f"{archive} is truncated or not a zip archive ({err}); {FIX}") from None
             for info in infos:
                 path = PurePosixPath(info.filename)
+                if any(x.startswith(".") and x != ".." or x == "__MACOSX" for x in path.parts):
+                    continue  # archiver metadata (.DS_Store, __MACOSX/), not drawings
                 if path.parts[0] != part or ".." in path.parts or len(path.parts) != 4 or path.suffix != ".png":
                     raise UserError(f"{archive} holds {info.filename!r}, not {part}/<alphabet>/<character>/<drawing>.png; {FIX}")
                 found.setdefault((part, path.parts[1], path.parts[2]), []).append(

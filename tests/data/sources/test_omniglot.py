@@ -41,6 +41,7 @@ def make_omniglot(folder, per_class: int = 3, seed: int = 0, skip: int = 0) -> d
         for part, alphabet, character in keys:
             n = per_class - (skip if (part, alphabet, character) == PICK["val"][0] else 0)
             drawings = [_drawing(rng) for _ in range(n)]
+            zips[part].writestr(f"__MACOSX/{part}/{alphabet}/._{character}", b"metadata")  # skipped
             for k, d in enumerate(drawings):
                 buf = io.BytesIO()
                 Image.fromarray(d).save(buf, format="PNG")  # mode "1", as the release
