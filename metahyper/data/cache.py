@@ -152,9 +152,9 @@ def _rebuild_hint(layout: Layout) -> str:
 class SplitData:
     """One split of a cached dataset: class names, lazy per-class reads, optional RAM copy.
 
-    ``read(c, indices)`` returns uint8 (n, H, W, 3) whatever the storage (decoded RGB, decoded
-    grayscale, or encoded bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily and per process
-    (they are dropped on pickling, and reopened after fork), so instances can go to DataLoader
+    ``read(c, indices)`` returns uint8 (n, H, W, 3) whatever the storage (decoded RGB or grayscale,
+    or bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily
+    and per process (dropped on pickling, reopened after fork), so instances can go to DataLoader
     workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
     """
 

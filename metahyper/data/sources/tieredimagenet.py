@@ -101,8 +101,8 @@ def _labels(release: _Release, split: str) -> tuple[np.ndarray, list[str], list[
             raise UserError(f"{what}: {key} is not a list of names; {FIX}")
     if specific.size and (specific.min() < 0 or specific.max() >= len(names)):
         raise UserError(f"{what}: label_specific outside 0..{len(names) - 1}; {FIX}")
-    if general.size and (general.min() < 0 or general.max() >= len(general_names)):
-        raise UserError(f"{what}: label_general outside 0..{len(general_names) - 1}; {FIX}")
+    if general.size and general.min() < 0:
+        raise UserError(f"{what}: negative label_general; {FIX}")
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise UserError(f"{what}: class names collide ({', '.join(dup[:3])} named twice); {FIX}")
@@ -110,7 +110,8 @@ def _labels(release: _Release, split: str) -> tuple[np.ndarray, list[str], list[
     if np.any(counts == 0):
         raise UserError(f"{what}: class {names[int(np.argmin(counts))]} has no images; {FIX}")
     first = np.array([np.flatnonzero(specific == c)[0] for c in range(len(names))], dtype=np.int64)
-    categories = np.array([general_names[g] for g in general[first]], dtype=object)
+    # torchmeta names a category index beyond label_general_str ''; it still counts as its own category
+    categories = np.array([general_names[g] if g < len(general_names) else f"#{g}" for g in general[first]], dtype=object)
     return specific.astype(np.int64), names, general_names, categories
 
 
