@@ -109,10 +109,10 @@ def datasets_cmd(root: str | None) -> None:
     if not rows:
         click.echo("no caches found; build one with `metahyper prepare glyphs` (offline) or see `metahyper prepare --help`")
         return
-    click.echo(f"{'dataset':<14}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
+    click.echo(f"{'dataset':<16}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
     for r in rows:
         status = "ok" if r.error is None else f"ERROR: {r.error}"
-        click.echo(f"{r.dataset:<14}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
+        click.echo(f"{r.dataset:<16}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
 
 
 # ------------------------------------------------------------------------------------------------
