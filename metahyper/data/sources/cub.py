@@ -87,9 +87,11 @@ class _Reader:
                     if not member.isfile() or not name.parts or name.parts[0] != "CUB_200_2011" or ".." in name.parts:
                         continue
                     relative = PurePosixPath(*name.parts[1:])
-                    if relative.parts[:1] == ("images",) or relative.as_posix() in ("images.txt", "classes.txt"):
+                    is_image = relative.parts[:1] == ("images",)
+                    if is_image or relative.as_posix() in ("images.txt", "classes.txt"):
                         self.add(relative, tar.extractfile(member).read(), f"{path}:{member.name}")
-                        bar.update(relative.parts[:1] == ("images",))
+                    if is_image:
+                        bar.update(1)
         except (tarfile.TarError, OSError, EOFError) as err:
             raise UserError(f"{path} is truncated or not a tar archive ({type(err).__name__}: {err}); {FIX}") from None
 

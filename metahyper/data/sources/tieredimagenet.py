@@ -61,9 +61,14 @@ class _Release:
         if source.is_file():
             try:
                 self.tar = tarfile.open(source, "r:*")
-                found = {Path(m.name).name: m for m in self.tar.getmembers() if m.isfile()}
+                members = [m for m in self.tar.getmembers() if m.isfile() and Path(m.name).name in names]
             except (tarfile.TarError, OSError, EOFError) as err:
                 raise UserError(f"{source} is truncated or not a tar archive ({err}); {FIX}") from None
+            found = {Path(m.name).name: m for m in members}
+            if len(found) != len(members):
+                seen: set[str] = set()
+                twice = next(n for n in (Path(m.name).name for m in members) if n in seen or seen.add(n))
+                raise UserError(f"{source} holds {twice} more than once; {FIX}")
         else:
             folder = source / "tiered-imagenet" if (source / "tiered-imagenet").is_dir() else source
             found = {n: folder / n for n in names if (folder / n).is_file()}
@@ -214,13 +219,13 @@ def build_tieredimagenet(
     if not source.exists():
         raise UserError(f"source {source} does not exist; {FIX}")
     release = _Release(source)
-    labels = {}
-    for split in SPLITS:  # every labels file is checked before the first image is read
-        labels[split] = _labels(release, split)
-        _check_split(split, labels[split][1], labels[split][3], strict, release.what(f"{split}_labels.pkl"))
     with ExitStack() as stack:
         if release.tar is not None:
             stack.callback(release.tar.close)
+        labels = {}
+        for split in SPLITS:  # every labels file is checked before the first image is read
+            labels[split] = _labels(release, split)
+            _check_split(split, labels[split][1], labels[split][3], strict, release.what(f"{split}_labels.pkl"))
         with atomic_files(outputs) as tmps:
             for i, split in enumerate(SPLITS):
                 _write_split(release, split, labels[split], tmps[2 * i], encoded, chunk)
