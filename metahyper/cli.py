@@ -78,16 +78,22 @@ def export_cmd(checkpoint: str, output: str) -> None:
 
 @main.command("prepare")
 @click.argument("dataset", type=click.Choice(PREPARABLE))
-@click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs per dataset).")
-@click.option("--download", is_flag=True, help="Download the official archive (CIFAR; md5-checked).")
+@click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs/datasets.md per dataset).")
+@click.option("--download", is_flag=True, help="Download the official archive (CIFAR, Omniglot, CUB; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
 @click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option("--image-size", type=int, default=32, show_default=True, help="glyphs only: image size.")
-def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int) -> None:
+@click.option("--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84): image side in pixels.")
+@click.option("--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes.")
+@click.option("--encoded", is_flag=True, help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.")
+def prepare_cmd(
+    dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int | None,
+    rotations: bool, encoded: bool,
+) -> None:
     """Build the HDF5 cache of DATASET (torchmeta layout)."""
     from metahyper.data import prepare
 
-    options = {"image_size": image_size} if dataset == "glyphs" else {}
+    given = {"image_size": image_size, "rotations": rotations or None, "encoded": encoded or None}
+    options = {k: v for k, v in given.items() if v is not None}
     written = prepare(dataset, root=root, source=source, download=download, force=force, **options)
     click.echo(f"{dataset}: wrote {len(written)} files under {written[0].parent.parent}")
 
@@ -103,10 +109,10 @@ def datasets_cmd(root: str | None) -> None:
     if not rows:
         click.echo("no caches found; build one with `metahyper prepare glyphs` (offline) or see `metahyper prepare --help`")
         return
-    click.echo(f"{'dataset':<14}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
+    click.echo(f"{'dataset':<16}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
     for r in rows:
         status = "ok" if r.error is None else f"ERROR: {r.error}"
-        click.echo(f"{r.dataset:<14}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
+        click.echo(f"{r.dataset:<16}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,22 +1,28 @@
-"""HDF5 dataset caches in torchmeta's layout: locating, writing (atomically), reading, validating.
+"""HDF5 dataset caches in torchmeta's layout: locating, reading, validating.
 
 Layouts (see ``DESIGN.md``, "Datasets"):
 
-* per-split layout, used by ``miniimagenet`` (exactly torchmeta's), ``cifar10``/``cifar100``
-  (standard train/test sets) and ``glyphs-a``/``glyphs-b``::
+* per-split layout, used by ``miniimagenet``, ``tieredimagenet``, ``cub`` (torchmeta's),
+  ``cifar10``/``cifar100`` (standard train/test sets) and ``glyphs-a``/``glyphs-b``::
 
-      <root>/<folder>/<split>_data.hdf5     one uint8 dataset (n, H, W, 3) per class at datasets/<class>
+      <root>/<folder>/<split>_data.hdf5     one dataset per class at datasets/<class>
       <root>/<folder>/<split>_labels.json   list of class names (torchmeta: sorted wnids)
 
-* torchmeta's CIFAR-100 layout, used by ``fc100`` (and read for torchmeta's ``cifar-fs``)::
+* torchmeta's CIFAR-100 layout, used by ``fc100`` and ``cifar-fs``::
 
       <root>/cifar100/data.hdf5                 datasets <coarse_name>/<fine_name>, (600, 32, 32, 3) uint8
       <root>/cifar100/fine_names.json           {coarse_name: [fine_name, ...]}
       <root>/cifar100/<fc100|cifar-fs>/<split>_labels.json   [[coarse_name, fine_name], ...]
 
-Public API: :func:`default_root`, :func:`open_split` -> :class:`SplitData`, :func:`list_caches`,
-:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`
-(atomic, through :func:`metahyper.io.atomic_files`).
+* torchmeta's Omniglot layout (Vinyals et al. split)::
+
+      <root>/omniglot/data.hdf5                      datasets images_<background|evaluation>/<alphabet>/<character>
+      <root>/omniglot/vinyals_<split>_labels.json    [["images_background", alphabet, character], ...]
+
+A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
+or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`default_root`,
+:func:`open_split` -> :class:`SplitData`, :func:`list_caches`, :func:`splits_dir`,
+:func:`read_split_file`; builders' writers are :mod:`metahyper.data.storage`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -25,13 +31,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
+from metahyper.data.storage import check_writable, storage_kind, to_rgb, write_classes_hdf5, write_split  # noqa: F401
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -44,29 +50,39 @@ class Layout:
     folder: str  # folder under the root
     splits: tuple[str, ...]
     prepare: str  # the `metahyper prepare ...` command that (re)builds it
-    labels_subfolder: str | None = None  # set for torchmeta's CIFAR-100 layout (fc100, cifar-fs)
+    labels_subfolder: str | None = None  # grouped layouts (fc100, cifar-fs, omniglot): one data.hdf5
+    labels_name: str = "{split}_labels.json"
+    # encoded (JPEG/PNG bytes) classes are decoded and fitted to this size (storage.fit_image)
+    decode_size: int | None = None
+    decode_crop: float = 1.0
 
     @property
-    def cifar_layout(self) -> bool:
+    def grouped(self) -> bool:
         return self.labels_subfolder is not None
 
     def data_file(self, root: Path, split: str) -> Path:
-        if self.cifar_layout:
+        if self.grouped:
             return root / self.folder / "data.hdf5"
         return root / self.folder / f"{split}_data.hdf5"
 
     def labels_file(self, root: Path, split: str) -> Path:
-        if self.cifar_layout:
-            return root / self.folder / self.labels_subfolder / f"{split}_labels.json"
-        return root / self.folder / f"{split}_labels.json"
+        if self.grouped:
+            return root / self.folder / self.labels_subfolder / self.labels_name.format(split=split)
+        return root / self.folder / self.labels_name.format(split=split)
 
 
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
         Layout("fc100", "cifar100", SPLITS, "metahyper prepare fc100 --source cifar-100-python.tar.gz", "fc100"),
-        Layout("cifar-fs", "cifar100", SPLITS, "torchmeta's CIFARFS(download=True)", "cifar-fs"),
+        Layout("cifar-fs", "cifar100", SPLITS, "metahyper prepare cifar-fs --source cifar-100-python.tar.gz", "cifar-fs"),
         Layout("miniimagenet", "miniimagenet", SPLITS, "metahyper prepare miniimagenet --source PATH"),
+        Layout("omniglot", "omniglot", SPLITS, "metahyper prepare omniglot --source DIR", "",
+               "vinyals_{split}_labels.json"),
+        Layout("tieredimagenet", "tieredimagenet", SPLITS, "metahyper prepare tieredimagenet --source PATH",
+               decode_size=84),
+        Layout("cub", "cub", SPLITS, "metahyper prepare cub --source CUB_200_2011.tgz", decode_size=84,
+               decode_crop=1.15),
         Layout("cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"),
         Layout("cifar10", "cifar10", ("train", "test"), "metahyper prepare cifar10 --source cifar-10-python.tar.gz"),
         Layout("glyphs-a", "glyphs-a", SPLITS, "metahyper prepare glyphs"),
@@ -136,8 +152,9 @@ def _rebuild_hint(layout: Layout) -> str:
 class SplitData:
     """One split of a cached dataset: class names, lazy per-class reads, optional RAM copy.
 
-    ``read(c, indices)`` returns uint8 (n, H, W, 3). HDF5 handles are opened lazily and per process
-    (they are dropped on pickling, and reopened after fork), so instances can go to DataLoader
+    ``read(c, indices)`` returns uint8 (n, H, W, 3) whatever the storage (decoded RGB or grayscale,
+    or bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily
+    and per process (dropped on pickling, reopened after fork), so instances can go to DataLoader
     workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
     """
 
@@ -158,8 +175,10 @@ class SplitData:
             labels = json.loads(self.labels_path.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
-        if layout.cifar_layout:
-            ok = isinstance(labels, list) and all(isinstance(x, list) and len(x) == 2 for x in labels)
+        if layout.grouped:
+            ok = isinstance(labels, list) and all(
+                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
+            )
             self._keys = ["/".join(x) for x in labels] if ok else []
             self.classes = list(self._keys)
         else:
@@ -172,16 +191,25 @@ class SplitData:
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
         self._counts: list[int] = []
-        shapes = set()
+        shapes, kinds = set(), set()
         for key in self._keys:
             ds = self._dataset(key)
-            if ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+            kind = storage_kind(ds)
+            if kind is None:
                 raise UserError(
-                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, "
-                    f"expected (n, H, W, 3) uint8; {hint}"
+                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
+                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
                 )
+            kinds.add(kind)
             self._counts.append(int(ds.shape[0]))
-            shapes.add(tuple(ds.shape[1:3]))
+            if kind != "encoded":
+                shapes.add(tuple(ds.shape[1:3]))
+        if len(kinds) != 1:
+            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
+        self.storage: str = kinds.pop()
+        if self.storage == "encoded":
+            first = next((c for c, n in enumerate(self._counts) if n), 0)
+            shapes.add(tuple(self._decode(first, self._read_h5(self._keys[first], slice(0, 1))).shape[1:3]))
         if len(shapes) != 1:
             raise UserError(f"cache {self.path}: classes have different image sizes {sorted(shapes)}; {hint}")
         self.image_size: tuple[int, int] = shapes.pop()
@@ -220,6 +248,13 @@ class SplitData:
                 f"{_rebuild_hint(self.layout)}"
             ) from None
 
+    def _decode(self, c: int, raw: np.ndarray, indices: Sequence[int] | None = None) -> np.ndarray:
+        what = f"cache {self.path}: class {self._keys[c]}"
+        try:
+            return to_rgb(self.storage, raw, self.layout.decode_size, self.layout.decode_crop, what, indices)
+        except UserError as err:
+            raise UserError(f"{err}; {_rebuild_hint(self.layout)}") from None
+
     def _class_array(self, c: int) -> np.ndarray | h5py.Dataset:
         """Class ``c`` as a read-only np.memmap when stored contiguously and uncompressed (h5py's
         default, also torchmeta's), else the h5py dataset. Maps are per process, like handles."""
@@ -227,7 +262,8 @@ class SplitData:
             self._maps = {}
         if c not in self._maps:
             ds = self._dataset(self._keys[c])
-            offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+            plain = ds.chunks is None and ds.compression is None and self.storage != "encoded"
+            offset = ds.id.get_offset() if plain else None
             if offset is None:
                 return ds
             try:
@@ -270,20 +306,21 @@ class SplitData:
         return int(self._offsets[-1]) * h * w * 3
 
     def load_into_memory(self) -> None:
-        """Copy every class into one contiguous uint8 array (MiniImageNet train: about 0.8 GB)."""
+        """Copy every class, decoded, into one contiguous uint8 (N, H, W, 3) array (MiniImageNet
+        train: about 0.8 GB; encoded caches are decoded once here)."""
         if self._ram is not None:
             return
         h, w = self.image_size
         ram = np.empty((int(self._offsets[-1]), h, w, 3), dtype=np.uint8)
         for c, key in enumerate(self._keys):
-            ram[self._offsets[c] : self._offsets[c + 1]] = self._read_h5(key, ())
+            ram[self._offsets[c] : self._offsets[c + 1]] = self._decode(c, self._read_h5(key, ()))
         self._ram = ram
         self.close()
 
     def check_readable(self) -> None:
-        """Read the last image of the last class from the file (its end): a :class:`UserError`
-        when the file is truncated or corrupt."""
-        self._read_h5(self._keys[-1], slice(-1, None))
+        """Read (and decode) the last image of the last class, at the file's end: a
+        :class:`UserError` when the file is truncated or corrupt."""
+        self._decode(len(self._keys) - 1, self._read_h5(self._keys[-1], slice(-1, None)), [self._counts[-1] - 1])
 
     def read(self, c: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images ``indices`` (any order, no repeats needed) of class ``c`` as uint8 (n, H, W, 3)."""
@@ -294,10 +331,10 @@ class SplitData:
             return self._ram[self._offsets[c] + idx]
         array = self._class_array(c)
         if isinstance(array, np.ndarray):
-            return np.asarray(array[idx])
+            return self._decode(c, np.asarray(array[idx]), idx)
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
-        block = self._read_h5(self._keys[c], uniq)  # h5py needs increasing indices
+        block = self._decode(c, self._read_h5(self._keys[c], uniq), uniq)  # h5py needs increasing indices
         out = np.empty((idx.size, *block.shape[1:]), dtype=np.uint8)
         out[order] = block[inverse]
         return out
@@ -343,7 +380,7 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
     for layout in LAYOUTS.values():
         for split in layout.splits:
             found = layout.labels_file(root, split).exists() or (
-                not layout.cifar_layout and layout.data_file(root, split).exists()  # cifar data.hdf5 is shared
+                not layout.grouped and layout.data_file(root, split).exists()  # a grouped data.hdf5 is shared
             )
             if not found:
                 continue
@@ -360,33 +397,3 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.error = str(err)
             rows.append(info)
     return rows
-
-
-# --------------------------------------------------------------------------------------------------
-# writing
-
-
-def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
-    """Refuse to overwrite existing cache files unless ``force`` (checked before any work starts)."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
-
-
-def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
-    """Write one uint8 (n, H, W, 3) dataset per ``(key, array)``; keys may contain '/' (groups)."""
-    with h5py.File(path, "w") as f:
-        for key, array in items:
-            f.create_dataset(key, data=np.ascontiguousarray(array, dtype=np.uint8))
-            if progress is not None:
-                progress.update(1)
-
-
-def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
-    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically."""
-    data_path = root / folder / f"{split}_data.hdf5"
-    labels_path = root / folder / f"{split}_labels.json"
-    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
-        write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
-        write_json(tmp_labels, labels)

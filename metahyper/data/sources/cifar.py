@@ -9,6 +9,10 @@ pickles ``train``, ``test`` (dicts with bytes keys ``b'data'`` uint8 (N, 3072) =
 * :func:`build_fc100`: train+test merged (600 images per fine class), TADAM's coarse-class split
   (``datasets/splits/fc100.json``), torchmeta's layout ``cifar100/data.hdf5`` +
   ``fine_names.json`` + ``fc100/{split}_labels.json`` (paper section 5.4 trains on FC100).
+* :func:`build_cifar_fs`: the same ``data.hdf5`` and ``fine_names.json`` with Bertinetto et al.'s
+  64 / 16 / 20 class split (torchmeta's ``cifar-fs`` lists, shipped as
+  ``datasets/splits/cifar-fs/{split}.json``) in ``cifar-fs/{split}_labels.json``. FC100 and
+  CIFAR-FS share ``data.hdf5``: building one rewrites it with the same content.
 * :func:`build_cifar_standard`: the standard train/test sets (paper Tables 1-5) as
   ``cifar10|cifar100/{train,test}_data.hdf5``, labels in CIFAR index order.
 """
@@ -160,13 +164,42 @@ def build_fc100(
     root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
 ) -> list[Path]:
     """Build FC100 (torchmeta layout) from the CIFAR-100 archive; ``strict`` checks 100 x 600 images."""
-    fmt = CIFAR["cifar100"]
     split = read_split_file("fc100.json")
+
+    def labels(coarse_names: list[str], fine_by_coarse: dict[str, list[str]], s: str) -> list[list[str]]:
+        return [[coarse_names[i], f] for i in split[s] for f in fine_by_coarse[coarse_names[i]]]
+
+    return _build_cifar100_subset("fc100", labels, root, source, download, force, strict)
+
+
+def build_cifar_fs(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
+    """Build CIFAR-FS (torchmeta layout) from the CIFAR-100 archive; ``strict`` checks 100 x 600 images."""
+    split = {s: read_split_file(f"cifar-fs/{s}.json") for s in ("train", "val", "test")}
+
+    def labels(coarse_names: list[str], fine_by_coarse: dict[str, list[str]], s: str) -> list[list[str]]:
+        for coarse, fine in split[s]:
+            if fine not in fine_by_coarse.get(coarse, []):
+                raise UserError(f"CIFAR-100 source has no class {coarse}/{fine} of the CIFAR-FS {s} split; "
+                                "pass the official cifar-100-python.tar.gz")
+        return split[s]
+
+    return _build_cifar100_subset("cifar-fs", labels, root, source, download, force, strict)
+
+
+def _build_cifar100_subset(
+    subset: str, labels, root: Path, source: str | Path | None, download: bool, force: bool, strict: bool
+) -> list[Path]:
+    """torchmeta's CIFAR-100 layout with ``<subset>/{split}_labels.json`` from
+    ``labels(coarse_names, fine_by_coarse, split)``. Only the subset's label files count as its
+    cache for ``--force``; the shared ``data.hdf5`` and ``fine_names.json`` are rewritten."""
+    fmt = CIFAR["cifar100"]
     data_path = root / "cifar100" / "data.hdf5"
     names_path = root / "cifar100" / "fine_names.json"
-    label_paths = [root / "cifar100" / "fc100" / f"{s}_labels.json" for s in ("train", "val", "test")]
+    label_paths = [root / "cifar100" / subset / f"{s}_labels.json" for s in ("train", "val", "test")]
     outputs = [data_path, names_path, *label_paths]
-    check_writable(outputs, force, "fc100")
+    check_writable(label_paths, force, subset)
     archive = _Archive(_resolve("cifar100", source, root, download), fmt)
     fine_names = archive.names(b"fine_label_names")
     coarse_names = archive.names(b"coarse_label_names")
@@ -182,8 +215,9 @@ def build_fc100(
         fine_by_coarse[coarse_name] = [fine_names[j] for j in fine_idx]
     if len(coarse_names) != 20 or any(len(set(coarse[fine == j])) != 1 for j in np.unique(fine)):
         raise UserError(f"{archive.source}: fine/coarse labels are inconsistent (expected 20 superclasses); re-download it")
+    split_labels = {s: labels(coarse_names, fine_by_coarse, s) for s in ("train", "val", "test")}
     with atomic_files(outputs) as (tmp_data, tmp_names, *tmp_labels):
-        with tqdm(total=len(classes), desc="fc100", unit="class") as bar:
+        with tqdm(total=len(classes), desc=subset, unit="class") as bar:
             write_classes_hdf5(
                 tmp_data,
                 ((f"{c}/{f}", classes[f]) for c, fs in fine_by_coarse.items() for f in fs),
@@ -191,8 +225,20 @@ def build_fc100(
             )
         write_json(tmp_names, fine_by_coarse)
         for tmp, s in zip(tmp_labels, ("train", "val", "test")):
-            write_json(tmp, [[coarse_names[i], f] for i in split[s] for f in fine_by_coarse[coarse_names[i]]])
+            write_json(tmp, split_labels[s])
     return outputs
+
+
+def build_cifar10(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
+                  strict: bool = True) -> list[Path]:
+    """:func:`build_cifar_standard` of CIFAR-10."""
+    return build_cifar_standard("cifar10", root, source, download, force, strict)
+
+
+def build_cifar100(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
+                   strict: bool = True) -> list[Path]:
+    """:func:`build_cifar_standard` of CIFAR-100."""
+    return build_cifar_standard("cifar100", root, source, download, force, strict)
 
 
 def build_cifar_standard(
