@@ -12,11 +12,13 @@ Steps, in order (each timed; a failing step is reported and the next one runs):
    (smoke: WRN-10-1 at 8x8).
 4. ``meta-train`` a few iterations with the backends func, vmap and higher, second and first order;
    func and vmap again under bf16 autocast; func second order with the checkpointed inner loop
-   (``--inner-checkpoint 4``); a plain WRN (func, second order) for the movement plot.
+   (``--inner-checkpoint 4``); a plain WRN (func, second order) for the movement plot. On CUDA the
+   runs load with 2 DataLoader workers into pinned memory.
 5. ``eval`` 50 episodes; ``export`` to the plain network; ``movement-plot`` and ``curves``.
-6. ``torchrun`` (nccl on CUDA, gloo in the smoke run) pretrain and meta-train with one process,
-   checked equal to the single-process runs of step 3/4 within the tolerance of the CPU tests
-   (rtol 1e-4, atol 1e-5); with more than one visible GPU also two processes against one.
+6. ``torchrun`` pretrain and meta-train with one process (the launcher's environment; one rank
+   forms no process group), checked equal to the runs of steps 3/4 within the tolerance of the CPU
+   tests (rtol 1e-4, atol 1e-5); with more than one visible GPU also two processes (nccl,
+   SyncBatchNorm) against one. nccl refuses two ranks on one GPU, so one GPU cannot test it.
 7. ``parity``: the float64 meta-gradient of every backend on the device against the CPU ``func``
    reference (itself tested against an independent MAML in ``tests/meta``), relative error <= 1e-8.
 8. ``benchmark``: ``tools/bench_meta_gpu.py`` (84x84 table, bf16 run, memory-versus-steps sweep;
@@ -64,6 +66,7 @@ class Check:
     meta: list[str] = field(default_factory=lambda: ["--iterations", "20", "--inner-steps", "5", "--inner-steps-eval", "10",
                                                      "--val-every", "20", "--val-episodes", "20"])
     eval_episodes: int = 50
+    workers: int = 2  # DataLoader worker processes (pinned-memory batches on CUDA)
     gpus: int = 0
 
     @classmethod
@@ -71,7 +74,7 @@ class Check:
         if not smoke:
             return cls(False, work, "cuda", gpus=torch.cuda.device_count())
         return cls(True, work, "cpu", image_size=8, glyphs={"image_size": 16, "images_per_class": 12, "max_per_script": 5},
-                   models=("hyper-wrn-10-1", "wrn-10-1"), ways=3, queries=2, eval_episodes=6,
+                   models=("hyper-wrn-10-1", "wrn-10-1"), ways=3, queries=2, eval_episodes=6, workers=0,
                    meta=["--iterations", "2", "--inner-steps", "1", "--inner-steps-eval", "1", "--val-every", "2", "--val-episodes", "2"])
 
     @property
@@ -81,14 +84,17 @@ class Check:
     def common(self) -> list[str]:
         return ["--data-root", str(self.data), "--quiet"]
 
+    def run_common(self) -> list[str]:
+        return [*self.common(), "--workers", str(self.workers)]
+
     def pretrain_args(self, model: str) -> list[str]:
         return ["pretrain", "--dataset", "glyphs-a", "--model", model, "--image-size", str(self.image_size), "--epochs", "1",
-                "--batch-size", "64", "--milestones", "1", "--device", "auto", *self.common()]
+                "--batch-size", "64", "--milestones", "1", "--device", "auto", *self.run_common()]
 
     def meta_args(self, model: str, *extra: str) -> list[str]:
         return ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(self.work / "pre" / model), "--shots", "1",
                 "--ways", str(self.ways), "--queries", str(self.queries), "--meta-batch", "4", "--save-every", "1",
-                "--device", self.device, *self.meta, *self.common(), *extra]
+                "--device", self.device, *self.meta, *self.run_common(), *extra]
 
 
 def metahyper(*args: str) -> None:
@@ -220,7 +226,8 @@ def step_torchrun(c: Check, nproc: int, stage: str) -> str:
     err = _max_state_error(out / "last.pt", single / "last.pt")
     if err > 1:
         raise RuntimeError(f"{nproc} process(es) differ from one: max |diff| = {err:.2f} x (atol + rtol |x|)")
-    return f"{'nccl' if c.device == 'cuda' else 'gloo'}: max diff {err:.2g} x tolerance"
+    group = "one process, no process group" if nproc == 1 else f"{'nccl' if c.device == 'cuda' else 'gloo'}, {nproc} processes"
+    return f"{group}: max diff {err:.2g} x tolerance"
 
 
 def _even_batch(c: Check) -> int:
