@@ -17,7 +17,7 @@ Writes ``tieredimagenet/{split}_data.hdf5`` with one dataset per class at ``data
 (n, 84, 84, 3), or with ``encoded=True`` as the release's PNG bytes (torchmeta's own storage);
 docs/datasets.md compares the two. Class checks: 351 / 97 / 160 classes in 20 / 6 / 8 categories;
 train and val equal the shipped lists ``datasets/splits/tieredimagenet/{train,val}.csv``
-(Ren et al.'s ``specific,general`` rows); test classes appear in neither.
+and ``test.csv`` (Ren et al.'s ``specific,general`` rows).
 """
 
 from __future__ import annotations
@@ -44,9 +44,7 @@ FIX = "pass the tiered-imagenet release (tiered-imagenet.tar or its folder of *_
 
 
 def shipped_classes(split: str) -> dict[str, str]:
-    """Ren et al.'s ``{wnid: category wnid}`` of ``split`` (train, val); {} for test (not shipped)."""
-    if split == "test":
-        return {}
+    """Ren et al.'s ``{wnid: category wnid}`` of ``split``."""
     rows = [line.split(",") for line in read_split_file(f"tieredimagenet/{split}.csv")]
     return {specific: general for specific, general in rows}
 
@@ -122,7 +120,6 @@ def _labels(release: _Release, split: str) -> tuple[np.ndarray, list[str], list[
 
 def _check_split(split: str, names: list[str], categories: np.ndarray, strict: bool, what: str) -> None:
     expected = shipped_classes(split)
-    others = {**shipped_classes("train"), **shipped_classes("val")} if split == "test" else {}
     problems = []
     if strict and len(names) != CLASSES[split]:
         problems.append(f"{len(names)} classes instead of {CLASSES[split]}")
@@ -135,9 +132,6 @@ def _check_split(split: str, names: list[str], categories: np.ndarray, strict: b
             problems.append(f"{len(extra)} classes not in Ren et al.'s {split} split (e.g. {', '.join(extra[:3])})")
         if missing:
             problems.append(f"{len(missing)} classes missing (e.g. {', '.join(missing[:3])})")
-    leaked = sorted(set(names) & set(others))
-    if leaked:
-        problems.append(f"{len(leaked)} train/val classes in test (e.g. {', '.join(leaked[:3])})")
     if problems:
         raise UserError(f"tieredImageNet {split} source {what}: {'; '.join(problems)}; {FIX}")
 
