@@ -82,14 +82,24 @@ def export_cmd(checkpoint: str, output: str) -> None:
 @click.option("--download", is_flag=True, help="Download the official archive (CIFAR; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
 @click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option("--image-size", type=int, default=32, show_default=True, help="glyphs only: image size.")
-def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int) -> None:
-    """Build the HDF5 cache of DATASET (torchmeta layout)."""
+@click.option("--image-size", type=int, default=None, help="glyphs: image size (default 32); folder: (default 84).")
+@click.option("--name", default=None, help="folder: the name the dataset is used by (--dataset NAME).")
+@click.option("--splits", type=click.Path(path_type=str), default=None,
+              help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.")
+@click.option("--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2).")
+@click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
+def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int | None,
+                **folder_options) -> None:
+    """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
-    options = {"image_size": image_size} if dataset == "glyphs" else {}
-    written = prepare(dataset, root=root, source=source, download=download, force=force, **options)
-    click.echo(f"{dataset}: wrote {len(written)} files under {written[0].parent.parent}")
+    given = {k: v for k, v in folder_options.items() if v is not None}
+    if dataset != "folder" and given:
+        raise UserError(f"--{'/--'.join(k.replace('_', '-') for k in given)} apply to `prepare folder` only")
+    options = {} if image_size is None or dataset not in ("glyphs", "folder") else {"image_size": image_size}
+    written = prepare(dataset, root=root, source=source, download=download, force=force, **options, **given)
+    shown = given["name"] if dataset == "folder" else dataset
+    click.echo(f"{shown}: wrote {len(written)} files under {written[0].parent.parent}")
 
 
 @main.command("datasets")
@@ -300,14 +310,19 @@ def meta_train_cmd(**options) -> None:
 @main.command("eval")
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
-    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
-    from metahyper.train.evaluate import evaluate
+    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
+    several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
+    from metahyper.train import evaluate
 
-    _, result = _run(EvalConfig, options, evaluate)
+    def stage(cfg: EvalConfig, ctx) -> Any:
+        return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
+
+    _, result = _run(EvalConfig, options, stage)
     if result is None:
         return
     click.echo(result.line())
-    click.echo(f"wrote {result.settings['output']}")
+    written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
+    click.echo(f"wrote {', '.join(written)}")
 
 
 @main.command("movement-plot")

@@ -8,6 +8,9 @@ Layouts (see ``DESIGN.md``, "Datasets"):
       <root>/<folder>/<split>_data.hdf5     one uint8 dataset (n, H, W, 3) per class at datasets/<class>
       <root>/<folder>/<split>_labels.json   list of class names (torchmeta: sorted wnids)
 
+  User datasets (``metahyper prepare folder``) use it too, in ``<root>/<name>/`` beside a
+  ``manifest.json`` that registers the name (:mod:`metahyper.data.manifest`).
+
 * torchmeta's CIFAR-100 layout, used by ``fc100`` (and read for torchmeta's ``cifar-fs``)::
 
       <root>/cifar100/data.hdf5                 datasets <coarse_name>/<fine_name>, (600, 32, 32, 3) uint8
@@ -15,8 +18,8 @@ Layouts (see ``DESIGN.md``, "Datasets"):
       <root>/cifar100/<fc100|cifar-fs>/<split>_labels.json   [[coarse_name, fine_name], ...]
 
 Public API: :func:`default_root`, :func:`open_split` -> :class:`SplitData`, :func:`list_caches`,
-:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`
-(atomic, through :func:`metahyper.io.atomic_files`).
+:func:`layout_for`, :func:`known_datasets`, :func:`splits_dir`, and for builders (from
+:mod:`metahyper.data.writing`) :func:`check_writable`, :func:`write_split`.
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
+from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest, find_manifests, read_manifest
+from metahyper.data.transforms import normalization_for
+from metahyper.data.writing import check_writable, write_classes_hdf5, write_split  # noqa: F401 (builders' import path)
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -45,6 +50,7 @@ class Layout:
     splits: tuple[str, ...]
     prepare: str  # the `metahyper prepare ...` command that (re)builds it
     labels_subfolder: str | None = None  # set for torchmeta's CIFAR-100 layout (fc100, cifar-fs)
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # user datasets: from the manifest
 
     @property
     def cifar_layout(self) -> bool:
@@ -75,12 +81,29 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-def layout_for(name: str) -> Layout:
-    """The :class:`Layout` of a dataset name, or a :class:`UserError` listing the known names."""
-    try:
+def user_layout(manifest: Manifest) -> Layout:
+    """The :class:`Layout` of a user dataset (per-split layout in ``<root>/<name>/``)."""
+    return Layout(manifest.name, manifest.name, manifest.splits, manifest.prepare,
+                  normalization=(manifest.mean, manifest.std))
+
+
+def known_datasets(root: str | Path | None = None) -> list[str]:
+    """Built-in dataset names, then the user datasets registered under ``root``."""
+    root = Path(root) if root is not None else default_root()
+    return [*LAYOUTS, *(n for n in find_manifests(root) if n not in LAYOUTS)]
+
+
+def layout_for(name: str, root: str | Path | None = None) -> Layout:
+    """The :class:`Layout` of a built-in dataset, or of a user dataset registered under ``root``
+    (default :func:`default_root`); else a one-line :class:`UserError` listing the known names."""
+    if name in LAYOUTS:
         return LAYOUTS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(LAYOUTS)}") from None
+    root = Path(root) if root is not None else default_root()
+    manifest = read_manifest(root, name) if NAME_PATTERN.fullmatch(name) else None
+    if manifest is None:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets(root))} (under {root}; "
+                        "a folder of class subfolders becomes one with `metahyper prepare folder --source DIR --name NAME`)")
+    return user_layout(manifest)
 
 
 def _checkout_dir() -> Path | None:
@@ -261,6 +284,11 @@ class SplitData:
     def in_memory(self) -> bool:
         return self._ram is not None
 
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ``(mean, std)`` of the dataset (a user dataset's from its manifest)."""
+        return self.layout.normalization or normalization_for(self.name)
+
     def images_per_class(self, c: int) -> int:
         return self._counts[c]
 
@@ -319,8 +347,8 @@ class SplitData:
 
 def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:
     """Open split ``split`` of dataset ``name`` from the cache root (default :func:`default_root`)."""
-    layout = layout_for(name)
-    return SplitData(layout, split, Path(root) if root is not None else default_root(), in_memory=in_memory)
+    root = Path(root) if root is not None else default_root()
+    return SplitData(layout_for(name, root), split, root, in_memory=in_memory)
 
 
 @dataclass
@@ -340,7 +368,14 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
     """Every cache found under ``root`` (ours or torchmeta's), each opened and validated."""
     root = Path(root) if root is not None else default_root()
     rows = []
-    for layout in LAYOUTS.values():
+    layouts = list(LAYOUTS.values())
+    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        if path.parent.name not in LAYOUTS:
+            try:
+                layouts.append(layout_for(path.parent.name, root))
+            except UserError as err:  # a broken manifest: one row that says so
+                rows.append(CacheInfo(path.parent.name, "-", path, error=str(err)))
+    for layout in layouts:
         for split in layout.splits:
             found = layout.labels_file(root, split).exists() or (
                 not layout.cifar_layout and layout.data_file(root, split).exists()  # cifar data.hdf5 is shared
@@ -360,33 +395,3 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.error = str(err)
             rows.append(info)
     return rows
-
-
-# --------------------------------------------------------------------------------------------------
-# writing
-
-
-def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
-    """Refuse to overwrite existing cache files unless ``force`` (checked before any work starts)."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
-
-
-def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
-    """Write one uint8 (n, H, W, 3) dataset per ``(key, array)``; keys may contain '/' (groups)."""
-    with h5py.File(path, "w") as f:
-        for key, array in items:
-            f.create_dataset(key, data=np.ascontiguousarray(array, dtype=np.uint8))
-            if progress is not None:
-                progress.update(1)
-
-
-def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
-    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically."""
-    data_path = root / folder / f"{split}_data.hdf5"
-    labels_path = root / folder / f"{split}_labels.json"
-    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
-        write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
-        write_json(tmp_labels, labels)
