@@ -17,31 +17,9 @@ from metahyper.data.sources.folder import MIN_IMAGES, ratio_splits
 from metahyper.errors import UserError
 
 
-def make_folder(path: Path, counts: dict[str, int], seed: int = 0) -> Path:
-    """``path/<class>/<i>.<ext>``: small images of varied size, mode and format, plus files to ignore."""
-    rng = np.random.default_rng(seed)
-    for c, n in counts.items():
-        (path / c).mkdir(parents=True)
-        for i in range(n):
-            h, w = rng.integers(6, 14, size=2)
-            pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-            image = Image.fromarray(pixels)
-            kind = i % 3
-            if kind == 0:
-                image.save(path / c / f"{i}.png")
-            elif kind == 1:
-                image.convert("L").save(path / c / f"{i}.JPG", quality=95)  # grayscale, upper-case extension
-            else:
-                image.convert("RGBA").save(path / c / f"{i}.webp")
-        (path / c / "notes.txt").write_text("not an image")
-        (path / c / ".hidden.png").write_bytes(b"")
-    (path / "README").write_text("a file beside the class folders is ignored")
-    return path
-
-
 @pytest.fixture
-def source(tmp_path) -> Path:
-    return make_folder(tmp_path / "src", {f"class{i}": 3 + i % 2 for i in range(5)})
+def source(tmp_path, image_folder) -> Path:
+    return image_folder(tmp_path / "src", {f"class{i}": 3 + i % 2 for i in range(5)})
 
 
 def build(root, source, **kw) -> list[Path]:
@@ -118,7 +96,7 @@ def test_bad_split_file_is_one_line(tmp_path, source, splits, message):
     assert not (tmp_path / "data").exists()  # refused before anything was written
 
 
-def test_bad_input_is_refused_before_work(tmp_path, source):
+def test_bad_input_is_refused_before_work(tmp_path, source, image_folder):
     root = tmp_path / "data"
     cases = [
         (dict(name="fc100"), "taken by a built-in dataset"),
@@ -138,7 +116,7 @@ def test_bad_input_is_refused_before_work(tmp_path, source):
         build(root, tmp_path / "empty")
     with pytest.raises(UserError, match="does not exist"):
         build(root, tmp_path / "missing")
-    few = make_folder(tmp_path / "few", {"a": 3, "b": 1, "c": 0, "d": 4})
+    few = image_folder(tmp_path / "few", {"a": 3, "b": 1, "c": 0, "d": 4})
     with pytest.raises(UserError, match=f"class b .* has 1 images \\(and 1 more classes under {MIN_IMAGES}\\)"):
         build(root, few, split_ratios="1,0,0")
     assert not root.exists()
