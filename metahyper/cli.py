@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
+from metahyper.config import IMAGENET_RECIPE, DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
@@ -264,10 +264,17 @@ def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] |
 # (metahyper.train.distributed); only rank 0 prints and writes.
 
 
-def _cifar_eval_split(values: dict, given: set) -> None:
-    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise."""
+def _pretrain_defaults(values: dict, given: set) -> None:
+    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise;
+    ImageNet takes :data:`~metahyper.config.IMAGENET_RECIPE` for every option not given and still
+    at its (CIFAR recipe) default."""
     if "eval_split" not in given and values.get("eval_split") is None and values["dataset"] in ("cifar10", "cifar100"):
         values["eval_split"] = "test"
+    if values["dataset"] == "imagenet":
+        defaults = {s.name: s.default for s in specs(PretrainConfig)}
+        for name, value in IMAGENET_RECIPE.items():
+            if name not in given and values.get(name, defaults[name]) == defaults[name]:
+                values[name] = value
 
 
 def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable | None = None) -> tuple[Any, Any]:
@@ -285,7 +292,7 @@ def pretrain_cmd(**options) -> None:
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
     from metahyper.train.pretrain import pretrain
 
-    cfg, summary = _run(PretrainConfig, options, pretrain, _cifar_eval_split)
+    cfg, summary = _run(PretrainConfig, options, pretrain, _pretrain_defaults)
     if summary is None:
         return
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]

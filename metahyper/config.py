@@ -18,11 +18,16 @@ import torch
 from metahyper.data.cache import LAYOUTS, SPLITS, layout_for
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
-from metahyper.models import GROUPS
+from metahyper.models import GROUPS, STEMS
 from metahyper.options import Options, option, required
 
 DATASETS = tuple(LAYOUTS)  # built-in; user datasets (`prepare folder`) are found under the data root
 PRETRAIN_ONLY = ("imagenet",)  # read from an ImageNet folder by torchvision (metahyper.data.imagenet)
+# `pretrain --dataset imagenet` defaults (the CLI applies them to options left at the CIFAR
+# defaults). Section 5.2: SGD, 100 epochs, momentum 0.9, lr 0.1 divided by 10 every 30 epochs;
+# its weight decay reads "x10^-4" (the digit is lost in our copy of the text): 1e-4, He et al.
+# (2016)'s, whose architecture it uses. Batch 256: He et al.'s too (the paper gives none).
+IMAGENET_RECIPE = {"epochs": 100, "milestones": [30, 60, 90], "gamma": 0.1, "weight_decay": 1e-4, "batch_size": 256}
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 
@@ -111,6 +116,8 @@ class PretrainConfig(Options):
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
     embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.")
+    stem: str | None = option(None, "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
+                                    "default: imagenet for --dataset imagenet, else cifar.", choices=tuple(STEMS))
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
@@ -137,9 +144,16 @@ class PretrainConfig(Options):
 
     stage = "pretrain"
 
+    @property
+    def model_stem(self) -> str:
+        """``stem``, or by dataset when unset: imagenet for ImageNet, cifar otherwise."""
+        return self.stem or ("imagenet" if self.dataset == "imagenet" else "cifar")
+
     def validate(self) -> None:
         super().validate()
         check_dataset("--dataset", self.dataset, self.data_root, also=PRETRAIN_ONLY)
+        if self.dataset == "imagenet" and self.data_root is None:
+            raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
         if self.val_fraction >= 1:
             raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
