@@ -122,7 +122,7 @@ class PretrainConfig(Options):
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
     val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
-    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's).")
+    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's; imagenet: crops of 224).")
     epochs: int = option(200, "Training epochs.", min=1)
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
@@ -223,9 +223,10 @@ class EvalConfig(Options):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
     ``dataset`` and ``shots`` are lists (a single name or number, or a comma-separated string of
     names, is turned into one): several give the cross-domain matrix, one evaluation per
-    (dataset, shots) pair (:func:`metahyper.train.evaluate.evaluate_matrix`). ``method``: ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a
-    fresh N-way linear head fitted on the support set: the pretrain-only baseline), ``auto``
-    (maml for meta-trained checkpoints, linear for pretrained ones)."""
+    (dataset, shots) pair (:func:`metahyper.train.evaluate.evaluate_matrix`). ``method``:
+    ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a fresh N-way
+    linear head fitted on the support set: the pretrain-only baseline), ``auto`` (maml for
+    meta-trained checkpoints, linear for pretrained ones)."""
 
     checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
     dataset: list[str] = dataset_opt("Datasets whose --split classes make the episodes, comma-separated (several: one "

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -158,8 +159,8 @@ def load_image(path: Path, size: int) -> np.ndarray:
 
 
 def _command(source: Path, name: str, splits: str | Path | None, ratios, seed: int, image_size: int) -> str:
-    how = f"--splits {splits}" if splits is not None else f"--split-ratios {','.join(map(str, ratios))} --seed {seed}"
-    return f"metahyper prepare folder --source {source} --name {name} {how} --image-size {image_size}"
+    how = f"--splits {shlex.quote(str(splits))}" if splits is not None else f"--split-ratios {','.join(map(str, ratios))} --seed {seed}"
+    return f"metahyper prepare folder --source {shlex.quote(str(source))} --name {name} {how} --image-size {image_size}"
 
 
 def build_folder(
@@ -169,7 +170,7 @@ def build_folder(
     name: str | None = None,
     splits: str | Path | None = None,
     split_ratios: str | Sequence[float] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     image_size: int = 84,
     progress: bool = True,
 ) -> list[Path]:
@@ -178,8 +179,9 @@ def build_folder(
     name = check_name(name)
     if image_size < 1:
         raise UserError(f"--image-size must be >= 1, got {image_size}")
-    if splits is not None and split_ratios is not None:
-        raise UserError("pass either --splits FILE or --split-ratios, not both")
+    if splits is not None and (split_ratios is not None or seed is not None):
+        raise UserError(f"pass either --splits FILE or --split-ratios{'/--seed' if seed is not None else ''}, not both")
+    seed = 0 if seed is None else seed
     ratios = parse_ratios(split_ratios) if split_ratios is not None else DEFAULT_RATIOS
     source = Path(source).expanduser()
     found = scan_source(source)

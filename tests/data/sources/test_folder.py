@@ -106,7 +106,8 @@ def test_bad_input_is_refused_before_work(tmp_path, source, image_folder):
         (dict(name=None), "needs --name"),
         (dict(split_ratios="0.5,0.2,0.2"), "sum to 0.9, not 1"),
         (dict(split_ratios="0.5,0.5"), "three fractions"),
-        (dict(split_ratios="1,0,0", splits=str(tmp_path)), "either --splits FILE or --split-ratios"),
+        (dict(split_ratios="1,0,0", splits=str(tmp_path)), "either --splits FILE or --split-ratios, not both"),
+        (dict(seed=1, splits=str(tmp_path)), "either --splits FILE or --split-ratios/--seed, not both"),
     ]
     for kw, message in cases:
         with pytest.raises(UserError, match=message):
@@ -161,7 +162,7 @@ def test_cli_prepare_datasets_and_every_config_know_the_name(tmp_path, source):
     PretrainConfig(dataset="mine", out="r", data_root=str(root))
     MetaTrainConfig(train="mine", test="mine", init="p", out="r", data_root=str(root))
     assert EvalConfig(checkpoint="c", dataset="mine,glyphs-b", shots=[1, 5], data_root=str(root)).dataset == ["mine", "glyphs-b"]
-    with pytest.raises(UserError, match=r"^--test: unknown dataset 'other'; known datasets: .*glyphs-b, mine \(under"):
+    with pytest.raises(UserError, match=r"^--test: unknown dataset 'other'; known datasets: fc100, .*, mine \(under"):
         MetaTrainConfig(train="mine", test="other", init="p", out="r", data_root=str(root))
     with pytest.raises(UserError, match="^--dataset: unknown dataset 'mine'"):
         PretrainConfig(dataset="mine", out="r", data_root=str(tmp_path / "elsewhere"))
