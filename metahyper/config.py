@@ -154,6 +154,8 @@ class PretrainConfig(Options):
         check_dataset("--dataset", self.dataset, self.data_root, also=PRETRAIN_ONLY)
         if self.dataset == "imagenet" and self.data_root is None:
             raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
+        if self.dataset == "imagenet" and self.eval_split is not None:
+            raise UserError("--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out")
         if self.val_fraction >= 1:
             raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:

@@ -58,6 +58,8 @@ def test_imagenet_defaults_and_bad_folders(tmp_path, imagenet, monkeypatch):
     assert (seen[-1].epochs, seen[-1].weight_decay, seen[-1].model_stem) == (200, 5e-4, "cifar")  # CIFAR recipe
     with pytest.raises(UserError, match="^--dataset imagenet needs --data-root DIR"):
         PretrainConfig(dataset="imagenet", out="r")
+    with pytest.raises(UserError, match="^--eval-split does not apply to --dataset imagenet"):
+        PretrainConfig(dataset="imagenet", out="r", data_root=str(imagenet), eval_split="test")
     # bad folders: one line, exit 2, before a model is built
     (imagenet / "val" / "n01484850").rename(imagenet / "val" / "n99999999")
     monkeypatch.undo()

@@ -47,7 +47,7 @@ from metahyper.io import atomic_files, write_json
 
 MIN_IMAGES = 2
 DEFAULT_RATIOS = (0.64, 0.16, 0.2)
-RESERVED = ("imagenet", "folder")  # names with another meaning on the command line
+RESERVED = ("imagenet",)  # `pretrain --dataset imagenet` reads an ImageNet folder (metahyper.data.imagenet)
 
 
 def check_name(name: str | None) -> str:
