@@ -199,8 +199,8 @@ def build_folder(
     outputs = [folder / f"{s}_{x}" for s in chosen for x in ("data.hdf5", "labels.json")] + [folder / MANIFEST]
     check_writable(outputs, force, name)
     stats_split = "train" if "train" in chosen else None
-    total = np.zeros(3)
-    squares = np.zeros(3)
+    total = np.zeros(3, dtype=np.uint64)  # exact integer sums of the 0-255 values and their squares
+    squares = np.zeros(3, dtype=np.uint64)
     pixels = 0
     with atomic_files(outputs) as tmps:
         for i, (split, classes) in enumerate(chosen.items()):
@@ -214,13 +214,13 @@ def build_folder(
                         bar.update(1)
                     f.create_dataset(f"datasets/{c}", data=images)
                     if stats_split in (None, split):
-                        x = images.reshape(-1, 3).astype(np.float64) / 255.0
-                        total += x.sum(0)
-                        squares += np.square(x).sum(0)
+                        x = images.reshape(-1, 3)
+                        total += x.sum(0, dtype=np.uint64)
+                        squares += np.square(x, dtype=np.uint32).sum(0, dtype=np.uint64)
                         pixels += len(x)
             write_json(tmp_labels, sorted(classes))
-        mean = total / pixels
-        std = np.sqrt(np.maximum(squares / pixels - mean**2, 0.0))
+        mean = total / (255.0 * pixels)
+        std = np.sqrt(np.maximum(squares / (255.0**2 * pixels) - mean**2, 0.0))
         manifest = Manifest(
             name=name, splits=tuple(chosen), image_size=image_size,
             mean=tuple(round(float(v), 6) for v in mean), std=tuple(round(max(float(v), 1e-6), 6) for v in std),
