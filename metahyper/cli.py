@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
+from metahyper.config import IMAGENET_RECIPE, DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
@@ -82,20 +82,24 @@ def export_cmd(checkpoint: str, output: str) -> None:
 @click.option("--download", is_flag=True, help="Download the official archive (CIFAR, Omniglot, CUB; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
 @click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option("--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84): image side in pixels.")
+@click.option("--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84), folder (84): image side in pixels.")
 @click.option("--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes.")
 @click.option("--encoded", is_flag=True, help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.")
-def prepare_cmd(
-    dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int | None,
-    rotations: bool, encoded: bool,
-) -> None:
-    """Build the HDF5 cache of DATASET (torchmeta layout)."""
+@click.option("--name", default=None, help="folder: the name the dataset is used by (--dataset NAME).")
+@click.option("--splits", type=click.Path(path_type=str), default=None,
+              help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.")
+@click.option("--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2).")
+@click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
+def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, rotations: bool, encoded: bool,
+                **options) -> None:
+    """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
-    given = {"image_size": image_size, "rotations": rotations or None, "encoded": encoded or None}
-    options = {k: v for k, v in given.items() if v is not None}
-    written = prepare(dataset, root=root, source=source, download=download, force=force, **options)
-    click.echo(f"{dataset}: wrote {len(written)} files under {written[0].parent.parent}")
+    given = {**options, "rotations": rotations or None, "encoded": encoded or None}
+    written = prepare(dataset, root=root, source=source, download=download, force=force,
+                      **{k: v for k, v in given.items() if v is not None})
+    shown = options["name"] if dataset == "folder" else dataset
+    click.echo(f"{shown}: wrote {len(written)} files under {written[0].parent.parent}")
 
 
 @main.command("datasets")
@@ -260,10 +264,17 @@ def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] |
 # (metahyper.train.distributed); only rank 0 prints and writes.
 
 
-def _cifar_eval_split(values: dict, given: set) -> None:
-    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise."""
+def _pretrain_defaults(values: dict, given: set) -> None:
+    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise;
+    ImageNet takes :data:`~metahyper.config.IMAGENET_RECIPE` for every option not given and still
+    at its (CIFAR recipe) default."""
     if "eval_split" not in given and values.get("eval_split") is None and values["dataset"] in ("cifar10", "cifar100"):
         values["eval_split"] = "test"
+    if values["dataset"] == "imagenet":
+        defaults = {s.name: s.default for s in specs(PretrainConfig)}
+        for name, value in IMAGENET_RECIPE.items():
+            if name not in given and values.get(name, defaults[name]) == defaults[name]:
+                values[name] = value
 
 
 def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable | None = None) -> tuple[Any, Any]:
@@ -281,7 +292,7 @@ def pretrain_cmd(**options) -> None:
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
     from metahyper.train.pretrain import pretrain
 
-    cfg, summary = _run(PretrainConfig, options, pretrain, _cifar_eval_split)
+    cfg, summary = _run(PretrainConfig, options, pretrain, _pretrain_defaults)
     if summary is None:
         return
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
@@ -306,14 +317,19 @@ def meta_train_cmd(**options) -> None:
 @main.command("eval")
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
-    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
-    from metahyper.train.evaluate import evaluate
+    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
+    several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
+    from metahyper.train import evaluate
 
-    _, result = _run(EvalConfig, options, evaluate)
+    def stage(cfg: EvalConfig, ctx) -> Any:
+        return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
+
+    _, result = _run(EvalConfig, options, stage)
     if result is None:
         return
     click.echo(result.line())
-    click.echo(f"wrote {result.settings['output']}")
+    written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
+    click.echo(f"wrote {', '.join(written)}")
 
 
 @main.command("movement-plot")

@@ -15,15 +15,37 @@ from dataclasses import dataclass
 
 import torch
 
-from metahyper.data.cache import LAYOUTS, SPLITS
+from metahyper.data.cache import LAYOUTS, SPLITS, layout_for
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
-from metahyper.models import GROUPS
+from metahyper.models import GROUPS, STEMS
 from metahyper.options import Options, option, required
 
-DATASETS = tuple(LAYOUTS)
+DATASETS = tuple(LAYOUTS)  # built-in; user datasets (`prepare folder`) are found under the data root
+PRETRAIN_ONLY = ("imagenet",)  # read from an ImageNet folder by torchvision (metahyper.data.imagenet)
+# `pretrain --dataset imagenet` defaults (the CLI applies them to options left at the CIFAR
+# defaults). Section 5.2: SGD, 100 epochs, momentum 0.9, lr 0.1 divided by 10 every 30 epochs;
+# its weight decay reads "x10^-4" (the digit is lost in our copy of the text): 1e-4, He et al.
+# (2016)'s, whose architecture it uses. Batch 256: He et al.'s too (the paper gives none).
+IMAGENET_RECIPE = {"epochs": 100, "milestones": [30, 60, 90], "gamma": 0.1, "weight_decay": 1e-4, "batch_size": 256}
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
+
+
+def check_dataset(label: str, name: str, data_root: str | None, also: tuple[str, ...] = ()) -> None:
+    """A one-line :class:`UserError` (naming the option) unless ``name`` is a built-in dataset, one
+    registered under the data root (:func:`metahyper.data.cache.layout_for`) or one of ``also``."""
+    if name in also:
+        return
+    try:
+        layout_for(name, data_root)
+    except UserError as err:
+        more = f"; also {', '.join(also)}" if also else ""
+        raise UserError(f"{label}: {err}{more}") from None
+
+
+def dataset_opt(help: str, **kw):
+    return required(f"{help} A built-in ({', '.join(DATASETS)}) or a user dataset (`prepare folder`).", **kw)
 
 
 # Fields shared by several stages: one definition each.
@@ -86,7 +108,7 @@ class PretrainConfig(Options):
     SGD momentum 0.9, lr 0.1, batch 128, 200 epochs, lr x0.2 at 60/120/160; weight decay 5e-4 on
     plain weights, L2 6.25e-5 on generated weights, none on embeddings/hypernetworks)."""
 
-    dataset: str = required("Dataset whose --split classes are learned.", choices=DATASETS)
+    dataset: str = dataset_opt("Dataset whose --split classes are learned (or imagenet: --data-root holds its train/ and val/).")
     out: str = out_opt()
     model: str = option("wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True)
     variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
@@ -94,11 +116,13 @@ class PretrainConfig(Options):
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
     embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.")
+    stem: str | None = option(None, "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
+                                    "default: imagenet for --dataset imagenet, else cifar.", choices=tuple(STEMS))
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
     val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
-    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's).")
+    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's; imagenet: crops of 224).")
     epochs: int = option(200, "Training epochs.", min=1)
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
@@ -120,8 +144,18 @@ class PretrainConfig(Options):
 
     stage = "pretrain"
 
+    @property
+    def model_stem(self) -> str:
+        """``stem``, or by dataset when unset: imagenet for ImageNet, cifar otherwise."""
+        return self.stem or ("imagenet" if self.dataset == "imagenet" else "cifar")
+
     def validate(self) -> None:
         super().validate()
+        check_dataset("--dataset", self.dataset, self.data_root, also=PRETRAIN_ONLY)
+        if self.dataset == "imagenet" and self.data_root is None:
+            raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
+        if self.dataset == "imagenet" and self.eval_split is not None:
+            raise UserError("--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out")
         if self.val_fraction >= 1:
             raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
@@ -138,8 +172,8 @@ class MetaTrainConfig(Options):
     (hyper: inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything
     in both)."""
 
-    train: str = required("Dataset whose train split gives the meta-training tasks.", choices=DATASETS)
-    test: str = required("Dataset whose val split validates (cross-domain: another dataset).", choices=DATASETS)
+    train: str = dataset_opt("Dataset whose train split gives the meta-training tasks.")
+    test: str = dataset_opt("Dataset whose val split validates (cross-domain: another dataset).")
     init: str = required("Pretrain run directory or checkpoint.", path="any")
     out: str = out_opt()
     ways: int = ways_opt()
@@ -180,17 +214,27 @@ class MetaTrainConfig(Options):
 
     stage = "meta-train"
 
+    def validate(self) -> None:
+        super().validate()
+        check_dataset("--train", self.train, self.data_root)
+        check_dataset("--test", self.test, self.data_root)
+
 
 @dataclass
 class EvalConfig(Options):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
-    ``method``: ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a
-    fresh N-way linear head fitted on the support set: the pretrain-only baseline), ``auto``
-    (maml for meta-trained checkpoints, linear for pretrained ones)."""
+    ``dataset`` and ``shots`` are lists (a single name or number, or a comma-separated string of
+    names, is turned into one): several give the cross-domain matrix, one evaluation per
+    (dataset, shots) pair (:func:`metahyper.train.evaluate.evaluate_matrix`). ``method``:
+    ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a fresh N-way
+    linear head fitted on the support set: the pretrain-only baseline), ``auto`` (maml for
+    meta-trained checkpoints, linear for pretrained ones)."""
 
     checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
-    dataset: str = required("Dataset whose --split classes make the episodes.", choices=DATASETS)
-    shots: int = shots_opt(required=True)
+    dataset: list[str] = dataset_opt("Datasets whose --split classes make the episodes, comma-separated (several: one "
+                                     "table, a row per dataset).")
+    shots: list[int] = option([1], "Support images per class (K-shot), comma-separated (several: a column each).", min=1,
+                              required=True)
     ways: int = ways_opt()
     queries: int = queries_opt()
     episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
@@ -212,6 +256,25 @@ class EvalConfig(Options):
     progress: bool = quiet_opt()
 
     stage = "eval"
+
+    @property
+    def single(self) -> bool:
+        """One dataset and one shot count: :func:`~metahyper.train.evaluate.evaluate`'s case."""
+        return len(self.dataset) == 1 and len(self.shots) == 1
+
+    def validate(self) -> None:
+        if isinstance(self.dataset, str):
+            self.dataset = [name for name in self.dataset.split(",") if name]
+        if isinstance(self.shots, int) and not isinstance(self.shots, bool):
+            self.shots = [self.shots]
+        super().validate()
+        for label, values in (("--dataset", self.dataset), ("--shots", self.shots)):
+            if not values:
+                raise UserError(f"{label} needs at least one value")
+            if len(set(values)) != len(values):
+                raise UserError(f"{label} lists a value twice ({','.join(map(str, values))}); list each once")
+        for name in self.dataset:
+            check_dataset("--dataset", name, self.data_root)
 
 
 @dataclass

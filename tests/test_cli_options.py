@@ -127,7 +127,11 @@ def test_eval_config_from_an_eval_result(built, tmp_path):
     result = tmp_path / "eval.json"
     result.write_text(json.dumps({"mean": 0.5, "accuracies": [0.5], "config": config_dict(stored)}))
     cfg = built("eval", "--config", str(result), "--seed", "4")
-    assert (cfg.checkpoint, cfg.dataset, cfg.shots, cfg.episodes, cfg.seed) == ("runs/meta", "glyphs-b", 5, 50, 4)
+    assert (cfg.checkpoint, cfg.dataset, cfg.shots, cfg.episodes, cfg.seed) == ("runs/meta", ["glyphs-b"], [5], 50, 4)
+    # a single evaluation stores its dataset and shots as scalars (as results always did)
+    result.write_text(json.dumps({"config": {**config_dict(stored), "dataset": "glyphs-a", "shots": 1}}))
+    cfg = built("eval", "--config", str(result))
+    assert (cfg.dataset, cfg.shots, cfg.single) == (["glyphs-a"], [1], True)
 
 
 @pytest.mark.parametrize("content, expected", [

@@ -4,7 +4,8 @@ Public API::
 
     default_root() -> Path                      # $METAHYPER_DATA, <checkout>/datasets/data, ~/.metahyper/data
     open_split(name, split, root=None, in_memory=False) -> SplitData
-        # name: any key of LAYOUTS (fc100 cifar-fs miniimagenet tieredimagenet cub omniglot cifar10 ...)
+        # name: any key of LAYOUTS (fc100 cifar-fs miniimagenet tieredimagenet cub omniglot cifar10 ...),
+        # or a user dataset built by prepare("folder", source=DIR, name=NAME) (its manifest.json)
     SplitData: .name .split .classes .num_classes .images_per_class(c) .image_size (H, W)
                .read(c, indices) -> uint8 (n, H, W, 3)  .read_many(classes, indices)  .load_into_memory()
     EpisodeSampler(data, ways, shots, queries, seed=0, image_size=None, normalization=None,
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from metahyper.data.cache import LAYOUTS, CacheInfo, SplitData, default_root, list_caches, open_split
+from metahyper.data.cache import LAYOUTS, CacheInfo, SplitData, default_root, known_datasets, layout_for, list_caches, open_split
 from metahyper.data.classification import ClassificationData, cifar_standard
 from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng, meta_batches
 from metahyper.data.transforms import normalization_for, random_crop_flip, resize, to_tensor
@@ -74,6 +75,7 @@ BUILDERS: dict[str, Builder] = {
     ),
     "cub": Builder("cub:build_cub", "CUB_200_2011.tgz or its extracted folder", download=True),
     "glyphs": Builder("glyphs:build_glyphs", ""),
+    "folder": Builder("folder:build_folder", "a folder with one subfolder of images per class"),
 }
 PREPARABLE = tuple(BUILDERS)
 
@@ -91,6 +93,10 @@ def prepare(
     builder = BUILDERS.get(dataset)
     if builder is None:
         raise UserError(f"unknown dataset {dataset!r} to prepare; use one of {', '.join(PREPARABLE)}")
+    unknown = sorted(set(options) - set(builder.options()))
+    if unknown:
+        flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
+        raise UserError(f"{flags} does not apply to {dataset}; it takes {', '.join(builder.options()) or 'no options'}")
     root = Path(root).expanduser() if root is not None else default_root()
     if download and source is not None:
         raise UserError("pass either --download or --source, not both")
@@ -99,10 +105,6 @@ def prepare(
     if builder.source and source is None and not (download and builder.download):
         how = " or --download" if builder.download else f" ({dataset} cannot be downloaded automatically)"
         raise UserError(f"pass --source with {builder.source}{how}")
-    unknown = sorted(set(options) - set(builder.options()))
-    if unknown:
-        flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
-        raise UserError(f"{flags} does not apply to {dataset}; it takes {', '.join(builder.options()) or 'no options'}")
     if builder.source:
         options["source"] = source
     if builder.download:
@@ -112,6 +114,7 @@ def prepare(
 
 __all__ = [
     "BUILDERS", "LAYOUTS", "PREPARABLE", "Builder", "CacheInfo", "ClassificationData", "Episode", "EpisodeSampler", "SplitData",
-    "cifar_standard", "default_root", "episode_rng", "list_caches", "meta_batches", "normalization_for",
+    "cifar_standard", "default_root", "episode_rng", "known_datasets", "layout_for", "list_caches", "meta_batches",
+    "normalization_for",
     "open_split", "prepare", "random_crop_flip", "resize", "to_tensor",
 ]

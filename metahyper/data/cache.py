@@ -8,6 +8,9 @@ Layouts (see ``DESIGN.md``, "Datasets"):
       <root>/<folder>/<split>_data.hdf5     one dataset per class at datasets/<class>
       <root>/<folder>/<split>_labels.json   list of class names (torchmeta: sorted wnids)
 
+  User datasets (``metahyper prepare folder``) use it too, in ``<root>/<name>/`` beside a
+  ``manifest.json`` that registers the name (:mod:`metahyper.data.manifest`).
+
 * torchmeta's CIFAR-100 layout, used by ``fc100`` and ``cifar-fs``::
 
       <root>/cifar100/data.hdf5                 datasets <coarse_name>/<fine_name>, (600, 32, 32, 3) uint8
@@ -21,8 +24,9 @@ Layouts (see ``DESIGN.md``, "Datasets"):
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`default_root`,
-:func:`open_split` -> :class:`SplitData`, :func:`list_caches`, :func:`splits_dir`,
-:func:`read_split_file`; builders' writers are :mod:`metahyper.data.storage`'s, re-exported here.
+:func:`open_split` -> :class:`SplitData`, :func:`list_caches`, :func:`layout_for`,
+:func:`known_datasets`, :func:`splits_dir`, :func:`read_split_file`; builders' writers are
+:mod:`metahyper.data.storage`'s, re-exported here.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from typing import Sequence
 import h5py
 import numpy as np
 
+from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest, find_manifests, read_manifest
 from metahyper.data.storage import check_writable, storage_kind, to_rgb, write_classes_hdf5, write_split  # noqa: F401
+from metahyper.data.transforms import normalization_for
 from metahyper.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -55,6 +61,7 @@ class Layout:
     # encoded (JPEG/PNG bytes) classes are decoded and fitted to this size (storage.fit_image)
     decode_size: int | None = None
     decode_crop: float = 1.0
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # user datasets: from the manifest
 
     @property
     def grouped(self) -> bool:
@@ -91,12 +98,29 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
-def layout_for(name: str) -> Layout:
-    """The :class:`Layout` of a dataset name, or a :class:`UserError` listing the known names."""
-    try:
+def user_layout(manifest: Manifest) -> Layout:
+    """The :class:`Layout` of a user dataset (per-split layout in ``<root>/<name>/``)."""
+    return Layout(manifest.name, manifest.name, manifest.splits, manifest.prepare,
+                  normalization=(manifest.mean, manifest.std))
+
+
+def known_datasets(root: str | Path | None = None) -> list[str]:
+    """Built-in dataset names, then the user datasets registered under ``root``."""
+    root = Path(root) if root is not None else default_root()
+    return [*LAYOUTS, *(n for n in find_manifests(root) if n not in LAYOUTS)]
+
+
+def layout_for(name: str, root: str | Path | None = None) -> Layout:
+    """The :class:`Layout` of a built-in dataset, or of a user dataset registered under ``root``
+    (default :func:`default_root`); else a one-line :class:`UserError` listing the known names."""
+    if name in LAYOUTS:
         return LAYOUTS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(LAYOUTS)}") from None
+    root = Path(root) if root is not None else default_root()
+    manifest = read_manifest(root, name) if NAME_PATTERN.fullmatch(name) else None
+    if manifest is None:
+        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets(root))} (under {root}; "
+                        "a folder of class subfolders becomes one with `metahyper prepare folder --source DIR --name NAME`)")
+    return user_layout(manifest)
 
 
 def _checkout_dir() -> Path | None:
@@ -297,6 +321,11 @@ class SplitData:
     def in_memory(self) -> bool:
         return self._ram is not None
 
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ``(mean, std)`` of the dataset (a user dataset's from its manifest)."""
+        return self.layout.normalization or normalization_for(self.name)
+
     def images_per_class(self, c: int) -> int:
         return self._counts[c]
 
@@ -356,8 +385,8 @@ class SplitData:
 
 def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:
     """Open split ``split`` of dataset ``name`` from the cache root (default :func:`default_root`)."""
-    layout = layout_for(name)
-    return SplitData(layout, split, Path(root) if root is not None else default_root(), in_memory=in_memory)
+    root = Path(root) if root is not None else default_root()
+    return SplitData(layout_for(name, root), split, root, in_memory=in_memory)
 
 
 @dataclass
@@ -377,7 +406,14 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
     """Every cache found under ``root`` (ours or torchmeta's), each opened and validated."""
     root = Path(root) if root is not None else default_root()
     rows = []
-    for layout in LAYOUTS.values():
+    layouts = list(LAYOUTS.values())
+    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        if path.parent.name not in LAYOUTS:
+            try:
+                layouts.append(layout_for(path.parent.name, root))
+            except UserError as err:  # a broken manifest: one row that says so
+                rows.append(CacheInfo(path.parent.name, "-", path, error=str(err)))
+    for layout in layouts:
         for split in layout.splits:
             found = layout.labels_file(root, split).exists() or (
                 not layout.grouped and layout.data_file(root, split).exists()  # a grouped data.hdf5 is shared

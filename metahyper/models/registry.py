@@ -13,14 +13,14 @@ Names: ``wrn-<depth>-<k>``, ``resnet-12``, ``resnet-18``, ``resnet-34`` and each
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 
 from metahyper.errors import UserError
 from metahyper.models.layers import HyperConv2d, HyperNetwork, embedding_init_std
-from metahyper.models.resnet import ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
+from metahyper.models.resnet import STEMS, ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class ModelConfig:
     d: int | None = None
     hyper_bias: bool = False
     embedding_seed: int = 0
+    stem: str = "cifar"  # a key of metahyper.models.resnet.STEMS
 
     @property
     def is_hyper(self) -> bool:
@@ -58,9 +59,10 @@ class ModelConfig:
     def label(self) -> str:
         """Human-readable name in the paper's style, e.g. ``Hyper-WRN-28-4 (1, C)``."""
         base = self.base_name.upper().replace("RESNET", "ResNet")
+        stem = ["ImageNet stem"] if self.stem == "imagenet" else []
         if not self.is_hyper:
-            return base
-        tags = [str(self.variant)] + (["C"] if self.compressed else [])
+            return f"{base} ({stem[0]})" if stem else base
+        tags = [str(self.variant)] + (["C"] if self.compressed else []) + stem
         return f"Hyper{'-' if base.startswith('WRN') else ''}{base} ({', '.join(tags)})"
 
 
@@ -128,14 +130,21 @@ def build_model(
     d: int | None = None,
     hyper_bias: bool = False,
     embedding_seed: int = 0,
+    stem: str = "cifar",
 ) -> ResNet:
-    """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``.
+    """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``;
+    ``stem="imagenet"``: He et al. (2016)'s 7x7 stride-2 stem with max-pool (ImageNet, Table 4).
 
     The returned model carries ``model.config`` (a :class:`ModelConfig`), ``model.hypernets``
     (empty for plain models) and ``model.reset_classifier(num_classes)``.
     """
-    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed)
+    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem)
     spec = arch_spec(config.base_name)
+    if stem not in STEMS:
+        raise UserError(f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
+    if spec.stem_width is None and stem != "cifar":
+        raise UserError(f"{config.base_name} has no stem; build it without stem={stem!r}")
+    spec = replace(spec, stem=STEMS[stem])
     if num_classes < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes}")
     if config.is_hyper:

@@ -17,6 +17,11 @@ and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state). Epoch ``e`
 training images in an order, and with augmentations, that depend only on ``(seed, e)``
 (:meth:`metahyper.data.ClassificationData.set_epoch`), so
 ``--resume`` after a kill ends with the same weights as an uninterrupted run (on CPU).
+
+``dataset="imagenet"`` (section 5.2, Table 4) trains on the ImageNet folder ``data_root``
+(:mod:`metahyper.data.imagenet`: ``train/`` with random-resized crops and flips, validated on
+``val/``; ``split``, ``eval_split``, ``val_fraction`` and ``augment`` do not apply) with the
+ImageNet stem by default.
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ class RatioMeter:
 
 @torch.no_grad()
 def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                            ctx: DistContext | None = None) -> tuple[float, float]:
+                            ctx: DistContext | None = None, num_workers: int = 0) -> tuple[float, float]:
     """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``; under torchrun each rank scores
     its shard and the sums are all-reduced, so every rank returns the single-process numbers."""
     ctx = ctx or DistContext(device=device)
@@ -108,7 +113,7 @@ def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.de
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
     part = Subset(dataset, shard(range(len(dataset)), ctx)) if ctx.distributed else dataset
-    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         out = model(x)
         sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum().double(),
@@ -129,7 +134,11 @@ def epoch_order(n: int, seed: int, epoch: int, ctx: DistContext) -> list[int]:
 
 def _datasets(cfg: PretrainConfig):
     from metahyper.data import ClassificationData, open_split
+    from metahyper.data.imagenet import IMAGE_SIZE, imagenet_folders
 
+    if cfg.dataset == "imagenet":
+        train, val = imagenet_folders(cfg.data_root, cfg.image_size or IMAGE_SIZE)
+        return train, train, val, cfg.image_size or IMAGE_SIZE
     data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
     held = None
     part, fraction = "all", 0.0
@@ -167,7 +176,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
-                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
+                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed, stem=cfg.model_stem).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
     optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
@@ -237,7 +246,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         loss_sum, correct, seen = all_reduce_sum(totals, ctx).tolist()  # over the ranks' shares of the epoch
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         if held is not None:
-            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx)
+            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx, num_workers=cfg.num_workers)
         row.update(meter.read())
         history.append(row)
         improved = held is not None and row["val_acc"] > best_val
@@ -261,7 +270,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             loader = _epoch_loader(train_set, cfg, cfg.epochs - 1, ctx)
         update_bn(loader, swa_model, device=device)  # global BatchNorm: the same statistics as one process
         averaged = swa_model.module
-        swa_val = classification_accuracy(averaged, held, device, ctx=ctx)[1] if held is not None else None
+        swa_val = classification_accuracy(averaged, held, device, ctx=ctx, num_workers=cfg.num_workers)[1] if held is not None else None
         summary["swa_val_acc"] = swa_val
         run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
         run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
