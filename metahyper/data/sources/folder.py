@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from metahyper.data.cache import LAYOUTS, SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
-from metahyper.data.storage import check_writable
+from metahyper.data.storage import check_writable, fit_image
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 
@@ -150,7 +150,7 @@ def load_image(path: Path, size: int) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale >= size
-                return np.asarray(image.convert("RGB").resize((size, size), Image.LANCZOS), dtype=np.uint8)
+                return fit_image(image, size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise UserError(f"image {path} has more pixels than PIL.Image.MAX_IMAGE_PIXELS allows ({err}); "
                         "shrink or remove it") from None
