@@ -25,7 +25,9 @@ from metahyper.train.distributed import distributed_session
 
 
 class _Group(click.Group):
-    """Click group that turns :class:`UserError` into a one-line message and exit code 2."""
+    """Click group that turns :class:`UserError` into a one-line message and exit code 2, and
+    Ctrl-C (KeyboardInterrupt) into one line and exit code 130 (click would print "Aborted!" and
+    exit 1; the commands' atomic writers have removed their temporary files by then)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -33,6 +35,9 @@ class _Group(click.Group):
         except UserError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted (Ctrl-C); files being written were left as they were before", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=_Group)
@@ -90,11 +95,16 @@ def export_cmd(checkpoint: str, output: str) -> None:
               help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.")
 @click.option("--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2).")
 @click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
+@click.option("--max-memory", type=float, default=None, help="glyphs: memory the build may use, in GB (default: what is available).")
 def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, rotations: bool, encoded: bool,
                 **options) -> None:
     """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
+    if options["max_memory"] is not None:
+        if options["max_memory"] <= 0:
+            raise UserError(f"--max-memory takes a positive number of GB, got {options['max_memory']}")
+        options["max_memory"] = int(options["max_memory"] * 2**30)
     given = {**options, "rotations": rotations or None, "encoded": encoded or None}
     written = prepare(dataset, root=root, source=source, download=download, force=force,
                       **{k: v for k, v in given.items() if v is not None})

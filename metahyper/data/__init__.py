@@ -89,7 +89,10 @@ def prepare(
     **options,
 ) -> list[Path]:
     """Build the cache of ``dataset`` (``metahyper prepare``) with its :data:`BUILDERS` entry;
-    returns the files written. Options the builder does not take are a :class:`UserError`."""
+    returns the files written. Options the builder does not take are a :class:`UserError`. Bad
+    input, a missing or broken source, too little disk or memory: a one-line :class:`UserError`,
+    raised before the expensive work where it can be known then; an existing cache is replaced as
+    a whole or not at all."""
     builder = BUILDERS.get(dataset)
     if builder is None:
         raise UserError(f"unknown dataset {dataset!r} to prepare; use one of {', '.join(PREPARABLE)}")
@@ -98,6 +101,8 @@ def prepare(
         flags = ", ".join("--" + o.replace("_", "-") for o in unknown)
         raise UserError(f"{flags} does not apply to {dataset}; it takes {', '.join(builder.options()) or 'no options'}")
     root = Path(root).expanduser() if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        raise UserError(f"cache root {root} is a file, not a folder; pass a folder as --root")
     if download and source is not None:
         raise UserError("pass either --download or --source, not both")
     if not builder.source and (download or source is not None):

@@ -24,9 +24,9 @@ Layouts (see ``DESIGN.md``, "Datasets"):
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`default_root`,
-:func:`open_split` -> :class:`SplitData`, :func:`list_caches`, :func:`layout_for`,
-:func:`known_datasets`, :func:`splits_dir`, :func:`read_split_file`; builders' writers are
-:mod:`metahyper.data.storage`'s, re-exported here.
+:func:`open_split` -> :class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at
+build time), :func:`layout_for`, :func:`known_datasets`, :func:`splits_dir`, :func:`read_split_file`;
+the builders' writers (:mod:`metahyper.data.writing`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ import h5py
 import numpy as np
 
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest, find_manifests, read_manifest
-from metahyper.data.storage import check_writable, storage_kind, to_rgb, write_classes_hdf5, write_split  # noqa: F401
+from metahyper.data.storage import storage_kind, to_rgb
 from metahyper.data.transforms import normalization_for
+from metahyper.data.writing import BuildCheck, check_writable, write_cache, write_classes_hdf5, write_split, write_splits  # noqa: F401
 from metahyper.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -131,13 +132,10 @@ def _checkout_dir() -> Path | None:
 
 def default_root() -> Path:
     """Cache root: ``$METAHYPER_DATA``, else ``<checkout>/datasets/data``, else ``~/.metahyper/data``."""
-    env = os.environ.get("METAHYPER_DATA")
+    env, checkout = os.environ.get("METAHYPER_DATA"), _checkout_dir()
     if env:
         return Path(env).expanduser()
-    checkout = _checkout_dir()
-    if checkout is not None:
-        return checkout / "datasets" / "data"
-    return Path.home() / ".metahyper" / "data"
+    return checkout / "datasets" / "data" if checkout is not None else Path.home() / ".metahyper" / "data"
 
 
 def splits_dir() -> Path:
@@ -148,10 +146,8 @@ def splits_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path
-    raise UserError(
-        f"split files not found (looked in {', '.join(map(str, candidates))}); "
-        "reinstall metahyper (`pip install -e .` from a checkout)"
-    )
+    raise UserError(f"split files not found (looked in {', '.join(map(str, candidates))}); "
+                    "reinstall metahyper (`pip install -e .` from a checkout)")
 
 
 def read_split_file(relative: str) -> list[str] | dict:
@@ -194,7 +190,8 @@ class SplitData:
             raise UserError(f"dataset {self.name} has no split {split!r}; use one of {', '.join(layout.splits)}")
         for path in (self.path, self.labels_path):
             if not path.is_file():
-                raise UserError(f"{self.name} {split}: missing cache file {path}; build it with `{layout.prepare}`")
+                fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
+                raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
         try:
             labels = json.loads(self.labels_path.read_text())
         except (OSError, ValueError) as err:
@@ -377,10 +374,8 @@ class SplitData:
         return np.stack([self.read(c, row) for c, row in zip(classes, indices)])
 
     def __repr__(self) -> str:
-        return (
-            f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
-            f"image_size={self.image_size}, in_memory={self.in_memory})"
-        )
+        return (f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
+                f"image_size={self.image_size}, in_memory={self.in_memory})")
 
 
 def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:
@@ -403,9 +398,12 @@ class CacheInfo:
 
 
 def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
-    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated."""
+    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated, and for
+    caches metahyper built, checked against its recorded hashes (:mod:`metahyper.data.writing`)."""
     root = Path(root) if root is not None else default_root()
-    rows = []
+    if root.exists() and not root.is_dir():
+        raise UserError(f"cache root {root} is a file, not a folder; pass the folder that holds the caches")
+    rows, check = [], BuildCheck()
     layouts = list(LAYOUTS.values())
     for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
         if path.parent.name not in LAYOUTS:
@@ -429,6 +427,7 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.image_size = "x".join(map(str, data.image_size))
                 data.check_readable()
                 data.close()
+                check(layout.name, info, _rebuild_hint(layout))
             except UserError as err:
                 info.error = str(err)
             rows.append(info)

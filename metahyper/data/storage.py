@@ -11,8 +11,8 @@ torchmeta's caches use three storages, all read as they are:
   PIL and fitted to one size with :func:`fit_image`.
 
 Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_image`,
-:func:`encoded_dtype`; writers (atomic, through :func:`metahyper.io.atomic_files`):
-:func:`check_writable`, :func:`write_classes_hdf5`, :func:`write_split`, :func:`write_encoded_split`.
+:func:`encoded_dtype`, :func:`write_encoded_split`; the writers of :mod:`metahyper.data.writing`
+(:func:`check_writable`, :func:`write_classes_hdf5`, :func:`write_split`) are re-exported.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from metahyper.data.writing import check_writable, write_classes_hdf5, write_split, write_splits  # noqa: F401 (re-exported)
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
 
 
 def encoded_dtype() -> np.dtype:
@@ -103,44 +103,6 @@ def write_encoded_split(
     root: Path, folder: str, split: str, classes: Mapping[str, Sequence[bytes]], labels: Iterable[str]
 ) -> None:
     """Write one split as torchmeta writes CUB and tieredImageNet (``datasets/<class>`` holding
-    the encoded file bytes, ``{split}_labels.json``), atomically."""
+    the encoded file bytes, ``{split}_labels.json``), atomically (:func:`~metahyper.data.writing.write_splits`)."""
     labels = list(labels)
-    data_path = root / folder / f"{split}_data.hdf5"
-    labels_path = root / folder / f"{split}_labels.json"
-    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
-        with h5py.File(tmp_data, "w") as f:
-            group = f.create_group("datasets")
-            for name in labels:
-                create_encoded(group, name, classes[name])
-        write_json(tmp_labels, labels)
-
-
-# --------------------------------------------------------------------------------------------------
-# writing (re-exported by metahyper.data.cache)
-
-
-def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
-    """Refuse to overwrite existing cache files unless ``force`` (checked before any work starts)."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
-
-
-def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
-    """Write one uint8 dataset per ``(key, array)`` ((n, H, W, 3) RGB or (n, H, W) grayscale);
-    keys may contain '/' (groups)."""
-    with h5py.File(path, "w") as f:
-        for key, array in items:
-            f.create_dataset(key, data=np.ascontiguousarray(array, dtype=np.uint8))
-            if progress is not None:
-                progress.update(1)
-
-
-def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
-    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically."""
-    data_path = root / folder / f"{split}_data.hdf5"
-    labels_path = root / folder / f"{split}_labels.json"
-    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
-        write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
-        write_json(tmp_labels, labels)
+    write_splits(root, {(folder, split): (classes, labels)})

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
 from metahyper.io import write_csv, write_json, write_text
 from metahyper.models import resolve_groups, to_plain
+from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
 from metahyper.train.run import config_dict
@@ -73,7 +73,7 @@ def episode_accuracies(
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
     out: list[float] = []
-    with tqdm(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
+    with progress_bar(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
         for i in mine:
             out.extend(float(a) for a in score([sampler.episode(i).to(device)]))
             bar.update(1)

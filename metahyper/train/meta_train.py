@@ -36,6 +36,7 @@ from tqdm import tqdm
 from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.models import WeightMovement, resolve_groups
+from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
@@ -138,7 +139,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
 
     batches = meta_batches(sampler, cfg.meta_batch, start=start, num_batches=n - start, num_workers=cfg.num_workers,
                            pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
-    bar = tqdm(batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main))
+    bar = progress_bar(batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main))
     for it, tasks in enumerate(bar, start=start):
         if on_step is not None:
             on_step(it)

@@ -40,6 +40,7 @@ from tqdm import tqdm
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
 from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.run import Run, seed_everything
 
@@ -221,7 +222,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         t0 = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with record_generated_weights(model) as generated:
