@@ -5,7 +5,8 @@ Every file that matters is written through :func:`atomic_files` (or its one-file
 renamed over the target, so a killed process leaves either the old file or the new one, never a
 half-written one. Temporary files are named ``.<target>.<pid>-<random>.tmp``; those of processes
 that are gone (killed with SIGKILL, power loss) are removed the next time the same target is
-written. A full disk ends in a :class:`~metahyper.errors.UserError` with nothing replaced.
+written. A full disk, or a location that cannot be written, ends in a one-line
+:class:`~metahyper.errors.UserError` with nothing replaced.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
     target is renamed before every file is complete).
 
     ``size``: the bytes the block will write in all; when given, a :class:`UserError` is raised
-    before anything is written if the disk has less free. Running out of space inside the block
-    raises a :class:`UserError` naming the targets. Stale temporary files of dead processes for
+    before anything is written if the disk has less free. Running out of space inside the block,
+    or a permission / read-only error, raises a :class:`UserError` naming the targets. Stale temporary files of dead processes for
     the same targets are removed first. New files get the usual mode (0666 less the umask).
     """
     targets = [Path(p) for p in paths]
@@ -120,6 +121,8 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
         for tmp, target in zip(tmps, targets):
             os.replace(tmp, target)
     except Exception as err:
+        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UserError(f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location") from None
         if is_disk_full(err):
             folder = targets[0].parent if targets else Path(".")
             raise UserError(
