@@ -71,7 +71,8 @@ def test_glyph_sizes_checked_before_allocating(tmp_path, monkeypatch):
     _fails(["prepare", "glyphs", "--image-size", "100000", "--root", root], "--image-size 100000", "8..512")
     _fails(["prepare", "glyphs", "--image-size", "512", "--max-memory", "0.5", "--root", root],
            "GB of memory", "0.5 GB allowed", "smaller --image-size")
-    _fails(["prepare", "fc100", "--max-memory", "1", "--root", root], "--max-memory")
+    _fails(["prepare", "fc100", "--source", "x.tar.gz", "--max-memory", "1", "--root", root], "--max-memory does not apply to fc100")
+    _fails(["prepare", "glyphs", "--max-memory", "0", "--root", root], "--max-memory takes a positive number")
     with pytest.raises(UserError, match="GB of memory, more than the .* available"):
         prepare("glyphs", root=root, images_per_class=10**9)
     assert not (tmp_path / "data").exists()

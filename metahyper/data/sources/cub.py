@@ -25,12 +25,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_split
+from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
 from metahyper.data.sources import validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.errors import UserError
+from metahyper.progress import progress_bar
 
 ARCHIVE = "CUB_200_2011.tgz"
 URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
@@ -81,7 +81,7 @@ class _Reader:
 
     def from_tar(self, path: Path) -> None:
         try:
-            with tarfile.open(path, "r:*") as tar, tqdm(desc="cub", unit="img", total=IMAGES) as bar:
+            with tarfile.open(path, "r:*") as tar, progress_bar(desc="cub", unit="img", total=IMAGES) as bar:
                 for member in tar:  # one sequential pass: no seeking back in the gzip stream
                     name = PurePosixPath(member.name)
                     if not member.isfile() or not name.parts or name.parts[0] != "CUB_200_2011" or ".." in name.parts:
@@ -97,7 +97,7 @@ class _Reader:
 
     def from_folder(self, folder: Path) -> None:
         files = sorted(folder.glob("images/*/*")) + [folder / "images.txt", folder / "classes.txt"]
-        for path in tqdm(files, desc="cub", unit="img"):
+        for path in progress_bar(files, desc="cub", unit="img"):
             if path.is_file():
                 self.add(PurePosixPath(path.relative_to(folder).as_posix()), path.read_bytes(), str(path))
 
@@ -164,8 +164,5 @@ def build_cub(
     stray = sorted(set(reader.images) - {c for got in splits.values() for c in got})
     if stray:
         raise UserError(f"CUB source {source}: classes {', '.join(stray[:3])} are in no split; {FIX}")
-    written = []
-    for split, classes in splits.items():  # each split's pair of files is replaced atomically
-        write_split(root, "cub", split, classes, sorted(classes))
-        written += [root / "cub" / f"{split}_data.hdf5", root / "cub" / f"{split}_labels.json"]
-    return written
+    write_splits(root, {("cub", split): (classes, sorted(classes)) for split, classes in splits.items()})  # all or none
+    return outputs

@@ -25,13 +25,13 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_classes_hdf5
 from metahyper.data.sources import validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
+from metahyper.progress import progress_bar
 
 PARTS = ("images_background", "images_evaluation")
 URL = "https://github.com/brendenlake/omniglot/raw/master/python/{}.zip"
@@ -128,7 +128,7 @@ def build_omniglot(
                         f"(e.g. {'/'.join(missing[0])}); {FIX}")
     classes: dict[str, dict[str, np.ndarray]] = {}
     total = sum(len(members.get(k, [])) for keys in splits.values() for k in keys)
-    with tqdm(total=total, desc="omniglot", unit="img") as bar:
+    with progress_bar(total=total, desc="omniglot", unit="img") as bar:
         for split, keys in splits.items():
             got = {}
             for key in keys:

@@ -29,13 +29,13 @@ from typing import IO
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file
 from metahyper.data.sources import load_pickle, stream_pickled_list
 from metahyper.data.storage import create_encoded, decode, encoded_dtype
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
+from metahyper.progress import progress_bar
 
 IMAGE_SIZE = 84
 CLASSES = {"train": 351, "val": 97, "test": 160}
@@ -143,7 +143,7 @@ def _write_split(release: _Release, split: str, labels: tuple, path: Path, encod
     positions = np.zeros(len(names), dtype=np.int64)
     name = f"{split}_images_png.pkl"
     what = release.what(name)
-    with h5py.File(path, "w") as f, release.open(name) as pkl, tqdm(
+    with open(path, "wb+") as fh, h5py.File(fh, "w") as f, release.open(name) as pkl, progress_bar(
         total=len(specific), desc=f"tieredimagenet {split}", unit="img"
     ) as bar:
         group = f.create_group("datasets")
@@ -220,7 +220,8 @@ def build_tieredimagenet(
         for split in SPLITS:  # every labels file is checked before the first image is read
             labels[split] = _labels(release, split)
             _check_split(split, labels[split][1], labels[split][3], strict, release.what(f"{split}_labels.pkl"))
-        with atomic_files(outputs) as tmps:
+        decoded = None if encoded else sum(len(labels[s][0]) for s in SPLITS) * IMAGE_SIZE * IMAGE_SIZE * 3
+        with atomic_files(outputs, size=decoded) as tmps:  # the free space is checked first
             for i, split in enumerate(SPLITS):
                 _write_split(release, split, labels[split], tmps[2 * i], encoded, chunk)
                 write_json(tmps[2 * i + 1], labels[split][1])
