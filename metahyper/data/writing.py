@@ -172,7 +172,7 @@ def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
         parent = next(p for p in path.parents if p.exists())
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             why = "is not writable" if parent.is_dir() else "is a file, not a folder"
-            raise UserError(f"{parent} {why}; cannot write the {what} cache under it; pass another --root")
+            raise UserError(f"{parent} {why}; cannot write the {what} cache under it; choose another cache root")
         if path.is_dir():
             raise UserError(f"{path} is a folder where the {what} cache needs a file; move it away")
     existing = [str(p) for p in paths if p.exists()]

@@ -75,6 +75,9 @@ def test_glyph_sizes_checked_before_allocating(tmp_path, monkeypatch):
     _fails(["prepare", "glyphs", "--max-memory", "0", "--root", root], "--max-memory takes a positive number")
     with pytest.raises(UserError, match="GB of memory, more than the .* available"):
         prepare("glyphs", root=root, images_per_class=10**9)
+    for dataset in ("omniglot", "cub"):  # other image sizes, checked before the source is read
+        _fails(["prepare", dataset, "--image-size", "100000", "--source", "nowhere", "--root", root],
+               f"{dataset} at 100000 px needs about", "smaller --image-size")
     assert not (tmp_path / "data").exists()
 
 
@@ -103,4 +106,4 @@ def test_read_only_root(tmp_path):
     res = subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt} && exec {sys.executable} -m metahyper prepare glyphs --root {mnt}/data"],
                          capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
     assert res.returncode == 2, res.stderr[-2000:]
-    assert res.stderr.strip() == f"Error: {mnt} is not writable; cannot write the glyphs cache under it; pass another --root"
+    assert res.stderr.strip() == f"Error: {mnt} is not writable; cannot write the glyphs cache under it; choose another cache root"

@@ -29,7 +29,9 @@ from PIL import Image
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
 from metahyper.data.sources import validate_classes
 from metahyper.data.storage import fit_image
+from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
+from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
 
 ARCHIVE = "CUB_200_2011.tgz"
@@ -120,6 +122,8 @@ def build_cub(
         raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
     outputs = [root / "cub" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
     check_writable(outputs, force, "cub")
+    check_memory(IMAGES * image_size**2 * 3, f"cub at {image_size} px", "use a smaller --image-size")
+    check_free_space(root, estimate_size(3, 200, IMAGES * image_size**2 * 3), "the cub cache")
     if download:
         source = download_archive(root)
     elif source is None:

@@ -29,14 +29,16 @@ from PIL import Image
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_classes_hdf5
 from metahyper.data.sources import validate_classes
 from metahyper.data.storage import fit_image
+from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
+from metahyper.io import atomic_files, check_free_space, write_json
 from metahyper.progress import progress_bar
 
 PARTS = ("images_background", "images_evaluation")
 URL = "https://github.com/brendenlake/omniglot/raw/master/python/{}.zip"
 MD5 = {"images_background": "68d2efa1b9178cc56df9314c21c6e718", "images_evaluation": "6b91aef0f799c5bb55b94e3f2daec811"}
 PER_CLASS = 20
+CHARACTERS = 1623  # in the release; with strict=False fewer, so the size checks err on the safe side
 ROTATIONS = (90, 180, 270)
 FIX = "pass the folder of the official images_background.zip and images_evaluation.zip, or use --download"
 
@@ -92,7 +94,7 @@ def _load(name: str, opener, size: int, what: str) -> np.ndarray:
         payload = opener()
         with Image.open(io.BytesIO(payload)) as image:
             inverted = Image.fromarray(255 - np.asarray(image.convert("L"), dtype=np.uint8))
-    except (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError) as err:
         raise UserError(f"{what}/{name} cannot be read ({type(err).__name__}: {err}); {FIX}") from None
     return fit_image(inverted, size)[..., 0]
 
@@ -108,6 +110,9 @@ def build_omniglot(
         raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
     outputs = [root / "omniglot" / "data.hdf5", *(root / "omniglot" / f"vinyals_{s}_labels.json" for s in SPLITS)]
     check_writable(outputs, force, "omniglot")
+    images = CHARACTERS * per_class * (1 + len(ROTATIONS) * rotations)
+    check_memory(images * image_size**2, f"omniglot at {image_size} px", "use a smaller --image-size")
+    check_free_space(root, estimate_size(1, images // per_class, images * image_size**2), "the omniglot cache")
     if download:
         source = download_zips(root)
     elif source is None:
