@@ -99,8 +99,9 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
 
     ``size``: the bytes the block will write in all; when given, a :class:`UserError` is raised
     before anything is written if the disk has less free. Running out of space inside the block,
-    or a permission / read-only error, raises a :class:`UserError` naming the targets. Stale temporary files of dead processes for
-    the same targets are removed first. New files get the usual mode (0666 less the umask).
+    or targets that cannot be created (permissions, a read-only filesystem), raise a
+    :class:`UserError`. Stale temporary files of dead processes for the same targets are removed
+    first. New files get the usual mode (0666 less the umask).
     """
     targets = [Path(p) for p in paths]
     for target in targets:
@@ -109,11 +110,16 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
         check_free_space(targets[0].parent, size, ", ".join(t.name for t in targets[:3]) + (" ..." if len(targets) > 3 else ""))
     tmps: list[Path] = []
     try:
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
-            tmps.append(tmp)
+        try:
+            for target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
+                tmps.append(tmp)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise UserError(f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location") from None
+            raise
         yield list(tmps)
         for tmp in tmps:
             with open(tmp, "rb+") as fh:
@@ -121,8 +127,6 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
         for tmp, target in zip(tmps, targets):
             os.replace(tmp, target)
     except Exception as err:
-        if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UserError(f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location") from None
         if is_disk_full(err):
             folder = targets[0].parent if targets else Path(".")
             raise UserError(
