@@ -48,13 +48,17 @@ def test_truncated_archive(tmp_path, keep):
     assert not temporaries(tmp_path)
 
 
-def test_download_without_network(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset, url", [
+    ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    ("omniglot", "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip"),
+    ("cub", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"),
+])
+def test_download_without_network(tmp_path, monkeypatch, dataset, url):
     def offline(*args, **kwargs):
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
     monkeypatch.setattr(socket, "getaddrinfo", offline)
-    _fails(["prepare", "cifar10", "--download", "--root", str(tmp_path / "data")],
-           "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "network", "--source")
+    _fails(["prepare", dataset, "--download", "--root", str(tmp_path / "data")], url, "check the network", "--source")
 
 
 def test_root_is_a_file(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+from pathlib import Path
 from typing import IO, Callable, Sequence
 
 import numpy as np
@@ -198,3 +199,22 @@ def validate_classes(
             break
     if problems:
         raise UserError(f"{what}: {'; '.join(problems)}; {fix}")
+
+
+def download_failed(url: str, folder: Path, err: BaseException, fallback: str) -> UserError:
+    """The one-line error of a failed download (no network, a bad checksum, a full disk)."""
+    detail = str(err).splitlines()[0] if str(err) else ""
+    return UserError(f"downloading {url} into {folder} failed ({type(err).__name__}: {detail}); "
+                     f"check the network connection and retry, or {fallback}")
+
+
+def download_file(url: str, folder: Path, filename: str, md5: str | None, fallback: str) -> Path:
+    """``folder/filename`` downloaded from ``url`` with torchvision (md5-checked; a good copy
+    already there is kept); a :func:`download_failed` error naming ``fallback`` otherwise."""
+    from torchvision.datasets.utils import download_url
+
+    try:
+        download_url(url, str(folder), filename, md5)
+    except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError
+        raise download_failed(url, folder, err, fallback) from None
+    return folder / filename

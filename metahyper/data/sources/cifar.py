@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from metahyper.data.cache import check_writable, read_split_file
-from metahyper.data.sources import load_pickle, validate_classes
+from metahyper.data.sources import download_failed, load_pickle, validate_classes
 from metahyper.data.writing import estimate_size, write_cache, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
@@ -82,10 +82,7 @@ def download(kind: str, root: Path) -> Path:
     try:
         download_and_extract_archive(fmt.url, download_root=str(target), filename=fmt.archive, md5=fmt.md5)
     except (OSError, RuntimeError, ValueError, *_BROKEN_ARCHIVE) as err:
-        raise UserError(
-            f"downloading {fmt.url} into {target} failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            f"check the network connection and retry, or download {fmt.archive} by hand and pass --source FILE"
-        ) from None
+        raise download_failed(fmt.url, target, err, f"download {fmt.archive} by hand and pass --source FILE") from None
     return target / fmt.folder
 
 

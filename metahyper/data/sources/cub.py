@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
-from metahyper.data.sources import validate_classes
+from metahyper.data.sources import download_file, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
@@ -49,11 +49,7 @@ def split_classes(split: str) -> list[str]:
 
 def download_archive(root: Path) -> Path:
     """Download the official tgz from CaltechDATA with torchvision (md5-checked); returns it."""
-    from torchvision.datasets.utils import download_url
-
-    target = root / "downloads"
-    download_url(URL, str(target), ARCHIVE, MD5)
-    return target / ARCHIVE
+    return download_file(URL, root / "downloads", ARCHIVE, MD5, f"download {ARCHIVE} by hand and pass --source FILE")
 
 
 def _fit(payload: bytes, size: int, what: str) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_classes_hdf5
-from metahyper.data.sources import validate_classes
+from metahyper.data.sources import download_file, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
@@ -51,11 +51,9 @@ def split_classes(split: str) -> list[tuple[str, str, str]]:
 
 def download_zips(root: Path) -> Path:
     """Download both official zips with torchvision (md5-checked); returns their folder."""
-    from torchvision.datasets.utils import download_url
-
     target = root / "downloads" / "omniglot"
     for part in PARTS:
-        download_url(URL.format(part), str(target), f"{part}.zip", MD5[part])
+        download_file(URL.format(part), target, f"{part}.zip", MD5[part], f"download {part}.zip by hand and pass --source DIR")
     return target
 
 
