@@ -37,13 +37,14 @@ import h5py
 import numpy as np
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
-from tqdm import tqdm
 
 from metahyper.data.cache import LAYOUTS, SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
 from metahyper.data.storage import check_writable, fit_image
+from metahyper.data.writing import estimate_size
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
+from metahyper.progress import progress_bar
 
 MIN_IMAGES = 2
 DEFAULT_RATIOS = (0.64, 0.16, 0.2)
@@ -202,11 +203,13 @@ def build_folder(
     total = np.zeros(3, dtype=np.uint64)  # exact integer sums of the 0-255 values and their squares
     squares = np.zeros(3, dtype=np.uint64)
     pixels = 0
-    with atomic_files(outputs) as tmps:
+    images_total = sum(len(found[c]) for classes in chosen.values() for c in classes)
+    size = estimate_size(len(chosen), images_total // MIN_IMAGES, images_total * image_size**2 * 3)
+    with atomic_files(outputs, size=size) as tmps:  # the free space is checked before the first image
         for i, (split, classes) in enumerate(chosen.items()):
             tmp_data, tmp_labels = tmps[2 * i], tmps[2 * i + 1]
             n = sum(len(found[c]) for c in classes)
-            with h5py.File(tmp_data, "w") as f, tqdm(total=n, desc=f"{name} {split}", unit="img", disable=not progress) as bar:
+            with open(tmp_data, "wb+") as fh, h5py.File(fh, "w") as f, progress_bar(total=n, desc=f"{name} {split}", unit="img", disable=not progress) as bar:
                 for c in sorted(classes):
                     images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
                     for j, path in enumerate(found[c]):
