@@ -32,7 +32,7 @@ import numpy as np
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file
 from metahyper.data.sources import load_pickle, stream_pickled_list
-from metahyper.data.storage import create_encoded, decode, encoded_dtype
+from metahyper.data.storage import decode, encoded_dtype
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
