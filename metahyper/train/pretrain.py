@@ -143,6 +143,11 @@ def _datasets(cfg: PretrainConfig):
         part, fraction = "train", cfg.val_fraction
         held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
     train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size)
+    if not len(train):
+        raise UserError(f"--val-fraction {cfg.val_fraction} leaves no training images of {cfg.dataset} {cfg.split}; lower it")
+    if held is not None and not len(held):
+        raise UserError(f"--val-fraction {cfg.val_fraction} holds out no image of {cfg.dataset} {cfg.split}; raise it, or pass 0 "
+                        "for no validation")
     input_size = cfg.image_size or int(data.image_size[0])
     return data, train, held, input_size
 
