@@ -69,7 +69,9 @@ def export_cmd(checkpoint: str, output: str) -> None:
     """Convert a hyper network to its plain architecture (paper section 3) and save it."""
     from metahyper.models import count_parameters, to_plain
     from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
+    from metahyper.train.outputs import check_output
 
+    check_output(output, "export")
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
     save_checkpoint(output, plain, exported_from=str(ckpt.path), source_model=ckpt.model_config.to_dict())
@@ -269,6 +271,11 @@ def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable |
     return cfg, result if ctx.is_main else None
 
 
+def _restarted(cfg: Any, summary: dict) -> None:
+    if summary.get("restarted"):
+        click.echo(f"note: {cfg.out} held no last.pt to resume from, so --resume ran the run again from scratch", err=True)
+
+
 @main.command("pretrain")
 @config_options(PretrainConfig, from_file=True)
 def pretrain_cmd(**options) -> None:
@@ -278,6 +285,7 @@ def pretrain_cmd(**options) -> None:
     cfg, summary = _run(PretrainConfig, options, pretrain, _cifar_eval_split)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
     click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {cfg.out}")
@@ -292,6 +300,7 @@ def meta_train_cmd(**options) -> None:
     cfg, summary = _run(MetaTrainConfig, options, meta_train)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
     click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from metahyper.errors import UserError
 from metahyper.io import atomic_path, read_csv
 from metahyper.models import ModelConfig, layer_label
+from metahyper.train.outputs import check_output
 from metahyper.train.run import read_config
 
 # The layers of the paper's Figure 4 (a, b, c) in our module paths (WRN-28-4 has 4 blocks per stage).
@@ -75,6 +76,12 @@ def _save(fig: Figure, output: str | Path) -> Path:
     return Path(output)
 
 
+def _check_plot(output: str | Path, smooth: int) -> None:
+    if smooth < 1:
+        raise UserError(f"--smooth must be >= 1 (iterations of the moving average), got {smooth}")
+    check_output(output, "figure")
+
+
 def _grid(n: int, width: float = 4.5, height: float = 3.4) -> tuple[Figure, list]:
     cols = min(3, max(n, 1))
     rows = -(-max(n, 1) // cols)
@@ -98,7 +105,9 @@ def read_movement(run: PlottedRun) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
 def movement_plot(run_dirs: Sequence[str | Path], output: str | Path, layers: Sequence[str] | None = None,
                   smooth: int = 1, paper_layers: bool = False) -> Path:
-    """Figure 4 as a PNG (see :func:`movement_figure`)."""
+    """Figure 4 as a PNG (see :func:`movement_figure`); ``output`` is checked first
+    (:func:`~metahyper.train.outputs.check_output`)."""
+    _check_plot(output, smooth)
     return _save(movement_figure(run_dirs, layers, smooth, paper_layers), output)
 
 
@@ -144,7 +153,9 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
 
 
 def curves_plot(run_dirs: Sequence[str | Path], output: str | Path, ratio_group: str | None = None, smooth: int = 20) -> Path:
-    """Figures 2, 3 and 5 as a PNG (see :func:`curves_figure`)."""
+    """Figures 2, 3 and 5 as a PNG (see :func:`curves_figure`); ``output`` is checked first
+    (:func:`~metahyper.train.outputs.check_output`)."""
+    _check_plot(output, smooth)
     return _save(curves_figure(run_dirs, ratio_group, smooth), output)
 
 

@@ -79,7 +79,11 @@ def tensor_checksum(*objs: Any) -> str:
 
 def nonfinite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
     """Names of the floating-point tensors of ``state`` that hold a NaN or an infinity."""
-    return [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    floats = [(k, v) for k, v in state.items() if v.is_floating_point()]
+    if not floats:
+        return []
+    finite = torch.stack([torch.isfinite(v).all().cpu() for _, v in floats]).tolist()  # one wait for the device
+    return [k for (k, _), ok in zip(floats, finite) if not ok]
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> Path:

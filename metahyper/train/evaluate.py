@@ -37,6 +37,8 @@ from metahyper.io import write_json
 from metahyper.models import resolve_groups, to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
+from metahyper.train.memory import check_memory, estimate
+from metahyper.train.outputs import check_output
 from metahyper.train.run import config_dict
 
 
@@ -180,9 +182,16 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     cfg.validate()
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
-    model = ckpt.build_model().to(device)
     extra = ckpt.extra
     image_size = cfg.image_size if cfg.image_size is not None else extra.get("input_size")
+    out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
+    if write and (ctx is None or ctx.is_main):
+        check_output(out, "eval")
+    images = cfg.ways * (cfg.shots + cfg.queries)
+    check_memory(estimate(ckpt.model_config, image_size, images, graphs=2, states=4),
+                 f"evaluating {ckpt.model_config.name} on episodes of {images} {image_size}px images",
+                 "lower --ways/--shots/--queries or --image-size", device)
+    model = ckpt.build_model().to(device)
     data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     method, score, settings = build_scorer(model, extra, cfg)
@@ -196,7 +205,6 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
         settings={**settings, "image_size": image_size, "stage": extra.get("stage")},
     )
     if write and (ctx is None or ctx.is_main):
-        out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
         result.settings["output"] = str(out)
         write_json(out, {**result.to_dict(), "config": config_dict(cfg)})  # "config": eval --config FILE
     return result

@@ -21,6 +21,7 @@ training images in an order, and with augmentations, that depend only on ``(seed
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -34,9 +35,10 @@ from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
-from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.models import ModelConfig, build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
-from metahyper.train.run import Run, seed_everything
+from metahyper.train.memory import check_memory, estimate
+from metahyper.train.run import Run, check_finite, seed_everything
 
 
 def ratio_keys(model: nn.Module) -> list[str]:
@@ -171,6 +173,10 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     run = Run(cfg.out, cfg, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
+    config = ModelConfig(cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed)
+    batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
+    check_memory(estimate(config, input_size, batch, graphs=2, states=5), f"pretraining {cfg.model} on batches of {batch} "
+                 f"{input_size}px images", "lower --batch-size or --image-size", device)
     model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
                         d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
@@ -216,6 +222,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
         t0 = time.time()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
         for step, (x, y) in enumerate(bar):
@@ -225,6 +232,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             loss = F.cross_entropy(logits, y)
             total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
             optimizer.zero_grad(set_to_none=True)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total.detach()), step, first_bad)  # no host sync
             total.backward()
             meter.update()
             optimizer.step()
@@ -233,6 +241,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             seen += len(y)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        bad = int(first_bad)
+        check_finite(f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""), "lower --lr", math.nan if bad >= 0 else None,
+                     model)
         if swa_model is not None and epoch >= cfg.swa_start:
             swa_model.update_parameters(model)
             swa_scheduler.step()
@@ -270,5 +281,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         summary["swa_val_acc"] = swa_val
         run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
         run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+    summary["restarted"] = run.restarted
     run.write_json("summary.json", summary)
+    run.close()
     return summary
