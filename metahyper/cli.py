@@ -33,6 +33,13 @@ class _Group(click.Group):
         except UserError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+            if not isinstance(err, MemoryError) and "out of memory" not in str(err) and "can't allocate memory" not in str(err):
+                raise
+            click.echo(f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                       "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
+                       "such runs before they start", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)

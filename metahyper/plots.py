@@ -79,6 +79,8 @@ def _save(fig: Figure, output: str | Path) -> Path:
 def _check_plot(output: str | Path, smooth: int) -> None:
     if smooth < 1:
         raise UserError(f"--smooth must be >= 1 (iterations of the moving average), got {smooth}")
+    if Path(output).suffix.lower() != ".png":
+        raise UserError(f"-o {output}: figures are written as PNG; name a .png file")
     check_output(output, "figure")
 
 

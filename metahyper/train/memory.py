@@ -43,7 +43,7 @@ class Footprint:
 def footprint(config: ModelConfig, image_size: int | None = None) -> Footprint:
     """The :class:`Footprint` of ``config``, computed on the ``meta`` device (nothing allocated)."""
     with torch.device("meta"):
-        model = build_from_config(config)
+        model = build_from_config(config).eval()  # train-mode BatchNorm refuses one image of 1x1 features
         params = sum(p.numel() for p in model.parameters())
         if not image_size:
             return Footprint(params, 0)

@@ -41,9 +41,10 @@ from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.memory import check_memory, estimate
-from metahyper.train.run import Run, check_finite, seed_everything
+from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 
 
+@releases_run_locks
 def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Meta-train as configured; returns a summary (best validation accuracy, paths).
     ``on_step(iteration)`` is called before each iteration (0-based; after everything up to it

@@ -38,7 +38,7 @@ from metahyper.errors import UserError
 from metahyper.models import ModelConfig, build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.memory import check_memory, estimate
-from metahyper.train.run import Run, check_finite, seed_everything
+from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 
 
 def ratio_keys(model: nn.Module) -> list[str]:
@@ -155,12 +155,16 @@ def _datasets(cfg: PretrainConfig):
 
 
 def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: DistContext) -> DataLoader:
-    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks)."""
+    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks).
+    In one process a last batch of a single image is skipped: BatchNorm cannot train on one value
+    per channel (a 1x1 final feature map)."""
     order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
-    return DataLoader(Subset(train_set, order), batch_size=cfg.batch_size // ctx.world_size, shuffle=False,
-                      num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda")
+    batch = cfg.batch_size // ctx.world_size
+    return DataLoader(Subset(train_set, order), batch_size=batch, shuffle=False, num_workers=cfg.num_workers,
+                      pin_memory=ctx.device.type == "cuda", drop_last=ctx.world_size == 1 and batch > 1 and len(order) % batch == 1)
 
 
+@releases_run_locks
 def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
     Files are written by the main process only. ``on_step(epoch)`` is called before each epoch

@@ -29,13 +29,14 @@ its directory is locked: a second run there fails at once, naming the holder's P
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 import os
 import random
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -48,10 +49,11 @@ from metahyper.train.checkpoint import CHECKPOINT_NAMES, Checkpoint, load_checkp
 CONFIG_FILE = "config.json"
 LAST = "last.pt"
 BEST = "best.pt"
+T = TypeVar("T")
 LOCK_FILE = "run.lock"
 # Options that may differ between a run and its --resume without changing the results.
 RESUME_FREE = frozenset({"resume", "out", "device", "num_workers", "progress", "data_root"})
-_HELD: dict[Path, int] = {}  # run directory -> descriptor of the lock this process holds
+_HELD: dict[tuple[int, int], int] = {}  # run directory (device, inode) -> descriptor of the lock this process holds
 
 
 def config_dict(cfg: Any) -> dict:
@@ -154,11 +156,32 @@ def check_writable_dir(path: Path, what: str) -> None:
         raise UserError(f"{what} {path} is not writable ({probe} denies it); choose another path")
 
 
+def _dir_key(path: Path) -> tuple[int, int]:
+    st = path.stat()  # a moved directory keeps its identity
+    return st.st_dev, st.st_ino
+
+
+def releases_run_locks(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator of the training functions: every run lock taken during the call is released
+    when it returns or raises (a failed run in a long-lived process does not keep its directory)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        before = set(_HELD)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            for key in set(_HELD) - before:
+                os.close(_HELD.pop(key))
+
+    return wrapper
+
+
 def lock_run_dir(path: Path) -> int:
     """Take the lock of run directory ``path`` (which exists) for this process; a one-line
     :class:`UserError` naming the holder's PID when another process holds it. A lock this process
     still holds there (an earlier run that ended without :meth:`Run.close`) is taken over."""
-    key = path.resolve()
+    key = _dir_key(path)
     if key in _HELD:
         os.close(_HELD.pop(key))
     fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -226,9 +249,10 @@ class Run:
     def close(self) -> None:
         """Release the directory's lock (idempotent)."""
         if self._lock is not None:
-            if _HELD.get(self.path.resolve()) == self._lock:
-                del _HELD[self.path.resolve()]
-                os.close(self._lock)
+            for key, fd in list(_HELD.items()):
+                if fd == self._lock:
+                    del _HELD[key]
+                    os.close(fd)
             self._lock = None
 
     # -- checkpoints ----------------------------------------------------------------------------
