@@ -203,3 +203,18 @@ def test_degenerate_splits_and_batches(glyph_root, tmp_path):
     # a last batch of one 3x3 image reaches BatchNorm as one value per channel: it is skipped
     pretrain(_pre(glyph_root, tmp_path / "b", image_size=3, epochs=1, batch_size=n - 1))
     assert load_checkpoint(tmp_path / "b" / "last.pt").extra["epoch"] == 1
+
+
+def test_two_runs_started_at_once_in_one_directory(glyph_root, tmp_path):
+    """Exactly one of two simultaneous runs with the same --out finishes; the other fails in one
+    line (the lock, or the finished run it then finds)."""
+    args = [sys.executable, "-m", "metahyper", "pretrain", "--dataset", "glyphs-a", "--model", "wrn-10-1", "--image-size", "8",
+            "--epochs", "2", "--batch-size", "64", "--milestones", "", "--data-root", str(glyph_root), "--device", "cpu",
+            "--quiet", "--out", str(tmp_path / "run")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
+    assert [rc for rc, _ in results] == [0, 2], results
+    err = results[1][1].strip()
+    assert err.count("\n") == 0 and ("in use by another run (PID" in err or "already holds a run" in err), err
+    assert load_checkpoint(tmp_path / "run" / "last.pt").extra["epoch"] == 2
