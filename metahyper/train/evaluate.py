@@ -37,7 +37,7 @@ from metahyper.io import write_json
 from metahyper.models import resolve_groups, to_plain
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
-from metahyper.train.memory import check_memory, estimate
+from metahyper.train.memory import check_step
 from metahyper.train.outputs import check_output
 from metahyper.train.run import config_dict
 
@@ -188,9 +188,8 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     if write and (ctx is None or ctx.is_main):
         check_output(out, "eval")
     images = cfg.ways * (cfg.shots + cfg.queries)
-    check_memory(estimate(ckpt.model_config, image_size, images, graphs=2, states=4),
-                 f"evaluating {ckpt.model_config.name} on episodes of {images} {image_size}px images",
-                 "lower --ways/--shots/--queries or --image-size", device)
+    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images",
+               "lower --ways/--shots/--queries or --image-size", device, graphs=2, states=4)
     model = ckpt.build_model().to(device)
     data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)

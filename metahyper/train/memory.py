@@ -110,3 +110,11 @@ def check_model(config: ModelConfig, device: torch.device | str = "cpu") -> None
     """Refuse to build a model whose weights alone do not fit (e.g. a crafted checkpoint)."""
     check_memory(estimate(config, None, 0), f"model {config.name} ({footprint(config).params:,} parameters)",
                  "use a smaller architecture", device)
+
+
+def check_step(doing: str, config: ModelConfig, image_size: int | None, images: int, batch: str, fix: str,
+               device: torch.device | str, *, graphs: int = 1, states: int = 1, held_images: int = 0) -> None:
+    """:func:`check_memory` of :func:`estimate`, with a message such as ``pretraining wrn-10-1
+    (N parameters) on batches of 64 images of 32px``; ``batch`` describes the images."""
+    need = estimate(config, image_size, images, graphs, states, held_images)
+    check_memory(need, f"{doing} {config.name} ({footprint(config).params:,} parameters) on {batch} of {image_size}px", fix, device)

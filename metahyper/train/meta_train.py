@@ -40,7 +40,7 @@ from metahyper.models import WeightMovement, resolve_groups
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
-from metahyper.train.memory import check_memory, estimate
+from metahyper.train.memory import check_step
 from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 
 
@@ -66,10 +66,9 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
     task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // ctx.world_size)
     graphs = 2 if cfg.first_order or cfg.inner_checkpoint else 2 * (cfg.inner_steps + 1)  # second order keeps every step
-    check_memory(estimate(dataclasses.replace(init.model_config, num_classes=cfg.ways), image_size, task_images, graphs, states=6,
-                          held_images=(tasks - 1) * task_images),
-                 f"meta-training {init.model_config.name} on meta-batches of {tasks} tasks of {task_images} {image_size}px images",
-                 "lower --meta-batch, --shots/--queries, --inner-steps or --image-size (or use --inner-checkpoint)", device)
+    check_step("meta-training", dataclasses.replace(init.model_config, num_classes=cfg.ways), image_size, task_images,
+               f"meta-batches of {tasks} tasks of {task_images} images", "lower --meta-batch, --shots/--queries, --inner-steps or "
+               "--image-size (or use --inner-checkpoint)", device, graphs=graphs, states=6, held_images=(tasks - 1) * task_images)
     train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     val_sampler = None

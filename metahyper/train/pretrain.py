@@ -35,9 +35,9 @@ from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
-from metahyper.models import ModelConfig, build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.models import ModelConfig, build_from_config, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
-from metahyper.train.memory import check_memory, estimate
+from metahyper.train.memory import check_step
 from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 
 
@@ -179,10 +179,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     data, train_set, held, input_size = _datasets(cfg)
     config = ModelConfig(cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed)
     batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
-    check_memory(estimate(config, input_size, batch, graphs=2, states=5), f"pretraining {cfg.model} on batches of {batch} "
-                 f"{input_size}px images", "lower --batch-size or --image-size", device)
-    model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
-                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
+    check_step("pretraining", config, input_size, batch, f"batches of {batch} images", "lower --batch-size, --image-size or the "
+               "model (--model, --d)", device, graphs=2, states=5)
+    model = build_from_config(config).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
     optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)

@@ -72,9 +72,12 @@ def read_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_FILE}; pass a run directory written by metahyper")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} is not valid JSON ({err.msg}); the run directory is damaged") from None
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({err}); the run directory is damaged") from None
+    if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
+        raise UserError(f"{path} is not a run config (no \"stage\"); the run directory is damaged")
+    return data
 
 
 def _same(spec_path: bool, saved: Any, now: Any) -> bool:
@@ -271,6 +274,9 @@ class Run:
         """Resume: load ``last.pt`` into ``model`` (same architecture) and the RNGs; returns the
         checkpoint's ``extra`` (its ``state`` holds what :meth:`save_last` was given)."""
         last: Checkpoint = load_checkpoint(self.path / LAST, expect_name=model.config.name)  # CPU: RNG states stay CPU tensors
+        if not isinstance(last.extra.get("state"), dict) or "rng" not in last.extra["state"]:
+            raise UserError(f"{self.path / LAST} holds no training state to resume from (not written by a training run); "
+                            "choose another --out")
         model.load_state_dict(last.state_dict)
         set_rng_state(last.extra["state"]["rng"])
         return last.extra

@@ -169,7 +169,7 @@ def test_meta_train_divergence(glyph_root, pretrained, tmp_path):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda root, init, out: _pre(root, out, image_size=4000), "pretraining wrn-10-1 on batches of 64 4000px images needs"),
+    (lambda root, init, out: _pre(root, out, image_size=4000), r"pretraining wrn-10-1 \(.* parameters\) on batches of 64 images of 4000px needs"),
     (lambda root, init, out: _pre(root, out, model="hyper-wrn-10-1", d=100000), "pretraining hyper-wrn-10-1 .* needs"),
     (lambda root, init, out: _meta(root, init, out, meta_batch=100000), "meta-batches of 100000 tasks .* needs"),
 ])
@@ -218,3 +218,15 @@ def test_two_runs_started_at_once_in_one_directory(glyph_root, tmp_path):
     err = results[1][1].strip()
     assert err.count("\n") == 0 and ("in use by another run (PID" in err or "already holds a run" in err), err
     assert load_checkpoint(tmp_path / "run" / "last.pt").extra["epoch"] == 2
+
+
+def test_damaged_run_files_are_one_line_errors(glyph_root, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        pretrain(_pre(glyph_root, out), on_step=_stop_at(1))
+    (out / "config.json").write_text("[1, 2]")
+    with pytest.raises(UserError, match="is not a run config"):
+        pretrain(_pre(glyph_root, out, resume=True))
+    (out / "config.json").write_bytes(b"\x80\x81")
+    with pytest.raises(UserError, match="is not valid JSON"):
+        pretrain(_pre(glyph_root, out, resume=True))
