@@ -78,6 +78,8 @@ def export_cmd(checkpoint: str, output: str) -> None:
     from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
     from metahyper.train.outputs import check_output
 
+    if not output:
+        raise UserError("-o must be a path, got an empty string")
     check_output(output, "export")
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
@@ -96,6 +98,8 @@ def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | No
     """Build the HDF5 cache of DATASET (torchmeta layout)."""
     from metahyper.data import prepare
 
+    if image_size < 1:
+        raise UserError(f"--image-size must be >= 1, got {image_size}")
     options = {"image_size": image_size} if dataset == "glyphs" else {}
     written = prepare(dataset, root=root, source=source, download=download, force=force, **options)
     click.echo(f"{dataset}: wrote {len(written)} files under {written[0].parent.parent}")

@@ -129,6 +129,8 @@ def check_value(spec: Spec, value: Any) -> None:
     for item in value if spec.is_list else [value]:
         if not _type_ok(spec.kind, item):
             raise UserError(f"{label} must be {'a list of ' if spec.is_list else 'a '}{spec.kind.__name__}, got {value!r}")
+        if opt.path and item == "":
+            raise UserError(f"{label} must be a path, got an empty string")
         if opt.choices is not None and item not in opt.choices:
             unset = " (or unset)" if spec.optional and not spec.is_list else ""
             raise UserError(f"{label} must be one of {', '.join(map(str, opt.choices))}{unset}, got {item!r}")

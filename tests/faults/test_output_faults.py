@@ -63,10 +63,21 @@ def test_unwritable_outputs_fail_before_the_work(glyph_root, pretrained, tmp_pat
     (["movement-plot", "{run}", "--smooth", "-1", "-o", "{tmp}/m.png"], "--smooth must be >= 1"),
     (["eval", "--checkpoint", "{run}", "--dataset", "glyphs-b", "--shots", "1", "--device", "meta"], "unknown device 'meta'"),
     (["export", "--checkpoint", "{tmp}/nostate.pt", "-o", "{tmp}/p.pt"], "lacks a model_config, state_dict or extra"),
+    (["export", "--checkpoint", "{run}", "-o", ""], "-o must be a path, got an empty string"),
+    (["pretrain", "--dataset", "glyphs-a", "--model", "wrn-10-1", "--out", ""], "--out must be a path, got an empty string"),
+    (["eval", "--checkpoint", "{run}", "--dataset", "glyphs-b", "--shots", "1", "-o", ""], "must be a path, got an empty string"),
+    (["movement-plot", "{tmp}/damaged", "-o", "{tmp}/m.png"], "movement.csv is damaged (ValueError"),
+    (["curves", "{tmp}/damaged", "-o", "{tmp}/c.png"], "val.csv is damaged (KeyError"),
+    (["prepare", "glyphs", "--image-size", "0", "--root", "{tmp}/cache"], "--image-size must be >= 1"),
 ])
 def test_bad_inputs_of_the_other_commands(pretrained, tmp_path, args, text):
     import torch
 
     torch.save({"format": "metahyper-checkpoint", "version": 1, "model_config": {"name": "wrn-10-1"}}, tmp_path / "nostate.pt")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text(json.dumps({"stage": "meta-train", "shots": 1}))
+    (damaged / "movement.csv").write_text("iteration,stages.0.0.conv2\n1,abc\n")
+    (damaged / "val.csv").write_text("iteration,acc\n1,0.5\n")
     args = [a.format(run=pretrained["wrn-10-1"], tmp=tmp_path) for a in args]
     _one_line_error(CliRunner().invoke(main, args), text)
