@@ -6,19 +6,18 @@ Layout written by a training run (main process only)::
     <out>/last.pt         resumable checkpoint: model, training ``state`` (optimiser, schedules, RNG)
     <out>/best.pt         the selected model
     <out>/*.json, *.csv   logs and summaries
-
     <out>/run.lock        held (``fcntl.flock``) by the process writing the run; holds its PID
 
 Every file goes through :mod:`metahyper.io` (temp file, fsync, rename), so a killed run never
 leaves a half-written file. The states of a directory and what each command does there:
 
-============================== ===================== =====================================
-``out`` holds                  a fresh run           ``--resume``
-============================== ===================== =====================================
-nothing (or no directory)      starts                refused: nothing to resume
-``config.json``, no ``last.pt`` refused: pass --resume starts again from scratch (says so)
-``last.pt``                    refused: pass --resume continues from ``last.pt``
-============================== ===================== =====================================
+=================================== ========================= ======================================
+``out`` holds                       a fresh run               ``--resume``
+=================================== ========================= ======================================
+nothing (or no directory)           starts                    refused: nothing to resume
+``config.json``, no ``last.pt``     refused: pass --resume    starts again from scratch (says so)
+``last.pt``                         refused: pass --resume    continues from ``last.pt``
+=================================== ========================= ======================================
 
 ``--resume`` continues with the RNG states ``last.pt`` holds (:func:`rng_state`) and must repeat
 the original options except those in :data:`RESUME_FREE`; paths are compared resolved, and the
