@@ -32,11 +32,13 @@ GB = 2**30
 
 @dataclass(frozen=True)
 class Footprint:
-    """Sizes of a model, in values: ``params`` (shared tensors once), ``activations`` of one
-    image of ``image_size`` pixels (0 when no size is given)."""
+    """Sizes of a model: ``params`` (values; shared tensors once), ``activations`` (values) of one
+    image of ``image_size`` pixels (0 when no size is given), ``modules`` (leaf modules: a bound on
+    the layers a run logs per step)."""
 
     params: int
     activations: int
+    modules: int
 
 
 @functools.lru_cache(maxsize=32)
@@ -45,15 +47,15 @@ def footprint(config: ModelConfig, image_size: int | None = None) -> Footprint:
     with torch.device("meta"):
         model = build_from_config(config).eval()  # train-mode BatchNorm refuses one image of 1x1 features
         params = sum(p.numel() for p in model.parameters())
+        leaves = [m for m in model.modules() if not any(True for _ in m.children())]
         if not image_size:
-            return Footprint(params, 0)
+            return Footprint(params, 0, len(leaves))
         total = [0]
 
         def count(module: nn.Module, inputs, output) -> None:
             if isinstance(output, torch.Tensor):
                 total[0] += output.numel()
 
-        leaves = [m for m in model.modules() if not any(True for _ in m.children())]
         hooks = [m.register_forward_hook(count) for m in leaves]
         try:
             with torch.no_grad():
@@ -64,7 +66,7 @@ def footprint(config: ModelConfig, image_size: int | None = None) -> Footprint:
         finally:
             for h in hooks:
                 h.remove()
-    return Footprint(params, total[0])
+    return Footprint(params, total[0], len(leaves))
 
 
 def memory_limit(device: torch.device | str = "cpu") -> int:
@@ -97,13 +99,15 @@ def check_memory(need: float, what: str, fix: str, device: torch.device | str = 
 
 
 def estimate(config: ModelConfig, image_size: int | None, images: int, graphs: int = 1, states: int = 1,
-             held_images: int = 0) -> float:
+             held_images: int = 0, logged_steps: int = 0) -> float:
     """Bytes of a step: ``states`` float32 copies of the parameters (weights, gradients, optimiser
     buffers), ``images`` inputs of ``image_size`` whose activations are kept ``graphs`` times (a
-    forward, its backward, unrolled inner steps), plus ``held_images`` more inputs held at once."""
+    forward, its backward, unrolled inner steps), plus ``held_images`` more inputs held at once,
+    plus float64 logs of a few values and every layer for ``logged_steps`` steps."""
     fp = footprint(config, image_size)
     pixels = 3 * (image_size or 0) ** 2
-    return FLOAT * (states * fp.params + images * graphs * fp.activations + (images + held_images) * pixels)
+    logs = 8 * logged_steps * (3 + fp.modules)
+    return FLOAT * (states * fp.params + images * graphs * fp.activations + (images + held_images) * pixels) + logs
 
 
 def check_model(config: ModelConfig, device: torch.device | str = "cpu") -> None:
@@ -113,8 +117,9 @@ def check_model(config: ModelConfig, device: torch.device | str = "cpu") -> None
 
 
 def check_step(doing: str, config: ModelConfig, image_size: int | None, images: int, batch: str, fix: str,
-               device: torch.device | str, *, graphs: int = 1, states: int = 1, held_images: int = 0) -> None:
+               device: torch.device | str, *, graphs: int = 1, states: int = 1, held_images: int = 0,
+               logged_steps: int = 0) -> None:
     """:func:`check_memory` of :func:`estimate`, with a message such as ``pretraining wrn-10-1
     (N parameters) on batches of 64 images of 32px``; ``batch`` describes the images."""
-    need = estimate(config, image_size, images, graphs, states, held_images)
+    need = estimate(config, image_size, images, graphs, states, held_images, logged_steps)
     check_memory(need, f"{doing} {config.name} ({footprint(config).params:,} parameters) on {batch} of {image_size}px", fix, device)

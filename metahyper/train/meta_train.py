@@ -68,7 +68,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     graphs = 2 if cfg.first_order or cfg.inner_checkpoint else 2 * (cfg.inner_steps + 1)  # second order keeps every step
     check_step("meta-training", dataclasses.replace(init.model_config, num_classes=cfg.ways), image_size, task_images,
                f"meta-batches of {tasks} tasks of {task_images} images", "lower --meta-batch, --shots/--queries, --inner-steps or "
-               "--image-size (or use --inner-checkpoint)", device, graphs=graphs, states=6, held_images=(tasks - 1) * task_images)
+               "--image-size (or use --inner-checkpoint), or --iterations", device, graphs=graphs, states=6,
+               held_images=(tasks - 1) * task_images, logged_steps=cfg.iterations)
     train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     val_sampler = None

@@ -172,6 +172,7 @@ def test_meta_train_divergence(glyph_root, pretrained, tmp_path):
     (lambda root, init, out: _pre(root, out, image_size=4000), r"pretraining wrn-10-1 \(.* parameters\) on batches of 64 images of 4000px needs"),
     (lambda root, init, out: _pre(root, out, model="hyper-wrn-10-1", d=100000), "pretraining hyper-wrn-10-1 .* needs"),
     (lambda root, init, out: _meta(root, init, out, meta_batch=100000), "meta-batches of 100000 tasks .* needs"),
+    (lambda root, init, out: _meta(root, init, out, iterations=10**12), "meta-training wrn-10-1 .* needs"),
 ])
 def test_oversized_requests_are_refused_before_anything_is_allocated(glyph_root, pretrained, tmp_path, monkeypatch, make, match):
     monkeypatch.setenv(ENV, "0.5")
