@@ -38,6 +38,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("Interrupted (Ctrl-C); files being written were left as they were before", err=True)
             ctx.exit(130)
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+            if not isinstance(err, MemoryError) and "out of memory" not in str(err) and "can't allocate memory" not in str(err):
+                raise
+            click.echo(f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                       "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
+                       "such runs before they start", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)
@@ -74,7 +81,11 @@ def export_cmd(checkpoint: str, output: str) -> None:
     """Convert a hyper network to its plain architecture (paper section 3) and save it."""
     from metahyper.models import count_parameters, to_plain
     from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
+    from metahyper.train.outputs import check_output
 
+    if not output:
+        raise UserError("-o must be a path, got an empty string")
+    check_output(output, "export")
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
     save_checkpoint(output, plain, exported_from=str(ckpt.path), source_model=ckpt.model_config.to_dict())
@@ -105,6 +116,8 @@ def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | No
         if options["max_memory"] <= 0:
             raise UserError(f"--max-memory takes a positive number of GB, got {options['max_memory']}")
         options["max_memory"] = int(options["max_memory"] * 2**30)
+    if options["image_size"] is not None and options["image_size"] < 1:
+        raise UserError(f"--image-size must be >= 1, got {options['image_size']}")
     given = {**options, "rotations": rotations or None, "encoded": encoded or None}
     written = prepare(dataset, root=root, source=source, download=download, force=force,
                       **{k: v for k, v in given.items() if v is not None})
@@ -296,6 +309,11 @@ def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable |
     return cfg, result if ctx.is_main else None
 
 
+def _restarted(cfg: Any, summary: dict) -> None:
+    if summary.get("restarted"):
+        click.echo(f"note: {cfg.out} held no last.pt to resume from, so --resume ran the run again from scratch", err=True)
+
+
 @main.command("pretrain")
 @config_options(PretrainConfig, from_file=True)
 def pretrain_cmd(**options) -> None:
@@ -305,6 +323,7 @@ def pretrain_cmd(**options) -> None:
     cfg, summary = _run(PretrainConfig, options, pretrain, _pretrain_defaults)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
     click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {cfg.out}")
@@ -319,6 +338,7 @@ def meta_train_cmd(**options) -> None:
     cfg, summary = _run(MetaTrainConfig, options, meta_train)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
     click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")

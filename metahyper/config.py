@@ -11,6 +11,7 @@ these configs (so ``torchrun`` can call them).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -50,8 +51,11 @@ def dataset_opt(help: str, **kw):
 
 # Fields shared by several stages: one definition each.
 
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's 64-bit seeds hold it
+
+
 def seed_opt():
-    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).")
+    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).", min=0, max=SEED_MAX)
 
 
 def device_opt():
@@ -68,6 +72,13 @@ def quiet_opt():
 
 def workers_opt(help: str):
     return option(0, help, flag="--workers", min=0)
+
+
+def check_workers(workers: int) -> None:
+    """More worker processes than CPUs only cost memory and start-up time."""
+    cpus = os.cpu_count() or 1
+    if workers > cpus:
+        raise UserError(f"--workers {workers} is more than the {cpus} CPUs of this machine; use --workers {cpus} or fewer")
 
 
 def resume_opt(help: str):
@@ -87,7 +98,7 @@ def out_opt():
 
 
 def ways_opt(default: int = 5, **kw):
-    return option(default, "Classes per task (N-way).", min=1, **kw)
+    return option(default, "Classes per task (N-way).", min=2, **kw)
 
 
 def shots_opt(default: int = 1, **kw):
@@ -115,18 +126,18 @@ class PretrainConfig(Options):
     d: int | None = option(None, "Embedding depth d (default C_in).", min=1)
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
-    embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.")
+    embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.", min=0, max=SEED_MAX)
     stem: str | None = option(None, "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
                                     "default: imagenet for --dataset imagenet, else cifar.", choices=tuple(STEMS))
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
-    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
+    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0, below=1)
     image_size: int | None = image_size_opt("Resize images to this size (default: the cache's; imagenet: crops of 224).")
     epochs: int = option(200, "Training epochs.", min=1)
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
-    momentum: float = option(0.9, "SGD momentum.", min=0)
+    momentum: float = option(0.9, "SGD momentum.", min=0, below=1)
     milestones: list[int] = option([60, 120, 160], "Epochs at which the lr is multiplied by --gamma.", min=0)
     gamma: float = option(0.2, "Learning-rate factor at each milestone.", above=0)
     weight_decay: float = option(5e-4, "On plain weights (not embeddings / hypernetworks).", min=0)
@@ -156,8 +167,7 @@ class PretrainConfig(Options):
             raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
         if self.dataset == "imagenet" and self.eval_split is not None:
             raise UserError("--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out")
-        if self.val_fraction >= 1:
-            raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
+        check_workers(self.num_workers)
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
         if sorted(self.milestones) != list(self.milestones):
@@ -186,7 +196,7 @@ class MetaTrainConfig(Options):
     inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
-    min_lr: float = option(1e-4, "... down to this.", min=0)
+    min_lr: float = option(1e-4, "... down to this.", above=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
     inner_checkpoint: int = option(0, "Second order: keep every N-th adapted state of the inner loop and recompute the "
                                       "steps between in the backward (1: every step; 0: off). Same meta-gradient, peak memory "
@@ -202,7 +212,7 @@ class MetaTrainConfig(Options):
                                            "(default: by model kind).", choices=GROUPS)
     val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
     val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
-    val_seed: int = option(0, "Seed of the fixed validation episodes.")
+    val_seed: int = option(0, "Seed of the fixed validation episodes.", min=0, max=SEED_MAX)
     image_size: int | None = image_size_opt("Input size (default: the size the --init model was trained at).")
     seed: int = seed_opt()
     device: str = device_opt()
@@ -218,6 +228,9 @@ class MetaTrainConfig(Options):
         super().validate()
         check_dataset("--train", self.train, self.data_root)
         check_dataset("--test", self.test, self.data_root)
+        check_workers(self.num_workers)
+        if self.min_lr > self.outer_lr:
+            raise UserError(f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr")
 
 
 @dataclass
@@ -247,7 +260,7 @@ class EvalConfig(Options):
     bn: str | None = option(None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).",
                             choices=BN_MODES)
     backend: str = backend_opt()
-    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=0)
+    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
     image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
     device: str = device_opt()

@@ -12,6 +12,7 @@ Names: ``wrn-<depth>-<k>``, ``resnet-12``, ``resnet-18``, ``resnet-34`` and each
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import asdict, dataclass, field, replace
 
@@ -54,6 +55,11 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise UserError(f"unknown model config keys {sorted(unknown)}; the checkpoint was written by a newer metahyper")
+        for key, value in data.items():
+            default = cls.__dataclass_fields__[key].default
+            kind = type(default) if default is not None and not isinstance(default, type(dataclasses.MISSING)) else (str if key == "name" else int)
+            if not (value is None and key == "d") and (type(value) is not kind):
+                raise UserError(f"model config {key}={value!r} is not a {kind.__name__}; the checkpoint is damaged")
         return cls(**data)
 
     def label(self) -> str:
@@ -67,14 +73,15 @@ class ModelConfig:
 
 
 _RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+MAX_WRN_DEPTH = 1000  # building (even shapes only) takes seconds per thousand layers
 
 
 def arch_spec(base_name: str) -> ArchSpec:
     """Parse a plain architecture name into its :class:`ArchSpec`."""
     if m := re.fullmatch(r"wrn-(\d+)-(\d+)", base_name):
         depth, k = int(m[1]), int(m[2])
-        if (depth - 4) % 6 or depth < 10 or k < 1:
-            raise UserError(f"WRN depth must be 6n+4 >= 10 and width k >= 1, got wrn-{depth}-{k}")
+        if (depth - 4) % 6 or not 10 <= depth <= MAX_WRN_DEPTH or k < 1:
+            raise UserError(f"WRN depth must be 6n+4 in [10, {MAX_WRN_DEPTH}] and width k >= 1, got wrn-{depth}-{k}")
         n = (depth - 4) // 6
         return ArchSpec("wrn", PreActBlock, 16, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2), False, True)
     if m := re.fullmatch(r"resnet-(\d+)", base_name):

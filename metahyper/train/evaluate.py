@@ -37,6 +37,8 @@ from metahyper.models import resolve_groups, to_plain
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
+from metahyper.train.memory import check_step
+from metahyper.train.outputs import check_output
 from metahyper.train.run import config_dict
 
 
@@ -195,9 +197,15 @@ def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | N
 
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
-    model = ckpt.build_model().to(device)
     extra = ckpt.extra
     image_size = cfg.image_size if cfg.image_size is not None else extra.get("input_size")
+    out = output or default_output(ckpt.path, cfg, [dataset], [shots])
+    if write and (ctx is None or ctx.is_main):
+        check_output(out, "eval")
+    images = cfg.ways * (shots + cfg.queries)
+    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images",
+               "lower --ways/--shots/--queries or --image-size", device, graphs=2, states=4)
+    model = ckpt.build_model().to(device)
     if data is None:
         data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(data, cfg.ways, shots, cfg.queries, seed=cfg.seed, image_size=image_size)
@@ -212,7 +220,6 @@ def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | N
         settings={**settings, "image_size": image_size, "stage": extra.get("stage")},
     )
     if write and (ctx is None or ctx.is_main):
-        out = output or default_output(ckpt.path, cfg, [dataset], [shots])
         result.settings["output"] = str(out)
         # "config": `eval --config FILE` repeats exactly this evaluation
         write_json(out, {**result.to_dict(), "config": {**config_dict(cfg), "dataset": dataset, "shots": shots}})

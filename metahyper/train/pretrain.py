@@ -26,6 +26,7 @@ ImageNet stem by default.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -39,10 +40,11 @@ from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
-from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.models import ModelConfig, build_from_config, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
 from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
-from metahyper.train.run import Run, seed_everything
+from metahyper.train.memory import check_step
+from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 
 
 def ratio_keys(model: nn.Module) -> list[str]:
@@ -153,17 +155,26 @@ def _datasets(cfg: PretrainConfig):
         part, fraction = "train", cfg.val_fraction
         held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
     train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size)
+    if not len(train):
+        raise UserError(f"--val-fraction {cfg.val_fraction} leaves no training images of {cfg.dataset} {cfg.split}; lower it")
+    if held is not None and not len(held):
+        raise UserError(f"--val-fraction {cfg.val_fraction} holds out no image of {cfg.dataset} {cfg.split}; raise it, or pass 0 "
+                        "for no validation")
     input_size = cfg.image_size or int(data.image_size[0])
     return data, train, held, input_size
 
 
 def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: DistContext) -> DataLoader:
-    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks)."""
+    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks).
+    In one process a last batch of a single image is skipped: BatchNorm cannot train on one value
+    per channel (a 1x1 final feature map)."""
     order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
-    return DataLoader(Subset(train_set, order), batch_size=cfg.batch_size // ctx.world_size, shuffle=False,
-                      num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda")
+    batch = cfg.batch_size // ctx.world_size
+    return DataLoader(Subset(train_set, order), batch_size=batch, shuffle=False, num_workers=cfg.num_workers,
+                      pin_memory=ctx.device.type == "cuda", drop_last=ctx.world_size == 1 and batch > 1 and len(order) % batch == 1)
 
 
+@releases_run_locks
 def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
     Files are written by the main process only. ``on_step(epoch)`` is called before each epoch
@@ -176,8 +187,12 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     run = Run(cfg.out, cfg, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
-    model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
-                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed, stem=cfg.model_stem).to(device)
+    config = ModelConfig(cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
+                         cfg.model_stem)
+    batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
+    check_step("pretraining", config, input_size, batch, f"batches of {batch} images", "lower --batch-size, --image-size or the "
+               "model (--model, --d)", device, graphs=2, states=5)
+    model = build_from_config(config).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
     optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
@@ -221,6 +236,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
         t0 = time.time()
         bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
         for step, (x, y) in enumerate(bar):
@@ -230,6 +246,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             loss = F.cross_entropy(logits, y)
             total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
             optimizer.zero_grad(set_to_none=True)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total.detach()), step, first_bad)  # no host sync
             total.backward()
             meter.update()
             optimizer.step()
@@ -238,6 +255,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             seen += len(y)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        bad = int(first_bad)
+        check_finite(f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""), "lower --lr", math.nan if bad >= 0 else None,
+                     model)
         if swa_model is not None and epoch >= cfg.swa_start:
             swa_model.update_parameters(model)
             swa_scheduler.step()
@@ -275,5 +295,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         summary["swa_val_acc"] = swa_val
         run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
         run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+    summary["restarted"] = run.restarted
     run.write_json("summary.json", summary)
+    run.close()
     return summary
