@@ -16,7 +16,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
+from metahyper.config import IMAGENET_RECIPE, DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
@@ -25,7 +25,9 @@ from metahyper.train.distributed import distributed_session
 
 
 class _Group(click.Group):
-    """Click group that turns :class:`UserError` into a one-line message and exit code 2."""
+    """Click group that turns :class:`UserError` into a one-line message and exit code 2, and
+    Ctrl-C (KeyboardInterrupt) into one line and exit code 130 (click would print "Aborted!" and
+    exit 1; the commands' atomic writers have removed their temporary files by then)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -33,6 +35,16 @@ class _Group(click.Group):
         except UserError as err:
             click.echo(f"Error: {err}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("Interrupted (Ctrl-C); files being written were left as they were before", err=True)
+            ctx.exit(130)
+        except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+            if not isinstance(err, MemoryError) and "out of memory" not in str(err) and "can't allocate memory" not in str(err):
+                raise
+            click.echo(f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                       "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
+                       "such runs before they start", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group)
@@ -69,7 +81,11 @@ def export_cmd(checkpoint: str, output: str) -> None:
     """Convert a hyper network to its plain architecture (paper section 3) and save it."""
     from metahyper.models import count_parameters, to_plain
     from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
+    from metahyper.train.outputs import check_output
 
+    if not output:
+        raise UserError("-o must be a path, got an empty string")
+    check_output(output, "export")
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
     save_checkpoint(output, plain, exported_from=str(ckpt.path), source_model=ckpt.model_config.to_dict())
@@ -78,18 +94,35 @@ def export_cmd(checkpoint: str, output: str) -> None:
 
 @main.command("prepare")
 @click.argument("dataset", type=click.Choice(PREPARABLE))
-@click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs per dataset).")
-@click.option("--download", is_flag=True, help="Download the official archive (CIFAR; md5-checked).")
+@click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs/datasets.md per dataset).")
+@click.option("--download", is_flag=True, help="Download the official archive (CIFAR, Omniglot, CUB; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
 @click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option("--image-size", type=int, default=32, show_default=True, help="glyphs only: image size.")
-def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, image_size: int) -> None:
-    """Build the HDF5 cache of DATASET (torchmeta layout)."""
+@click.option("--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84), folder (84): image side in pixels.")
+@click.option("--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes.")
+@click.option("--encoded", is_flag=True, help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.")
+@click.option("--name", default=None, help="folder: the name the dataset is used by (--dataset NAME).")
+@click.option("--splits", type=click.Path(path_type=str), default=None,
+              help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.")
+@click.option("--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2).")
+@click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
+@click.option("--max-memory", type=float, default=None, help="glyphs: memory the build may use, in GB (default: what is available).")
+def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, rotations: bool, encoded: bool,
+                **options) -> None:
+    """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
-    options = {"image_size": image_size} if dataset == "glyphs" else {}
-    written = prepare(dataset, root=root, source=source, download=download, force=force, **options)
-    click.echo(f"{dataset}: wrote {len(written)} files under {written[0].parent.parent}")
+    if options["max_memory"] is not None:
+        if options["max_memory"] <= 0:
+            raise UserError(f"--max-memory takes a positive number of GB, got {options['max_memory']}")
+        options["max_memory"] = int(options["max_memory"] * 2**30)
+    if options["image_size"] is not None and options["image_size"] < 1:
+        raise UserError(f"--image-size must be >= 1, got {options['image_size']}")
+    given = {**options, "rotations": rotations or None, "encoded": encoded or None}
+    written = prepare(dataset, root=root, source=source, download=download, force=force,
+                      **{k: v for k, v in given.items() if v is not None})
+    shown = options["name"] if dataset == "folder" else dataset
+    click.echo(f"{shown}: wrote {len(written)} files under {written[0].parent.parent}")
 
 
 @main.command("datasets")
@@ -103,10 +136,10 @@ def datasets_cmd(root: str | None) -> None:
     if not rows:
         click.echo("no caches found; build one with `metahyper prepare glyphs` (offline) or see `metahyper prepare --help`")
         return
-    click.echo(f"{'dataset':<14}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
+    click.echo(f"{'dataset':<16}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
     for r in rows:
         status = "ok" if r.error is None else f"ERROR: {r.error}"
-        click.echo(f"{r.dataset:<14}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
+        click.echo(f"{r.dataset:<16}{r.split:<7}{r.classes:>8}{r.images_per_class:>11}{r.image_size:>8}  {status}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,10 +288,17 @@ def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] |
 # (metahyper.train.distributed); only rank 0 prints and writes.
 
 
-def _cifar_eval_split(values: dict, given: set) -> None:
-    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise."""
+def _pretrain_defaults(values: dict, given: set) -> None:
+    """CIFAR-10/100 validate on their test split (the paper's tables) unless told otherwise;
+    ImageNet takes :data:`~metahyper.config.IMAGENET_RECIPE` for every option not given and still
+    at its (CIFAR recipe) default."""
     if "eval_split" not in given and values.get("eval_split") is None and values["dataset"] in ("cifar10", "cifar100"):
         values["eval_split"] = "test"
+    if values["dataset"] == "imagenet":
+        defaults = {s.name: s.default for s in specs(PretrainConfig)}
+        for name, value in IMAGENET_RECIPE.items():
+            if name not in given and values.get(name, defaults[name]) == defaults[name]:
+                values[name] = value
 
 
 def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable | None = None) -> tuple[Any, Any]:
@@ -270,15 +310,21 @@ def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable |
     return cfg, result if ctx.is_main else None
 
 
+def _restarted(cfg: Any, summary: dict) -> None:
+    if summary.get("restarted"):
+        click.echo(f"note: {cfg.out} held no last.pt to resume from, so --resume ran the run again from scratch", err=True)
+
+
 @main.command("pretrain")
 @config_options(PretrainConfig, from_file=True)
 def pretrain_cmd(**options) -> None:
     """Classification training (paper sections 4.2 and 5.1): SGD + step schedule, optional SWA."""
     from metahyper.train.pretrain import pretrain
 
-    cfg, summary = _run(PretrainConfig, options, pretrain, _cifar_eval_split)
+    cfg, summary = _run(PretrainConfig, options, pretrain, _pretrain_defaults)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary.get("swa_val_acc") if summary.get("swa_val_acc") is not None else summary["best_val_acc"]
     shown = f"validation accuracy {100 * best:.2f} %" if best is not None else "no validation set"
     click.echo(f"pretrained {summary['model']} for {cfg.epochs} epochs: {shown}; run in {cfg.out}")
@@ -293,6 +339,7 @@ def meta_train_cmd(**options) -> None:
     cfg, summary = _run(MetaTrainConfig, options, meta_train)
     if summary is None:
         return
+    _restarted(cfg, summary)
     best = summary["best_val_acc"]
     shown = f"best validation {100 * best:.2f} %" if best is not None else "no validation"
     click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")
@@ -301,14 +348,19 @@ def meta_train_cmd(**options) -> None:
 @main.command("eval")
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
-    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes)."""
-    from metahyper.train.evaluate import evaluate
+    """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
+    several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
+    from metahyper.train import evaluate
 
-    _, result = _run(EvalConfig, options, evaluate)
+    def stage(cfg: EvalConfig, ctx) -> Any:
+        return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
+
+    _, result = _run(EvalConfig, options, stage)
     if result is None:
         return
     click.echo(result.line())
-    click.echo(f"wrote {result.settings['output']}")
+    written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
+    click.echo(f"wrote {', '.join(written)}")
 
 
 @main.command("movement-plot")

@@ -11,18 +11,25 @@ these configs (so ``torchrun`` can call them).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 
-from metahyper.data.cache import LAYOUTS, SPLITS
+from metahyper.data.cache import LAYOUTS, SPLITS, layout_for
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
-from metahyper.models import GROUPS
+from metahyper.models import GROUPS, STEMS
 from metahyper.options import Options, option, required
 
-DATASETS = tuple(LAYOUTS)
+DATASETS = tuple(LAYOUTS)  # built-in; user datasets (`prepare folder`) are found under the data root
+PRETRAIN_ONLY = ("imagenet",)  # read from an ImageNet folder by torchvision (metahyper.data.imagenet)
+# `pretrain --dataset imagenet` defaults (the CLI applies them to options left at the CIFAR
+# defaults). Section 5.2: SGD, 100 epochs, momentum 0.9, lr 0.1 divided by 10 every 30 epochs;
+# its weight decay reads "x10^-4" (the digit is lost in our copy of the text): 1e-4, He et al.
+# (2016)'s, whose architecture it uses. Batch 256: He et al.'s too (the paper gives none).
+IMAGENET_RECIPE = {"epochs": 100, "milestones": [30, 60, 90], "gamma": 0.1, "weight_decay": 1e-4, "batch_size": 256}
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
@@ -30,10 +37,29 @@ PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_
 LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
 
 
+def check_dataset(label: str, name: str, data_root: str | None, also: tuple[str, ...] = ()) -> None:
+    """A one-line :class:`UserError` (naming the option) unless ``name`` is a built-in dataset, one
+    registered under the data root (:func:`metahyper.data.cache.layout_for`) or one of ``also``."""
+    if name in also:
+        return
+    try:
+        layout_for(name, data_root)
+    except UserError as err:
+        more = f"; also {', '.join(also)}" if also else ""
+        raise UserError(f"{label}: {err}{more}") from None
+
+
+def dataset_opt(help: str, **kw):
+    return required(f"{help} A built-in ({', '.join(DATASETS)}) or a user dataset (`prepare folder`).", **kw)
+
+
 # Fields shared by several stages: one definition each.
 
+SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's 64-bit seeds hold it
+
+
 def seed_opt():
-    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).")
+    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).", min=0, max=SEED_MAX)
 
 
 def device_opt():
@@ -50,6 +76,13 @@ def quiet_opt():
 
 def workers_opt(help: str):
     return option(0, help, flag="--workers", min=0)
+
+
+def check_workers(workers: int) -> None:
+    """More worker processes than CPUs only cost memory and start-up time."""
+    cpus = os.cpu_count() or 1
+    if workers > cpus:
+        raise UserError(f"--workers {workers} is more than the {cpus} CPUs of this machine; use --workers {cpus} or fewer")
 
 
 def resume_opt(help: str):
@@ -69,7 +102,7 @@ def out_opt():
 
 
 def ways_opt(default: int = 5, **kw):
-    return option(default, "Classes per task (N-way).", min=1, **kw)
+    return option(default, "Classes per task (N-way).", min=2, **kw)
 
 
 def shots_opt(default: int = 1, **kw):
@@ -94,24 +127,26 @@ class PretrainConfig(Options):
     with reflections, horizontal flips. ``lr_schedule="swa"`` with ``swa_start``: Izmailov et al.'s
     SWA schedule (:func:`metahyper.train.pretrain.lr_factor`)."""
 
-    dataset: str = required("Dataset whose --split classes are learned.", choices=DATASETS)
+    dataset: str = dataset_opt("Dataset whose --split classes are learned (or imagenet: --data-root holds its train/ and val/).")
     out: str = out_opt()
     model: str = option("wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True)
     variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
     d: int | None = option(None, "Embedding depth d (default C_in).", min=1)
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
-    embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.")
+    embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.", min=0, max=SEED_MAX)
+    stem: str | None = option(None, "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
+                                    "default: imagenet for --dataset imagenet, else cifar.", choices=tuple(STEMS))
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
     eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
                                           "unset: a held-out part of --split).", choices=SPLITS)
     # our choice: the paper names no validation data for pretraining on FC100 / MiniImageNet
-    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0)
-    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's).")
+    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0, below=1)
+    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's; imagenet: crops of 224).")
     epochs: int = option(200, "Training epochs.", min=1)
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
-    momentum: float = option(0.9, "SGD momentum.", min=0)
+    momentum: float = option(0.9, "SGD momentum.", min=0, below=1)
     nesterov: bool = option(True, "Nesterov momentum (Zagoruyko & Komodakis).")
     milestones: list[int] = option([60, 120, 160], "Epochs at which the lr is multiplied by --gamma.", min=0)
     gamma: float = option(0.2, "Learning-rate factor at each milestone.", above=0)
@@ -139,10 +174,19 @@ class PretrainConfig(Options):
 
     stage = "pretrain"
 
+    @property
+    def model_stem(self) -> str:
+        """``stem``, or by dataset when unset: imagenet for ImageNet, cifar otherwise."""
+        return self.stem or ("imagenet" if self.dataset == "imagenet" else "cifar")
+
     def validate(self) -> None:
         super().validate()
-        if self.val_fraction >= 1:
-            raise UserError(f"--val-fraction must be < 1 (a fraction of each class), got {self.val_fraction}")
+        check_dataset("--dataset", self.dataset, self.data_root, also=PRETRAIN_ONLY)
+        if self.dataset == "imagenet" and self.data_root is None:
+            raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
+        if self.dataset == "imagenet" and self.eval_split is not None:
+            raise UserError("--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out")
+        check_workers(self.num_workers)
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
         if self.nesterov and self.momentum == 0:
@@ -163,12 +207,11 @@ class MetaTrainConfig(Options):
     (hyper: inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything
     in both)."""
 
-    train: str = required("Dataset whose train split gives the meta-training tasks.", choices=DATASETS)
+    train: str = dataset_opt("Dataset whose train split gives the meta-training tasks.")
     init: str = required("Pretrain run directory or checkpoint.", path="any")
     out: str = out_opt()
     test: list[str] = option([], "Datasets whose val split is also validated and logged, e.g. miniimagenet or a,b "
-                                 "(cross-domain: the target; used for model selection only with --select-on target).",
-                             choices=DATASETS)
+                                 "(cross-domain: the target; used for model selection only with --select-on target).")
     select_on: str = option("source", "best.pt: best on the --train dataset's val classes (source), on the first --test "
                                       "dataset's val classes (target: reported as selected on the target), or the final "
                                       "model (last).", choices=SELECT_RULES)
@@ -182,7 +225,7 @@ class MetaTrainConfig(Options):
     inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
-    min_lr: float = option(1e-4, "... down to this.", min=0)
+    min_lr: float = option(1e-4, "... down to this.", above=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
     inner_checkpoint: int = option(0, "Second order: keep every N-th adapted state of the inner loop and recompute the "
                                       "steps between in the backward (1: every step; 0: off). Same meta-gradient, peak memory "
@@ -198,7 +241,7 @@ class MetaTrainConfig(Options):
                                            "(default: by model kind).", choices=GROUPS)
     val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
     val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
-    val_seed: int = option(0, "Seed of the fixed validation episodes.")
+    val_seed: int = option(0, "Seed of the fixed validation episodes.", min=0, max=SEED_MAX)
     image_size: int | None = image_size_opt("Input size (default: the size the --init model was trained at).")
     seed: int = seed_opt()
     device: str = device_opt()
@@ -216,6 +259,12 @@ class MetaTrainConfig(Options):
         if isinstance(self.test, str):  # one name or a comma list (config.json of earlier versions)
             self.test = [t for t in self.test.replace(" ", "").split(",") if t]
         super().validate()
+        check_dataset("--train", self.train, self.data_root)
+        for name in self.test:
+            check_dataset("--test", name, self.data_root)
+        check_workers(self.num_workers)
+        if self.min_lr > self.outer_lr:
+            raise UserError(f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr")
         if len(set(self.test)) != len(self.test):
             raise UserError(f"--test lists a dataset twice: {','.join(self.test)}")
         if self.select_on == "target" and not self.test:
@@ -233,13 +282,18 @@ class MetaTrainConfig(Options):
 @dataclass
 class EvalConfig(Options):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
-    ``method``: ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a
-    fresh N-way linear head fitted on the support set: the pretrain-only baseline), ``auto``
-    (maml for meta-trained checkpoints, linear for pretrained ones)."""
+    ``dataset`` and ``shots`` are lists (a single name or number, or a comma-separated string of
+    names, is turned into one): several give the cross-domain matrix, one evaluation per
+    (dataset, shots) pair (:func:`metahyper.train.evaluate.evaluate_matrix`). ``method``:
+    ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a fresh N-way
+    linear head fitted on the support set: the pretrain-only baseline), ``auto`` (maml for
+    meta-trained checkpoints, linear for pretrained ones)."""
 
     checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
-    dataset: str = required("Dataset whose --split classes make the episodes.", choices=DATASETS)
-    shots: int = shots_opt(required=True)
+    dataset: list[str] = dataset_opt("Datasets whose --split classes make the episodes, comma-separated (several: one "
+                                     "table, a row per dataset).")
+    shots: list[int] = option([1], "Support images per class (K-shot), comma-separated (several: a column each).", min=1,
+                              required=True)
     ways: int = ways_opt()
     queries: int = queries_opt()
     episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
@@ -252,7 +306,7 @@ class EvalConfig(Options):
     bn: str | None = option(None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).",
                             choices=BN_MODES)
     backend: str = backend_opt()
-    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=0)
+    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
     image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
     device: str = device_opt()
@@ -261,6 +315,25 @@ class EvalConfig(Options):
     progress: bool = quiet_opt()
 
     stage = "eval"
+
+    @property
+    def single(self) -> bool:
+        """One dataset and one shot count: :func:`~metahyper.train.evaluate.evaluate`'s case."""
+        return len(self.dataset) == 1 and len(self.shots) == 1
+
+    def validate(self) -> None:
+        if isinstance(self.dataset, str):
+            self.dataset = [name for name in self.dataset.split(",") if name]
+        if isinstance(self.shots, int) and not isinstance(self.shots, bool):
+            self.shots = [self.shots]
+        super().validate()
+        for label, values in (("--dataset", self.dataset), ("--shots", self.shots)):
+            if not values:
+                raise UserError(f"{label} needs at least one value")
+            if len(set(values)) != len(values):
+                raise UserError(f"{label} lists a value twice ({','.join(map(str, values))}); list each once")
+        for name in self.dataset:
+            check_dataset("--dataset", name, self.data_root)
 
 
 @dataclass

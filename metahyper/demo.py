@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
-from metahyper.data import default_root, open_split, prepare
+from metahyper.data import LAYOUTS, default_root, open_split, prepare
+from metahyper.data.writing import verify_file
 from metahyper.errors import UserError
 from metahyper.plots import curves_plot, movement_plot
 from metahyper.train.distributed import resolve_device
@@ -29,16 +30,23 @@ from metahyper.train.run import Run
 
 
 def ensure_glyphs(root: Path, images_per_class: int = 20, echo: Callable[[str], None] = print) -> None:
-    """Build the glyphs cache (both domains) under ``root`` unless it is there already."""
-    try:
-        for domain in ("glyphs-a", "glyphs-b"):
-            for split in ("train", "val", "test"):
-                open_split(domain, split, root=root)
+    """Build the glyphs cache (both domains) under ``root`` when none of its files is there. An
+    existing cache is used as it is, never rebuilt: a broken one is a :class:`UserError` that names
+    the broken file and the command that rebuilds it."""
+    layouts = [LAYOUTS[d] for d in ("glyphs-a", "glyphs-b")]
+    files = [p for layout in layouts for s in layout.splits for p in (layout.data_file(root, s), layout.labels_file(root, s))]
+    if not any(p.exists() for p in files):
+        echo(f"building the glyphs dataset in {root} (once) ...")
+        prepare("glyphs", root=root, images_per_class=images_per_class)
         return
-    except UserError:
-        pass
-    echo(f"building the glyphs dataset in {root} (once) ...")
-    prepare("glyphs", root=root, force=True, images_per_class=images_per_class)
+    fix = "rebuild it with `metahyper prepare glyphs --force`, or pass another --data-root"
+    for layout in layouts:
+        for split in layout.splits:
+            open_split(layout.name, split, root=root).close()  # a UserError names the file and the fix
+            try:
+                verify_file(layout.data_file(root, split))
+            except UserError as err:
+                raise UserError(f"{err}; {fix}") from None
 
 
 def _cell(row: dict, shots: int) -> str:

@@ -1,42 +1,139 @@
-"""Atomic file writes, JSON and CSV: the bottom layer (imports nothing else of metahyper).
+"""Atomic file writes, JSON and CSV: the bottom layer (imports nothing of metahyper but its errors).
 
 Every file that matters is written through :func:`atomic_files` (or its one-file form
 :func:`atomic_path`): the content goes to a temporary file beside the target, is fsynced and then
 renamed over the target, so a killed process leaves either the old file or the new one, never a
-half-written one.
+half-written one. Temporary files are named ``.<target>.<pid>-<random>.tmp``; those of processes
+that are gone (killed with SIGKILL, power loss) are removed the next time the same target is
+written. A full disk, or a location that cannot be written, ends in a one-line
+:class:`~metahyper.errors.UserError` with nothing replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
+import re
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from metahyper.errors import UserError
+
+_TMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that :func:`atomic_files` left beside ``target`` in processes
+    that no longer exist on this machine; returns the removed paths. Live writers are left alone."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for path in target.parent.iterdir():
+        m = _TMP_NAME.match(path.name)
+        if m and m["target"] == target.name and not _process_alive(int(m["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_free_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:
+    """A :class:`UserError` when the filesystem of ``folder`` (or of its nearest existing parent)
+    has less than ``nbytes`` free; ``what`` names what would be written."""
+    where = _existing_ancestor(Path(folder))
+    if where.is_file():
+        raise UserError(f"{where} is a file, not a folder; cannot write {what} under it; choose another location")
+    free = shutil.disk_usage(where).free
+    if nbytes > free:
+        raise UserError(
+            f"not enough disk space for {what} in {folder}: about {_mb(nbytes)} needed, {_mb(free)} free; "
+            "free some space or choose another location"
+        )
+
+
+def _mb(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.1f} MB"
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-space (or out-of-quota) error, also as wrapped by libraries
+    that keep only the message (h5py)."""
+    if isinstance(err, OSError) and err.errno in _DISK_FULL:
+        return True
+    return any(os.strerror(code) in str(err) for code in _DISK_FULL)
+
 
 @contextlib.contextmanager
-def atomic_files(paths: Sequence[str | os.PathLike]) -> Iterator[list[Path]]:
+def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) -> Iterator[list[Path]]:
     """Yield one temporary path beside each of ``paths`` (parents are created). When the block
     succeeds every temporary file is fsynced and renamed over its target; when it raises, the
-    temporary files are removed and the targets are left untouched."""
+    temporary files are removed and the targets are left untouched (all of them, as one unit: no
+    target is renamed before every file is complete).
+
+    ``size``: the bytes the block will write in all; when given, a :class:`UserError` is raised
+    before anything is written if the disk has less free. Running out of space inside the block,
+    or targets that cannot be created (permissions, a read-only filesystem), raise a
+    :class:`UserError`. Stale temporary files of dead processes for the same targets are removed
+    first. New files get the usual mode (0666 less the umask).
+    """
     targets = [Path(p) for p in paths]
+    for target in targets:
+        remove_stale_temporaries(target)
+    if size is not None and targets:
+        check_free_space(targets[0].parent, size, ", ".join(t.name for t in targets[:3]) + (" ..." if len(targets) > 3 else ""))
     tmps: list[Path] = []
     try:
-        for target in targets:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
-            tmps.append(tmp)
+        try:
+            for target in targets:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
+                tmps.append(tmp)
+        except OSError as err:
+            if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise UserError(f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location") from None
+            raise
         yield list(tmps)
         for tmp in tmps:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         for tmp, target in zip(tmps, targets):
             os.replace(tmp, target)
+    except Exception as err:
+        if is_disk_full(err):
+            folder = targets[0].parent if targets else Path(".")
+            raise UserError(
+                f"disk full while writing {targets[0].name if len(targets) == 1 else f'{len(targets)} files'} in {folder}; "
+                "nothing was replaced; free some space or choose another location"
+            ) from None
+        raise
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

@@ -5,6 +5,8 @@ A field carries everything the command line and the checks need::
     epochs: int = option(200, "Training epochs.", min=1)
     dataset: str = required("Dataset to train on.", choices=DATASETS)
 
+Every float option must be finite (nan and inf are refused whatever its bounds).
+
 :class:`Opt` holds the help text, the option's name when it is not ``--field-name``, the allowed
 values (``choices``: a tuple owned by the code that implements them), bounds, and how a bool
 appears on the command line. :mod:`metahyper.cli` turns a config's fields into its command's
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import types
 import typing
@@ -36,6 +39,8 @@ class Opt:
     choices: tuple | None = None  # allowed values (of each element, for list fields)
     min: float | None = None  # inclusive lower bound
     above: float | None = None  # exclusive lower bound
+    max: float | None = None  # inclusive upper bound
+    below: float | None = None  # exclusive upper bound
     invert: bool = False  # a bool set to False by the flag (``progress`` <- ``--quiet``)
     path: str | None = None  # "dir", "file" or "any": shown and completed as a path
     required: bool = False  # the command line requires it although Python has a default
@@ -124,13 +129,21 @@ def check_value(spec: Spec, value: Any) -> None:
     for item in value if spec.is_list else [value]:
         if not _type_ok(spec.kind, item):
             raise UserError(f"{label} must be {'a list of ' if spec.is_list else 'a '}{spec.kind.__name__}, got {value!r}")
+        if opt.path and item == "":
+            raise UserError(f"{label} must be a path, got an empty string")
         if opt.choices is not None and item not in opt.choices:
             unset = " (or unset)" if spec.optional and not spec.is_list else ""
             raise UserError(f"{label} must be one of {', '.join(map(str, opt.choices))}{unset}, got {item!r}")
+        if spec.kind is float and not math.isfinite(item):
+            raise UserError(f"{label} must be a finite number, got {item}")
         if opt.min is not None and item < opt.min:
             raise UserError(f"{label} must be >= {opt.min}, got {item}")
         if opt.above is not None and item <= opt.above:
             raise UserError(f"{label} must be > {opt.above}, got {item}")
+        if opt.max is not None and item > opt.max:
+            raise UserError(f"{label} must be <= {opt.max}, got {item}")
+        if opt.below is not None and item >= opt.below:
+            raise UserError(f"{label} must be < {opt.below}, got {item}")
 
 
 class Options:

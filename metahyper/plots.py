@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure
 from metahyper.errors import UserError
 from metahyper.io import atomic_path, read_csv
 from metahyper.models import ModelConfig, layer_label
+from metahyper.train.outputs import check_output
 from metahyper.train.run import read_config
 
 # The layers of the paper's Figure 4 (a, b, c) in our module paths (WRN-28-4 has 4 blocks per stage).
@@ -50,6 +52,17 @@ def _validated_on(cfg: dict) -> str:
     return str(cfg.get("train"))
 
 
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a malformed log (a value that is not a number, a missing column) into a one-line
+    :class:`UserError` naming the file."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); leave the run out of the plot or rewrite its logs "
+                        "(meta-train / pretrain --resume rewrites them)") from None
+
+
 def load_run(path: str | Path) -> PlottedRun:
     """Read a pretrain or meta-train run directory's config and model label."""
     path = Path(path)
@@ -59,7 +72,8 @@ def load_run(path: str | Path) -> PlottedRun:
         label = _model_label(cfg)
     elif stage == "meta-train":
         curves = path / "curves.json"
-        label = json.loads(curves.read_text())["model"] if curves.is_file() else path.name
+        with _reading(curves):
+            label = json.loads(curves.read_text())["model"] if curves.is_file() else path.name
     else:
         raise UserError(f"{path} is a {stage} run; plots take pretrain or meta-train run directories")
     return PlottedRun(path, stage, label, cfg)
@@ -84,6 +98,14 @@ def _save(fig: Figure, output: str | Path) -> Path:
     return Path(output)
 
 
+def _check_plot(output: str | Path, smooth: int) -> None:
+    if smooth < 1:
+        raise UserError(f"--smooth must be >= 1 (iterations of the moving average), got {smooth}")
+    if Path(output).suffix.lower() != ".png":
+        raise UserError(f"-o {output}: figures are written as PNG; name a .png file")
+    check_output(output, "figure")
+
+
 def _grid(n: int, width: float = 4.5, height: float = 3.4) -> tuple[Figure, list]:
     cols = min(3, max(n, 1))
     rows = -(-max(n, 1) // cols)
@@ -101,13 +123,16 @@ def read_movement(run: PlottedRun) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     if not rows:
         raise UserError(f"{path} is empty; the run has not finished an iteration yet")
     layers = [k for k in rows[0] if k != "iteration"]
-    its = np.array([int(r["iteration"]) for r in rows])
-    return its, {k: np.array([float(r[k]) for r in rows]) for k in layers}
+    with _reading(path):
+        its = np.array([int(r["iteration"]) for r in rows])
+        return its, {k: np.array([float(r[k]) for r in rows]) for k in layers}
 
 
 def movement_plot(run_dirs: Sequence[str | Path], output: str | Path, layers: Sequence[str] | None = None,
                   smooth: int = 1, paper_layers: bool = False) -> Path:
-    """Figure 4 as a PNG (see :func:`movement_figure`)."""
+    """Figure 4 as a PNG (see :func:`movement_figure`); ``output`` is checked first
+    (:func:`~metahyper.train.outputs.check_output`)."""
+    _check_plot(output, smooth)
     return _save(movement_figure(run_dirs, layers, smooth, paper_layers), output)
 
 
@@ -153,7 +178,9 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
 
 
 def curves_plot(run_dirs: Sequence[str | Path], output: str | Path, ratio_group: str | None = None, smooth: int = 20) -> Path:
-    """Figures 2, 3 and 5 as a PNG (see :func:`curves_figure`)."""
+    """Figures 2, 3 and 5 as a PNG (see :func:`curves_figure`); ``output`` is checked first
+    (:func:`~metahyper.train.outputs.check_output`)."""
+    _check_plot(output, smooth)
     return _save(curves_figure(run_dirs, ratio_group, smooth), output)
 
 
@@ -174,17 +201,19 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
     ax_of = dict(zip(panels, axes))
     for r in meta:
         label = labels[r.path]
-        val = read_csv(r.path / "val.csv") if (r.path / "val.csv").is_file() else []
-        if val:
-            x = np.array([int(v["iteration"]) for v in val])
-            y = 100 * np.array([float(v["val_acc"]) for v in val])
-            ci = 100 * np.array([float(v["val_ci95"]) for v in val])
-            line, = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
-            ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
-        train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
-        if train:
-            loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
-            ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
+        with _reading(r.path / "val.csv"):
+            val = read_csv(r.path / "val.csv") if (r.path / "val.csv").is_file() else []
+            if val:
+                x = np.array([int(v["iteration"]) for v in val])
+                y = 100 * np.array([float(v["val_acc"]) for v in val])
+                ci = 100 * np.array([float(v["val_ci95"]) for v in val])
+                line, = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
+                ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
+        with _reading(r.path / "train.csv"):
+            train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
+            if train:
+                loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
+                ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
     if meta:
         shots = sorted({r.config.get("shots") for r in meta})
         where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
@@ -194,17 +223,18 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
     for r in pre:
         label = labels[r.path]
         path = r.path / "history.json"
-        history = json.loads(path.read_text()) if path.is_file() else []
-        if not history:
-            continue
-        epochs = [h["epoch"] for h in history]
-        if "val_acc" in history[0]:
-            ax_of["pre-val"].plot(epochs, [100 * h["val_acc"] for h in history], label=label)
-        ax_of["pre-loss"].plot(epochs, [h["train_loss"] for h in history], label=label)
-        group = ratio_group or ("embeddings" if r.config.get("model", "").startswith("hyper-") else "backbone")
-        keys = sorted(k for k in history[0] if k.startswith(f"ratio/{group}/stage"))
-        for k in keys:
-            ax_of["ratio"].plot(epochs, [h[k] for h in history], label=f"{label}: {k.split('/')[-1]}")
+        with _reading(path):
+            history = json.loads(path.read_text()) if path.is_file() else []
+            if not history:
+                continue
+            epochs = [h["epoch"] for h in history]
+            if "val_acc" in history[0]:
+                ax_of["pre-val"].plot(epochs, [100 * h["val_acc"] for h in history], label=label)
+            ax_of["pre-loss"].plot(epochs, [h["train_loss"] for h in history], label=label)
+            group = ratio_group or ("embeddings" if r.config.get("model", "").startswith("hyper-") else "backbone")
+            keys = sorted(k for k in history[0] if k.startswith(f"ratio/{group}/stage"))
+            for k in keys:
+                ax_of["ratio"].plot(epochs, [h[k] for h in history], label=f"{label}: {k.split('/')[-1]}")
     if pre:
         ax_of["pre-val"].set(title="validation accuracy (Figure 3)", xlabel="epoch", ylabel="accuracy (%)")
         ax_of["pre-loss"].set(title="training loss", xlabel="epoch", ylabel="loss")

@@ -1,10 +1,42 @@
-"""Shared test settings: small, deterministic, CPU, two threads."""
+"""Shared test settings: small, deterministic, CPU, two threads; a generator of image folders."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+def make_image_folder(path: Path, counts: dict[str, int], seed: int = 0) -> Path:
+    """``path/<class>/<i>.<ext>``: small images of varied size, mode and format, plus files to ignore."""
+    rng = np.random.default_rng(seed)
+    for c, n in counts.items():
+        (path / c).mkdir(parents=True)
+        for i in range(n):
+            h, w = rng.integers(6, 14, size=2)
+            pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            kind = i % 3
+            if kind == 0:
+                image.save(path / c / f"{i}.png")
+            elif kind == 1:
+                image.convert("L").save(path / c / f"{i}.JPG", quality=95)  # grayscale, upper-case extension
+            else:
+                image.convert("RGBA").save(path / c / f"{i}.webp")
+        (path / c / "notes.txt").write_text("not an image")
+        (path / c / ".hidden.png").write_bytes(b"")
+    (path / "README").write_text("a file beside the class folders is ignored")
+    return path
+
+
+@pytest.fixture
+def image_folder():
+    """:func:`make_image_folder` as a fixture."""
+    return make_image_folder

@@ -127,7 +127,11 @@ def test_eval_config_from_an_eval_result(built, tmp_path):
     result = tmp_path / "eval.json"
     result.write_text(json.dumps({"mean": 0.5, "accuracies": [0.5], "config": config_dict(stored)}))
     cfg = built("eval", "--config", str(result), "--seed", "4")
-    assert (cfg.checkpoint, cfg.dataset, cfg.shots, cfg.episodes, cfg.seed) == ("runs/meta", "glyphs-b", 5, 50, 4)
+    assert (cfg.checkpoint, cfg.dataset, cfg.shots, cfg.episodes, cfg.seed) == ("runs/meta", ["glyphs-b"], [5], 50, 4)
+    # a single evaluation stores its dataset and shots as scalars (as results always did)
+    result.write_text(json.dumps({"config": {**config_dict(stored), "dataset": "glyphs-a", "shots": 1}}))
+    cfg = built("eval", "--config", str(result))
+    assert (cfg.dataset, cfg.shots, cfg.single) == (["glyphs-a"], [1], True)
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -165,6 +169,20 @@ def test_missing_required_option_is_one_line_exit_2():
     ("eval", ["--method", "knn"], "method", "knn"),
     ("eval", ["--dataset", "imagenet"], "dataset", "imagenet"),
     ("demo", ["--threads", "0"], "threads", 0),
+    ("pretrain", ["--val-fraction", "1"], "val_fraction", 1.0),
+    ("pretrain", ["--momentum", "-1"], "momentum", -1.0),
+    ("pretrain", ["--momentum", "1"], "momentum", 1.0),
+    ("pretrain", ["--weight-decay", "-1"], "weight_decay", -1.0),
+    ("pretrain", ["--lr", "nan"], "lr", float("nan")),
+    ("pretrain", ["--gamma", "inf"], "gamma", float("inf")),
+    ("pretrain", ["--seed", "-1"], "seed", -1),
+    ("pretrain", ["--image-size", "0"], "image_size", 0),
+    ("meta-train", ["--outer-lr", "inf"], "outer_lr", float("inf")),
+    ("meta-train", ["--min-lr", "0"], "min_lr", 0.0),
+    ("meta-train", ["--ways", "1"], "ways", 1),
+    ("eval", ["--queries", "0"], "queries", 0),
+    ("eval", ["--head-steps", "-5"], "head_steps", -5),
+    ("eval", ["--head-lr", "nan"], "head_lr", float("nan")),
 ])
 def test_bad_value_is_the_same_one_line_error_in_cli_and_python(command, args, field, value):
     cls = COMMANDS[command]
@@ -195,3 +213,22 @@ def test_python_configs_accept_paths_and_store_strings(tmp_path):
     assert PretrainConfig.from_dict({"stage": "pretrain", **asdict(cfg)}) == cfg
     with pytest.raises(UserError, match="a meta-train config cannot configure pretrain"):
         PretrainConfig.from_dict({"stage": "meta-train", "dataset": "glyphs-a", "out": "r"})
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_float_option_refuses_nan_and_inf(command):
+    cls = COMMANDS[command]
+    kw = REQUIRED[command][1]
+    floats = [s for s in specs(cls) if s.kind is float]
+    assert floats
+    for spec in floats:
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with pytest.raises(UserError, match=f"{re.escape(spec.label)} must be a finite number"):
+                cls(**{**kw, spec.name: [bad] if spec.is_list else bad})
+
+
+def test_cross_field_checks():
+    with pytest.raises(UserError, match="--min-lr 0.01 is above --outer-lr 0.001"):
+        MetaTrainConfig(**REQUIRED["meta-train"][1], min_lr=0.01)
+    with pytest.raises(UserError, match="--workers 100000 is more than the"):
+        PretrainConfig(**REQUIRED["pretrain"][1], num_workers=100000)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from metahyper.io import atomic_files, atomic_path, read_csv, write_csv, write_json
+from metahyper.errors import UserError
+from metahyper.io import (
+    atomic_files, atomic_path, check_free_space, read_csv, remove_stale_temporaries, write_csv, write_json, write_text,
+)
 
 
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
@@ -49,3 +58,47 @@ def test_json_and_csv_roundtrip(tmp_path):
     assert read_csv(tmp_path / "x.csv") == [{"i": "1", "loss": "0.5", "acc": ""}, {"i": "2", "loss": "", "acc": "0.25"}]
     write_csv(tmp_path / "y.csv", [{"i": 1, "extra": 3}], ["i"])
     assert read_csv(tmp_path / "y.csv") == [{"i": "1"}]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_new_files_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "x.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o666 & ~umask
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    target = tmp_path / "x.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".x.json.{int(dead.stdout)}-0badc0de.tmp"
+    mine = tmp_path / f".x.json.{os.getpid()}-0badc0de.tmp"
+    other_target = tmp_path / f".y.json.{int(dead.stdout)}-0badc0de.tmp"
+    for p in (stale, mine, other_target):
+        p.write_text("partial")
+    write_json(target, [1])
+    assert not stale.exists() and mine.exists() and other_target.exists()
+    assert remove_stale_temporaries(tmp_path / "y.json") == [other_target]
+
+
+def test_free_space_check(tmp_path):
+    check_free_space(tmp_path / "new" / "folder", 1, "x")  # the nearest existing parent is measured
+    with pytest.raises(UserError, match=r"not enough disk space for the cache in .*: about .* MB needed, .* MB free"):
+        check_free_space(tmp_path, 1 << 62, "the cache")
+
+
+def test_unwritable_location_is_one_line(tmp_path):
+    """A read-only filesystem (a tmpfs mounted ro in a user namespace, no root needed)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    mount = ["unshare", "-rm", "sh", "-c"]
+    if shutil.which("unshare") is None or subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt}"]).returncode:
+        pytest.skip("needs unshare and a tmpfs mount in a user namespace")
+    code = ("from metahyper.errors import UserError\nfrom metahyper.io import write_text\n"
+            f"try:\n    write_text('{mnt}/run/x.json', 'x')\nexcept UserError as err:\n    print(err)")
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt} && exec {sys.executable} -c \"{code}\""],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=60)
+    assert res.stdout.strip() == f"cannot write {mnt}/run: Read-only file system; choose another location", res.stderr

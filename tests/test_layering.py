@@ -1,7 +1,7 @@
 """Layers import downward only (DESIGN.md, "Package layout"): every import of every module, read with
 ``ast`` (module level, inside functions, under ``TYPE_CHECKING``), goes to its own layer or a lower one.
 
-    io, errors  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli
+    io, errors, progress  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli
 
 ``data`` and ``models`` are peers: neither imports the other.
 """
@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "metahyper": (0, "base"),  # the package's own __init__ only (version string)
     "metahyper.errors": (0, "base"),
     "metahyper.io": (0, "base"),
+    "metahyper.progress": (0, "base"),  # the progress display (tqdm or log lines)
     "metahyper.data": (1, "data"),
     "metahyper.models": (1, "models"),
     "metahyper.meta": (2, "meta"),

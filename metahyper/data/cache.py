@@ -1,22 +1,10 @@
-"""HDF5 dataset caches in torchmeta's layout: locating, writing (atomically), reading, validating.
+"""HDF5 dataset caches in torchmeta's layout (:mod:`metahyper.data.layouts`): reading, validating.
 
-Layouts (see ``DESIGN.md``, "Datasets"):
-
-* per-split layout, used by ``miniimagenet`` (exactly torchmeta's), ``cifar10``/``cifar100``
-  (standard train/test sets) and ``glyphs-a``/``glyphs-b``::
-
-      <root>/<folder>/<split>_data.hdf5     one uint8 dataset (n, H, W, 3) per class at datasets/<class>
-      <root>/<folder>/<split>_labels.json   list of class names (torchmeta: sorted wnids)
-
-* torchmeta's CIFAR-100 layout, used by ``fc100`` (and read for torchmeta's ``cifar-fs``)::
-
-      <root>/cifar100/data.hdf5                 datasets <coarse_name>/<fine_name>, (600, 32, 32, 3) uint8
-      <root>/cifar100/fine_names.json           {coarse_name: [fine_name, ...]}
-      <root>/cifar100/<fc100|cifar-fs>/<split>_labels.json   [[coarse_name, fine_name], ...]
-
-Public API: :func:`default_root`, :func:`open_split` -> :class:`SplitData`, :func:`list_caches`,
-:func:`splits_dir`, and for builders :func:`check_writable`, :func:`write_split`
-(atomic, through :func:`metahyper.io.atomic_files`).
+A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
+or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
+:class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time); the
+layouts' names (:func:`default_root`, :func:`layout_for`, ...) and the builders' writers
+(:mod:`metahyper.data.writing`) are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,104 +13,19 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import h5py
 import numpy as np
 
+from metahyper.data.layouts import (  # noqa: F401 (re-exported)
+    LAYOUTS, SPLITS, Layout, default_root, known_datasets, layout_for, read_split_file, splits_dir, user_layout,
+)
+from metahyper.data.manifest import MANIFEST
+from metahyper.data.storage import storage_kind, to_rgb
+from metahyper.data.transforms import normalization_for
+from metahyper.data.writing import BuildCheck, check_writable, write_cache, write_classes_hdf5, write_split, write_splits  # noqa: F401
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
-
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where one named dataset lives under the cache root, and how its classes are addressed."""
-
-    name: str
-    folder: str  # folder under the root
-    splits: tuple[str, ...]
-    prepare: str  # the `metahyper prepare ...` command that (re)builds it
-    labels_subfolder: str | None = None  # set for torchmeta's CIFAR-100 layout (fc100, cifar-fs)
-
-    @property
-    def cifar_layout(self) -> bool:
-        return self.labels_subfolder is not None
-
-    def data_file(self, root: Path, split: str) -> Path:
-        if self.cifar_layout:
-            return root / self.folder / "data.hdf5"
-        return root / self.folder / f"{split}_data.hdf5"
-
-    def labels_file(self, root: Path, split: str) -> Path:
-        if self.cifar_layout:
-            return root / self.folder / self.labels_subfolder / f"{split}_labels.json"
-        return root / self.folder / f"{split}_labels.json"
-
-
-LAYOUTS: dict[str, Layout] = {
-    layout.name: layout
-    for layout in (
-        Layout("fc100", "cifar100", SPLITS, "metahyper prepare fc100 --source cifar-100-python.tar.gz", "fc100"),
-        Layout("cifar-fs", "cifar100", SPLITS, "torchmeta's CIFARFS(download=True)", "cifar-fs"),
-        Layout("miniimagenet", "miniimagenet", SPLITS, "metahyper prepare miniimagenet --source PATH"),
-        Layout("cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"),
-        Layout("cifar10", "cifar10", ("train", "test"), "metahyper prepare cifar10 --source cifar-10-python.tar.gz"),
-        Layout("glyphs-a", "glyphs-a", SPLITS, "metahyper prepare glyphs"),
-        Layout("glyphs-b", "glyphs-b", SPLITS, "metahyper prepare glyphs"),
-    )
-}
-
-
-def layout_for(name: str) -> Layout:
-    """The :class:`Layout` of a dataset name, or a :class:`UserError` listing the known names."""
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(LAYOUTS)}") from None
-
-
-def _checkout_dir() -> Path | None:
-    """The source checkout holding this package (editable install), if there is one."""
-    top = Path(__file__).resolve().parents[2]
-    return top if (top / "pyproject.toml").is_file() and (top / "datasets").is_dir() else None
-
-
-def default_root() -> Path:
-    """Cache root: ``$METAHYPER_DATA``, else ``<checkout>/datasets/data``, else ``~/.metahyper/data``."""
-    env = os.environ.get("METAHYPER_DATA")
-    if env:
-        return Path(env).expanduser()
-    checkout = _checkout_dir()
-    if checkout is not None:
-        return checkout / "datasets" / "data"
-    return Path.home() / ".metahyper" / "data"
-
-
-def splits_dir() -> Path:
-    """Folder of the shipped split files (``datasets/splits`` of the checkout, or the installed copy)."""
-    checkout = _checkout_dir()
-    candidates = [checkout / "datasets" / "splits"] if checkout else []
-    candidates.append(Path(__file__).resolve().parents[1] / "splits")  # metahyper/splits in a wheel
-    for path in candidates:
-        if path.is_dir():
-            return path
-    raise UserError(
-        f"split files not found (looked in {', '.join(map(str, candidates))}); "
-        "reinstall metahyper (`pip install -e .` from a checkout)"
-    )
-
-
-def read_split_file(relative: str) -> list[str] | dict:
-    """A shipped split file: ``.txt`` -> list of non-empty lines, ``.json`` -> parsed JSON."""
-    path = splits_dir() / relative
-    if not path.is_file():
-        raise UserError(f"split file {path} is missing; reinstall metahyper or restore datasets/splits/ from git")
-    text = path.read_text()
-    if path.suffix == ".json":
-        return json.loads(text)
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def _rebuild_hint(layout: Layout) -> str:
@@ -136,8 +39,9 @@ def _rebuild_hint(layout: Layout) -> str:
 class SplitData:
     """One split of a cached dataset: class names, lazy per-class reads, optional RAM copy.
 
-    ``read(c, indices)`` returns uint8 (n, H, W, 3). HDF5 handles are opened lazily and per process
-    (they are dropped on pickling, and reopened after fork), so instances can go to DataLoader
+    ``read(c, indices)`` returns uint8 (n, H, W, 3) whatever the storage (decoded RGB or grayscale,
+    or bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily
+    and per process (dropped on pickling, reopened after fork), so instances can go to DataLoader
     workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
     """
 
@@ -153,13 +57,16 @@ class SplitData:
             raise UserError(f"dataset {self.name} has no split {split!r}; use one of {', '.join(layout.splits)}")
         for path in (self.path, self.labels_path):
             if not path.is_file():
-                raise UserError(f"{self.name} {split}: missing cache file {path}; build it with `{layout.prepare}`")
+                fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
+                raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
         try:
             labels = json.loads(self.labels_path.read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
-        if layout.cifar_layout:
-            ok = isinstance(labels, list) and all(isinstance(x, list) and len(x) == 2 for x in labels)
+        if layout.grouped:
+            ok = isinstance(labels, list) and all(
+                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
+            )
             self._keys = ["/".join(x) for x in labels] if ok else []
             self.classes = list(self._keys)
         else:
@@ -172,16 +79,25 @@ class SplitData:
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
         self._counts: list[int] = []
-        shapes = set()
+        shapes, kinds = set(), set()
         for key in self._keys:
             ds = self._dataset(key)
-            if ds.ndim != 4 or ds.shape[-1] != 3 or ds.dtype != np.uint8:
+            kind = storage_kind(ds)
+            if kind is None:
                 raise UserError(
-                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, "
-                    f"expected (n, H, W, 3) uint8; {hint}"
+                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
+                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
                 )
+            kinds.add(kind)
             self._counts.append(int(ds.shape[0]))
-            shapes.add(tuple(ds.shape[1:3]))
+            if kind != "encoded":
+                shapes.add(tuple(ds.shape[1:3]))
+        if len(kinds) != 1:
+            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
+        self.storage: str = kinds.pop()
+        if self.storage == "encoded":
+            first = next((c for c, n in enumerate(self._counts) if n), 0)
+            shapes.add(tuple(self._decode(first, self._read_h5(self._keys[first], slice(0, 1))).shape[1:3]))
         if len(shapes) != 1:
             raise UserError(f"cache {self.path}: classes have different image sizes {sorted(shapes)}; {hint}")
         self.image_size: tuple[int, int] = shapes.pop()
@@ -220,6 +136,13 @@ class SplitData:
                 f"{_rebuild_hint(self.layout)}"
             ) from None
 
+    def _decode(self, c: int, raw: np.ndarray, indices: Sequence[int] | None = None) -> np.ndarray:
+        what = f"cache {self.path}: class {self._keys[c]}"
+        try:
+            return to_rgb(self.storage, raw, self.layout.decode_size, self.layout.decode_crop, what, indices)
+        except UserError as err:
+            raise UserError(f"{err}; {_rebuild_hint(self.layout)}") from None
+
     def _class_array(self, c: int) -> np.ndarray | h5py.Dataset:
         """Class ``c`` as a read-only np.memmap when stored contiguously and uncompressed (h5py's
         default, also torchmeta's), else the h5py dataset. Maps are per process, like handles."""
@@ -227,7 +150,8 @@ class SplitData:
             self._maps = {}
         if c not in self._maps:
             ds = self._dataset(self._keys[c])
-            offset = ds.id.get_offset() if ds.chunks is None and ds.compression is None else None
+            plain = ds.chunks is None and ds.compression is None and self.storage != "encoded"
+            offset = ds.id.get_offset() if plain else None
             if offset is None:
                 return ds
             try:
@@ -261,6 +185,11 @@ class SplitData:
     def in_memory(self) -> bool:
         return self._ram is not None
 
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel ``(mean, std)`` of the dataset (a user dataset's from its manifest)."""
+        return self.layout.normalization or normalization_for(self.name)
+
     def images_per_class(self, c: int) -> int:
         return self._counts[c]
 
@@ -270,20 +199,21 @@ class SplitData:
         return int(self._offsets[-1]) * h * w * 3
 
     def load_into_memory(self) -> None:
-        """Copy every class into one contiguous uint8 array (MiniImageNet train: about 0.8 GB)."""
+        """Copy every class, decoded, into one contiguous uint8 (N, H, W, 3) array (MiniImageNet
+        train: about 0.8 GB; encoded caches are decoded once here)."""
         if self._ram is not None:
             return
         h, w = self.image_size
         ram = np.empty((int(self._offsets[-1]), h, w, 3), dtype=np.uint8)
         for c, key in enumerate(self._keys):
-            ram[self._offsets[c] : self._offsets[c + 1]] = self._read_h5(key, ())
+            ram[self._offsets[c] : self._offsets[c + 1]] = self._decode(c, self._read_h5(key, ()))
         self._ram = ram
         self.close()
 
     def check_readable(self) -> None:
-        """Read the last image of the last class from the file (its end): a :class:`UserError`
-        when the file is truncated or corrupt."""
-        self._read_h5(self._keys[-1], slice(-1, None))
+        """Read (and decode) the last image of the last class, at the file's end: a
+        :class:`UserError` when the file is truncated or corrupt."""
+        self._decode(len(self._keys) - 1, self._read_h5(self._keys[-1], slice(-1, None)), [self._counts[-1] - 1])
 
     def read(self, c: int, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """Images ``indices`` (any order, no repeats needed) of class ``c`` as uint8 (n, H, W, 3)."""
@@ -294,10 +224,10 @@ class SplitData:
             return self._ram[self._offsets[c] + idx]
         array = self._class_array(c)
         if isinstance(array, np.ndarray):
-            return np.asarray(array[idx])
+            return self._decode(c, np.asarray(array[idx]), idx)
         order = np.argsort(idx, kind="stable")
         uniq, inverse = np.unique(idx[order], return_inverse=True)
-        block = self._read_h5(self._keys[c], uniq)  # h5py needs increasing indices
+        block = self._decode(c, self._read_h5(self._keys[c], uniq), uniq)  # h5py needs increasing indices
         out = np.empty((idx.size, *block.shape[1:]), dtype=np.uint8)
         out[order] = block[inverse]
         return out
@@ -311,16 +241,14 @@ class SplitData:
         return np.stack([self.read(c, row) for c, row in zip(classes, indices)])
 
     def __repr__(self) -> str:
-        return (
-            f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
-            f"image_size={self.image_size}, in_memory={self.in_memory})"
-        )
+        return (f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
+                f"image_size={self.image_size}, in_memory={self.in_memory})")
 
 
 def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:
     """Open split ``split`` of dataset ``name`` from the cache root (default :func:`default_root`)."""
-    layout = layout_for(name)
-    return SplitData(layout, split, Path(root) if root is not None else default_root(), in_memory=in_memory)
+    root = Path(root) if root is not None else default_root()
+    return SplitData(layout_for(name, root), split, root, in_memory=in_memory)
 
 
 @dataclass
@@ -337,13 +265,23 @@ class CacheInfo:
 
 
 def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
-    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated."""
+    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated, and for
+    caches metahyper built, checked against its recorded hashes (:mod:`metahyper.data.writing`)."""
     root = Path(root) if root is not None else default_root()
-    rows = []
-    for layout in LAYOUTS.values():
+    if root.exists() and not root.is_dir():
+        raise UserError(f"cache root {root} is a file, not a folder; pass the folder that holds the caches")
+    rows, check = [], BuildCheck()
+    layouts = list(LAYOUTS.values())
+    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
+        if path.parent.name not in LAYOUTS:
+            try:
+                layouts.append(layout_for(path.parent.name, root))
+            except UserError as err:  # a broken manifest: one row that says so
+                rows.append(CacheInfo(path.parent.name, "-", path, error=str(err)))
+    for layout in layouts:
         for split in layout.splits:
             found = layout.labels_file(root, split).exists() or (
-                not layout.cifar_layout and layout.data_file(root, split).exists()  # cifar data.hdf5 is shared
+                not layout.grouped and layout.data_file(root, split).exists()  # a grouped data.hdf5 is shared
             )
             if not found:
                 continue
@@ -356,37 +294,8 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.image_size = "x".join(map(str, data.image_size))
                 data.check_readable()
                 data.close()
+                check(layout.name, info, _rebuild_hint(layout))
             except UserError as err:
                 info.error = str(err)
             rows.append(info)
     return rows
-
-
-# --------------------------------------------------------------------------------------------------
-# writing
-
-
-def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
-    """Refuse to overwrite existing cache files unless ``force`` (checked before any work starts)."""
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
-
-
-def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray]], progress=None) -> None:
-    """Write one uint8 (n, H, W, 3) dataset per ``(key, array)``; keys may contain '/' (groups)."""
-    with h5py.File(path, "w") as f:
-        for key, array in items:
-            f.create_dataset(key, data=np.ascontiguousarray(array, dtype=np.uint8))
-            if progress is not None:
-                progress.update(1)
-
-
-def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
-    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically."""
-    data_path = root / folder / f"{split}_data.hdf5"
-    labels_path = root / folder / f"{split}_labels.json"
-    with atomic_files([data_path, labels_path]) as (tmp_data, tmp_labels):
-        write_classes_hdf5(tmp_data, ((f"datasets/{name}", classes[name]) for name in labels))
-        write_json(tmp_labels, labels)

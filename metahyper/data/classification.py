@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from metahyper.data.cache import SplitData, open_split
-from metahyper.data.transforms import normalization_for, random_crop_flip, to_tensor
+from metahyper.data.transforms import random_crop_flip, to_tensor
 from metahyper.errors import UserError
 
 
@@ -50,7 +50,7 @@ class ClassificationData(Dataset):
         self.image_size = image_size
         self.padding = padding
         self.pad_mode = pad_mode
-        self.normalization = normalization if normalization is not None else normalization_for(data.name)
+        self.normalization = normalization if normalization is not None else data.normalization
         rng = np.random.default_rng([int(seed), 0x5EED])
         labels, indices = [], []
         for c in range(data.num_classes):

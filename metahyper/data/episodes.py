@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from metahyper.data.cache import SplitData
-from metahyper.data.transforms import normalization_for, to_tensor
+from metahyper.data.transforms import to_tensor
 from metahyper.errors import UserError
 
 
@@ -50,7 +50,7 @@ class EpisodeSampler(Dataset):
         ways, shots, queries: N, K and Q (queries per class).
         seed: episode ``i`` depends only on ``(seed, i)``.
         image_size: resize every image to this size (cross-domain runs); None keeps the cache's.
-        normalization: ``(mean, std)``; default the dataset's own (:func:`normalization_for`).
+        normalization: ``(mean, std)``; default the dataset's own (``data.normalization``).
         transform: optional callable applied to each normalised float batch (support, then query).
         length: ``len(sampler)`` (number of episodes a DataLoader iterates over).
     """
@@ -84,7 +84,7 @@ class EpisodeSampler(Dataset):
         self.ways, self.shots, self.queries = ways, shots, queries
         self.seed = seed
         self.image_size = image_size
-        self.normalization = normalization if normalization is not None else normalization_for(data.name)
+        self.normalization = normalization if normalization is not None else data.normalization
         self.transform = transform
         self.length = length
         self._counts = np.array([data.images_per_class(c) for c in range(data.num_classes)])

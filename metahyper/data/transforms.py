@@ -28,6 +28,12 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar-fs": _CIFAR100,
     # 120.40/255, 115.59/255, 104.54/255 and 70.68/255, 68.28/255, 72.55/255 (MetaOptNet, FEAT)
     "miniimagenet": ((0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)),
+    # MetaOptNet's tieredImageNet loader uses the MiniImageNet statistics (both are ImageNet subsets)
+    "tieredimagenet": ((0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)),
+    # Chen et al. 2019 (CloserLookFewShot TransformLoader): the ImageNet statistics, for CUB too
+    "cub": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    # pixels in [0, 1], strokes 1: MAML's and torchmeta's Omniglot pipelines do not normalise
+    "omniglot": ((0.0,) * 3, (1.0,) * 3),
     # white glyphs on black, measured on the default build
     "glyphs-a": ((0.1625,) * 3, (0.3443,) * 3),
     "glyphs-b": ((0.1625,) * 3, (0.3443,) * 3),

@@ -23,10 +23,10 @@ from metahyper.models.groups import (
 from metahyper.models.layers import HyperConv2d, HyperNetwork
 from metahyper.models.movement import WeightMovement
 from metahyper.models.registry import ModelConfig, build_from_config, build_model, count_parameters
-from metahyper.models.resnet import ResNet
+from metahyper.models.resnet import STEMS, ResNet
 
 __all__ = [
-    "GENERATED_L2", "GROUPS", "WEIGHT_DECAY", "HyperConv2d", "HyperNetwork", "ModelConfig", "ResNet",
+    "GENERATED_L2", "GROUPS", "STEMS", "WEIGHT_DECAY", "HyperConv2d", "HyperNetwork", "ModelConfig", "ResNet",
     "WeightMovement", "build_from_config", "build_model", "count_parameters", "default_groups", "generated_weight_penalty",
     "group_of",
     "hyper_layers", "layer_label", "optimizer_param_groups", "param_groups", "record_generated_weights", "resolve_groups",

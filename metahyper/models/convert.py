@@ -21,7 +21,7 @@ def to_plain(model: ResNet) -> ResNet:
     plain layer are copied as they are.
     """
     config: ModelConfig = model.config
-    plain = build_model(config.base_name, num_classes=model.fc.out_features)
+    plain = build_model(config.base_name, num_classes=model.fc.out_features, stem=config.stem)
     ref = next(model.parameters())
     plain.to(device=ref.device, dtype=ref.dtype)
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("hypernets.") and not k.endswith(".embedding")}

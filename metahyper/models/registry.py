@@ -12,15 +12,16 @@ Names: ``wrn-<depth>-<k>``, ``resnet-12``, ``resnet-18``, ``resnet-34`` and each
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 from torch import nn
 
 from metahyper.errors import UserError
 from metahyper.models.layers import HyperConv2d, HyperNetwork, embedding_init_std
-from metahyper.models.resnet import ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
+from metahyper.models.resnet import STEMS, ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ModelConfig:
     d: int | None = None
     hyper_bias: bool = False
     embedding_seed: int = 0
+    stem: str = "cifar"  # a key of metahyper.models.resnet.STEMS
 
     @property
     def is_hyper(self) -> bool:
@@ -53,26 +55,33 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise UserError(f"unknown model config keys {sorted(unknown)}; the checkpoint was written by a newer metahyper")
+        for key, value in data.items():
+            default = cls.__dataclass_fields__[key].default
+            kind = type(default) if default is not None and not isinstance(default, type(dataclasses.MISSING)) else (str if key == "name" else int)
+            if not (value is None and key == "d") and (type(value) is not kind):
+                raise UserError(f"model config {key}={value!r} is not a {kind.__name__}; the checkpoint is damaged")
         return cls(**data)
 
     def label(self) -> str:
         """Human-readable name in the paper's style, e.g. ``Hyper-WRN-28-4 (1, C)``."""
         base = self.base_name.upper().replace("RESNET", "ResNet")
+        stem = ["ImageNet stem"] if self.stem == "imagenet" else []
         if not self.is_hyper:
-            return base
-        tags = [str(self.variant)] + (["C"] if self.compressed else [])
+            return f"{base} ({stem[0]})" if stem else base
+        tags = [str(self.variant)] + (["C"] if self.compressed else []) + stem
         return f"Hyper{'-' if base.startswith('WRN') else ''}{base} ({', '.join(tags)})"
 
 
 _RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
+MAX_WRN_DEPTH = 1000  # building (even shapes only) takes seconds per thousand layers
 
 
 def arch_spec(base_name: str) -> ArchSpec:
     """Parse a plain architecture name into its :class:`ArchSpec`."""
     if m := re.fullmatch(r"wrn-(\d+)-(\d+)", base_name):
         depth, k = int(m[1]), int(m[2])
-        if (depth - 4) % 6 or depth < 10 or k < 1:
-            raise UserError(f"WRN depth must be 6n+4 >= 10 and width k >= 1, got wrn-{depth}-{k}")
+        if (depth - 4) % 6 or not 10 <= depth <= MAX_WRN_DEPTH or k < 1:
+            raise UserError(f"WRN depth must be 6n+4 in [10, {MAX_WRN_DEPTH}] and width k >= 1, got wrn-{depth}-{k}")
         n = (depth - 4) // 6
         return ArchSpec("wrn", PreActBlock, 16, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2), False, True)
     if m := re.fullmatch(r"resnet-(\d+)", base_name):
@@ -128,14 +137,21 @@ def build_model(
     d: int | None = None,
     hyper_bias: bool = False,
     embedding_seed: int = 0,
+    stem: str = "cifar",
 ) -> ResNet:
-    """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``.
+    """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``;
+    ``stem="imagenet"``: He et al. (2016)'s 7x7 stride-2 stem with max-pool (ImageNet, Table 4).
 
     The returned model carries ``model.config`` (a :class:`ModelConfig`), ``model.hypernets``
     (empty for plain models) and ``model.reset_classifier(num_classes)``.
     """
-    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed)
+    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem)
     spec = arch_spec(config.base_name)
+    if stem not in STEMS:
+        raise UserError(f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
+    if spec.stem_width is None and stem != "cifar":
+        raise UserError(f"{config.base_name} has no stem; build it without stem={stem!r}")
+    spec = replace(spec, stem=STEMS[stem])
     if num_classes < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes}")
     if config.is_hyper:

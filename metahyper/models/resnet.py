@@ -4,7 +4,8 @@ Families (variants as data in :mod:`metahyper.models.registry`):
 
 * WRN-d-k (Zagoruyko & Komodakis 2016): pre-activation basic blocks, widths 16, 16k, 32k, 64k.
 * ResNet-18/34, CIFAR variant (DeVries & Taylor 2017): 3x3 stem, no max-pool, basic blocks
-  64-128-256-512.
+  64-128-256-512; with the ImageNet stem (``STEMS["imagenet"]``), He et al. (2016)'s ImageNet
+  ResNet: 7x7 stride-2 conv, BN, ReLU, 3x3 stride-2 max-pool (torchvision's resnet18/34).
 * ResNet-12 (MetaOptNet/TADAM style, paper Table 7): four blocks of three 3x3 convs, widths
   64-160-320-640, leaky ReLU, 2x2 max-pool after each block.
 
@@ -109,6 +110,22 @@ class ResNet12Block(nn.Module):
 
 
 @dataclass(frozen=True)
+class Stem:
+    """The first conv (``kernel`` x ``kernel``, ``stride``, padding ``kernel // 2``), optionally
+    followed (after its BN-ReLU, where the family has one) by a 3x3 stride-2 max-pool."""
+
+    kernel: int
+    stride: int
+    max_pool: bool
+
+
+STEMS: dict[str, Stem] = {
+    "cifar": Stem(3, 1, False),  # CIFAR ResNets (DeVries & Taylor 2017) and WRN (Zagoruyko & Komodakis 2016)
+    "imagenet": Stem(7, 2, True),  # He et al. 2016, Table 1 (conv1, then max-pool)
+}
+
+
+@dataclass(frozen=True)
 class ArchSpec:
     """An architecture as data. ``stem_width=None`` means no stem (ResNet-12)."""
 
@@ -120,6 +137,7 @@ class ArchSpec:
     strides: tuple[int, ...]
     stem_bn_relu: bool  # post-activation nets normalise the stem output
     final_bn_relu: bool  # pre-activation nets normalise the last stage output
+    stem: Stem = STEMS["cifar"]
 
 
 class ResNet(nn.Module):
@@ -135,10 +153,13 @@ class ResNet(nn.Module):
         if spec.stem_width is None:
             self.stem: nn.Module = nn.Identity()
         else:
-            layers: list[nn.Module] = [nn.Conv2d(3, spec.stem_width, 3, padding=1, bias=False)]
+            k = spec.stem.kernel
+            layers: list[nn.Module] = [nn.Conv2d(3, spec.stem_width, k, stride=spec.stem.stride, padding=k // 2, bias=False)]
             init_conv_(layers[0])
             if spec.stem_bn_relu:
                 layers += [nn.BatchNorm2d(spec.stem_width), nn.ReLU(inplace=False)]
+            if spec.stem.max_pool:
+                layers.append(nn.MaxPool2d(3, stride=2, padding=1))
             self.stem = nn.Sequential(*layers)
             in_ch = spec.stem_width
         stages = []

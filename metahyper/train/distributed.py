@@ -57,9 +57,14 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise UserError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device} requested but CUDA is not available; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
+                        f"cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

@@ -32,14 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
-from metahyper.io import write_json
+from metahyper.io import write_csv, write_json, write_text
 from metahyper.models import resolve_groups, to_plain
+from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
+from metahyper.train.memory import check_step
+from metahyper.train.outputs import check_output
 from metahyper.train.run import CONFIG_FILE, config_dict
 
 
@@ -76,7 +78,7 @@ def episode_accuracies(
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
     out: list[float] = []
-    with tqdm(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
+    with progress_bar(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
         for i in mine:
             out.extend(float(a) for a in score([sampler.episode(i).to(device)]))
             bar.update(1)
@@ -180,9 +182,12 @@ def _run_identity(checkpoint: Path) -> dict:
     return {"run": str(checkpoint.parent), "train_seed": seed}
 
 
-def _default_output(checkpoint: Path, cfg: EvalConfig) -> Path:
+def default_output(checkpoint: Path, cfg: EvalConfig, datasets: Sequence[str], shots: Sequence[int]) -> Path:
+    """``eval-<d1+d2>-<split>-<ways>w<k1+k2>s-seed<seed>.json`` beside the checkpoint (one dataset
+    and one shot count: ``eval-<dataset>-<split>-<ways>w<shots>s-seed<seed>.json``)."""
     folder = Path(cfg.checkpoint) if Path(cfg.checkpoint).is_dir() else checkpoint.parent
-    return folder / f"eval-{cfg.dataset}-{cfg.split}-{cfg.ways}w{cfg.shots}s-seed{cfg.seed}.json"
+    name = f"eval-{'+'.join(datasets)}-{cfg.split}-{cfg.ways}w{'+'.join(map(str, shots))}s-seed{cfg.seed}.json"
+    return folder / name
 
 
 def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
@@ -220,31 +225,118 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:
-    """Evaluate a checkpoint on ``cfg.episodes`` seeded episodes; print-free (the CLI prints).
-    Writes the JSON (``cfg.output`` or beside the checkpoint) on the main process."""
+    """Evaluate a checkpoint on ``cfg.episodes`` seeded episodes of its one dataset and shot count
+    (:func:`evaluate_matrix` for several); print-free (the CLI prints). Writes the JSON
+    (``cfg.output`` or beside the checkpoint) on the main process."""
+    cfg.validate()
+    if not cfg.single:
+        raise UserError(f"evaluate() scores one dataset and one shot count, got --dataset {','.join(cfg.dataset)} "
+                        f"--shots {','.join(map(str, cfg.shots))}; use evaluate_matrix()")
+    return evaluate_one(cfg, cfg.dataset[0], cfg.shots[0], ctx, Path(cfg.output) if cfg.output else None, write)
+
+
+def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | None = None, output: Path | None = None,
+                 write: bool = True, data=None) -> EvalResult:
+    """One (dataset, shots) evaluation of ``cfg.checkpoint`` (freshly loaded, so every call scores
+    the same model); ``data``: the opened ``cfg.split`` of ``dataset``, to reuse across shots. The
+    JSON (``output``, default :func:`default_output`) stores ``cfg`` with this dataset and shots."""
     from metahyper.data import EpisodeSampler, open_split
 
-    cfg.validate()
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
-    model = ckpt.build_model().to(device)
     extra = ckpt.extra
     image_size = cfg.image_size if cfg.image_size is not None else extra.get("input_size")
-    data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
-    sampler = EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
+    out = output or default_output(ckpt.path, cfg, [dataset], [shots])
+    if write and (ctx is None or ctx.is_main):
+        check_output(out, "eval")
+    images = cfg.ways * (shots + cfg.queries)
+    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images",
+               "lower --ways/--shots/--queries or --image-size", device, graphs=2, states=4)
+    model = ckpt.build_model().to(device)
+    if data is None:
+        data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
+    sampler = EpisodeSampler(data, cfg.ways, shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     method, score, settings = build_scorer(model, extra, cfg)
     indices = list(range(cfg.episodes))
-    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {cfg.shots}-shot")
+    accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {dataset} {shots}-shot")
     mean, ci = mean_ci(accs)
     result = EvalResult(
-        model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=cfg.dataset,
-        split=cfg.split, ways=cfg.ways, shots=cfg.shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed,
+        model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=dataset,
+        split=cfg.split, ways=cfg.ways, shots=shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed,
         mean=mean, ci95=ci, accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
         settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **_run_identity(ckpt.path)},
         selection=describe_selection(ckpt.path, extra),
     )
     if write and (ctx is None or ctx.is_main):
-        out = Path(cfg.output) if cfg.output else _default_output(ckpt.path, cfg)
         result.settings["output"] = str(out)
-        write_json(out, {**result.to_dict(), "config": config_dict(cfg)})  # "config": eval --config FILE
+        # "config": `eval --config FILE` repeats exactly this evaluation
+        write_json(out, {**result.to_dict(), "config": {**config_dict(cfg), "dataset": dataset, "shots": shots}})
     return result
+
+
+@dataclass
+class EvalMatrix:
+    """Cross-domain matrix: one checkpoint scored on each dataset (rows) at each shot count
+    (columns); every cell is an :class:`EvalResult` equal to that single evaluation's."""
+
+    datasets: list[str]
+    shots: list[int]
+    cells: dict[tuple[str, int], EvalResult]
+    files: list[str]
+
+    def rows(self) -> list[dict]:
+        """One row per cell: dataset, shots, mean, ci95 and what identifies the cell."""
+        return [{"dataset": d, "shots": k, "mean": c.mean, "ci95": c.ci95, "episodes": c.episodes, "fingerprint": c.fingerprint,
+                 "json": c.settings.get("output", "")} for (d, k), c in self.cells.items()]
+
+    def _grid(self) -> list[list[str]]:
+        head = ["dataset", *(f"{k}-shot" for k in self.shots)]
+        body = [[d, *(f"{100 * self.cells[d, k].mean:.2f} +- {100 * self.cells[d, k].ci95:.2f}" for k in self.shots)]
+                for d in self.datasets]
+        return [head, *body]
+
+    def line(self) -> str:
+        """The table as aligned text, under a line saying what was evaluated."""
+        first = next(iter(self.cells.values()))
+        grid = self._grid()
+        widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
+        text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
+                for row in grid]
+        return "\n".join([f"{first.model} [{first.method}], {first.split} split, {first.ways}-way, {first.episodes} episodes, "
+                          "accuracy % (mean +- 95% CI):", *text])
+
+    def markdown(self) -> str:
+        head, *body = self._grid()
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        first = next(iter(self.cells.values()))
+        keep = ("model", "checkpoint", "method", "split", "ways", "queries", "episodes", "seed")
+        return {**{k: getattr(first, k) for k in keep}, "datasets": self.datasets, "shots": self.shots, "results": self.rows()}
+
+
+def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalMatrix:
+    """:func:`evaluate_one` for every dataset of ``cfg.dataset`` and shot count of ``cfg.shots``
+    (each cell writes its own JSON beside the table, named as a single evaluation's). The table is
+    written as ``.json`` (``"config"``: ``eval --config FILE`` repeats it), ``.csv`` (a row per
+    cell) and ``.md`` at ``cfg.output`` (default :func:`default_output`) on the main process."""
+    from metahyper.data import open_split
+
+    cfg.validate()
+    ckpt_path = load_checkpoint(cfg.checkpoint).path
+    table = Path(cfg.output) if cfg.output else default_output(ckpt_path, cfg, cfg.dataset, cfg.shots)
+    cells: dict[tuple[str, int], EvalResult] = {}
+    for dataset in cfg.dataset:
+        data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
+        for shots in cfg.shots:
+            out = table.with_name(default_output(ckpt_path, cfg, [dataset], [shots]).name)
+            cells[dataset, shots] = evaluate_one(cfg, dataset, shots, ctx, out, write, data=data)
+    matrix = EvalMatrix(list(cfg.dataset), list(cfg.shots), cells, [])
+    if write and (ctx is None or ctx.is_main):
+        files = [table.with_suffix(".json"), table.with_suffix(".csv"), table.with_suffix(".md")]
+        write_json(files[0], {**matrix.to_dict(), "config": config_dict(cfg)})
+        write_csv(files[1], matrix.rows())
+        write_text(files[2], matrix.markdown())
+        matrix.files = [str(f) for f in files]
+    return matrix

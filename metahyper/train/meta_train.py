@@ -34,6 +34,7 @@ meta-gradients are summed; only rank 0 writes.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Callable
 
@@ -43,13 +44,16 @@ from tqdm import tqdm
 from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.models import WeightMovement, resolve_groups
+from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
 from metahyper.train.evaluate import episode_accuracies, mean_ci
-from metahyper.train.run import Run, seed_everything
+from metahyper.train.memory import check_step
+from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 from metahyper.train.tensorboard import ScalarLog
 
 
+@releases_run_locks
 def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Meta-train as configured; returns a summary (best validation accuracy, paths).
     ``on_step(iteration)`` is called before each iteration (0-based; after everything up to it
@@ -70,6 +74,12 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     if init.extra.get("stage") == "meta-train":
         raise UserError(f"--init {cfg.init} is a meta-trained run; pass a pretrain run (or use --resume to continue meta-training)")
     image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
+    task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // ctx.world_size)
+    graphs = 2 if cfg.first_order or cfg.inner_checkpoint else 2 * (cfg.inner_steps + 1)  # second order keeps every step
+    check_step("meta-training", dataclasses.replace(init.model_config, num_classes=cfg.ways), image_size, task_images,
+               f"meta-batches of {tasks} tasks of {task_images} images", "lower --meta-batch, --shots/--queries, --inner-steps or "
+               "--image-size (or use --inner-checkpoint), or --iterations", device, graphs=graphs, states=6,
+               held_images=(tasks - 1) * task_images, logged_steps=cfg.iterations)
     train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
     sampler = EpisodeSampler(train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     val_samplers: dict[str, EpisodeSampler] = {}
@@ -163,7 +173,7 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
 
     batches = meta_batches(sampler, cfg.meta_batch, start=start, num_batches=n - start, num_workers=cfg.num_workers,
                            pin_memory=device.type == "cuda", rank=ctx.rank, world_size=ctx.world_size)
-    bar = tqdm(batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main))
+    bar = progress_bar(batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main))
     for it, tasks in enumerate(bar, start=start):
         if on_step is not None:
             on_step(it)
@@ -182,14 +192,18 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
         stats = stats[:-1] / stats[-1]
         curves["loss"][it], curves["acc"][it], curves["movement"][it] = stats[0], stats[1], stats[2:]
         done = it + 1
+        validating = bool(val_samplers) and (done % cfg.val_every == 0 or done == n)
+        saving = done % cfg.save_every == 0 or done == n
+        check_finite(f"iteration {done}", "lower --outer-lr / --inner-lr", curves["loss"][it].item(),
+                     model if validating or saving else None)
         board.scalars(done, {"loss": stats[0].item(), "acc": stats[1].item(), "lr": curves["lr"][it].item(),
                              **{f"movement/{layer}": v for layer, v in zip(layers, stats[2:].tolist())}}, prefix="train/")
         if it % 5 == 0 or done == n:
             recent = slice(max(0, done - 20), done)
             bar.set_postfix(loss=f"{curves['loss'][recent].mean():.3f}", acc=f"{100 * curves['acc'][recent].mean():.1f}%")
-        if val_samplers and (done % cfg.val_every == 0 or done == n):
+        if validating:
             validate(done)
-        if is_main and (done % cfg.save_every == 0 or done == n):
+        if is_main and saving:
             save_last(done)
     bar.close()
 
@@ -206,6 +220,8 @@ def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Ca
     summary = {"out": str(run.path), "model": model.config.label(), "iterations": n,
                "best_val_acc": best_val if val_history and cfg.select_on != "last" else None, "selection": selected,
                "final_validation": final, "train_acc_last": curves["acc"][max(0, n - 20):n].mean().item()}
+    summary["restarted"] = run.restarted
     run.write_json("summary.json", summary)
+    run.close()
     return summary
 

@@ -21,10 +21,16 @@ and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state). Epoch ``e`
 training images in an order, and with augmentations, that depend only on ``(seed, e)``
 (:meth:`metahyper.data.ClassificationData.set_epoch`), so
 ``--resume`` after a kill ends with the same weights as an uninterrupted run (on CPU).
+
+``dataset="imagenet"`` (section 5.2, Table 4) trains on the ImageNet folder ``data_root``
+(:mod:`metahyper.data.imagenet`: ``train/`` with random-resized crops and flips, validated on
+``val/``; ``split``, ``eval_split``, ``val_fraction`` and ``augment`` do not apply) with the
+ImageNet stem by default.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -38,9 +44,11 @@ from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
-from metahyper.models import build_model, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.models import ModelConfig, build_from_config, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
-from metahyper.train.run import Run, seed_everything
+from metahyper.train.memory import check_step
+from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
 from metahyper.train.tensorboard import ScalarLog
 
 
@@ -118,7 +126,7 @@ class RatioMeter:
 
 @torch.no_grad()
 def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                            ctx: DistContext | None = None) -> tuple[float, float]:
+                            ctx: DistContext | None = None, num_workers: int = 0) -> tuple[float, float]:
     """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``; under torchrun each rank scores
     its shard and the sums are all-reduced, so every rank returns the single-process numbers."""
     ctx = ctx or DistContext(device=device)
@@ -126,7 +134,7 @@ def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.de
     model.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, count
     part = Subset(dataset, shard(range(len(dataset)), ctx)) if ctx.distributed else dataset
-    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         out = model(x)
         sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum().double(),
@@ -147,7 +155,11 @@ def epoch_order(n: int, seed: int, epoch: int, ctx: DistContext) -> list[int]:
 
 def _datasets(cfg: PretrainConfig):
     from metahyper.data import ClassificationData, open_split
+    from metahyper.data.imagenet import IMAGE_SIZE, imagenet_folders
 
+    if cfg.dataset == "imagenet":
+        train, val = imagenet_folders(cfg.data_root, cfg.image_size or IMAGE_SIZE)
+        return train, train, val, cfg.image_size or IMAGE_SIZE
     data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
     held = None
     part, fraction = "all", 0.0
@@ -162,17 +174,26 @@ def _datasets(cfg: PretrainConfig):
         held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
     train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size,
                                pad_mode=cfg.pad_mode)
+    if not len(train):
+        raise UserError(f"--val-fraction {cfg.val_fraction} leaves no training images of {cfg.dataset} {cfg.split}; lower it")
+    if held is not None and not len(held):
+        raise UserError(f"--val-fraction {cfg.val_fraction} holds out no image of {cfg.dataset} {cfg.split}; raise it, or pass 0 "
+                        "for no validation")
     input_size = cfg.image_size or int(data.image_size[0])
     return data, train, held, input_size
 
 
 def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: DistContext) -> DataLoader:
-    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks)."""
+    """This rank's batches of ``epoch`` (global batch ``cfg.batch_size`` split evenly over ranks).
+    In one process a last batch of a single image is skipped: BatchNorm cannot train on one value
+    per channel (a 1x1 final feature map)."""
     order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
-    return DataLoader(Subset(train_set, order), batch_size=cfg.batch_size // ctx.world_size, shuffle=False,
-                      num_workers=cfg.num_workers, pin_memory=ctx.device.type == "cuda")
+    batch = cfg.batch_size // ctx.world_size
+    return DataLoader(Subset(train_set, order), batch_size=batch, shuffle=False, num_workers=cfg.num_workers,
+                      pin_memory=ctx.device.type == "cuda", drop_last=ctx.world_size == 1 and batch > 1 and len(order) % batch == 1)
 
 
+@releases_run_locks
 def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
     Files are written by the main process only. ``on_step(epoch)`` is called before each epoch
@@ -186,8 +207,12 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
-    model = build_model(cfg.model, variant=cfg.variant, num_classes=data.num_classes, compressed=cfg.compressed,
-                        d=cfg.d, hyper_bias=cfg.hyper_bias, embedding_seed=cfg.embedding_seed).to(device)
+    config = ModelConfig(cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
+                         cfg.model_stem)
+    batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
+    check_step("pretraining", config, input_size, batch, f"batches of {batch} images", "lower --batch-size, --image-size or the "
+               "model (--model, --d)", device, graphs=2, states=5)
+    model = build_from_config(config).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
     optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                                 nesterov=cfg.nesterov)
@@ -240,8 +265,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
         t0 = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
+        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with record_generated_weights(model) as generated:
@@ -249,6 +275,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             loss = F.cross_entropy(logits, y)
             total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
             optimizer.zero_grad(set_to_none=True)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total.detach()), step, first_bad)  # no host sync
             total.backward()
             meter.update()
             optimizer.step()
@@ -257,6 +284,9 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             seen += len(y)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+        bad = int(first_bad)
+        check_finite(f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""), "lower --lr", math.nan if bad >= 0 else None,
+                     model)
         if swa_model is not None and epoch >= cfg.swa_start:
             swa_model.update_parameters(model)
         if swa_scheduler is not None and epoch >= cfg.swa_start:
@@ -267,7 +297,7 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         loss_sum, correct, seen = all_reduce_sum(totals, ctx).tolist()  # over the ranks' shares of the epoch
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         if held is not None:
-            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx)
+            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx, num_workers=cfg.num_workers)
         row.update(meter.read())
         history.append(row)
         board.scalars(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
@@ -293,9 +323,11 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             loader = _epoch_loader(train_set, cfg, cfg.epochs - 1, ctx)
         update_bn(loader, swa_model, device=device)  # global BatchNorm: the same statistics as one process
         averaged = swa_model.module
-        swa_val = classification_accuracy(averaged, held, device, ctx=ctx)[1] if held is not None else None
+        swa_val = classification_accuracy(averaged, held, device, ctx=ctx, num_workers=cfg.num_workers)[1] if held is not None else None
         summary["swa_val_acc"] = swa_val
         run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
         run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
+    summary["restarted"] = run.restarted
     run.write_json("summary.json", summary)
+    run.close()
     return summary

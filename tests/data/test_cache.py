@@ -129,3 +129,47 @@ def test_refuse_overwrite(tmp_path):
         check_writable([target], force=False, what="x")
     check_writable([target], force=True, what="x")
     assert target.read_text() == "old"
+
+
+def test_torchmeta_omniglot_and_encoded_caches_read(tmp_path):
+    """Caches laid out as torchmeta writes them: Omniglot grayscale (n, 105, 105) under
+    images_*/alphabet/character with vinyals_ labels; tieredImageNet PNG bytes (vlen uint8)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "omniglot").mkdir()
+    drawings = rng.integers(0, 2, (20, 105, 105), dtype=np.uint8) * 255
+    with h5py.File(tmp_path / "omniglot" / "data.hdf5", "w") as f:
+        f.create_group("images_evaluation").create_dataset("Keble/character01", data=drawings)
+    labels = [["images_evaluation", "Keble", "character01"]]
+    (tmp_path / "omniglot" / "vinyals_test_labels.json").write_text(json.dumps(labels))
+    data = open_split("omniglot", "test", root=tmp_path)
+    assert data.classes == ["images_evaluation/Keble/character01"] and data.image_size == (105, 105)
+    np.testing.assert_array_equal(data.read(0, [7]), np.repeat(drawings[7:8, :, :, None], 3, axis=-1))
+    images = rng.integers(0, 256, (4, 84, 84, 3), dtype=np.uint8)
+    pngs = []
+    for im in images:
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="PNG")
+        pngs.append(np.frombuffer(buf.getvalue(), np.uint8))
+    (tmp_path / "tieredimagenet").mkdir()
+    with h5py.File(tmp_path / "tieredimagenet" / "val_data.hdf5", "w") as f:
+        ds = f.create_group("datasets").create_dataset("n02099267", (4,), dtype=h5py.special_dtype(vlen=np.uint8))
+        for i, png in enumerate(pngs):
+            ds[i] = png
+    (tmp_path / "tieredimagenet" / "val_labels.json").write_text(json.dumps(["n02099267"]))
+    data = open_split("tieredimagenet", "val", root=tmp_path)
+    assert data.storage == "encoded" and data.image_size == (84, 84)
+    np.testing.assert_array_equal(data.read(0, [3, 1, 3]), images[[3, 1, 3]])
+    rows = {(r.dataset, r.split): r for r in list_caches(tmp_path)}
+    assert rows["omniglot", "test"].error is None and rows["tieredimagenet", "val"].image_size == "84x84"
+    data.close()
+    with h5py.File(tmp_path / "tieredimagenet" / "val_data.hdf5", "a") as f:
+        f["datasets/n02099267"][3] = np.frombuffer(b"\x89PNG\r\n\x1a\n broken", np.uint8)
+    with pytest.raises(UserError, match="image 3 cannot be decoded.*--force") as err:
+        open_split("tieredimagenet", "val", root=tmp_path).read(0, [3])
+    assert "\n" not in str(err.value)
+    rows = {(r.dataset, r.split): r for r in list_caches(tmp_path)}
+    assert "image 3 cannot be decoded" in rows["tieredimagenet", "val"].error  # the last image is checked

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from metahyper.meta.batchnorm import batch_norm_train
 from tests.meta.conftest import assert_double_backward_matches

@@ -6,11 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-import metahyper.meta.convolution as convolution
 from metahyper.meta.convolution import conv2d_train
-from metahyper.models.layers import HyperConv2d, HyperNetwork
 from tests.meta.conftest import assert_double_backward_matches
 
 # (x shape, w shape, bias, stride, padding, dilation, groups)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from metahyper.config import PretrainConfig
 from metahyper.data import random_crop_flip

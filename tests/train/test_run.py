@@ -30,13 +30,16 @@ def test_fresh_run_writes_config_and_refuses_an_existing_run(tmp_path):
     run.write_csv("x.csv", [{"i": 1}])
     assert json.loads((out / "x.json").read_text()) == {"a": 1} and (out / "x.csv").read_text().startswith("i")
     run.save("best.pt", build_model("wrn-10-1", num_classes=3))
-    with pytest.raises(UserError, match="already holds a run"):
+    with pytest.raises(UserError, match="holds a run that stopped before its first last.pt; pass --resume"):
+        Run(out, _cfg(out))
+    run.save_last(build_model("wrn-10-1", num_classes=3), {})
+    with pytest.raises(UserError, match="already holds a run; pass --resume"):
         Run(out, _cfg(out))
 
 
 def test_resume_needs_last_pt_and_the_same_options(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(UserError, match="no last.pt"):
+    with pytest.raises(UserError, match="holds no run to resume; drop --resume"):
         Run(out, _cfg(out, resume=True))
     run = Run(out, _cfg(out))
     run.start()

@@ -72,7 +72,7 @@ def test_eval_reports_checkpoint_and_rule(glyph_root, pretrained, tmp_path, cli)
                "--queries", "2", "--episodes", "2", "--data-root", str(glyph_root), "--device", "cpu", "-o", str(out))
     saved = json.loads(out.read_text())["selection"]
     assert saved["checkpoint"] == "best.pt" and saved["rule"] == "source" and saved["dataset"] == "glyphs-a"
-    assert f"scored best.pt: best validation accuracy on glyphs-a val classes" in proc.stdout
+    assert "scored best.pt: best validation accuracy on glyphs-a val classes" in proc.stdout
     pre = evaluate(EvalConfig(checkpoint=str(pretrained["wrn-10-1"] / "last.pt"), dataset="glyphs-b", shots=1, ways=3,
                               queries=2, episodes=1, data_root=str(glyph_root), device="cpu", progress=False), write=False)
     assert pre.selection["rule"] == "final" and pre.settings["train_seed"] == 0

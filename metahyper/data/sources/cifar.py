@@ -9,23 +9,32 @@ pickles ``train``, ``test`` (dicts with bytes keys ``b'data'`` uint8 (N, 3072) =
 * :func:`build_fc100`: train+test merged (600 images per fine class), TADAM's coarse-class split
   (``datasets/splits/fc100.json``), torchmeta's layout ``cifar100/data.hdf5`` +
   ``fine_names.json`` + ``fc100/{split}_labels.json`` (paper section 5.4 trains on FC100).
+* :func:`build_cifar_fs`: the same ``data.hdf5`` and ``fine_names.json`` with Bertinetto et al.'s
+  64 / 16 / 20 class split (torchmeta's ``cifar-fs`` lists, shipped as
+  ``datasets/splits/cifar-fs/{split}.json``) in ``cifar-fs/{split}_labels.json``. FC100 and
+  CIFAR-FS share ``data.hdf5``: building one rewrites it with the same content.
 * :func:`build_cifar_standard`: the standard train/test sets (paper Tables 1-5) as
   ``cifar10|cifar100/{train,test}_data.hdf5``, labels in CIFAR index order.
 """
 
 from __future__ import annotations
 
+import io
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from metahyper.data.cache import check_writable, read_split_file, write_classes_hdf5, write_split
-from metahyper.data.sources import load_pickle, validate_classes
-from metahyper.io import atomic_files, write_json
+from metahyper.data.cache import check_writable, read_split_file
+from metahyper.data.sources import download_failed, load_pickle, validate_classes
+from metahyper.data.writing import estimate_size, write_cache, write_splits
 from metahyper.errors import UserError
+from metahyper.io import check_free_space
+from metahyper.progress import progress_bar
+
+_BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 
 
 @dataclass(frozen=True)
@@ -40,19 +49,25 @@ class CifarFormat:
     label_key: bytes
     names_key: bytes
     per_class: dict[str, int]  # real images per class in each standard split
+    num_classes: int
+
+    @property
+    def size(self) -> int:
+        """Bytes of all images (uint8, 32x32x3)."""
+        return sum(self.per_class.values()) * self.num_classes * 3072
 
 
 CIFAR = {
     "cifar100": CifarFormat(
         "cifar-100-python", "cifar-100-python.tar.gz",
         "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
-        ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names", {"train": 500, "test": 100},
+        ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names", {"train": 500, "test": 100}, 100,
     ),
     "cifar10": CifarFormat(
         "cifar-10-batches-py", "cifar-10-python.tar.gz",
         "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
         tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta", b"labels",
-        b"label_names", {"train": 5000, "test": 1000},
+        b"label_names", {"train": 5000, "test": 1000}, 10,
     ),
 }
 
@@ -63,7 +78,11 @@ def download(kind: str, root: Path) -> Path:
 
     fmt = CIFAR[kind]
     target = root / "downloads"
-    download_and_extract_archive(fmt.url, download_root=str(target), filename=fmt.archive, md5=fmt.md5)
+    check_free_space(root, 3 * fmt.size, f"the {fmt.archive} download and its extracted files")
+    try:
+        download_and_extract_archive(fmt.url, download_root=str(target), filename=fmt.archive, md5=fmt.md5)
+    except (OSError, RuntimeError, ValueError, *_BROKEN_ARCHIVE) as err:
+        raise download_failed(fmt.url, target, err, f"download {fmt.archive} by hand and pass --source FILE") from None
     return target / fmt.folder
 
 
@@ -77,7 +96,7 @@ class _Archive:
         if source.is_file():
             try:
                 self.tar = tarfile.open(source, "r:*")
-            except (tarfile.TarError, OSError) as err:
+            except _BROKEN_ARCHIVE as err:
                 raise UserError(f"{source} is not a readable {fmt.archive} ({err}); re-download it") from None
         elif (source / fmt.meta).is_file():
             self.folder = source
@@ -97,11 +116,17 @@ class _Archive:
         if self.tar is not None:
             try:
                 member = self.tar.extractfile(f"{self.fmt.folder}/{name}")
+                if member is None:
+                    raise KeyError(name)
+                payload = member.read()
             except KeyError:
-                member = None
-            if member is None:
-                raise UserError(f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?")
-            obj = load_pickle(member, what, encoding="bytes")
+                raise UserError(f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?") from None
+            except _BROKEN_ARCHIVE as err:
+                raise UserError(
+                    f"{self.source} is truncated or corrupt ({type(err).__name__}: {err}); "
+                    f"re-download {self.fmt.archive} (or use --download)"
+                ) from None
+            obj = load_pickle(io.BytesIO(payload), what, encoding="bytes")
         else:
             path = self.folder / name
             if not path.is_file():
@@ -160,13 +185,43 @@ def build_fc100(
     root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
 ) -> list[Path]:
     """Build FC100 (torchmeta layout) from the CIFAR-100 archive; ``strict`` checks 100 x 600 images."""
-    fmt = CIFAR["cifar100"]
     split = read_split_file("fc100.json")
+
+    def labels(coarse_names: list[str], fine_by_coarse: dict[str, list[str]], s: str) -> list[list[str]]:
+        return [[coarse_names[i], f] for i in split[s] for f in fine_by_coarse[coarse_names[i]]]
+
+    return _build_cifar100_subset("fc100", labels, root, source, download, force, strict)
+
+
+def build_cifar_fs(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
+    """Build CIFAR-FS (torchmeta layout) from the CIFAR-100 archive; ``strict`` checks 100 x 600 images."""
+    split = {s: read_split_file(f"cifar-fs/{s}.json") for s in ("train", "val", "test")}
+
+    def labels(coarse_names: list[str], fine_by_coarse: dict[str, list[str]], s: str) -> list[list[str]]:
+        for coarse, fine in split[s]:
+            if fine not in fine_by_coarse.get(coarse, []):
+                raise UserError(f"CIFAR-100 source has no class {coarse}/{fine} of the CIFAR-FS {s} split; "
+                                "pass the official cifar-100-python.tar.gz")
+        return split[s]
+
+    return _build_cifar100_subset("cifar-fs", labels, root, source, download, force, strict)
+
+
+def _build_cifar100_subset(
+    subset: str, labels, root: Path, source: str | Path | None, download: bool, force: bool, strict: bool
+) -> list[Path]:
+    """torchmeta's CIFAR-100 layout with ``<subset>/{split}_labels.json`` from
+    ``labels(coarse_names, fine_by_coarse, split)``. Only the subset's label files count as its
+    cache for ``--force``; the shared ``data.hdf5`` and ``fine_names.json`` are rewritten."""
+    fmt = CIFAR["cifar100"]
     data_path = root / "cifar100" / "data.hdf5"
     names_path = root / "cifar100" / "fine_names.json"
-    label_paths = [root / "cifar100" / "fc100" / f"{s}_labels.json" for s in ("train", "val", "test")]
+    label_paths = [root / "cifar100" / subset / f"{s}_labels.json" for s in ("train", "val", "test")]
     outputs = [data_path, names_path, *label_paths]
-    check_writable(outputs, force, "fc100")
+    check_writable(label_paths, force, subset)
+    check_free_space(root, estimate_size(1, 100, fmt.size), f"the {subset} cache")
     archive = _Archive(_resolve("cifar100", source, root, download), fmt)
     fine_names = archive.names(b"fine_label_names")
     coarse_names = archive.names(b"coarse_label_names")
@@ -182,17 +237,23 @@ def build_fc100(
         fine_by_coarse[coarse_name] = [fine_names[j] for j in fine_idx]
     if len(coarse_names) != 20 or any(len(set(coarse[fine == j])) != 1 for j in np.unique(fine)):
         raise UserError(f"{archive.source}: fine/coarse labels are inconsistent (expected 20 superclasses); re-download it")
-    with atomic_files(outputs) as (tmp_data, tmp_names, *tmp_labels):
-        with tqdm(total=len(classes), desc="fc100", unit="class") as bar:
-            write_classes_hdf5(
-                tmp_data,
-                ((f"{c}/{f}", classes[f]) for c, fs in fine_by_coarse.items() for f in fs),
-                progress=bar,
-            )
-        write_json(tmp_names, fine_by_coarse)
-        for tmp, s in zip(tmp_labels, ("train", "val", "test")):
-            write_json(tmp, [[coarse_names[i], f] for i in split[s] for f in fine_by_coarse[coarse_names[i]]])
+    split_labels = {s: labels(coarse_names, fine_by_coarse, s) for s in ("train", "val", "test")}
+    with progress_bar(total=len(classes), desc=subset, unit="class") as bar:
+        write_cache({data_path: {f"{c}/{f}": classes[f] for c, fs in fine_by_coarse.items() for f in fs}},
+                    {names_path: fine_by_coarse, **dict(zip(label_paths, split_labels.values()))}, progress=bar)
     return outputs
+
+
+def build_cifar10(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
+                  strict: bool = True) -> list[Path]:
+    """:func:`build_cifar_standard` of CIFAR-10."""
+    return build_cifar_standard("cifar10", root, source, download, force, strict)
+
+
+def build_cifar100(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
+                   strict: bool = True) -> list[Path]:
+    """:func:`build_cifar_standard` of CIFAR-100."""
+    return build_cifar_standard("cifar100", root, source, download, force, strict)
 
 
 def build_cifar_standard(
@@ -202,6 +263,7 @@ def build_cifar_standard(
     fmt = CIFAR[kind]
     outputs = [root / kind / f"{s}_{x}" for s in ("train", "test") for x in ("data.hdf5", "labels.json")]
     check_writable(outputs, force, kind)
+    check_free_space(root, estimate_size(2, 2 * fmt.num_classes, fmt.size), f"the {kind} cache")
     archive = _Archive(_resolve(kind, source, root, download), fmt)
     names = archive.names(fmt.names_key)
     splits = {}
@@ -212,6 +274,5 @@ def build_cifar_standard(
             f"{kind} {split} source {archive.source}", splits[split], len(names) if strict else None,
             fmt.per_class[split] if strict else None, (32, 32), f"pass the official {fmt.archive}",
         )
-    for split, classes in tqdm(splits.items(), desc=kind, unit="split"):
-        write_split(root, kind, split, classes, [n for n in names if n in classes])
+    write_splits(root, {(kind, split): (classes, [n for n in names if n in classes]) for split, classes in splits.items()})
     return outputs

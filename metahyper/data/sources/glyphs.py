@@ -1,7 +1,7 @@
 """Built-in offline dataset: Omniglot-like glyphs rendered from the fonts inside matplotlib.
 
 Each class is one Unicode character; its images vary font family (DejaVu Sans/Serif/Mono, STIX,
-Computer Modern for ASCII letters), weight, slant, stroke width, scale, rotation and position.
+Computer Modern roman, bold, sans and typewriter for ASCII letters), weight, slant, stroke width, scale, rotation and position.
 Characters come from each font's cmap (matplotlib's ``FT2Font.get_charmap``), are grouped into
 scripts by Unicode block, and the scripts into two domains (``DESIGN.md``, "Datasets"):
 
@@ -12,7 +12,9 @@ scripts by Unicode block, and the scripts into two domains (``DESIGN.md``, "Data
 Letters with a canonical/compatibility decomposition (accented forms) are left out, and a glyph
 whose plain rendering duplicates an earlier one of its domain (Latin A, Greek Alpha, Cyrillic A) is
 kept once. Every script's classes are split 64/16/20 % into train/val/test. Image ``j`` of a class
-depends only on ``(seed, codepoint, j)``, so builds are byte-identical. Written in the per-split
+depends only on ``(seed, codepoint, j)``, so builds are byte-identical. :data:`FONTS` holds only
+font files that every matplotlib the package allows ships, byte-identical from 3.7 to 3.11
+(``cmti10.ttf``, for one, first ships in 3.11); each cache file records its content hash. Written in the per-split
 layout: ``glyphs-a/{split}_data.hdf5`` + ``{split}_labels.json``, white glyphs on black, RGB.
 """
 
@@ -29,12 +31,15 @@ import matplotlib
 import numpy as np
 from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
-
-from metahyper.data.cache import SPLITS, check_writable, write_split
+from metahyper.data.cache import SPLITS, check_writable
+from metahyper.data.writing import check_memory, estimate_size, split_paths, write_splits
+from metahyper.errors import UserError
+from metahyper.io import check_free_space
+from metahyper.progress import progress_bar
 
 DOMAINS = ("glyphs-a", "glyphs-b")
 SPLIT_FRACTIONS = (0.64, 0.16, 0.20)
+IMAGE_SIZES = (8, 512)  # the --image-size range: legible glyphs up to well past any model input
 
 
 @dataclass(frozen=True)
@@ -62,18 +67,29 @@ SCRIPTS = (
     Script("math", "glyphs-b", ((0x2200, 0x22FF),), "S"),
 )
 
-# (file, usable for which code points: None = whole cmap, "ascii" = A-Z a-z only: TeX-encoded cmaps)
+# (file, usable for which code points: None = whole cmap, "ascii" = A-Z a-z only: TeX-encoded cmaps).
+# Only files shipped, unchanged, by every matplotlib >= 3.7 (tests/faults/test_glyph_fonts.py).
 FONTS = tuple(
     [(f"DejaVu{fam}{style}.ttf", None) for fam in ("Sans", "Serif", "SansMono")
      for style in ("", "-Bold", "-Oblique" if fam != "Serif" else "-Italic",
                    "-BoldOblique" if fam != "Serif" else "-BoldItalic")]
     + [(f"STIXGeneral{s}.ttf", None) for s in ("", "Bol", "Italic", "BolIta")]
-    + [(f"cm{s}10.ttf", "ascii") for s in ("r", "b", "ss", "ti", "tt")]
+    + [(f"cm{s}10.ttf", "ascii") for s in ("r", "b", "ss", "tt")]
 )
 
 
 def font_dir() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def check_fonts() -> None:
+    """A :class:`UserError` naming the first font of :data:`FONTS` missing from matplotlib."""
+    for name, _ in FONTS:
+        if not (font_dir() / name).is_file():
+            raise UserError(
+                f"font {name} is missing from matplotlib {matplotlib.__version__} ({font_dir()}); "
+                "reinstall matplotlib (`pip install --force-reinstall 'matplotlib>=3.7'`)"
+            )
 
 
 @functools.lru_cache(maxsize=None)
@@ -127,6 +143,7 @@ def _class_images(cp: int, fonts: tuple[str, ...], size: int, count: int, seed: 
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def _candidates(script: Script) -> list[int]:
     cps = []
     for lo, hi in script.ranges:
@@ -185,23 +202,42 @@ def build_glyphs(
     max_per_script: int | None = None,
     seed: int = 0,
     workers: int | None = None,
+    max_memory: int | None = None,
 ) -> list[Path]:
-    """Render ``glyphs-a`` and ``glyphs-b`` (all splits) into the cache root; deterministic."""
-    outputs = [root / d / f"{s}_{x}" for d in DOMAINS for s in SPLITS for x in ("data.hdf5", "labels.json")]
+    """Render ``glyphs-a`` and ``glyphs-b`` (all splits) into the cache root; deterministic.
+
+    Sizes, memory (at most ``max_memory`` bytes, default: the memory available), disk space and
+    fonts are checked before rendering. All twelve files are replaced together or not at all.
+    """
+    lo, hi = IMAGE_SIZES
+    if not lo <= image_size <= hi:
+        raise UserError(f"--image-size {image_size} is outside {lo}..{hi} for glyphs; pick a size in that range")
+    if images_per_class < 1:
+        raise UserError(f"images_per_class must be >= 1, got {images_per_class}")
+    outputs = [p for d in DOMAINS for s in SPLITS for p in split_paths(root, d, s)]
     check_writable(outputs, force, "glyphs")
+    check_fonts()
+    n_classes = sum(min(len(_candidates(sc)), max_per_script or 10**9) for sc in SCRIPTS)  # upper bound
+    image_bytes = images_per_class * image_size * image_size * 3
+    check_memory(n_classes * image_bytes, f"the glyphs dataset at {image_size} px",
+                 "use a smaller --image-size" + (" or a larger --max-memory" if max_memory is not None else ""), max_memory)
+    check_free_space(root, estimate_size(len(outputs) // 2, n_classes, n_classes * image_bytes),
+                     f"the glyphs cache ({image_size} px)")
     classes = glyph_classes(image_size, max_per_script, seed)
     jobs = [(d, s, name, cp) for d in DOMAINS for s in SPLITS for name, cp in classes[d][s]]
     args = [(cp, image_size, images_per_class, seed) for *_, cp in jobs]
     workers = workers if workers is not None else min(usable_cpus(), 4)
-    with tqdm(total=len(jobs), desc="glyphs", unit="class") as bar:
+    with progress_bar(total=len(jobs), desc="glyphs", unit="class") as bar:
         if workers > 1 and len(jobs) > 50:
             with ProcessPoolExecutor(workers) as pool:
                 arrays = [a for a in pool.map(_render_class, args, chunksize=32) if bar.update(1) or True]
         else:
             arrays = [a for a in map(_render_class, args) if bar.update(1) or True]
     rendered = {(d, s, name): a for (d, s, name, _), a in zip(jobs, arrays)}
+    splits = {}
     for d in DOMAINS:
         for s in SPLITS:
             names = [name for name, _ in classes[d][s]]
-            write_split(root, d, s, {n: rendered[(d, s, n)] for n in names}, names)
+            splits[(d, s)] = ({n: rendered[(d, s, n)] for n in names}, names)
+    write_splits(root, splits)
     return outputs

@@ -17,19 +17,25 @@ lists ``datasets/splits/miniimagenet/{split}.txt`` (64 / 16 / 20 classes).
 from __future__ import annotations
 
 import csv
+import io
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_split
+from metahyper.data.cache import SPLITS, check_writable, read_split_file
 from metahyper.data.sources import load_pickle, validate_classes
+from metahyper.data.writing import estimate_size, write_splits
 from metahyper.errors import UserError
+from metahyper.io import check_free_space
+from metahyper.progress import progress_bar
 
 IMAGE_SIZE = 84
 PER_CLASS = 600
+MAX_SOURCE_PIXELS = 50_000_000  # per source image; ImageNet's largest are about 20 MP
+_BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 PICKLE_NAMES = {
     "torchmeta": {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLITS},
     "learn2learn": {"train": "mini-imagenet-cache-train.pkl", "val": "mini-imagenet-cache-validation.pkl",
@@ -70,9 +76,9 @@ def _find_pickles(source: Path) -> dict[str, object] | None:
     if source.is_file():
         try:
             tar = tarfile.open(source, "r:*")
-        except (tarfile.TarError, OSError) as err:
-            raise UserError(f"{source} is not a readable mini-imagenet.tar.gz ({err}); re-download it") from None
-        members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+        except _BROKEN_ARCHIVE as err:
+            raise UserError(f"{source} is truncated or not a readable mini-imagenet.tar.gz ({err}); re-download it") from None
         for names in PICKLE_NAMES.values():
             if all(n in members for n in names.values()):
                 return {s: (tar, members[n]) for s, n in names.items()}
@@ -90,7 +96,11 @@ def _load_pickle_split(where: object, split: str) -> dict[str, np.ndarray]:
     if isinstance(where, tuple):
         tar, member = where
         what = f"{tar.name}:{member.name}"
-        obj = load_pickle(tar.extractfile(member), what, encoding="latin1")
+        try:
+            payload = tar.extractfile(member).read()
+        except _BROKEN_ARCHIVE as err:
+            raise UserError(f"{tar.name} is truncated or corrupt ({type(err).__name__}: {err}); re-download it") from None
+        obj = load_pickle(io.BytesIO(payload), what, encoding="latin1")
     else:
         what = str(where)
         with open(where, "rb") as f:
@@ -112,12 +122,28 @@ def _read_csv(path: Path) -> dict[str, list[str]]:
     return by_class
 
 
+def _load_image(path: Path) -> np.ndarray:
+    """One source image as uint8 (84, 84, 3); its size is read from the header and checked
+    before the pixels are decoded (a decompression bomb is refused, not allocated)."""
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_SOURCE_PIXELS:
+                raise UserError(
+                    f"image {path} is {im.width}x{im.height} pixels, more than the {MAX_SOURCE_PIXELS:,} "
+                    "allowed for a source image; replace or remove it"
+                )
+            im = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+            return np.asarray(im, dtype=np.uint8)
+    except (OSError, Image.DecompressionBombError, ValueError) as err:
+        raise UserError(f"image {path} cannot be read ({type(err).__name__}: {err}); replace or remove it") from None
+
+
 def _load_image_folder_split(source: Path, split: str) -> dict[str, np.ndarray]:
     csv_path = source / f"{split}.csv"
     by_class = _read_csv(csv_path)
     out = {}
     total = sum(map(len, by_class.values()))
-    with tqdm(total=total, desc=f"miniimagenet {split}", unit="img") as bar:
+    with progress_bar(total=total, desc=f"miniimagenet {split}", unit="img") as bar:
         for wnid, files in by_class.items():
             arrays = []
             for name in files:
@@ -129,12 +155,7 @@ def _load_image_folder_split(source: Path, split: str) -> dict[str, np.ndarray]:
                         f"image {name} listed in {csv_path} not found in {source}/images, {source} or {source}/{wnid}; "
                         "pass the folder that holds the images named in the CSVs"
                     )
-                try:
-                    with Image.open(path) as im:
-                        im = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
-                        arrays.append(np.asarray(im, dtype=np.uint8))
-                except OSError as err:
-                    raise UserError(f"image {path} cannot be read ({err}); replace or remove it") from None
+                arrays.append(_load_image(path))
                 bar.update(1)
             out[wnid] = np.stack(arrays)
     return out
@@ -145,6 +166,8 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
     otherwise classes must be a subset of the shipped split's (tiny test sources)."""
     outputs = [root / "miniimagenet" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
     check_writable(outputs, force, "miniimagenet")
+    check_free_space(root, estimate_size(3, 100, 100 * PER_CLASS * IMAGE_SIZE * IMAGE_SIZE * 3) if strict else 0,
+                     "the miniimagenet cache")
     source = Path(source).expanduser()
     if not source.exists():
         raise UserError(f"source {source} does not exist; pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs")
@@ -156,7 +179,7 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
             "put the CSVs next to the images (see datasets/splits/README.md)"
         )
     splits = {}
-    for split in tqdm(SPLITS, desc="miniimagenet", unit="split", disable=pickles is None):
+    for split in progress_bar(SPLITS, desc="miniimagenet", unit="split", disable=pickles is None):
         classes = _load_pickle_split(pickles[split], split) if pickles else _load_image_folder_split(source, split)
         expected = split_classes(split)
         extra = sorted(set(classes) - set(expected))
@@ -170,6 +193,5 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
             PER_CLASS if strict else None, (IMAGE_SIZE, IMAGE_SIZE), "use the standard 64/16/20-class, 600-image release",
         )
         splits[split] = classes
-    for split, classes in splits.items():
-        write_split(root, "miniimagenet", split, classes, sorted(classes))
+    write_splits(root, {("miniimagenet", split): (classes, sorted(classes)) for split, classes in splits.items()})
     return outputs

@@ -1,0 +1,168 @@
+"""CUB-200-2011 cache (Wah et al. 2011) with the 100 / 50 / 50 class split of Chen et al. 2019.
+
+Source (``metahyper prepare cub --source PATH`` or ``--download``): the official
+``CUB_200_2011.tgz``, its extracted ``CUB_200_2011/`` folder, or a folder holding either. The
+archive holds ``CUB_200_2011/images/<NNN.Name>/<name>.jpg`` (11,788 JPEGs of 200 classes, 41 to
+60 per class), ``images.txt`` (``<id> <class>/<name>.jpg``) and ``classes.txt`` (``<id> <class>``).
+The tgz is read in one pass, member by member (no extraction); every image ``images.txt`` lists
+must be there, so a truncated archive is an error.
+
+The split is torchmeta's (``assets/cub/{split}.json``, Chen et al.'s rule: the i-th class in
+sorted order goes to train when i is even, val when i % 4 == 1, test when i % 4 == 3), shipped as
+``datasets/splits/cub/{split}.txt``. Each image is fitted to ``image_size`` (default 84) as Chen
+et al.'s evaluation transform does: resized to a square of ``1.15 * image_size`` and center-cropped
+(:func:`metahyper.data.storage.fit_image`); torchmeta's CUB cache instead keeps the original JPEG
+bytes, and the reader fits those the same way, so both caches give the same pixels. Writes
+``cub/{split}_data.hdf5`` (``datasets/<NNN.Name>``, uint8 (n, S, S, 3), images in file-name order
+as torchmeta) and ``cub/{split}_labels.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+
+from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
+from metahyper.data.sources import download_file, validate_classes
+from metahyper.data.storage import fit_image
+from metahyper.data.writing import check_memory, estimate_size
+from metahyper.errors import UserError
+from metahyper.io import check_free_space
+from metahyper.progress import progress_bar
+
+ARCHIVE = "CUB_200_2011.tgz"
+URL = "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"
+MD5 = "97eceeb196236b17998738112f37df78"
+CROP = 1.15  # Chen et al. 2019: Resize([int(1.15 * S)] * 2), then CenterCrop(S)
+IMAGES = 11788
+FIX = "pass the official CUB_200_2011.tgz (or its extracted CUB_200_2011 folder), or use --download"
+
+
+def split_classes(split: str) -> list[str]:
+    """Chen et al.'s CUB classes of ``split`` (``NNN.Name`` folder names)."""
+    return read_split_file(f"cub/{split}.txt")
+
+
+def download_archive(root: Path) -> Path:
+    """Download the official tgz from CaltechDATA with torchvision (md5-checked); returns it."""
+    return download_file(URL, root / "downloads", ARCHIVE, MD5, f"download {ARCHIVE} by hand and pass --source FILE")
+
+
+def _fit(payload: bytes, size: int, what: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            image.load()
+            return fit_image(image, size, CROP)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err}); {FIX}") from None
+
+
+class _Reader:
+    """Collects the fitted images, images.txt and classes.txt from the tgz or a folder."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: dict[str, dict[str, np.ndarray]] = {}  # class -> file name -> image
+        self.texts: dict[str, str] = {}
+
+    def add(self, relative: PurePosixPath, payload: bytes, what: str) -> None:
+        """One file at ``relative`` (a path under ``CUB_200_2011/``)."""
+        parts = relative.parts
+        if parts and parts[0] == "images" and len(parts) == 3 and parts[2].lower().endswith(".jpg"):
+            self.images.setdefault(parts[1], {})[parts[2]] = _fit(payload, self.size, what)
+        elif relative.as_posix() in ("images.txt", "classes.txt"):
+            self.texts[relative.as_posix()] = payload.decode("utf-8", errors="replace")
+
+    def from_tar(self, path: Path) -> None:
+        try:
+            with tarfile.open(path, "r:*") as tar, progress_bar(desc="cub", unit="img", total=IMAGES) as bar:
+                for member in tar:  # one sequential pass: no seeking back in the gzip stream
+                    name = PurePosixPath(member.name)
+                    if not member.isfile() or not name.parts or name.parts[0] != "CUB_200_2011" or ".." in name.parts:
+                        continue
+                    relative = PurePosixPath(*name.parts[1:])
+                    is_image = relative.parts[:1] == ("images",)
+                    if is_image or relative.as_posix() in ("images.txt", "classes.txt"):
+                        self.add(relative, tar.extractfile(member).read(), f"{path}:{member.name}")
+                    if is_image:
+                        bar.update(1)
+        except (tarfile.TarError, OSError, EOFError) as err:
+            raise UserError(f"{path} is truncated or not a tar archive ({type(err).__name__}: {err}); {FIX}") from None
+
+    def from_folder(self, folder: Path) -> None:
+        files = sorted(folder.glob("images/*/*")) + [folder / "images.txt", folder / "classes.txt"]
+        for path in progress_bar(files, desc="cub", unit="img"):
+            if path.is_file():
+                self.add(PurePosixPath(path.relative_to(folder).as_posix()), path.read_bytes(), str(path))
+
+
+def _listed(text: str, what: str) -> list[str]:
+    """Second column of images.txt / classes.txt (``<id> <value>`` lines)."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if any(len(row) != 2 for row in rows):
+        raise UserError(f"{what} is not '<id> <name>' lines; {FIX}")
+    return [row[1] for row in rows]
+
+
+def build_cub(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True,
+    image_size: int = 84,
+) -> list[Path]:
+    """Build the three CUB splits. ``strict``: the 200 classes and 11,788 images of the release;
+    otherwise the classes present must belong to their split (tiny test sources)."""
+    if image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
+    outputs = [root / "cub" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
+    check_writable(outputs, force, "cub")
+    check_memory(IMAGES * image_size**2 * 3, f"cub at {image_size} px", "use a smaller --image-size")
+    check_free_space(root, estimate_size(3, 200, IMAGES * image_size**2 * 3), "the cub cache")
+    if download:
+        source = download_archive(root)
+    elif source is None:
+        raise UserError(f"no --source given; {FIX}")
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise UserError(f"source {source} does not exist; {FIX}")
+    reader = _Reader(image_size)
+    if source.is_file():
+        reader.from_tar(source)
+    elif (source / "CUB_200_2011" / "images").is_dir():
+        reader.from_folder(source / "CUB_200_2011")
+    elif (source / "images").is_dir():
+        reader.from_folder(source)
+    elif (source / ARCHIVE).is_file():
+        reader.from_tar(source / ARCHIVE)
+    else:
+        raise UserError(f"{source} holds neither {ARCHIVE} nor CUB_200_2011/images/; {FIX}")
+    for name in ("images.txt", "classes.txt"):
+        if name not in reader.texts:
+            raise UserError(f"{source} has no CUB_200_2011/{name}; {FIX}")
+    listed = _listed(reader.texts["images.txt"], f"{source}: images.txt")
+    missing = [p for p in listed if PurePosixPath(p).name not in reader.images.get(PurePosixPath(p).parent.name, {})]
+    if missing:
+        raise UserError(f"{source}: {len(missing)} images listed in images.txt are missing (e.g. {missing[0]}); "
+                        f"the archive is truncated or incomplete; {FIX}")
+    class_list = _listed(reader.texts["classes.txt"], f"{source}: classes.txt")
+    if strict and (len(class_list) != 200 or len(listed) != IMAGES):
+        raise UserError(f"{source}: {len(class_list)} classes and {len(listed)} images instead of 200 and {IMAGES}; {FIX}")
+    for cls in reader.images:
+        if cls not in class_list:
+            raise UserError(f"{source}: image folder {cls} is not in classes.txt; {FIX}")
+    splits = {}
+    for split in SPLITS:
+        expected = split_classes(split)
+        got = {c: np.stack([imgs[n] for n in sorted(imgs)]) for c, imgs in reader.images.items() if c in expected}
+        validate_classes(f"CUB {split} source {source}", got, expected if strict else None, None,
+                         (image_size, image_size), FIX)
+        if not got:
+            raise UserError(f"CUB source {source} has no class of the {split} split; {FIX}")
+        splits[split] = got
+    stray = sorted(set(reader.images) - {c for got in splits.values() for c in got})
+    if stray:
+        raise UserError(f"CUB source {source}: classes {', '.join(stray[:3])} are in no split; {FIX}")
+    write_splits(root, {("cub", split): (classes, sorted(classes)) for split, classes in splits.items()})  # all or none
+    return outputs

@@ -1,0 +1,108 @@
+"""How one class's images are stored in an HDF5 cache, and how they become uint8 (n, H, W, 3).
+
+torchmeta's caches use three storages, all read as they are:
+
+* ``rgb``: decoded images, a uint8 dataset (n, H, W, 3) (MiniImageNet, CIFAR, and every cache
+  ``metahyper prepare`` writes for RGB datasets);
+* ``gray``: decoded grayscale images, a uint8 dataset (n, H, W) (torchmeta's Omniglot, and ours);
+  read as three equal channels;
+* ``encoded``: one variable-length uint8 array per image holding the file bytes (torchmeta's CUB:
+  the original JPEGs; torchmeta's tieredImageNet: the release's PNGs), decoded at read time with
+  PIL and fitted to one size with :func:`fit_image`.
+
+Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_image`,
+:func:`encoded_dtype`, :func:`write_encoded_split`; the writers of :mod:`metahyper.data.writing`
+(:func:`check_writable`, :func:`write_classes_hdf5`, :func:`write_split`) are re-exported.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+from PIL import Image
+
+from metahyper.data.writing import check_writable, write_classes_hdf5, write_split, write_splits  # noqa: F401 (re-exported)
+from metahyper.errors import UserError
+
+
+def encoded_dtype() -> np.dtype:
+    """The HDF5 variable-length uint8 type torchmeta stores encoded images with."""
+    return h5py.vlen_dtype(np.uint8)
+
+
+def storage_kind(ds: h5py.Dataset) -> str | None:
+    """``'rgb'``, ``'gray'`` or ``'encoded'`` for a class dataset; None for anything else."""
+    if ds.dtype == np.uint8:
+        if ds.ndim == 4 and ds.shape[-1] == 3:
+            return "rgb"
+        if ds.ndim == 3:
+            return "gray"
+        return None
+    if ds.ndim == 1 and h5py.check_vlen_dtype(ds.dtype) == np.uint8:
+        return "encoded"
+    return None
+
+
+def fit_image(image: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
+    """An image as uint8 (size, size, 3): resized (PIL LANCZOS) to a square of side
+    ``int(size * crop)``, then its central ``size`` x ``size`` kept. ``crop=1.15`` is the
+    evaluation transform of Chen et al. 2019 (``Resize([int(1.15 S)] * 2)``, ``CenterCrop(S)``)."""
+    image = image.convert("RGB")
+    side = int(size * crop)
+    if image.size != (side, side):
+        image = image.resize((side, side), Image.LANCZOS)
+    if side != size:
+        top = (side - size) // 2
+        image = image.crop((top, top, top + size, top + size))
+    return np.asarray(image, dtype=np.uint8)
+
+
+def decode(blob: np.ndarray | bytes, size: int | None, crop: float, what: str) -> np.ndarray:
+    """One encoded image (JPEG, PNG, ... bytes) as uint8 (H, W, 3), fitted by :func:`fit_image`
+    when ``size`` is given; a :class:`UserError` naming ``what`` when PIL cannot decode it."""
+    try:
+        with Image.open(io.BytesIO(blob)) as image:
+            image.load()
+            if size is None:
+                return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return fit_image(image, size, crop)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+        raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err})") from None
+
+
+def to_rgb(
+    kind: str, raw: np.ndarray, size: int | None, crop: float, what: str, indices: Sequence[int] | None = None
+) -> np.ndarray:
+    """Raw rows (image ``indices``, for messages) of a class dataset of storage ``kind`` as uint8
+    (n, H, W, 3)."""
+    if kind == "rgb":
+        return raw
+    if kind == "gray":
+        return np.repeat(raw[..., None], 3, axis=-1)
+    names = range(len(raw)) if indices is None else indices
+    images = [decode(blob, size, crop, f"{what}, image {int(i)}") for i, blob in zip(names, raw)]
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise UserError(f"{what}: encoded images have different sizes {sorted(shapes)}; give the layout a decode size")
+    return np.stack(images) if images else np.empty((0, size or 0, size or 0, 3), np.uint8)
+
+
+def create_encoded(group: h5py.Group, key: str, blobs: Sequence[bytes | np.ndarray]) -> h5py.Dataset:
+    """A torchmeta-style encoded class dataset: one variable-length uint8 row per image."""
+    ds = group.create_dataset(key, (len(blobs),), dtype=encoded_dtype())
+    for i, blob in enumerate(blobs):
+        ds[i] = np.frombuffer(blob, dtype=np.uint8) if isinstance(blob, (bytes, bytearray)) else blob
+    return ds
+
+
+def write_encoded_split(
+    root: Path, folder: str, split: str, classes: Mapping[str, Sequence[bytes]], labels: Iterable[str]
+) -> None:
+    """Write one split as torchmeta writes CUB and tieredImageNet (``datasets/<class>`` holding
+    the encoded file bytes, ``{split}_labels.json``), atomically (:func:`~metahyper.data.writing.write_splits`)."""
+    labels = list(labels)
+    write_splits(root, {(folder, split): (classes, labels)})

@@ -1,0 +1,263 @@
+"""Writing dataset caches: as one unit, with content hashes, after checking disk and memory.
+
+A cache build (every HDF5 and JSON file of a dataset, all splits) goes through one
+:func:`metahyper.io.atomic_files` block (:func:`write_cache`): the files are written to temporary
+names and renamed only when all are complete, so a failed or interrupted build (full disk, Ctrl-C,
+a kill) leaves the previous cache as it was, never a mix of two builds. The free space the build
+needs is checked before the first byte is written. HDF5 files are written through a Python file
+object, so an I/O error (``ENOSPC``) surfaces as a Python exception rather than inside libhdf5.
+
+Every HDF5 file records, as attributes of its root group (ignored by torchmeta):
+
+* ``metahyper_sha256``: a hash of its class datasets (names, shapes, bytes), see :func:`content_sha256`;
+* ``metahyper_files``: JSON ``{relative path: sha256}`` of the build's JSON files under its folder;
+* ``metahyper_build``: an id shared by the HDF5 files of one build, when it writes several.
+
+:func:`verify_file` checks them (``metahyper datasets``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from metahyper.errors import UserError
+from metahyper.io import atomic_files
+
+HASH_ATTR = "metahyper_sha256"
+FILES_ATTR = "metahyper_files"
+BUILD_ATTR = "metahyper_build"
+_DATASET_OVERHEAD = 1024  # object header and links of one dataset (measured: about 500 bytes)
+_FILE_OVERHEAD = 16384  # superblock, root group, attributes, last block (measured: about 7 KB)
+
+
+def _class_digest(key: str, array: np.ndarray | Sequence) -> str:
+    """Hash of one class: decoded images (a uint8 array), or encoded ones (a sequence of byte rows)."""
+    if isinstance(array, np.ndarray) and array.dtype != object:
+        h = hashlib.sha256(f"{key}\0{tuple(array.shape)}\0{array.dtype.str}\0".encode())
+        h.update(np.ascontiguousarray(array).data)
+        return h.hexdigest()
+    h = hashlib.sha256(f"{key}\0encoded\0{len(array)}\0".encode())
+    for row in array:
+        row = bytes(np.asarray(row, dtype=np.uint8).data) if not isinstance(row, (bytes, bytearray)) else row
+        h.update(len(row).to_bytes(8, "little") + row)
+    return h.hexdigest()
+
+
+def _combine(digests: Mapping[str, str]) -> str:
+    return hashlib.sha256("".join(f"{k} {digests[k]}\n" for k in sorted(digests)).encode()).hexdigest()
+
+
+def content_sha256(f: h5py.File) -> str:
+    """The content hash of an HDF5 cache: over its datasets sorted by path (names, shapes, bytes)."""
+    keys: list[str] = []
+    f.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return _combine({k: _class_digest(k, f[k][()]) for k in keys})
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray | Sequence[bytes]]], progress=None,
+                       attrs: Mapping[str, str] | None = None) -> str:
+    """Write one dataset per ``(key, images)`` (keys may contain '/': groups) to ``path`` (a
+    temporary file of :func:`~metahyper.io.atomic_files`): uint8 (n, H, W, 3) RGB or (n, H, W)
+    grayscale arrays, or a sequence of encoded images (bytes: torchmeta's variable-length rows).
+    Records and returns the content hash, plus ``attrs`` on the root group."""
+    digests = {}
+    with open(path, "wb+") as fh, h5py.File(fh, "w") as f:
+        for key, array in items:
+            if isinstance(array, np.ndarray) and array.dtype != object:
+                array = np.ascontiguousarray(array, dtype=np.uint8)
+                f.create_dataset(key, data=array)
+            else:
+                ds = f.create_dataset(key, (len(array),), dtype=h5py.vlen_dtype(np.uint8))
+                for i, blob in enumerate(array):
+                    ds[i] = np.frombuffer(blob, dtype=np.uint8) if isinstance(blob, (bytes, bytearray)) else blob
+            digests[key.strip("/")] = _class_digest(key.strip("/"), array)
+            if progress is not None:
+                progress.update(1)
+        f.attrs[HASH_ATTR] = _combine(digests)
+        for name, value in (attrs or {}).items():
+            f.attrs[name] = value
+    return _combine(digests)
+
+
+def _json_bytes(obj: object) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode()
+
+
+def estimate_size(files: int, datasets: int, data_bytes: int) -> int:
+    """Disk bytes (rounded up) of ``files`` HDF5 files holding ``datasets`` datasets of ``data_bytes`` in all."""
+    return files * _FILE_OVERHEAD + datasets * _DATASET_OVERHEAD + data_bytes
+
+
+def _nbytes(images: np.ndarray | Sequence) -> int:
+    if isinstance(images, np.ndarray) and images.dtype != object:
+        return int(images.nbytes)
+    return sum(len(row) + 16 for row in images)  # encoded rows: bytes + a heap entry each
+
+
+def estimate_bytes(data: Mapping[Path, Mapping[str, np.ndarray | Sequence]]) -> int:
+    """Disk bytes (rounded up) the HDF5 files of :func:`write_cache` take: uncompressed, contiguous."""
+    arrays = [a for classes in data.values() for a in classes.values()]
+    return estimate_size(len(data), len(arrays), sum(_nbytes(a) for a in arrays))
+
+
+def write_cache(data: Mapping[Path, Mapping[str, np.ndarray | Sequence]], jsons: Mapping[Path, object],
+                progress=None) -> list[Path]:
+    """Write a whole cache as one unit: ``data`` maps each HDF5 path to ``{dataset key: images}``
+    (written in that order; images as :func:`write_classes_hdf5` takes them), ``jsons`` each JSON
+    path to its object. Either every file is
+    replaced or none is; a :class:`UserError` before writing when the disk lacks the space."""
+    blobs = {Path(p): _json_bytes(obj) for p, obj in jsons.items()}
+    size = estimate_bytes(data) + sum(len(b) for b in blobs.values())
+    build = uuid.uuid4().hex
+    paths = [Path(p) for p in data] + list(blobs)
+    with atomic_files(paths, size=size) as tmps:
+        for (path, classes), tmp in zip(data.items(), tmps):
+            path = Path(path)
+            companions = {
+                p.relative_to(path.parent).as_posix(): hashlib.sha256(b).hexdigest()
+                for p, b in blobs.items() if p.is_relative_to(path.parent)
+            }
+            attrs = {FILES_ATTR: json.dumps(companions, sort_keys=True), **({BUILD_ATTR: build} if len(data) > 1 else {})}
+            write_classes_hdf5(tmp, classes.items(), progress, attrs)
+        for tmp, blob in zip(tmps[len(data):], blobs.values()):
+            tmp.write_bytes(blob)
+    return paths
+
+
+def split_paths(root: Path, folder: str, split: str) -> tuple[Path, Path]:
+    """``(<root>/<folder>/<split>_data.hdf5, <split>_labels.json)``: the per-split layout."""
+    return root / folder / f"{split}_data.hdf5", root / folder / f"{split}_labels.json"
+
+
+def write_splits(root: Path, splits: Mapping[tuple[str, str], tuple[Mapping[str, np.ndarray | Sequence], Sequence[str]]],
+                 progress=None) -> list[Path]:
+    """Write several splits of the per-split layout as one unit: ``(folder, split) -> (classes,
+    labels)`` with ``classes`` ``{name: images}`` (as :func:`write_classes_hdf5` takes them) and
+    ``labels`` the names in order."""
+    data, jsons = {}, {}
+    for (folder, split), (classes, labels) in splits.items():
+        data_path, labels_path = split_paths(root, folder, split)
+        data[data_path] = {f"datasets/{name}": classes[name] for name in labels}
+        jsons[labels_path] = list(labels)
+    return write_cache(data, jsons, progress)
+
+
+def write_split(root: Path, folder: str, split: str, classes: dict[str, np.ndarray], labels: list[str]) -> None:
+    """Write one split in the per-split layout (torchmeta's MiniImageNet layout), atomically.
+    A builder with several splits uses :func:`write_splits`, so that they are replaced together."""
+    write_splits(root, {(folder, split): (classes, labels)})
+
+
+def check_writable(paths: Iterable[Path], force: bool, what: str) -> None:
+    """Refuse to overwrite existing cache files unless ``force``, and refuse paths that cannot be
+    written (a file where a folder must be, a read-only folder): checked before any work starts."""
+    paths = list(paths)
+    for path in paths:
+        parent = next(p for p in path.parents if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            why = "is not writable" if parent.is_dir() else "is a file, not a folder"
+            raise UserError(f"{parent} {why}; cannot write the {what} cache under it; choose another cache root")
+        if path.is_dir():
+            raise UserError(f"{path} is a folder where the {what} cache needs a file; move it away")
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserError(f"{what} cache already exists ({existing[0]}{more}); pass --force to rebuild it")
+
+
+def verify_file(path: Path, raise_: bool = True) -> str | None | UserError:
+    """Check an HDF5 cache file against the hashes it records (none recorded: nothing to check).
+    Returns its build id, or None; a :class:`UserError` naming what differs (without the fix) is
+    raised, or returned when not ``raise_``."""
+    try:
+        _verify(path)
+    except UserError as err:
+        if raise_:
+            raise
+        return err
+    with h5py.File(path, "r") as f:
+        return f.attrs.get(BUILD_ATTR)
+
+
+def _verify(path: Path) -> None:
+    try:
+        with h5py.File(path, "r") as f:
+            recorded = f.attrs.get(HASH_ATTR)
+            files = json.loads(f.attrs.get(FILES_ATTR, "{}"))
+            if recorded is not None and content_sha256(f) != recorded:
+                raise UserError(f"cache {path} does not match its recorded content hash (corrupt or modified)")
+    except (OSError, ValueError) as err:
+        raise UserError(f"cache {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    for rel, digest in files.items():
+        companion = path.parent / rel
+        if not companion.is_file():
+            raise UserError(f"cache {path}: its file {companion} is missing")
+        if file_sha256(companion) != digest:
+            raise UserError(f"cache {path}: {companion} comes from another build or was modified")
+
+
+class BuildCheck:
+    """For ``metahyper datasets``: :func:`verify_file` once per data file (a grouped layout's
+    ``data.hdf5`` serves several splits), and that the splits of one dataset share one build id."""
+
+    def __init__(self) -> None:
+        self._done: dict[Path, str | None | UserError] = {}
+        self._builds: dict[str, dict[str, list]] = {}
+
+    def __call__(self, dataset: str, info, hint: str) -> None:
+        """Check ``info.path`` (a :class:`~metahyper.data.cache.CacheInfo`): a :class:`UserError`
+        ending in ``hint`` when it fails; sets the ``error`` of every split of ``dataset`` seen so
+        far when they come from different builds."""
+        if info.path not in self._done:
+            self._done[info.path] = verify_file(info.path, raise_=False)
+        outcome = self._done[info.path]
+        if isinstance(outcome, UserError):
+            raise UserError(f"{outcome}; {hint}")
+        if outcome is None:
+            return
+        builds = self._builds.setdefault(dataset, {})
+        builds.setdefault(outcome, []).append(info)
+        if len(builds) > 1:
+            for row in (r for rows in builds.values() for r in rows):
+                row.error = f"the splits of {dataset} come from different builds; {hint}"
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str, fix: str, limit: int | None = None) -> None:
+    """A :class:`UserError` when ``what`` needs more than ``limit`` bytes of memory (default: the
+    memory available now); ``fix`` says what to change."""
+    kind = "allowed" if limit is not None else "available"
+    limit = limit if limit is not None else available_memory()
+    if limit is not None and nbytes > limit:
+        raise UserError(f"{what} needs about {nbytes / 2**30:.1f} GB of memory, more than the "
+                        f"{limit / 2**30:.1f} GB {kind}; {fix}")

@@ -1,0 +1,30 @@
+"""Test-only: tiny caches written through the real writer, and a look at what a folder holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from metahyper.data.cache import SPLITS
+from metahyper.data.writing import split_paths, write_splits
+
+
+def write_tiny(root: Path, value: int, size: int = 4, folders: tuple[str, ...] = ("miniimagenet",), classes: int = 3) -> list[Path]:
+    """Every split of ``folders`` in one build: ``classes`` classes of 2 images filled with ``value``."""
+    names = [f"n{c:08d}" for c in range(classes)]
+    splits = {(f, s): ({n: np.full((2, size, size, 3), value, np.uint8) for n in names}, names) for f in folders for s in SPLITS}
+    return write_splits(root, splits)
+
+
+def cache_files(root: Path, folders: tuple[str, ...] = ("miniimagenet",)) -> list[Path]:
+    return [p for f in folders for s in SPLITS for p in split_paths(root, f, s)]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (hidden temporaries included) -> its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def temporaries(root: Path) -> list[Path]:
+    return [p for p in root.rglob(".*.tmp")]
