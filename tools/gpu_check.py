@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="gpu_check-"))
     c = Check.make(args.smoke, work)
+    if c.smoke:  # the torchrun processes run on one thread; the same reduction order makes runs comparable
+        torch.set_num_threads(1)
     rows = []
     for name, run in plan(c, args.skip_bench):
         t0 = time.perf_counter()
