@@ -1,7 +1,7 @@
 """Layers import downward only (DESIGN.md, "Package layout"): every import of every module, read with
 ``ast`` (module level, inside functions, under ``TYPE_CHECKING``), goes to its own layer or a lower one.
 
-    io, errors, progress  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli
+    io, errors, progress  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli (+ cli_options)
 
 ``data`` and ``models`` are peers: neither imports the other.
 """
@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "metahyper.report": (4, "plots"),
     "metahyper.demo": (5, "demo"),
     "metahyper.cli": (6, "cli"),
+    "metahyper.cli_options": (6, "cli"),
     "metahyper.__main__": (6, "cli"),
 }
 
