@@ -44,7 +44,7 @@ if [[ -n "$IMAGENET" ]]; then
         imagenet "resnet-$depth" "resnet-$depth"
         imagenet "hyper-resnet-$depth-v2" "hyper-resnet-$depth" --variant 2
     done
-    report imagenet resnet-18 hyper-resnet-18-v2 resnet-34 hyper-resnet-34-v2
+    cifar_report imagenet resnet-18 hyper-resnet-18-v2 resnet-34 hyper-resnet-34-v2
 else
     echo "ImageNet column skipped: set IMAGENET=DIR (the ILSVRC folder with train/ and val/) to run it"
 fi
