@@ -1,5 +1,10 @@
 """Shared test settings: small, deterministic, CPU, two threads; a generator of image folders."""
 
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,28 @@ from PIL import Image
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def read_only_python(tmp_path):
+    """``(mnt, run)``: ``run(*args)`` runs ``python ARGS`` (this checkout importable) in a user
+    namespace where ``mnt`` is a read-only tmpfs (no root needed); skips where that is impossible."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    shell = ["unshare", "-rm", "sh", "-c"]
+    mount = f"mount -t tmpfs -o ro tmpfs {mnt}"
+    if shutil.which("unshare") is None or subprocess.run([*shell, mount]).returncode:
+        pytest.skip("needs unshare and a tmpfs mount in a user namespace")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = shlex.join([sys.executable, *args])
+        return subprocess.run([*shell, f"{mount} && exec {command}"], capture_output=True, text=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+    return mnt, run
 
 
 def make_image_folder(path: Path, counts: dict[str, int], seed: int = 0) -> Path:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -89,16 +87,9 @@ def test_free_space_check(tmp_path):
         check_free_space(tmp_path, 1 << 62, "the cache")
 
 
-def test_unwritable_location_is_one_line(tmp_path):
+def test_unwritable_location_is_one_line(read_only_python):
     """A read-only filesystem (a tmpfs mounted ro in a user namespace, no root needed)."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    mount = ["unshare", "-rm", "sh", "-c"]
-    if shutil.which("unshare") is None or subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt}"]).returncode:
-        pytest.skip("needs unshare and a tmpfs mount in a user namespace")
-    code = ("from metahyper.errors import UserError\nfrom metahyper.io import write_text\n"
-            f"try:\n    write_text('{mnt}/run/x.json', 'x')\nexcept UserError as err:\n    print(err)")
-    repo = Path(__file__).resolve().parents[1]
-    res = subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt} && exec {sys.executable} -c \"{code}\""],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=60)
+    mnt, run = read_only_python
+    res = run("-c", "from metahyper.errors import UserError\nfrom metahyper.io import write_text\n"
+                    f"try:\n    write_text('{mnt}/run/x.json', 'x')\nexcept UserError as err:\n    print(err)")
     assert res.stdout.strip() == f"cannot write {mnt}/run: Read-only file system; choose another location", res.stderr

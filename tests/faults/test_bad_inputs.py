@@ -4,12 +4,7 @@ before any expensive work (cut archives, no network, a file as --root, sizes too
 from __future__ import annotations
 
 import csv
-import os
-import shutil
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -99,15 +94,9 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
     assert "bomb.png is 60000x1000 pixels" in str(err.value) and "replace or remove it" in str(err.value)
 
 
-def test_read_only_root(tmp_path):
+def test_read_only_root(read_only_python):
     """A read-only filesystem (a tmpfs mounted ro in a user namespace): one line, before rendering."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    mount = ["unshare", "-rm", "sh", "-c"]
-    if shutil.which("unshare") is None or subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt}"]).returncode:
-        pytest.skip("needs unshare and a tmpfs mount in a user namespace")
-    repo = Path(__file__).resolve().parents[2]
-    res = subprocess.run([*mount, f"mount -t tmpfs -o ro tmpfs {mnt} && exec {sys.executable} -m metahyper prepare glyphs --root {mnt}/data"],
-                         capture_output=True, text=True, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, timeout=120)
+    mnt, run = read_only_python
+    res = run("-m", "metahyper", "prepare", "glyphs", "--root", f"{mnt}/data")
     assert res.returncode == 2, res.stderr[-2000:]
     assert res.stderr.strip() == f"Error: {mnt} is not writable; cannot write the glyphs cache under it; choose another cache root"

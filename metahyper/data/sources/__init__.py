@@ -218,3 +218,16 @@ def download_file(url: str, folder: Path, filename: str, md5: str | None, fallba
     except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError
         raise download_failed(url, folder, err, fallback) from None
     return folder / filename
+
+
+def resolve_source(source: str | Path | None, fix: str, download: Callable[[], Path] | None = None) -> Path:
+    """The source a builder reads: ``download()``'s result when given, else ``source`` (``~``
+    expanded), which must exist; a one-line :class:`UserError` ending in ``fix`` otherwise."""
+    if download is not None:
+        return download()
+    if source is None:
+        raise UserError(f"no --source given; {fix}")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise UserError(f"source {path} does not exist; {fix}")
+    return path

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
-from metahyper.data.sources import download_file, validate_classes
+from metahyper.data.sources import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
@@ -120,13 +120,7 @@ def build_cub(
     check_writable(outputs, force, "cub")
     check_memory(IMAGES * image_size**2 * 3, f"cub at {image_size} px", "use a smaller --image-size")
     check_free_space(root, estimate_size(3, 200, IMAGES * image_size**2 * 3), "the cub cache")
-    if download:
-        source = download_archive(root)
-    elif source is None:
-        raise UserError(f"no --source given; {FIX}")
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UserError(f"source {source} does not exist; {FIX}")
+    source = resolve_source(source, FIX, (lambda: download_archive(root)) if download else None)
     reader = _Reader(image_size)
     if source.is_file():
         reader.from_tar(source)

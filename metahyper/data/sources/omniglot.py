@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_classes_hdf5
-from metahyper.data.sources import download_file, validate_classes
+from metahyper.data.sources import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, estimate_size
 from metahyper.errors import UserError
@@ -111,13 +111,7 @@ def build_omniglot(
     images = CHARACTERS * per_class * (1 + len(ROTATIONS) * rotations)
     check_memory(images * image_size**2, f"omniglot at {image_size} px", "use a smaller --image-size")
     check_free_space(root, estimate_size(1, images // per_class, images * image_size**2), "the omniglot cache")
-    if download:
-        source = download_zips(root)
-    elif source is None:
-        raise UserError(f"no --source given; {FIX}")
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UserError(f"source {source} does not exist; {FIX}")
+    source = resolve_source(source, FIX, (lambda: download_zips(root)) if download else None)
     members = _members(source)
     splits = {s: split_classes(s) for s in SPLITS}
     known = {key for keys in splits.values() for key in keys}

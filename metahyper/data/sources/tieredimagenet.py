@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from metahyper.data.cache import SPLITS, check_writable, read_split_file
-from metahyper.data.sources import load_pickle, stream_pickled_list
+from metahyper.data.sources import load_pickle, resolve_source, stream_pickled_list
 from metahyper.data.storage import decode, encoded_dtype
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
@@ -209,10 +209,7 @@ def build_tieredimagenet(
     replaced unless all three splits succeed."""
     outputs = [root / "tieredimagenet" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
     check_writable(outputs, force, "tieredimagenet")
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UserError(f"source {source} does not exist; {FIX}")
-    release = _Release(source)
+    release = _Release(resolve_source(source, FIX))
     with ExitStack() as stack:
         if release.tar is not None:
             stack.callback(release.tar.close)
