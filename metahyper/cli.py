@@ -7,15 +7,16 @@ their config dataclasses (:mod:`metahyper.cli_options`).
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
+from metahyper.cli_options import build_config, config_options
 from metahyper.config import IMAGENET_RECIPE, DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.data import PREPARABLE
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
-from metahyper.cli_options import build_config, config_options
 from metahyper.options import specs
 from metahyper.train.distributed import distributed_session
 
@@ -35,11 +36,18 @@ class _Group(click.Group):
             click.echo("Interrupted (Ctrl-C); files being written were left as they were before", err=True)
             ctx.exit(130)
         except (MemoryError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
-            if not isinstance(err, MemoryError) and "out of memory" not in str(err) and "can't allocate memory" not in str(err):
+            if (
+                not isinstance(err, MemoryError)
+                and "out of memory" not in str(err)
+                and "can't allocate memory" not in str(err)
+            ):
                 raise
-            click.echo(f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
-                       "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
-                       "such runs before they start", err=True)
+            click.echo(
+                f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
+                "such runs before they start",
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -57,22 +65,57 @@ def models_cmd(as_json: bool) -> None:
 
     rows = catalog_rows()
     if as_json:
-        click.echo(json.dumps([{**r.config.to_dict(), "label": r.label, "train_params": r.train_params,
-                                "test_params": r.test_params, "stored_params": r.stored_params,
-                                "paper_train_m": r.paper_train_m, "paper_test_m": r.paper_test_m, "source": r.source}
-                               for r in rows], indent=2))
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        **r.config.to_dict(),
+                        "label": r.label,
+                        "train_params": r.train_params,
+                        "test_params": r.test_params,
+                        "stored_params": r.stored_params,
+                        "paper_train_m": r.paper_train_m,
+                        "paper_test_m": r.paper_test_m,
+                        "source": r.source,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return
     fmt = "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10}  {}"
     click.echo(fmt.format("model", "train", "test", "stored", "paper tr.", "paper te.", "paper"))
     m = lambda v: "-" if v is None else f"{v:.2f}M"  # noqa: E731
     for r in rows:
-        click.echo(fmt.format(r.label, m(r.train_params / 1e6), m(r.test_params / 1e6), m(r.stored_params / 1e6),
-                              m(r.paper_train_m), m(r.paper_test_m), r.source))
+        click.echo(
+            fmt.format(
+                r.label,
+                m(r.train_params / 1e6),
+                m(r.test_params / 1e6),
+                m(r.stored_params / 1e6),
+                m(r.paper_train_m),
+                m(r.paper_test_m),
+                r.source,
+            )
+        )
 
 
 @main.command("export")
-@click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=str), help="Checkpoint file or run directory.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=str), help="Where to write the plain model.")
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    required=True,
+    type=click.Path(path_type=str),
+    help="Checkpoint file or run directory.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Where to write the plain model.",
+)
 def export_cmd(checkpoint: str, output: str) -> None:
     """Convert a hyper network to its plain architecture (paper section 3) and save it."""
     from metahyper.models import count_parameters, to_plain
@@ -85,26 +128,57 @@ def export_cmd(checkpoint: str, output: str) -> None:
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
     save_checkpoint(output, plain, exported_from=str(ckpt.path), source_model=ckpt.model_config.to_dict())
-    click.echo(f"exported {ckpt.model_config.label()} -> {plain.config.label()} ({count_parameters(plain):,} parameters) to {output}")
+    click.echo(
+        f"exported {ckpt.model_config.label()} -> {plain.config.label()} ({count_parameters(plain):,} parameters) to {output}"
+    )
 
 
 @main.command("prepare")
 @click.argument("dataset", type=click.Choice(PREPARABLE))
-@click.option("--source", type=click.Path(path_type=str), help="Local archive or folder (see docs/datasets.md per dataset).")
+@click.option(
+    "--source", type=click.Path(path_type=str), help="Local archive or folder (see docs/datasets.md per dataset)."
+)
 @click.option("--download", is_flag=True, help="Download the official archive (CIFAR, Omniglot, CUB; md5-checked).")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
 @click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option("--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84), folder (84): image side in pixels.")
-@click.option("--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes.")
-@click.option("--encoded", is_flag=True, help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.")
+@click.option(
+    "--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84), folder (84): image side in pixels."
+)
+@click.option(
+    "--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes."
+)
+@click.option(
+    "--encoded",
+    is_flag=True,
+    help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.",
+)
 @click.option("--name", default=None, help="folder: the name the dataset is used by (--dataset NAME).")
-@click.option("--splits", type=click.Path(path_type=str), default=None,
-              help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.")
-@click.option("--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2).")
+@click.option(
+    "--splits",
+    type=click.Path(path_type=str),
+    default=None,
+    help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.",
+)
+@click.option(
+    "--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2)."
+)
 @click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
-@click.option("--max-memory", type=float, default=None, help="glyphs: memory the build may use, in GB (default: what is available).")
-def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | None, force: bool, rotations: bool, encoded: bool,
-                **options) -> None:
+@click.option(
+    "--max-memory",
+    type=float,
+    default=None,
+    help="glyphs: memory the build may use, in GB (default: what is available).",
+)
+def prepare_cmd(
+    dataset: str,
+    source: str | None,
+    download: bool,
+    root: str | None,
+    force: bool,
+    rotations: bool,
+    encoded: bool,
+    **options,
+) -> None:
     """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
@@ -115,8 +189,14 @@ def prepare_cmd(dataset: str, source: str | None, download: bool, root: str | No
     if options["image_size"] is not None and options["image_size"] < 1:
         raise UserError(f"--image-size must be >= 1, got {options['image_size']}")
     given = {**options, "rotations": rotations or None, "encoded": encoded or None}
-    written = prepare(dataset, root=root, source=source, download=download, force=force,
-                      **{k: v for k, v in given.items() if v is not None})
+    written = prepare(
+        dataset,
+        root=root,
+        source=source,
+        download=download,
+        force=force,
+        **{k: v for k, v in given.items() if v is not None},
+    )
     shown = options["name"] if dataset == "folder" else dataset
     click.echo(f"{shown}: wrote {len(written)} files under {written[0].parent.parent}")
 
@@ -130,7 +210,9 @@ def datasets_cmd(root: str | None) -> None:
     rows = list_caches(root)
     click.echo(f"cache root: {root or default_root()}")
     if not rows:
-        click.echo("no caches found; build one with `metahyper prepare glyphs` (offline) or see `metahyper prepare --help`")
+        click.echo(
+            "no caches found; build one with `metahyper prepare glyphs` (offline) or see `metahyper prepare --help`"
+        )
         return
     click.echo(f"{'dataset':<16}{'split':<7}{'classes':>8}{'img/class':>11}{'size':>8}  status")
     for r in rows:
@@ -168,7 +250,9 @@ def _run(cls: type, options: dict[str, Any], stage: Callable, adjust: Callable |
 
 def _restarted(cfg: Any, summary: dict) -> None:
     if summary.get("restarted"):
-        click.echo(f"note: {cfg.out} held no last.pt to resume from, so --resume ran the run again from scratch", err=True)
+        click.echo(
+            f"note: {cfg.out} held no last.pt to resume from, so --resume ran the run again from scratch", err=True
+        )
 
 
 @main.command("pretrain")
@@ -221,8 +305,15 @@ def eval_cmd(**options) -> None:
 
 @main.command("movement-plot")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
-@click.option("-o", "--output", default="movement.png", show_default=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--layer", "layers", multiple=True, help="Layer to plot, e.g. stages.1.1.conv2 (repeatable; default: all that move).")
+@click.option(
+    "-o", "--output", default="movement.png", show_default=True, type=click.Path(dir_okay=False, path_type=str)
+)
+@click.option(
+    "--layer",
+    "layers",
+    multiple=True,
+    help="Layer to plot, e.g. stages.1.1.conv2 (repeatable; default: all that move).",
+)
 @click.option("--paper-layers", is_flag=True, help="The paper's three Figure 4 layers.")
 @click.option("--smooth", default=1, show_default=True, help="Moving-average window (iterations).")
 def movement_plot_cmd(runs, output, layers, paper_layers, smooth) -> None:
@@ -235,8 +326,12 @@ def movement_plot_cmd(runs, output, layers, paper_layers, smooth) -> None:
 @main.command("curves")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("-o", "--output", default="curves.png", show_default=True, type=click.Path(dir_okay=False, path_type=str))
-@click.option("--ratio-group", default=None, type=click.Choice(GROUPS),
-              help="Group of the ||P||/||grad P|| panel (default: embeddings for hyper runs, backbone for plain).")
+@click.option(
+    "--ratio-group",
+    default=None,
+    type=click.Choice(GROUPS),
+    help="Group of the ||P||/||grad P|| panel (default: embeddings for hyper runs, backbone for plain).",
+)
 @click.option("--smooth", default=20, show_default=True, help="Moving-average window of the meta-training loss.")
 def curves_cmd(runs, output, ratio_group, smooth) -> None:
     """Validation / loss curves (Figures 3 and 5) and the norm / gradient-norm ratios (Figure 2)."""
@@ -249,8 +344,15 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
 @click.option("--title", default="", help="Title line of the table.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as markdown.")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=str), help="Also write one CSV line per run and aggregate.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as JSON.")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Also write one CSV line per run and aggregate.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as JSON."
+)
 def report_cmd(paths, title, markdown, csv_path, json_path) -> None:
     """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
     shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs."""

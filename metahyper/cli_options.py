@@ -9,8 +9,9 @@ bounds), so the CLI and Python give the same one-line errors.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -73,8 +74,11 @@ def _option(spec: Spec) -> click.Option:
         else:
             kw.update(is_flag=True, default=False)
     elif spec.is_list:
-        kw.update(type=_Comma(spec.kind, opt.choices), default=None if default is None else ",".join(map(str, default)),
-                  show_default=bool(default))
+        kw.update(
+            type=_Comma(spec.kind, opt.choices),
+            default=None if default is None else ",".join(map(str, default)),
+            show_default=bool(default),
+        )
     elif opt.choices is not None:
         kw["type"] = _Choice(opt.choices, spec.kind)
     elif opt.path is not None:
@@ -90,9 +94,15 @@ def config_options(cls: type, from_file: bool = False) -> Callable:
     decorator's place; ``from_file``: also ``--config``."""
     params = [_option(s) for s in specs(cls) if s.opt.cli]
     if from_file:
-        params.append(click.Option(["--config", "config_file"], type=click.Path(path_type=str), default=None,
-                                   help=f"Start from a stored {cls.stage} run (its directory or config.json); "
-                                        "options given here override it."))
+        params.append(
+            click.Option(
+                ["--config", "config_file"],
+                type=click.Path(path_type=str),
+                default=None,
+                help=f"Start from a stored {cls.stage} run (its directory or config.json); "
+                "options given here override it.",
+            )
+        )
 
     def decorate(fn: Callable) -> Callable:
         fn.__click_params__ = [*getattr(fn, "__click_params__", []), *reversed(params)]  # click reverses them
@@ -109,7 +119,9 @@ def _read_config_file(path: str, cls: type) -> dict:
     file = given / CONFIG_FILE if given.is_dir() else given
     fix = f"pass a {cls.stage} run directory or its {CONFIG_FILE}"
     if not file.is_file():
-        raise UserError(f"--config {path}: {'no ' + CONFIG_FILE + ' in it' if given.is_dir() else 'no such file'}; {fix}")
+        raise UserError(
+            f"--config {path}: {'no ' + CONFIG_FILE + ' in it' if given.is_dir() else 'no such file'}; {fix}"
+        )
     try:
         data = json.loads(file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as err:

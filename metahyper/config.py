@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from metahyper.data.cache import LAYOUTS, SPLITS, layout_for
+from metahyper.data.layouts import LAYOUTS, SPLITS, layout_for
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
@@ -39,7 +39,7 @@ LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
 
 def check_dataset(label: str, name: str, data_root: str | None, also: tuple[str, ...] = ()) -> None:
     """A one-line :class:`UserError` (naming the option) unless ``name`` is a built-in dataset, one
-    registered under the data root (:func:`metahyper.data.cache.layout_for`) or one of ``also``."""
+    registered under the data root (:func:`metahyper.data.layouts.layout_for`) or one of ``also``."""
     if name in also:
         return
     try:
@@ -59,7 +59,9 @@ SEED_MAX = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds; torch's 6
 
 
 def seed_opt():
-    return option(0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).", min=0, max=SEED_MAX)
+    return option(
+        0, "Seed of everything random (same seed: same episodes and, on CPU, same numbers).", min=0, max=SEED_MAX
+    )
 
 
 def device_opt():
@@ -82,7 +84,9 @@ def check_workers(workers: int) -> None:
     """More worker processes than CPUs only cost memory and start-up time."""
     cpus = os.cpu_count() or 1
     if workers > cpus:
-        raise UserError(f"--workers {workers} is more than the {cpus} CPUs of this machine; use --workers {cpus} or fewer")
+        raise UserError(
+            f"--workers {workers} is more than the {cpus} CPUs of this machine; use --workers {cpus} or fewer"
+        )
 
 
 def resume_opt(help: str):
@@ -127,22 +131,38 @@ class PretrainConfig(Options):
     with reflections, horizontal flips. ``lr_schedule="swa"`` with ``swa_start``: Izmailov et al.'s
     SWA schedule (:func:`metahyper.train.pretrain.lr_factor`)."""
 
-    dataset: str = dataset_opt("Dataset whose --split classes are learned (or imagenet: --data-root holds its train/ and val/).")
+    dataset: str = dataset_opt(
+        "Dataset whose --split classes are learned (or imagenet: --data-root holds its train/ and val/)."
+    )
     out: str = out_opt()
-    model: str = option("wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True)
+    model: str = option(
+        "wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True
+    )
     variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
     d: int | None = option(None, "Embedding depth d (default C_in).", min=1)
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
     embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.", min=0, max=SEED_MAX)
-    stem: str | None = option(None, "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
-                                    "default: imagenet for --dataset imagenet, else cifar.", choices=tuple(STEMS))
+    stem: str | None = option(
+        None,
+        "First layer: cifar (3x3 conv) or imagenet (7x7 stride-2 conv + max-pool, He et al. 2016); "
+        "default: imagenet for --dataset imagenet, else cifar.",
+        choices=tuple(STEMS),
+    )
     split: str = option("train", "Split whose classes are learned.", choices=SPLITS)
-    eval_split: str | None = option(None, "Split to validate on with the same classes (CLI default: test for cifar10/100; "
-                                          "unset: a held-out part of --split).", choices=SPLITS)
+    eval_split: str | None = option(
+        None,
+        "Split to validate on with the same classes (CLI default: test for cifar10/100; "
+        "unset: a held-out part of --split).",
+        choices=SPLITS,
+    )
     # our choice: the paper names no validation data for pretraining on FC100 / MiniImageNet
-    val_fraction: float = option(0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0, below=1)
-    image_size: int | None = image_size_opt("Resize images to this size (default: the cache's; imagenet: crops of 224).")
+    val_fraction: float = option(
+        0.1, "Held-out images per class for validation when there is no --eval-split (0: none).", min=0, below=1
+    )
+    image_size: int | None = image_size_opt(
+        "Resize images to this size (default: the cache's; imagenet: crops of 224)."
+    )
     epochs: int = option(200, "Training epochs.", min=1)
     batch_size: int = option(128, "Global batch size (split over torchrun processes).", min=1)
     lr: float = option(0.1, "SGD learning rate.", above=0)
@@ -153,14 +173,19 @@ class PretrainConfig(Options):
     weight_decay: float = option(5e-4, "On plain weights (not embeddings / hypernetworks).", min=0)
     generated_l2: float = option(6.25e-5, "L2 on generated weights (hyper models).", min=0)
     augment: bool = option(True, "Random crop (padding 4) + horizontal flip.")
-    pad_mode: str = option("reflect", "Padding of the random crops: reflections (Zagoruyko & Komodakis) or zeros.",
-                           choices=PAD_MODES)
-    lr_schedule: str = option("step", "step: lr x --gamma at --milestones (then SWALR to --swa-lr from --swa-start); "
-                                      "swa: Izmailov et al.'s SWA schedule (lr constant for the first half of the "
-                                      "--swa-start epochs, linear to --swa-lr by 90% of them, then constant; needs --swa-start).",
-                              choices=LR_SCHEDULES)
-    swa_start: int | None = option(None, "First averaged epoch, 0-based (SWA, Table 5; Izmailov et al.'s 1-based "
-                                         "--swa_start=161 is 160 here).")
+    pad_mode: str = option(
+        "reflect", "Padding of the random crops: reflections (Zagoruyko & Komodakis) or zeros.", choices=PAD_MODES
+    )
+    lr_schedule: str = option(
+        "step",
+        "step: lr x --gamma at --milestones (then SWALR to --swa-lr from --swa-start); "
+        "swa: Izmailov et al.'s SWA schedule (lr constant for the first half of the "
+        "--swa-start epochs, linear to --swa-lr by 90% of them, then constant; needs --swa-start).",
+        choices=LR_SCHEDULES,
+    )
+    swa_start: int | None = option(
+        None, "First averaged epoch, 0-based (SWA, Table 5; Izmailov et al.'s 1-based --swa_start=161 is 160 here)."
+    )
     swa_lr: float = option(0.05, "SWA learning rate.", above=0)
     seed: int = seed_opt()
     device: str = device_opt()
@@ -168,8 +193,10 @@ class PretrainConfig(Options):
     save_every: int = save_every_opt(1, "Epochs")
     data_root: str | None = data_root_opt()
     resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
-    tensorboard: bool = option(False, "Also write the logged scalars as TensorBoard events in <out>/tensorboard "
-                                      "(needs the [tensorboard] extra).")
+    tensorboard: bool = option(
+        False,
+        "Also write the logged scalars as TensorBoard events in <out>/tensorboard (needs the [tensorboard] extra).",
+    )
     progress: bool = quiet_opt()
 
     stage = "pretrain"
@@ -185,7 +212,9 @@ class PretrainConfig(Options):
         if self.dataset == "imagenet" and self.data_root is None:
             raise UserError("--dataset imagenet needs --data-root DIR, the ImageNet folder holding train/ and val/")
         if self.dataset == "imagenet" and self.eval_split is not None:
-            raise UserError("--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out")
+            raise UserError(
+                "--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out"
+            )
         check_workers(self.num_workers)
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
@@ -210,11 +239,18 @@ class MetaTrainConfig(Options):
     train: str = dataset_opt("Dataset whose train split gives the meta-training tasks.")
     init: str = required("Pretrain run directory or checkpoint.", path="any")
     out: str = out_opt()
-    test: list[str] = option([], "Datasets whose val split is also validated and logged, e.g. miniimagenet or a,b "
-                                 "(cross-domain: the target; used for model selection only with --select-on target).")
-    select_on: str = option("source", "best.pt: best on the --train dataset's val classes (source), on the first --test "
-                                      "dataset's val classes (target: reported as selected on the target), or the final "
-                                      "model (last).", choices=SELECT_RULES)
+    test: list[str] = option(
+        [],
+        "Datasets whose val split is also validated and logged, e.g. miniimagenet or a,b "
+        "(cross-domain: the target; used for model selection only with --select-on target).",
+    )
+    select_on: str = option(
+        "source",
+        "best.pt: best on the --train dataset's val classes (source), on the first --test "
+        "dataset's val classes (target: reported as selected on the target), or the final "
+        "model (last).",
+        choices=SELECT_RULES,
+    )
     ways: int = ways_opt()
     shots: int = shots_opt()
     queries: int = queries_opt()
@@ -227,18 +263,32 @@ class MetaTrainConfig(Options):
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", above=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
-    inner_checkpoint: int = option(0, "Second order: keep every N-th adapted state of the inner loop and recompute the "
-                                      "steps between in the backward (1: every step; 0: off). Same meta-gradient, peak memory "
-                                      "about constant in --inner-steps, more time.", min=0)
-    bn: str = option("transductive", "BatchNorm inside tasks: batch statistics, or the pretrained running statistics.",
-                     choices=BN_MODES)
+    inner_checkpoint: int = option(
+        0,
+        "Second order: keep every N-th adapted state of the inner loop and recompute the "
+        "steps between in the backward (1: every step; 0: off). Same meta-gradient, peak memory "
+        "about constant in --inner-steps, more time.",
+        min=0,
+    )
+    bn: str = option(
+        "transductive",
+        "BatchNorm inside tasks: batch statistics, or the pretrained running statistics.",
+        choices=BN_MODES,
+    )
     backend: str = backend_opt()
-    autocast: str | None = option(None, "bfloat16 autocast of every forward (GPUs; CPUs with bf16 units). Meta-gradients "
-                                        "move by bf16 rounding.", choices=tuple(k for k in AUTOCAST if k))
-    inner: list[str] | None = option(None, "Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).",
-                                     choices=GROUPS)
-    outer: list[str] | None = option(None, "Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone "
-                                           "(default: by model kind).", choices=GROUPS)
+    autocast: str | None = option(
+        None,
+        "bfloat16 autocast of every forward (GPUs; CPUs with bf16 units). Meta-gradients move by bf16 rounding.",
+        choices=tuple(k for k in AUTOCAST if k),
+    )
+    inner: list[str] | None = option(
+        None, "Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).", choices=GROUPS
+    )
+    outer: list[str] | None = option(
+        None,
+        "Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone (default: by model kind).",
+        choices=GROUPS,
+    )
     val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
     val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
     val_seed: int = option(0, "Seed of the fixed validation episodes.", min=0, max=SEED_MAX)
@@ -249,8 +299,10 @@ class MetaTrainConfig(Options):
     save_every: int = save_every_opt(100, "Iterations")
     data_root: str | None = data_root_opt()
     resume: bool = resume_opt("Continue the run in --out exactly (same episodes, optimiser and RNG state).")
-    tensorboard: bool = option(False, "Also write the logged scalars as TensorBoard events in <out>/tensorboard "
-                                      "(needs the [tensorboard] extra).")
+    tensorboard: bool = option(
+        False,
+        "Also write the logged scalars as TensorBoard events in <out>/tensorboard (needs the [tensorboard] extra).",
+    )
     progress: bool = quiet_opt()
 
     stage = "meta-train"
@@ -264,7 +316,9 @@ class MetaTrainConfig(Options):
             check_dataset("--test", name, self.data_root)
         check_workers(self.num_workers)
         if self.min_lr > self.outer_lr:
-            raise UserError(f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr")
+            raise UserError(
+                f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr"
+            )
         if len(set(self.test)) != len(self.test):
             raise UserError(f"--test lists a dataset twice: {','.join(self.test)}")
         if self.select_on == "target" and not self.test:
@@ -290,21 +344,28 @@ class EvalConfig(Options):
     meta-trained checkpoints, linear for pretrained ones)."""
 
     checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
-    dataset: list[str] = dataset_opt("Datasets whose --split classes make the episodes, comma-separated (several: one "
-                                     "table, a row per dataset).")
-    shots: list[int] = option([1], "Support images per class (K-shot), comma-separated (several: a column each).", min=1,
-                              required=True)
+    dataset: list[str] = dataset_opt(
+        "Datasets whose --split classes make the episodes, comma-separated (several: one table, a row per dataset)."
+    )
+    shots: list[int] = option(
+        [1], "Support images per class (K-shot), comma-separated (several: a column each).", min=1, required=True
+    )
     ways: int = ways_opt()
     queries: int = queries_opt()
     episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
     split: str = option("test", "Split whose classes make the episodes.", choices=SPLITS)
     seed: int = seed_opt()
-    method: str = option("auto", "maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only "
-                                 "baseline); auto: by checkpoint.", choices=EVAL_METHODS)
+    method: str = option(
+        "auto",
+        "maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only "
+        "baseline); auto: by checkpoint.",
+        choices=EVAL_METHODS,
+    )
     inner_steps: int | None = option(None, "Inner SGD steps (default: the run's --inner-steps-eval).", min=0)
     inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", above=0)
-    bn: str | None = option(None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).",
-                            choices=BN_MODES)
+    bn: str | None = option(
+        None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).", choices=BN_MODES
+    )
     backend: str = backend_opt()
     head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
@@ -360,8 +421,9 @@ class DemoConfig(Options):
     inner_steps_eval: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
     # the paper's 0.01 needs far more iterations than a CPU demo runs
     inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", above=0, cli=False)
-    first_order: bool = option(True, "Second-order MAML (slower; the demo default is first order).", flag="--second-order",
-                               invert=True)
+    first_order: bool = option(
+        True, "Second-order MAML (slower; the demo default is first order).", flag="--second-order", invert=True
+    )
     val_every: int = option(30, "Validate every this many iterations (0: never).", min=0, cli=False)
     val_episodes: int = option(20, "Validation episodes.", min=0, cli=False)
     eval_episodes: int = option(100, "Test episodes per model and shot.", min=1)

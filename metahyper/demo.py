@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
 from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.data import LAYOUTS, default_root, open_split, prepare
@@ -34,7 +34,9 @@ def ensure_glyphs(root: Path, images_per_class: int = 20, echo: Callable[[str], 
     existing cache is used as it is, never rebuilt: a broken one is a :class:`UserError` that names
     the broken file and the command that rebuilds it."""
     layouts = [LAYOUTS[d] for d in ("glyphs-a", "glyphs-b")]
-    files = [p for layout in layouts for s in layout.splits for p in (layout.data_file(root, s), layout.labels_file(root, s))]
+    files = [
+        p for layout in layouts for s in layout.splits for p in (layout.data_file(root, s), layout.labels_file(root, s))
+    ]
     if not any(p.exists() for p in files):
         echo(f"building the glyphs dataset in {root} (once) ...")
         prepare("glyphs", root=root, images_per_class=images_per_class)
@@ -91,17 +93,43 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
         label = None
         t = time.time()
         echo(f"== {name}: pretrain on glyphs-a train ({e} epochs)")
-        pre = PretrainConfig(dataset="glyphs-a", out=str(run / "pretrain"), model=name, variant=cfg.variant,
-                             image_size=cfg.image_size, epochs=e, batch_size=cfg.pretrain_batch, lr=cfg.pretrain_lr,
-                             milestones=[max(1, e // 2), max(1, (3 * e) // 4)], val_fraction=0.1, **common)
+        pre = PretrainConfig(
+            dataset="glyphs-a",
+            out=str(run / "pretrain"),
+            model=name,
+            variant=cfg.variant,
+            image_size=cfg.image_size,
+            epochs=e,
+            batch_size=cfg.pretrain_batch,
+            lr=cfg.pretrain_lr,
+            milestones=[max(1, e // 2), max(1, (3 * e) // 4)],
+            val_fraction=0.1,
+            **common,
+        )
         pre_summary = pretrain(pre)
         label = pre_summary["model"]
-        echo(f"== {label}: meta-train on glyphs-a, selected on glyphs-a val ({cfg.meta_iterations} iterations, "
-             f"{'first' if cfg.first_order else 'second'} order)")
-        meta = MetaTrainConfig(train="glyphs-a", init=pre.out, out=str(run / "meta"), ways=cfg.ways,
-                               shots=cfg.meta_shots, queries=cfg.queries, meta_batch=cfg.meta_batch, iterations=cfg.meta_iterations,
-                               inner_steps=cfg.inner_steps, inner_steps_eval=cfg.inner_steps_eval, inner_lr=cfg.inner_lr, first_order=cfg.first_order,
-                               val_every=cfg.val_every, val_episodes=cfg.val_episodes, save_every=cfg.val_every, **common)
+        echo(
+            f"== {label}: meta-train on glyphs-a, selected on glyphs-a val ({cfg.meta_iterations} iterations, "
+            f"{'first' if cfg.first_order else 'second'} order)"
+        )
+        meta = MetaTrainConfig(
+            train="glyphs-a",
+            init=pre.out,
+            out=str(run / "meta"),
+            ways=cfg.ways,
+            shots=cfg.meta_shots,
+            queries=cfg.queries,
+            meta_batch=cfg.meta_batch,
+            iterations=cfg.meta_iterations,
+            inner_steps=cfg.inner_steps,
+            inner_steps_eval=cfg.inner_steps_eval,
+            inner_lr=cfg.inner_lr,
+            first_order=cfg.first_order,
+            val_every=cfg.val_every,
+            val_episodes=cfg.val_episodes,
+            save_every=cfg.val_every,
+            **common,
+        )
         meta_train(meta)
         meta_runs.append(meta.out)
         row = {"model": label}
@@ -109,8 +137,18 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
         for k in cfg.shots:
             echo(f"== {label}: test on glyphs-b, {cfg.ways}-way {k}-shot, {cfg.eval_episodes} episodes")
             for target, ckpt in ((row, meta.out), (base, pre.out)):
-                ev = EvalConfig(checkpoint=ckpt, dataset="glyphs-b", shots=k, ways=cfg.ways, queries=cfg.queries,
-                                episodes=cfg.eval_episodes, seed=cfg.seed, device=device, data_root=str(root), progress=cfg.progress)
+                ev = EvalConfig(
+                    checkpoint=ckpt,
+                    dataset="glyphs-b",
+                    shots=k,
+                    ways=cfg.ways,
+                    queries=cfg.queries,
+                    episodes=cfg.eval_episodes,
+                    seed=cfg.seed,
+                    device=device,
+                    data_root=str(root),
+                    progress=cfg.progress,
+                )
                 result = evaluate(ev)
                 target[f"{k}shot"], target[f"{k}shot_ci95"] = result.mean, result.ci95
                 echo("   " + result.line().replace("\n", "\n   "))
@@ -119,17 +157,29 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
     movement_plot(meta_runs, out / "movement.png")
     curves_plot(meta_runs, out / "curves.png")
     table = _table(rows, list(cfg.shots))
-    title = (f"{cfg.ways}-way accuracy (%) on glyphs-b test, trained on glyphs-a (Table 8 style), "
-             f"{cfg.eval_episodes} episodes, mean +- 95% CI")
-    summary = {"title": title, "rows": rows, "chance": 1.0 / cfg.ways, "seconds": time.time() - t0,
-               "seconds_per_model": timings, "config": asdict(cfg), "runs": [str(r) for r in runs],
-               "movement_plot": str(out / "movement.png"), "curves_plot": str(out / "curves.png")}
+    title = (
+        f"{cfg.ways}-way accuracy (%) on glyphs-b test, trained on glyphs-a (Table 8 style), "
+        f"{cfg.eval_episodes} episodes, mean +- 95% CI"
+    )
+    summary = {
+        "title": title,
+        "rows": rows,
+        "chance": 1.0 / cfg.ways,
+        "seconds": time.time() - t0,
+        "seconds_per_model": timings,
+        "config": asdict(cfg),
+        "runs": [str(r) for r in runs],
+        "movement_plot": str(out / "movement.png"),
+        "curves_plot": str(out / "curves.png"),
+    }
     demo.write_json("summary.json", summary)
     demo.write_csv("summary.csv", rows)
     demo.write_text("table.txt", title + "\n" + table + "\n")
     echo("")
     echo(title)
     echo(table)
-    echo(f"\nplots: {out / 'movement.png'}, {out / 'curves.png'}; results: {out / 'summary.json'} "
-         f"({time.time() - t0:.0f} s)")
+    echo(
+        f"\nplots: {out / 'movement.png'}, {out / 'curves.png'}; results: {out / 'summary.json'} "
+        f"({time.time() - t0:.0f} s)"
+    )
     return summary

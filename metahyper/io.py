@@ -20,8 +20,9 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from metahyper.errors import UserError
 
@@ -107,18 +108,24 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
     for target in targets:
         remove_stale_temporaries(target)
     if size is not None and targets:
-        check_free_space(targets[0].parent, size, ", ".join(t.name for t in targets[:3]) + (" ..." if len(targets) > 3 else ""))
+        check_free_space(
+            targets[0].parent, size, ", ".join(t.name for t in targets[:3]) + (" ..." if len(targets) > 3 else "")
+        )
     tmps: list[Path] = []
     try:
         try:
             for target in targets:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies, as to any new file
+                os.close(
+                    os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                )  # the umask applies, as to any new file
                 tmps.append(tmp)
         except OSError as err:
             if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise UserError(f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location") from None
+                raise UserError(
+                    f"cannot write {err.filename or targets[0]}: {err.strerror}; choose another location"
+                ) from None
             raise
         yield list(tmps)
         for tmp in tmps:

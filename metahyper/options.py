@@ -23,8 +23,9 @@ import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from metahyper.errors import UserError
 
@@ -104,7 +105,11 @@ def specs(cls: type) -> tuple[Spec, ...]:
             tp = next(a for a in typing.get_args(tp) if a is not type(None))
         is_list = typing.get_origin(tp) is list
         kind = typing.get_args(tp)[0] if is_list else tp
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else MISSING)
+        default = (
+            f.default
+            if f.default is not MISSING
+            else (f.default_factory() if f.default_factory is not MISSING else MISSING)
+        )
         out.append(Spec(f.name, opt, kind, is_list, optional, default))
     return tuple(out)
 
@@ -128,7 +133,9 @@ def check_value(spec: Spec, value: Any) -> None:
         raise UserError(f"{label} must be a list of {spec.kind.__name__}, got {value!r}")
     for item in value if spec.is_list else [value]:
         if not _type_ok(spec.kind, item):
-            raise UserError(f"{label} must be {'a list of ' if spec.is_list else 'a '}{spec.kind.__name__}, got {value!r}")
+            raise UserError(
+                f"{label} must be {'a list of ' if spec.is_list else 'a '}{spec.kind.__name__}, got {value!r}"
+            )
         if opt.path and item == "":
             raise UserError(f"{label} must be a path, got an empty string")
         if opt.choices is not None and item not in opt.choices:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -59,8 +59,10 @@ def _reading(path: Path) -> Iterator[None]:
     try:
         yield
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); leave the run out of the plot or rewrite its logs "
-                        "(meta-train / pretrain --resume rewrites them)") from None
+        raise UserError(
+            f"{path} is damaged ({type(err).__name__}: {err}); leave the run out of the plot or rewrite its logs "
+            "(meta-train / pretrain --resume rewrites them)"
+        ) from None
 
 
 def load_run(path: str | Path) -> PlottedRun:
@@ -128,16 +130,22 @@ def read_movement(run: PlottedRun) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         return its, {k: np.array([float(r[k]) for r in rows]) for k in layers}
 
 
-def movement_plot(run_dirs: Sequence[str | Path], output: str | Path, layers: Sequence[str] | None = None,
-                  smooth: int = 1, paper_layers: bool = False) -> Path:
+def movement_plot(
+    run_dirs: Sequence[str | Path],
+    output: str | Path,
+    layers: Sequence[str] | None = None,
+    smooth: int = 1,
+    paper_layers: bool = False,
+) -> Path:
     """Figure 4 as a PNG (see :func:`movement_figure`); ``output`` is checked first
     (:func:`~metahyper.train.outputs.check_output`)."""
     _check_plot(output, smooth)
     return _save(movement_figure(run_dirs, layers, smooth, paper_layers), output)
 
 
-def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None = None, smooth: int = 1,
-                    paper_layers: bool = False) -> Figure:
+def movement_figure(
+    run_dirs: Sequence[str | Path], layers: Sequence[str] | None = None, smooth: int = 1, paper_layers: bool = False
+) -> Figure:
     """Figure 4: one panel per layer, movement per iteration on a log axis, one line per run.
     ``layers``: module paths (``stages.1.1.conv2``) to show; default every layer that moves in
     some run (``paper_layers``: the paper's three where the models have them)."""
@@ -150,7 +158,9 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
     if paper_layers:
         layers = [layer for layer in PAPER_LAYERS if layer in available] or None
         if layers is None:
-            raise UserError("none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); drop --paper-layers")
+            raise UserError(
+                "none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); drop --paper-layers"
+            )
     if layers:
         missing = [layer for layer in layers if layer not in available]
         if missing:
@@ -165,7 +175,9 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
             if layer not in moves or not np.any(moves[layer] > 0):
                 continue
             y = _smooth(moves[layer], smooth)
-            ax.plot(its[len(its) - len(y):], y, label=label, linewidth=1.2, color=f"C{index % 10}")  # one colour per run
+            ax.plot(
+                its[len(its) - len(y) :], y, label=label, linewidth=1.2, color=f"C{index % 10}"
+            )  # one colour per run
         ax.set_yscale("log")
         ax.set_title(layer_label(layer), fontsize=10)
         ax.set_xlabel("meta-iteration")
@@ -177,7 +189,9 @@ def movement_figure(run_dirs: Sequence[str | Path], layers: Sequence[str] | None
     return fig
 
 
-def curves_plot(run_dirs: Sequence[str | Path], output: str | Path, ratio_group: str | None = None, smooth: int = 20) -> Path:
+def curves_plot(
+    run_dirs: Sequence[str | Path], output: str | Path, ratio_group: str | None = None, smooth: int = 20
+) -> Path:
     """Figures 2, 3 and 5 as a PNG (see :func:`curves_figure`); ``output`` is checked first
     (:func:`~metahyper.train.outputs.check_output`)."""
     _check_plot(output, smooth)
@@ -191,7 +205,10 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
     runs = [load_run(p) for p in run_dirs]
     meta = [r for r in runs if r.stage == "meta-train"]
     pre = [r for r in runs if r.stage == "pretrain"]
-    labels = {**dict(zip((r.path for r in meta), _unique_labels(meta))), **dict(zip((r.path for r in pre), _unique_labels(pre)))}
+    labels = {
+        **dict(zip((r.path for r in meta), _unique_labels(meta))),
+        **dict(zip((r.path for r in pre), _unique_labels(pre))),
+    }
     panels: list[str] = []
     if meta:
         panels += ["meta-val", "meta-loss"]
@@ -207,7 +224,7 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
                 x = np.array([int(v["iteration"]) for v in val])
                 y = 100 * np.array([float(v["val_acc"]) for v in val])
                 ci = 100 * np.array([float(v["val_ci95"]) for v in val])
-                line, = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
+                (line,) = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
                 ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
         with _reading(r.path / "train.csv"):
             train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
@@ -217,8 +234,11 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
     if meta:
         shots = sorted({r.config.get("shots") for r in meta})
         where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
-        ax_of["meta-val"].set(title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
-                              xlabel="meta-iteration", ylabel="accuracy (%)")
+        ax_of["meta-val"].set(
+            title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
+            xlabel="meta-iteration",
+            ylabel="accuracy (%)",
+        )
         ax_of["meta-loss"].set(title="meta-training query loss", xlabel="meta-iteration", ylabel="loss")
     for r in pre:
         label = labels[r.path]
@@ -238,8 +258,12 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
     if pre:
         ax_of["pre-val"].set(title="validation accuracy (Figure 3)", xlabel="epoch", ylabel="accuracy (%)")
         ax_of["pre-loss"].set(title="training loss", xlabel="epoch", ylabel="loss")
-        ax_of["ratio"].set(title=f"||P|| / ||grad P|| ({ratio_group or 'embeddings / backbone'}; Figure 2)",
-                           xlabel="epoch", ylabel="ratio", yscale="log")
+        ax_of["ratio"].set(
+            title=f"||P|| / ||grad P|| ({ratio_group or 'embeddings / backbone'}; Figure 2)",
+            xlabel="epoch",
+            ylabel="ratio",
+            yscale="log",
+        )
     for ax in axes:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Iterable, Iterator, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -26,9 +27,18 @@ def _is_terminal(stream: TextIO) -> bool:
 class LineProgress:
     """tqdm's interface, printed as whole lines: ``desc: n/total unit (s s) postfix``."""
 
-    def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str | None = None,
-                 unit: str = "it", initial: int = 0, leave: bool = True, disable: bool = False,
-                 file: TextIO | None = None, steps: int = 10) -> None:
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: int | None = None,
+        desc: str | None = None,
+        unit: str = "it",
+        initial: int = 0,
+        leave: bool = True,
+        disable: bool = False,
+        file: TextIO | None = None,
+        steps: int = 10,
+    ) -> None:
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -46,7 +56,9 @@ class LineProgress:
         total = f"/{self.total}" if self.total else ""
         head = f"{self.desc}: " if self.desc else ""
         tail = f" {self.postfix}" if self.postfix else ""
-        print(f"{head}{self.n}{total} {self.unit} ({time.monotonic() - self._start:.1f} s){tail}", file=stream, flush=True)
+        print(
+            f"{head}{self.n}{total} {self.unit} ({time.monotonic() - self._start:.1f} s){tail}", file=stream, flush=True
+        )
         self._shown = self.n
 
     def update(self, n: int = 1) -> bool | None:
@@ -76,19 +88,31 @@ class LineProgress:
             self.update(1)
         self.close()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, desc: str | None = None,
-             unit: str = "it", initial: int = 0, leave: bool = True, disable: bool = False,
-             file: TextIO | None = None) -> tqdm | LineProgress:
+def progress_bar(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    unit: str = "it",
+    initial: int = 0,
+    leave: bool = True,
+    disable: bool = False,
+    file: TextIO | None = None,
+) -> tqdm | LineProgress:
     """A progress bar over ``iterable`` (or one updated by hand): tqdm when the output stream
     (``file``, default stderr) is a terminal, else a :class:`LineProgress`."""
     stream = file if file is not None else sys.stderr
     if _is_terminal(stream):
-        return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable, file=file)
-    return LineProgress(iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable, file=file)
+        return tqdm(
+            iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable, file=file
+        )
+    return LineProgress(
+        iterable, total=total, desc=desc, unit=unit, initial=initial, leave=leave, disable=disable, file=file
+    )

@@ -16,9 +16,9 @@ printed table, markdown, CSV (one line per run and one per aggregate) and JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -97,8 +97,13 @@ class Cell:
             return {"runs": 1, "mean": r["mean"], "ci95": r["ci95"]}
         means = np.array([r["mean"] for r in self.runs], dtype=np.float64)
         pooled_mean, pooled_ci = mean_ci([a for r in self.runs for a in r["accuracies"]])
-        return {"runs": self.n, "mean": float(means.mean()), "sd": float(means.std(ddof=1)),
-                "pooled_mean": pooled_mean, "pooled_ci95": pooled_ci}
+        return {
+            "runs": self.n,
+            "mean": float(means.mean()),
+            "sd": float(means.std(ddof=1)),
+            "pooled_mean": pooled_mean,
+            "pooled_ci95": pooled_ci,
+        }
 
     def text(self, pm: str = "+-") -> str:
         s = self.summary()
@@ -126,19 +131,27 @@ class Report:
 
     def _grid(self, pm: str) -> list[list[str]]:
         head = ["model", *[column_label(c) + (" *" if self.mixed_episodes(c) else "") for c in self.columns]]
-        body = [[row, *[(c.text(pm) if (c := self.cell(row, col)) else "-") for col in self.columns]] for row in self.rows]
+        body = [
+            [row, *[(c.text(pm) if (c := self.cell(row, col)) else "-") for col in self.columns]] for row in self.rows
+        ]
         return [head, *body]
 
     def _notes(self) -> list[str]:
-        notes = ["accuracy (%): one run: mean +- 95% CI over episodes; several runs: mean over runs +- their standard deviation"]
+        notes = [
+            "accuracy (%): one run: mean +- 95% CI over episodes; several runs: mean over runs +- their standard deviation"
+        ]
         if any(self.mixed_episodes(c) for c in self.columns):
-            notes.append("* the runs of this column were scored on different episodes (eval seed, queries or data differ)")
+            notes.append(
+                "* the runs of this column were scored on different episodes (eval seed, queries or data differ)"
+            )
         return notes
 
     def text(self) -> str:
         grid = self._grid("+-")
         widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
-        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in grid]
+        lines = [
+            "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in grid
+        ]
         lines.insert(1, "-" * len(lines[0]))
         return "\n".join(([self.title] if self.title else []) + lines + self._notes())
 
@@ -160,24 +173,66 @@ class Report:
                 dataset, split, ways, shots = col
                 base = {"model": row, "dataset": dataset, "split": split, "ways": ways, "shots": shots}
                 for r in cell.runs:
-                    out.append({**base, "kind": "run", "train_seed": r.get("settings", {}).get("train_seed"),
-                                "mean": r["mean"], "ci95": r["ci95"], "episodes": r["episodes"], "source": r["path"]})
+                    out.append(
+                        {
+                            **base,
+                            "kind": "run",
+                            "train_seed": r.get("settings", {}).get("train_seed"),
+                            "mean": r["mean"],
+                            "ci95": r["ci95"],
+                            "episodes": r["episodes"],
+                            "source": r["path"],
+                        }
+                    )
                 if cell.n > 1:
                     s = cell.summary()
-                    out.append({**base, "kind": "aggregate", "runs": cell.n, "mean": s["mean"], "sd": s["sd"],
-                                "pooled_mean": s["pooled_mean"], "pooled_ci95": s["pooled_ci95"]})
+                    out.append(
+                        {
+                            **base,
+                            "kind": "aggregate",
+                            "runs": cell.n,
+                            "mean": s["mean"],
+                            "sd": s["sd"],
+                            "pooled_mean": s["pooled_mean"],
+                            "pooled_ci95": s["pooled_ci95"],
+                        }
+                    )
         return out
 
     def to_dict(self) -> dict:
         cells = []
         for (row, col), cell in self.cells.items():
             dataset, split, ways, shots = col
-            cells.append({"model": row, "dataset": dataset, "split": split, "ways": ways, "shots": shots,
-                          "text": cell.text(), **cell.summary(), "mixed_episodes": self.mixed_episodes(col),
-                          "runs_detail": [{"train_seed": r.get("settings", {}).get("train_seed"), "mean": r["mean"],
-                                           "ci95": r["ci95"], "episodes": r["episodes"], "checkpoint": r.get("checkpoint"),
-                                           "selection": r.get("selection"), "source": r["path"]} for r in cell.runs]})
-        return {"title": self.title, "rows": self.rows, "columns": [column_label(c) for c in self.columns], "cells": cells}
+            cells.append(
+                {
+                    "model": row,
+                    "dataset": dataset,
+                    "split": split,
+                    "ways": ways,
+                    "shots": shots,
+                    "text": cell.text(),
+                    **cell.summary(),
+                    "mixed_episodes": self.mixed_episodes(col),
+                    "runs_detail": [
+                        {
+                            "train_seed": r.get("settings", {}).get("train_seed"),
+                            "mean": r["mean"],
+                            "ci95": r["ci95"],
+                            "episodes": r["episodes"],
+                            "checkpoint": r.get("checkpoint"),
+                            "selection": r.get("selection"),
+                            "source": r["path"],
+                        }
+                        for r in cell.runs
+                    ],
+                }
+            )
+        return {
+            "title": self.title,
+            "rows": self.rows,
+            "columns": [column_label(c) for c in self.columns],
+            "cells": cells,
+        }
 
 
 def build_report(results: Sequence[dict], title: str = "") -> Report:
@@ -204,15 +259,34 @@ def build_report(results: Sequence[dict], title: str = "") -> Report:
     return Report(rows, columns, cells, title)
 
 
-def write_report(report: Report, markdown: str | Path | None = None, csv: str | Path | None = None,
-                 json_path: str | Path | None = None) -> list[Path]:
+def write_report(
+    report: Report,
+    markdown: str | Path | None = None,
+    csv: str | Path | None = None,
+    json_path: str | Path | None = None,
+) -> list[Path]:
     """Write the requested formats; returns the paths written."""
     written = []
     if markdown:
         written.append(write_text(markdown, report.markdown()))
     if csv:
-        fields = ["model", "dataset", "split", "ways", "shots", "kind", "train_seed", "runs", "mean", "ci95", "sd",
-                  "pooled_mean", "pooled_ci95", "episodes", "source"]
+        fields = [
+            "model",
+            "dataset",
+            "split",
+            "ways",
+            "shots",
+            "kind",
+            "train_seed",
+            "runs",
+            "mean",
+            "ci95",
+            "sd",
+            "pooled_mean",
+            "pooled_ci95",
+            "episodes",
+            "source",
+        ]
         written.append(write_csv(csv, report.csv_rows(), fields))
     if json_path:
         written.append(write_json(json_path, report.to_dict()))

@@ -35,8 +35,14 @@ def read_only_python(tmp_path):
 
     def run(*args: str) -> subprocess.CompletedProcess:
         command = shlex.join([sys.executable, *args])
-        return subprocess.run([*shell, f"{mount} && exec {command}"], capture_output=True, text=True, cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+        return subprocess.run(
+            [*shell, f"{mount} && exec {command}"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            timeout=120,
+        )
 
     return mnt, run
 

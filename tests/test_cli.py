@@ -22,7 +22,9 @@ def test_models_table_lists_ours_beside_the_papers():
 def test_export_writes_plain_model_with_same_outputs(tmp_path):
     model = build_model("hyper-wrn-10-1", variant=1, num_classes=5).eval()
     save_checkpoint(tmp_path / "run" / "best.pt", model)
-    result = CliRunner().invoke(main, ["export", "--checkpoint", str(tmp_path / "run"), "-o", str(tmp_path / "plain.pt")])
+    result = CliRunner().invoke(
+        main, ["export", "--checkpoint", str(tmp_path / "run"), "-o", str(tmp_path / "plain.pt")]
+    )
     assert result.exit_code == 0, result.output
     plain = load_model(tmp_path / "plain.pt", expect_name="wrn-10-1").eval()
     x = torch.randn(2, 3, 16, 16)
@@ -32,7 +34,9 @@ def test_export_writes_plain_model_with_same_outputs(tmp_path):
 
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    result = CliRunner().invoke(main, ["export", "--checkpoint", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.pt")])
+    result = CliRunner().invoke(
+        main, ["export", "--checkpoint", str(tmp_path / "bad.pt"), "-o", str(tmp_path / "o.pt")]
+    )
     assert result.exit_code == 2
     assert result.output.strip().count("\n") == 0 and "corrupt" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "o.pt").exists()

@@ -20,10 +20,18 @@ from metahyper.options import specs
 COMMANDS = {"pretrain": PretrainConfig, "meta-train": MetaTrainConfig, "eval": EvalConfig, "demo": DemoConfig}
 # the smallest command lines, and the same required fields in Python
 REQUIRED = {
-    "pretrain": (["--dataset", "glyphs-a", "--model", "wrn-10-1", "--out", "r"], {"dataset": "glyphs-a", "model": "wrn-10-1", "out": "r"}),
-    "meta-train": (["--train", "glyphs-a", "--test", "glyphs-b", "--init", "p", "--out", "r"],
-                   {"train": "glyphs-a", "test": "glyphs-b", "init": "p", "out": "r"}),
-    "eval": (["--checkpoint", "c", "--dataset", "glyphs-b", "--shots", "1"], {"checkpoint": "c", "dataset": "glyphs-b", "shots": 1}),
+    "pretrain": (
+        ["--dataset", "glyphs-a", "--model", "wrn-10-1", "--out", "r"],
+        {"dataset": "glyphs-a", "model": "wrn-10-1", "out": "r"},
+    ),
+    "meta-train": (
+        ["--train", "glyphs-a", "--test", "glyphs-b", "--init", "p", "--out", "r"],
+        {"train": "glyphs-a", "test": "glyphs-b", "init": "p", "out": "r"},
+    ),
+    "eval": (
+        ["--checkpoint", "c", "--dataset", "glyphs-b", "--shots", "1"],
+        {"checkpoint": "c", "dataset": "glyphs-b", "shots": 1},
+    ),
     "demo": ([], {}),
 }
 NOT_FIELDS = {"config_file", "help", "force"}  # --config, --help, demo's --force
@@ -102,12 +110,24 @@ def test_command_line_values_become_config_fields(built):
     cifar = built("pretrain", "--dataset", "cifar100", "--model", "wrn-10-1", "--out", "r")
     assert cifar.eval_split == "test"  # CIFAR validates on its test split unless told otherwise
     demo = built("demo", "--second-order", "--pretrain-epochs", "2")
-    assert demo.first_order is False and demo.pretrain_epochs == 2 and demo == DemoConfig(first_order=False, pretrain_epochs=2, device="cpu")
+    assert (
+        demo.first_order is False
+        and demo.pretrain_epochs == 2
+        and demo == DemoConfig(first_order=False, pretrain_epochs=2, device="cpu")
+    )
 
 
 def test_config_file_is_overridden_by_the_command_line(built, tmp_path):
-    stored = PretrainConfig(dataset="fc100", out="old", model="hyper-wrn-10-1", epochs=7, lr=0.5, milestones=[2, 4],
-                            progress=False, resume=True)
+    stored = PretrainConfig(
+        dataset="fc100",
+        out="old",
+        model="hyper-wrn-10-1",
+        epochs=7,
+        lr=0.5,
+        milestones=[2, 4],
+        progress=False,
+        resume=True,
+    )
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"stage": "pretrain", **asdict(stored), "removed_option": 1}))
@@ -134,12 +154,15 @@ def test_eval_config_from_an_eval_result(built, tmp_path):
     assert (cfg.dataset, cfg.shots, cfg.single) == (["glyphs-a"], [1], True)
 
 
-@pytest.mark.parametrize("content, expected", [
-    (None, "no such file"),
-    ("{not json", "not readable JSON"),
-    (json.dumps({"stage": "meta-train"}), "is a meta-train config, not pretrain"),
-    (json.dumps([1, 2]), "not a run config"),
-])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (None, "no such file"),
+        ("{not json", "not readable JSON"),
+        (json.dumps({"stage": "meta-train"}), "is a meta-train config, not pretrain"),
+        (json.dumps([1, 2]), "not a run config"),
+    ],
+)
 def test_bad_config_file_is_one_line_exit_2(tmp_path, content, expected):
     path = tmp_path / "config.json"
     if content is not None:
@@ -155,35 +178,38 @@ def test_missing_required_option_is_one_line_exit_2():
     assert "missing option --dataset" in result.output and "--config" in result.output
 
 
-@pytest.mark.parametrize("command, args, field, value", [
-    ("pretrain", ["--epochs", "0"], "epochs", 0),
-    ("pretrain", ["--lr", "0"], "lr", 0.0),
-    ("pretrain", ["--milestones", "120,60"], "milestones", [120, 60]),
-    ("pretrain", ["--swa-start", "300"], "swa_start", 300),
-    ("meta-train", ["--queries", "0"], "queries", 0),
-    ("meta-train", ["--backend", "nope"], "backend", "nope"),
-    ("meta-train", ["--inner", "embeddings,heads"], "inner", ["embeddings", "heads"]),
-    ("meta-train", ["--autocast", "fp8"], "autocast", "fp8"),
-    ("meta-train", ["--workers", "-1"], "num_workers", -1),
-    ("meta-train", ["--meta-batch", "0"], "meta_batch", 0),
-    ("eval", ["--method", "knn"], "method", "knn"),
-    ("eval", ["--dataset", "imagenet"], "dataset", "imagenet"),
-    ("demo", ["--threads", "0"], "threads", 0),
-    ("pretrain", ["--val-fraction", "1"], "val_fraction", 1.0),
-    ("pretrain", ["--momentum", "-1"], "momentum", -1.0),
-    ("pretrain", ["--momentum", "1"], "momentum", 1.0),
-    ("pretrain", ["--weight-decay", "-1"], "weight_decay", -1.0),
-    ("pretrain", ["--lr", "nan"], "lr", float("nan")),
-    ("pretrain", ["--gamma", "inf"], "gamma", float("inf")),
-    ("pretrain", ["--seed", "-1"], "seed", -1),
-    ("pretrain", ["--image-size", "0"], "image_size", 0),
-    ("meta-train", ["--outer-lr", "inf"], "outer_lr", float("inf")),
-    ("meta-train", ["--min-lr", "0"], "min_lr", 0.0),
-    ("meta-train", ["--ways", "1"], "ways", 1),
-    ("eval", ["--queries", "0"], "queries", 0),
-    ("eval", ["--head-steps", "-5"], "head_steps", -5),
-    ("eval", ["--head-lr", "nan"], "head_lr", float("nan")),
-])
+@pytest.mark.parametrize(
+    "command, args, field, value",
+    [
+        ("pretrain", ["--epochs", "0"], "epochs", 0),
+        ("pretrain", ["--lr", "0"], "lr", 0.0),
+        ("pretrain", ["--milestones", "120,60"], "milestones", [120, 60]),
+        ("pretrain", ["--swa-start", "300"], "swa_start", 300),
+        ("meta-train", ["--queries", "0"], "queries", 0),
+        ("meta-train", ["--backend", "nope"], "backend", "nope"),
+        ("meta-train", ["--inner", "embeddings,heads"], "inner", ["embeddings", "heads"]),
+        ("meta-train", ["--autocast", "fp8"], "autocast", "fp8"),
+        ("meta-train", ["--workers", "-1"], "num_workers", -1),
+        ("meta-train", ["--meta-batch", "0"], "meta_batch", 0),
+        ("eval", ["--method", "knn"], "method", "knn"),
+        ("eval", ["--dataset", "imagenet"], "dataset", "imagenet"),
+        ("demo", ["--threads", "0"], "threads", 0),
+        ("pretrain", ["--val-fraction", "1"], "val_fraction", 1.0),
+        ("pretrain", ["--momentum", "-1"], "momentum", -1.0),
+        ("pretrain", ["--momentum", "1"], "momentum", 1.0),
+        ("pretrain", ["--weight-decay", "-1"], "weight_decay", -1.0),
+        ("pretrain", ["--lr", "nan"], "lr", float("nan")),
+        ("pretrain", ["--gamma", "inf"], "gamma", float("inf")),
+        ("pretrain", ["--seed", "-1"], "seed", -1),
+        ("pretrain", ["--image-size", "0"], "image_size", 0),
+        ("meta-train", ["--outer-lr", "inf"], "outer_lr", float("inf")),
+        ("meta-train", ["--min-lr", "0"], "min_lr", 0.0),
+        ("meta-train", ["--ways", "1"], "ways", 1),
+        ("eval", ["--queries", "0"], "queries", 0),
+        ("eval", ["--head-steps", "-5"], "head_steps", -5),
+        ("eval", ["--head-lr", "nan"], "head_lr", float("nan")),
+    ],
+)
 def test_bad_value_is_the_same_one_line_error_in_cli_and_python(command, args, field, value):
     cls = COMMANDS[command]
     base_args, kw = REQUIRED[command]

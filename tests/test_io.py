@@ -12,7 +12,14 @@ import pytest
 
 from metahyper.errors import UserError
 from metahyper.io import (
-    atomic_files, atomic_path, check_free_space, read_csv, remove_stale_temporaries, write_csv, write_json, write_text,
+    atomic_files,
+    atomic_path,
+    check_free_space,
+    read_csv,
+    remove_stale_temporaries,
+    write_csv,
+    write_json,
+    write_text,
 )
 
 
@@ -90,6 +97,9 @@ def test_free_space_check(tmp_path):
 def test_unwritable_location_is_one_line(read_only_python):
     """A read-only filesystem (a tmpfs mounted ro in a user namespace, no root needed)."""
     mnt, run = read_only_python
-    res = run("-c", "from metahyper.errors import UserError\nfrom metahyper.io import write_text\n"
-                    f"try:\n    write_text('{mnt}/run/x.json', 'x')\nexcept UserError as err:\n    print(err)")
+    res = run(
+        "-c",
+        "from metahyper.errors import UserError\nfrom metahyper.io import write_text\n"
+        f"try:\n    write_text('{mnt}/run/x.json', 'x')\nexcept UserError as err:\n    print(err)",
+    )
     assert res.stdout.strip() == f"cannot write {mnt}/run: Read-only file system; choose another location", res.stderr

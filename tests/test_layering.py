@@ -94,7 +94,9 @@ def violations(source: str, module: str, is_package: bool = False) -> list[str]:
         if theirs is None:
             out.append(f"{module}:{line} imports {target}, which is not assigned to a layer")
         elif theirs[1] != own[1] and theirs[0] >= own[0]:
-            out.append(f"{module}:{line} ({own[1]}) imports {target} ({theirs[1]}): a layer may only import lower layers")
+            out.append(
+                f"{module}:{line} ({own[1]}) imports {target} ({theirs[1]}): a layer may only import lower layers"
+            )
     return out
 
 
@@ -107,17 +109,24 @@ def test_every_import_goes_downward():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("module, source, bad", [
-    ("metahyper.data.cache", "def f():\n    from metahyper.train.run import Run\n", True),  # upward, hidden in a function
-    ("metahyper.models.groups", "from metahyper import plots\n", True),  # `from package import module`
-    ("metahyper.data.episodes", "import metahyper.models.registry\n", True),  # sideways to a peer
-    ("metahyper.io", "from metahyper.errors import UserError\n", False),
-    ("metahyper.train.pretrain", "from metahyper.meta import MAML\nfrom metahyper.train import run\n", False),
-    ("metahyper.train.run", "from . import checkpoint\nfrom ..io import write_json\n", False),  # relative, downward
-    ("metahyper.train.run", "from ..plots import movement_plot\n", True),  # relative, upward
-    ("metahyper.demo", "from metahyper.plots import curves_plot\n", False),
-    ("metahyper.plots", "from metahyper.demo import run_demo\n", True),
-    ("metahyper.newthing", "", True),  # every module must have a layer
-])
+@pytest.mark.parametrize(
+    "module, source, bad",
+    [
+        (
+            "metahyper.data.cache",
+            "def f():\n    from metahyper.train.run import Run\n",
+            True,
+        ),  # upward, hidden in a function
+        ("metahyper.models.groups", "from metahyper import plots\n", True),  # `from package import module`
+        ("metahyper.data.episodes", "import metahyper.models.registry\n", True),  # sideways to a peer
+        ("metahyper.io", "from metahyper.errors import UserError\n", False),
+        ("metahyper.train.pretrain", "from metahyper.meta import MAML\nfrom metahyper.train import run\n", False),
+        ("metahyper.train.run", "from . import checkpoint\nfrom ..io import write_json\n", False),  # relative, downward
+        ("metahyper.train.run", "from ..plots import movement_plot\n", True),  # relative, upward
+        ("metahyper.demo", "from metahyper.plots import curves_plot\n", False),
+        ("metahyper.plots", "from metahyper.demo import run_demo\n", True),
+        ("metahyper.newthing", "", True),  # every module must have a layer
+    ],
+)
 def test_checker_catches_upward_imports(module, source, bad):
     assert bool(violations(source, module)) == bad, violations(source, module)

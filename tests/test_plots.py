@@ -7,8 +7,8 @@ from click.testing import CliRunner
 from metahyper.cli import main
 from metahyper.config import MetaTrainConfig, PretrainConfig
 from metahyper.errors import UserError
-from metahyper.plots import curves_figure, curves_plot, movement_figure, movement_plot
 from metahyper.io import write_csv, write_json
+from metahyper.plots import curves_figure, curves_plot, movement_figure, movement_plot
 from metahyper.train.run import save_config
 
 LAYERS = ["stages.0.0.conv1", "stages.0.0.conv2", "stages.1.0.conv1", "stages.1.0.conv2"]
@@ -17,11 +17,31 @@ LAYERS = ["stages.0.0.conv1", "stages.0.0.conv2", "stages.1.0.conv1", "stages.1.
 def _meta_run(path, label: str, scale: float, moving: list[str], n: int = 12):
     save_config(path, MetaTrainConfig(train="glyphs-a", test="glyphs-b", init="pre", out=str(path), shots=5))
     rng = np.random.default_rng(0)
-    write_csv(path / "movement.csv", [{"iteration": i + 1, **{k: (scale * (1 + rng.random()) if k in moving else 0.0) for k in LAYERS}}
-                                      for i in range(n)], ["iteration", *LAYERS])
-    write_csv(path / "train.csv", [{"iteration": i + 1, "loss": 1.5 - 0.05 * i, "acc": 0.3, "lr": 1e-3} for i in range(n)])
-    write_csv(path / "val.csv", [{"iteration": i, "val_acc": 0.3 + 0.01 * i, "val_ci95": 0.02, "train_loss": 1.0, "train_acc": 0.5,
-                                  "lr": 1e-3} for i in (4, 8, 12)])
+    write_csv(
+        path / "movement.csv",
+        [
+            {"iteration": i + 1, **{k: (scale * (1 + rng.random()) if k in moving else 0.0) for k in LAYERS}}
+            for i in range(n)
+        ],
+        ["iteration", *LAYERS],
+    )
+    write_csv(
+        path / "train.csv", [{"iteration": i + 1, "loss": 1.5 - 0.05 * i, "acc": 0.3, "lr": 1e-3} for i in range(n)]
+    )
+    write_csv(
+        path / "val.csv",
+        [
+            {
+                "iteration": i,
+                "val_acc": 0.3 + 0.01 * i,
+                "val_ci95": 0.02,
+                "train_loss": 1.0,
+                "train_acc": 0.5,
+                "lr": 1e-3,
+            }
+            for i in (4, 8, 12)
+        ],
+    )
     write_json(path / "curves.json", {"model": label, "validation": [], "layers": LAYERS})
     return path
 
@@ -29,15 +49,27 @@ def _meta_run(path, label: str, scale: float, moving: list[str], n: int = 12):
 def _pretrain_run(path, model: str):
     save_config(path, PretrainConfig(dataset="glyphs-a", out=str(path), model=model))
     group = "embeddings" if model.startswith("hyper-") else "backbone"
-    history = [{"epoch": e, "lr": 0.1, "train_loss": 2.0 / e, "train_acc": 0.1 * e, "val_acc": 0.1 * e,
-                **{f"ratio/{group}/stage{s}": 100.0 * s / e for s in (1, 2, 3)}, "ratio/classifier/fc": 3.0} for e in (1, 2, 3)]
+    history = [
+        {
+            "epoch": e,
+            "lr": 0.1,
+            "train_loss": 2.0 / e,
+            "train_acc": 0.1 * e,
+            "val_acc": 0.1 * e,
+            **{f"ratio/{group}/stage{s}": 100.0 * s / e for s in (1, 2, 3)},
+            "ratio/classifier/fc": 3.0,
+        }
+        for e in (1, 2, 3)
+    ]
     write_json(path / "history.json", history)
     return path
 
 
 @pytest.fixture
 def runs(tmp_path):
-    hyper = _meta_run(tmp_path / "hyper", "Hyper-WRN-10-2 (1)", 1e-1, ["stages.0.0.conv1", "stages.0.0.conv2", "stages.1.0.conv2"])
+    hyper = _meta_run(
+        tmp_path / "hyper", "Hyper-WRN-10-2 (1)", 1e-1, ["stages.0.0.conv1", "stages.0.0.conv2", "stages.1.0.conv2"]
+    )
     plain = _meta_run(tmp_path / "plain", "WRN-10-2", 1e-3, LAYERS)
     return hyper, plain
 
@@ -45,8 +77,12 @@ def runs(tmp_path):
 def test_movement_figure_one_line_per_run_on_log_axes(runs, tmp_path):
     fig = movement_figure(runs)
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == ["stage 1 block 1 conv 1", "stage 1 block 1 conv 2", "stage 2 block 1 conv 1",
-                                               "stage 2 block 1 conv 2"]
+    assert [ax.get_title() for ax in axes] == [
+        "stage 1 block 1 conv 1",
+        "stage 1 block 1 conv 2",
+        "stage 2 block 1 conv 1",
+        "stage 2 block 1 conv 2",
+    ]
     assert all(ax.get_yscale() == "log" for ax in axes)
     labels = [[line.get_label() for line in ax.get_lines()] for ax in axes]
     assert labels[0] == ["Hyper-WRN-10-2 (1)", "WRN-10-2"]
@@ -65,7 +101,11 @@ def test_curves_figure_meta_and_pretrain(runs, tmp_path):
     pre_h, pre_p = _pretrain_run(tmp_path / "pre-h", "hyper-wrn-10-2"), _pretrain_run(tmp_path / "pre-p", "wrn-10-2")
     fig = curves_figure([*runs, pre_h, pre_p])
     titles = [ax.get_title() for ax in fig.axes]
-    assert any("Figure 5" in t for t in titles) and any("Figure 3" in t for t in titles) and any("Figure 2" in t for t in titles)
+    assert (
+        any("Figure 5" in t for t in titles)
+        and any("Figure 3" in t for t in titles)
+        and any("Figure 2" in t for t in titles)
+    )
     val = next(ax for ax in fig.axes if "Figure 5" in ax.get_title())
     assert [line.get_label() for line in val.get_lines()] == ["Hyper-WRN-10-2 (1)", "WRN-10-2"]
     assert list(val.get_lines()[0].get_ydata()) == pytest.approx([34.0, 38.0, 42.0])
@@ -76,7 +116,9 @@ def test_curves_figure_meta_and_pretrain(runs, tmp_path):
 
 def test_plot_commands(runs, tmp_path):
     runner = CliRunner()
-    res = runner.invoke(main, ["movement-plot", *map(str, runs), "-o", str(tmp_path / "m.png"), "--layer", "stages.0.0.conv2"])
+    res = runner.invoke(
+        main, ["movement-plot", *map(str, runs), "-o", str(tmp_path / "m.png"), "--layer", "stages.0.0.conv2"]
+    )
     assert res.exit_code == 0, res.output
     assert (tmp_path / "m.png").is_file()
     res = runner.invoke(main, ["curves", *map(str, runs), "-o", str(tmp_path / "c.png")])

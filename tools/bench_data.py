@@ -35,9 +35,9 @@ import torch
 from PIL import Image
 
 from metahyper.data import EpisodeSampler, meta_batches, open_split
-from metahyper.data.cache import write_split
 from metahyper.data.sources.tieredimagenet import CLASSES, shipped_classes
 from metahyper.data.storage import write_encoded_split
+from metahyper.data.writing import write_split
 
 SIZES = {"miniimagenet": 84, "tieredimagenet": 84, "cub": 84, "omniglot": 28, "cifar-fs": 32}
 ENCODING = {"tieredimagenet": "PNG", "cub": "JPEG"}
@@ -50,7 +50,9 @@ def synthetic(rng: np.random.Generator, n: int, size: int, gray: bool = False) -
     out = np.empty((n, size, size, channels), dtype=np.uint8)
     for i in range(n):
         img = Image.fromarray(fields[i].squeeze(-1) if gray else fields[i]).resize((size, size), Image.BILINEAR)
-        arr = np.asarray(img, dtype=np.int16).reshape(size, size, channels) + rng.integers(-8, 9, (size, size, channels))
+        arr = np.asarray(img, dtype=np.int16).reshape(size, size, channels) + rng.integers(
+            -8, 9, (size, size, channels)
+        )
         out[i] = np.clip(arr, 0, 255)
     return out[..., 0] if gray else out
 
@@ -100,8 +102,12 @@ def make_tiered_source(folder: Path, images: int) -> None:
         names, generals = list(pairs), sorted(set(pairs.values()))
         n = int(images * share)
         specific = np.sort(np.arange(n) % len(names))  # the release lists images class by class
-        labels = {"label_specific": specific, "label_general": np.array([generals.index(pairs[names[c]]) for c in specific]),
-                  "label_specific_str": names, "label_general_str": generals}
+        labels = {
+            "label_specific": specific,
+            "label_general": np.array([generals.index(pairs[names[c]]) for c in specific]),
+            "label_specific_str": names,
+            "label_general_str": generals,
+        }
         (folder / f"{split}_labels.pkl").write_bytes(pickle.dumps(labels, protocol=2))
         with open(folder / f"{split}_images_png.pkl", "wb") as f:
             blobs = []
@@ -164,8 +170,10 @@ def main() -> None:
         root = Path(tmp)
         path = write_cache(root, args.dataset, args.storage, args.classes, args.per_class)
         data = open_split(args.dataset, "train", root=root)
-        print(f"cache: {args.dataset} ({data.storage}), {args.classes} classes x {args.per_class} images, "
-              f"{'x'.join(map(str, data.image_size))}, {path.stat().st_size / 2**20:.1f} MiB; torch threads 1")
+        print(
+            f"cache: {args.dataset} ({data.storage}), {args.classes} classes x {args.per_class} images, "
+            f"{'x'.join(map(str, data.image_size))}, {path.stat().st_size / 2**20:.1f} MiB; torch threads 1"
+        )
         print(f"{'task':<22}{'reader':<24}{'workers':>8}{'episodes/s':>12}{'per CPU-s':>11}")
         for shots in (1,) if args.quick else (1, 5):
             task = f"5-way {shots}-shot 15-query"

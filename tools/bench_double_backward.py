@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,20 +67,29 @@ def bench(layer: str, shape: list[int], channels_last: bool, reps: int) -> dict:
     gy = torch.randn(shape, generator=g).contiguous(memory_format=fmt)
     out = {}
     for name, fn in LAYERS[layer].items():
+
         def second_order():
             gx, gw = torch.autograd.grad(fn(x, w, b), (x, w), gy, create_graph=True)
             torch.autograd.grad((gx * gy).sum() + (gw * gw).sum(), (x, w))
 
         out[name] = time_ms(second_order, reps)
-    return {"layer": layer, "shape": shape, "format": "channels_last" if channels_last else "nchw", "ms": out,
-            "speedup": out["pytorch"] / out["ours"]}
+    return {
+        "layer": layer,
+        "shape": shape,
+        "format": "channels_last" if channels_last else "nchw",
+        "ms": out,
+        "speedup": out["pytorch"] / out["ours"],
+    }
 
 
 def main(argv=None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", default="batchnorm,conv", help=f"comma list among {','.join(LAYERS)}")
-    p.add_argument("--shapes", default="25x32x32x32,25x64x16x16,25x128x8x8,5x32x32x32,75x32x32x32",
-                   help="comma list of NxCxHxW (default: 5-shot support, 1-shot support, query of a Hyper-WRN-16-2 at 32 px)")
+    p.add_argument(
+        "--shapes",
+        default="25x32x32x32,25x64x16x16,25x128x8x8,5x32x32x32,75x32x32x32",
+        help="comma list of NxCxHxW (default: 5-shot support, 1-shot support, query of a Hyper-WRN-16-2 at 32 px)",
+    )
     p.add_argument("--reps", type=int, default=20, help="timed calls per case (median)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", default=None)
@@ -90,13 +99,19 @@ def main(argv=None) -> list[dict]:
     if unknown or not layers:
         p.error(f"--layers: unknown {unknown}; choose among {','.join(LAYERS)}")
     torch.set_num_threads(args.threads)
-    rows = [bench(layer, [int(v) for v in s.split("x")], cl, args.reps)
-            for layer in layers for s in args.shapes.split(",") for cl in (False, True)]
+    rows = [
+        bench(layer, [int(v) for v in s.split("x")], cl, args.reps)
+        for layer in layers
+        for s in args.shapes.split(",")
+        for cl in (False, True)
+    ]
     print(f"forward + backward + double backward, median ms ({args.threads} threads, float32)")
     print(f"{'layer':<11}{'shape':<16}{'format':<15}{'pytorch':>9}{'ours':>9}{'x':>7}")
     for r in rows:
-        print(f"{r['layer']:<11}{'x'.join(map(str, r['shape'])):<16}{r['format']:<15}{r['ms']['pytorch']:>9.2f}"
-              f"{r['ms']['ours']:>9.2f}{r['speedup']:>7.2f}")
+        print(
+            f"{r['layer']:<11}{'x'.join(map(str, r['shape'])):<16}{r['format']:<15}{r['ms']['pytorch']:>9.2f}"
+            f"{r['ms']['ours']:>9.2f}{r['speedup']:>7.2f}"
+        )
     if args.json:
         write_json(args.json, rows)
     return rows

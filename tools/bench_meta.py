@@ -73,9 +73,9 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import SimpleNamespace
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -115,8 +115,11 @@ class FuncTorchConv(FuncBackend):
 
 
 VARIANTS: dict[str, type[Backend]] = {
-    "stock_higher": StockHigherBackend, "func-nchw": FuncNCHW, "func-torch-bn": FuncTorchBatchNorm,
-    "func-torch-conv": FuncTorchConv, "plain": Backend,
+    "stock_higher": StockHigherBackend,
+    "func-nchw": FuncNCHW,
+    "func-torch-bn": FuncTorchBatchNorm,
+    "func-torch-conv": FuncTorchConv,
+    "plain": Backend,
 }
 AUTOCAST_BACKENDS = ("func", "vmap")  # --autocast applies to these (higher's patched modules: not tried)
 BATCHED_BACKENDS = ("vmap",)  # hold the whole meta-batch's graph at once: measured on the full meta-batch
@@ -145,8 +148,21 @@ class CountFlops(FlopCounterMode):
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _heap_in_use_fn():
@@ -294,7 +310,10 @@ def necessary_meta_step(model, tasks, inner, outer, *, steps: int, lr: float, fi
                     grads = torch.autograd.grad(loss, list(fast.values()))
                     with torch.no_grad():
                         fast = {n: (p - lr * g).requires_grad_() for (n, p), g in zip(fast.items(), grads)}
-                adapted = {n: (named[n] + (f.detach() - named[n].detach()) if n in outer_set else f.detach()) for n, f in fast.items()}
+                adapted = {
+                    n: (named[n] + (f.detach() - named[n].detach()) if n in outer_set else f.detach())
+                    for n, f in fast.items()
+                }
             else:
                 fast = {n: (named[n] if n in outer_set else named[n].detach().requires_grad_()) for n in inner}
                 for _ in range(steps):
@@ -323,18 +342,24 @@ def make_tasks(n, ways, shots, queries, size, device, dtype, memory_format, seed
     for _ in range(n):
         sx = torch.randn(ways * shots, 3, size, size, generator=g)
         qx = torch.randn(ways * queries, 3, size, size, generator=g)
-        tasks.append(SimpleNamespace(
-            support_x=sx.to(device, dtype).contiguous(memory_format=memory_format),
-            support_y=torch.arange(ways, device=device).repeat(shots),
-            query_x=qx.to(device, dtype).contiguous(memory_format=memory_format),
-            query_y=torch.arange(ways, device=device).repeat(queries),
-        ))
+        tasks.append(
+            SimpleNamespace(
+                support_x=sx.to(device, dtype).contiguous(memory_format=memory_format),
+                support_y=torch.arange(ways, device=device).repeat(shots),
+                query_x=qx.to(device, dtype).contiguous(memory_format=memory_format),
+                query_y=torch.arange(ways, device=device).repeat(queries),
+            )
+        )
     return tasks
 
 
 def make_model(name: str, ways: int, device, dtype, memory_format):
     torch.manual_seed(0)
-    model = build_model(name, variant=2, num_classes=ways) if name.startswith("hyper-") else build_model(name, num_classes=ways)
+    model = (
+        build_model(name, variant=2, num_classes=ways)
+        if name.startswith("hyper-")
+        else build_model(name, num_classes=ways)
+    )
     return model.to(device=device, dtype=dtype, memory_format=memory_format).train()
 
 
@@ -346,11 +371,26 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
     autocast = getattr(torch, args.autocast) if args.autocast else None
     backends = args.backends
     _, _, inner, outer = resolve_groups(model)
-    mamls = {b: MAML(model, inner=inner, outer=outer, backend=backend_class(b), first_order=first_order, inner_steps=args.steps,
-                     autocast=autocast if b in AUTOCAST_BACKENDS else None)
-             for b in backends}
-    out: dict = {"model": name, "variant": 2 if name.startswith("hyper-") else None, "shots": shots,
-                 "order": 1 if first_order else 2, "size": size, "backends": {}}
+    mamls = {
+        b: MAML(
+            model,
+            inner=inner,
+            outer=outer,
+            backend=backend_class(b),
+            first_order=first_order,
+            inner_steps=args.steps,
+            autocast=autocast if b in AUTOCAST_BACKENDS else None,
+        )
+        for b in backends
+    }
+    out: dict = {
+        "model": name,
+        "variant": 2 if name.startswith("hyper-") else None,
+        "shots": shots,
+        "order": 1 if first_order else 2,
+        "size": size,
+        "backends": {},
+    }
 
     def step(b, batch=tasks):
         model.zero_grad(set_to_none=True)
@@ -412,7 +452,9 @@ def run_row(args, name: str, shots: int, first_order: bool, size: int, machine: 
             r = out["backends"][b]
             r["conv_call_ms"] = timer.seconds * 1e3
             r["conv_call_share"] = r["conv_call_ms"] / r["ms"]  # of the median (timed, untraced) meta-step
-            r["conv_call_frac_conv"] = r["gflop"] / timer.seconds / out["conv_gflop_s"]  # the conv% if only they took time
+            r["conv_call_frac_conv"] = (
+                r["gflop"] / timer.seconds / out["conv_gflop_s"]
+            )  # the conv% if only they took time
     d = out["backends"][backends[0]]  # the reference of the ratios: the first backend (func by default)
     if "stock_higher" in out["backends"] and backends[0] != "stock_higher":
         s = out["backends"]["stock_higher"]
@@ -435,8 +477,13 @@ def summarize(rows: Sequence[dict]) -> dict:
             s["fracs"].append(r["frac_conv"])
     for s in out.values():
         fracs = s.pop("fracs")
-        s.update(rows=len(fracs), gflop_s=s["gflop"] / s["seconds"], frac_conv=s["gflop"] / s["ref_gflop"],
-                 frac_conv_min=min(fracs), frac_conv_max=max(fracs))
+        s.update(
+            rows=len(fracs),
+            gflop_s=s["gflop"] / s["seconds"],
+            frac_conv=s["gflop"] / s["ref_gflop"],
+            frac_conv_min=min(fracs),
+            frac_conv_max=max(fracs),
+        )
     return out
 
 
@@ -451,36 +498,56 @@ def format_table(result: dict) -> str:
     ]
     for row in result["rows"]:
         for b, why in row.get("skipped", {}).items():
-            lines.append(f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{'':>5} | {b:<12} skipped: {why}")
+            lines.append(
+                f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{'':>5} | {b:<12} skipped: {why}"
+            )
         first = True
         for b, r in row["backends"].items():
-            head = (f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{row['conv_gflop_s']:>5.0f}"
-                    if first else " " * 33)
+            head = (
+                f"{row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4}{row['conv_gflop_s']:>5.0f}"
+                if first
+                else " " * 33
+            )
             peak = "n/a" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
             tail = ""
             stock = row["backends"].get("stock_higher")
             ratio = f"{stock['ms'] / r['ms']:.2f}" if stock else "-"
             tail = f" | {ratio:>7}{r['flop_over_necessary']:>9.3f}"
-            lines.append(f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
-                         f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}")
+            lines.append(
+                f"{head} | {b:<12}{r['ms']:>9.1f}{r['tasks_s']:>8.2f}{r['gflop']:>8.1f}{r['gflop_s']:>8.1f}"
+                f"{min(999.0, 100 * r['frac_conv']):>5.0f}%{peak:>8}{tail}"
+            )
             first = False
     calls = [(row, b, r) for row in result["rows"] for b, r in row["backends"].items() if "conv_call_ms" in r]
     if calls:
-        lines.append("time inside convolution calls (--conv-calls; one more meta-step per backend, its convolutions timed):")
+        lines.append(
+            "time inside convolution calls (--conv-calls; one more meta-step per backend, its convolutions timed):"
+        )
         for row, b, r in calls:
-            lines.append(f"  {row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12}{r['conv_call_ms']:>9.1f} ms "
-                         f"= {100 * r['conv_call_share']:.0f}% of the meta-step; conv% of those calls alone "
-                         f"{100 * r['conv_call_frac_conv']:.0f}% (the row's: {100 * r['frac_conv']:.0f}%)")
+            lines.append(
+                f"  {row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12}{r['conv_call_ms']:>9.1f} ms "
+                f"= {100 * r['conv_call_share']:.0f}% of the meta-step; conv% of those calls alone "
+                f"{100 * r['conv_call_frac_conv']:.0f}% (the row's: {100 * r['frac_conv']:.0f}%)"
+            )
     for b, s in result.get("summary", {}).items():
-        lines.append(f"all {s['rows']} rows, {b}: {s['gflop_s']:.1f} GFLOP/s, {100 * s['frac_conv']:.0f}% of the reference "
-                     f"conv (time-weighted; rows {100 * s['frac_conv_min']:.0f}-{100 * s['frac_conv_max']:.0f}%)")
+        lines.append(
+            f"all {s['rows']} rows, {b}: {s['gflop_s']:.1f} GFLOP/s, {100 * s['frac_conv']:.0f}% of the reference "
+            f"conv (time-weighted; rows {100 * s['frac_conv_min']:.0f}-{100 * s['frac_conv_max']:.0f}%)"
+        )
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    csv = lambda cast: (lambda s: [cast(x) for x in s.split(",") if x])  # noqa: E731
-    p.add_argument("--models", type=csv(str), default=["hyper-wrn-16-2", "wrn-16-2"], help="comma list (hyper-* built as variant 2)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    csv = lambda cast: lambda s: [cast(x) for x in s.split(",") if x]  # noqa: E731
+    p.add_argument(
+        "--models",
+        type=csv(str),
+        default=["hyper-wrn-16-2", "wrn-16-2"],
+        help="comma list (hyper-* built as variant 2)",
+    )
     p.add_argument("--shots", type=csv(int), default=[1, 5])
     p.add_argument("--orders", type=csv(int), default=[2, 1], help="2 = second order, 1 = first order")
     p.add_argument("--sizes", type=csv(int), default=[32], help="image sizes (84 for miniImageNet)")
@@ -493,20 +560,39 @@ def parse_args(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--channels-last", action="store_true", help="model and images in channels_last")
-    p.add_argument("--autocast", default=None, help="autocast dtype for the func and vmap backends, e.g. bfloat16 (CUDA)")
-    p.add_argument("--backends", type=csv(str), default=None,
-                   help=f"comma list among {','.join([*BACKENDS, *VARIANTS])}, timed in this order (the first is the "
-                        "reference of FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]")
-    p.add_argument("--with-higher", action="store_true", help="also time the restricted higher backend (without --backends)")
+    p.add_argument(
+        "--autocast", default=None, help="autocast dtype for the func and vmap backends, e.g. bfloat16 (CUDA)"
+    )
+    p.add_argument(
+        "--backends",
+        type=csv(str),
+        default=None,
+        help=f"comma list among {','.join([*BACKENDS, *VARIANTS])}, timed in this order (the first is the "
+        "reference of FLOP/nec); default: func [+ higher with --with-higher] [+ stock_higher unless --no-stock]",
+    )
+    p.add_argument(
+        "--with-higher", action="store_true", help="also time the restricted higher backend (without --backends)"
+    )
     p.add_argument("--no-stock", action="store_true", help="skip stock higher (without --backends)")
-    p.add_argument("--conv-calls", action="store_true",
-                   help="CPU: also time the convolution calls inside one more meta-step per backend (the share of the "
-                        "step they take, and the conv%% they alone would give: the ceiling of the row)")
-    p.add_argument("--steps-sweep", type=csv(int), default=None,
-                   help="memory-versus-steps mode (bench_steps.py): one second-order meta-step of one task at each of "
-                        "these inner step counts, for each --inner-checkpoint interval (first model, size; every --shots)")
-    p.add_argument("--inner-checkpoint", type=csv(int), default=[0, 1],
-                   help="--steps-sweep: checkpoint intervals of the inner loop (0: off)")
+    p.add_argument(
+        "--conv-calls",
+        action="store_true",
+        help="CPU: also time the convolution calls inside one more meta-step per backend (the share of the "
+        "step they take, and the conv%% they alone would give: the ceiling of the row)",
+    )
+    p.add_argument(
+        "--steps-sweep",
+        type=csv(int),
+        default=None,
+        help="memory-versus-steps mode (bench_steps.py): one second-order meta-step of one task at each of "
+        "these inner step counts, for each --inner-checkpoint interval (first model, size; every --shots)",
+    )
+    p.add_argument(
+        "--inner-checkpoint",
+        type=csv(int),
+        default=[0, 1],
+        help="--steps-sweep: checkpoint intervals of the inner loop (0: off)",
+    )
     p.add_argument("--variant", type=int, default=2, help="--steps-sweep: variant of hyper-* models")
     p.add_argument("--plot", default=None, help="--steps-sweep: PNG of memory and time versus steps")
     p.add_argument("--quick", action="store_true", help="tiny smoke configuration (seconds)")
@@ -520,7 +606,9 @@ def parse_args(argv=None):
     if args.steps_sweep and (min(args.steps_sweep) < 1 or min(args.inner_checkpoint) < 0):
         p.error("--steps-sweep needs step counts >= 1 and --inner-checkpoint intervals >= 0")
     if args.backends is None:
-        args.backends = ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
+        args.backends = (
+            ["func"] + (["higher"] if args.with_higher else []) + ([] if args.no_stock else ["stock_higher"])
+        )
     unknown = [b for b in args.backends if b not in BACKENDS and b not in VARIANTS]
     if unknown or not args.backends:
         p.error(f"--backends: unknown {unknown}; choose among {','.join([*BACKENDS, *VARIANTS])}")
@@ -543,20 +631,39 @@ def main(argv=None) -> dict:
         return steps_sweep(args, device, t0)
     k = max(int(m.rsplit("-", 1)[-1]) for m in args.models)
     machine = machine_throughput(device, dtype, args.ways * args.queries, max(args.sizes), k, max(3, args.reps))
-    machine.update(device=str(device), threads=torch.get_num_threads(), torch=torch.__version__,
-                   cpu=platform.processor() or platform.machine(),
-                   gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                   peak_memory=("torch.cuda.max_memory_allocated" if device.type == "cuda" else
-                                "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None))
+    machine.update(
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        cpu=platform.processor() or platform.machine(),
+        gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        peak_memory=(
+            "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "glibc mallinfo2 heap in use, sampled every 0.5 ms"
+            if _HEAP_IN_USE
+            else None
+        ),
+    )
     rows = []
     for size in args.sizes:
         for name in args.models:
             for shots in args.shots:
                 for order in args.orders:
                     rows.append(run_row(args, name, shots, order == 1, size, machine))
-                    print(f"  done {name} {shots}-shot order {order} {size}px ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+                    print(
+                        f"  done {name} {shots}-shot order {order} {size}px ({time.perf_counter() - t0:.0f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
     config = {k: v for k, v in vars(args).items() if k != "json"}
-    result = {"machine": machine, "config": config, "rows": rows, "summary": summarize(rows), "seconds": time.perf_counter() - t0}
+    result = {
+        "machine": machine,
+        "config": config,
+        "rows": rows,
+        "summary": summarize(rows),
+        "seconds": time.perf_counter() - t0,
+    }
     if args.json == "-":
         print(json.dumps(result, indent=1))
     elif args.json:
@@ -569,13 +676,27 @@ def steps_sweep(args, device: torch.device, t0: float) -> dict:
     """The ``--steps-sweep`` mode (:mod:`bench_steps`): JSON, table and optional PNG."""
     args.inner_checkpoint = sorted(set(args.inner_checkpoint))
     rows = bench_steps.run_sweep(args, peak_memory, make_tasks)
-    machine = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-               "cpu": platform.processor() or platform.machine(),
-               "peak_memory": ("torch.cuda.max_memory_allocated" if device.type == "cuda" else
-                               "glibc mallinfo2 heap in use, sampled every 0.5 ms" if _HEAP_IN_USE else None)}
+    machine = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "peak_memory": (
+            "torch.cuda.max_memory_allocated"
+            if device.type == "cuda"
+            else "glibc mallinfo2 heap in use, sampled every 0.5 ms"
+            if _HEAP_IN_USE
+            else None
+        ),
+    }
     config = {k: v for k, v in vars(args).items() if k not in ("json", "plot")}
-    result = {"machine": machine, "config": config, "rows": rows, "summary": bench_steps.summarize_sweep(rows),
-              "seconds": time.perf_counter() - t0}
+    result = {
+        "machine": machine,
+        "config": config,
+        "rows": rows,
+        "summary": bench_steps.summarize_sweep(rows),
+        "seconds": time.perf_counter() - t0,
+    }
     if args.json == "-":
         print(json.dumps(result, indent=1))
     elif args.json:

@@ -53,23 +53,55 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="bench_meta_gpu.json")
     p.add_argument("--reps", type=int, default=5)
-    p.add_argument("--backends", default="func,vmap,higher,stock_higher", help="fp32 run; the bf16 run times func,vmap among them")
+    p.add_argument(
+        "--backends", default="func,vmap,higher,stock_higher", help="fp32 run; the bf16 run times func,vmap among them"
+    )
     p.add_argument("--bf16-after-s", type=float, default=300.0, help="skip the bf16 run if the fp32 run took longer")
     p.add_argument("--sweep-steps", default="5,10,20,50", help="inner steps of the memory sweep ('': no sweep)")
     p.add_argument("--sweep-intervals", default="0,1,4", help="inner-loop checkpoint intervals of the sweep (0: off)")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny sizes (bench_meta --quick): check the script runs")
     args = p.parse_args(argv)
-    sweep = ["--steps-sweep", args.sweep_steps, "--inner-checkpoint", args.sweep_intervals, "--reps", "3", "--variant", "1",
-             "--shots", "1", "--plot", str(Path(args.out).with_suffix(".png"))]
+    sweep = [
+        "--steps-sweep",
+        args.sweep_steps,
+        "--inner-checkpoint",
+        args.sweep_intervals,
+        "--reps",
+        "3",
+        "--variant",
+        "1",
+        "--shots",
+        "1",
+        "--plot",
+        str(Path(args.out).with_suffix(".png")),
+    ]
     if args.smoke:
         common = ["--quick", "--device", "cpu", "--threads", "1", "--reps", str(args.reps)]
         sweep = ["--quick", "--device", "cpu", "--threads", "1"] + sweep
     else:
         if not torch.cuda.is_available():
-            sys.exit("bench_meta_gpu: CUDA is not available; run tools/bench_meta.py for the CPU benchmark (or --smoke)")
+            sys.exit(
+                "bench_meta_gpu: CUDA is not available; run tools/bench_meta.py for the CPU benchmark (or --smoke)"
+            )
         torch.backends.cudnn.benchmark = True
-        common = ["--device", "cuda", "--sizes", "84", "--models", "hyper-wrn-16-4,wrn-16-4", "--shots", "1,5",
-                  "--orders", "2,1", "--meta-batch", "4", "--reps", str(args.reps), "--threads", "8"]
+        common = [
+            "--device",
+            "cuda",
+            "--sizes",
+            "84",
+            "--models",
+            "hyper-wrn-16-4,wrn-16-4",
+            "--shots",
+            "1,5",
+            "--orders",
+            "2,1",
+            "--meta-batch",
+            "4",
+            "--reps",
+            str(args.reps),
+            "--threads",
+            "8",
+        ]
         sweep = ["--device", "cuda", "--sizes", "84", "--models", "wrn-16-4,hyper-wrn-16-4", "--threads", "8"] + sweep
     bench = _bench()
     fp32 = [b for b in args.backends.split(",") if b]
@@ -80,9 +112,14 @@ def main(argv=None) -> dict:
     if not bf16:
         print("bench_meta_gpu: no func/vmap backend given: bf16 run skipped", file=sys.stderr)
     elif fp32_s > args.bf16_after_s:
-        print(f"bench_meta_gpu: fp32 run took {fp32_s:.0f} s > {args.bf16_after_s:.0f} s: bf16 run skipped", file=sys.stderr)
+        print(
+            f"bench_meta_gpu: fp32 run took {fp32_s:.0f} s > {args.bf16_after_s:.0f} s: bf16 run skipped",
+            file=sys.stderr,
+        )
     else:
-        runs["bf16_channels_last"] = bench.main(common + ["--autocast", "bfloat16", "--channels-last", "--backends", ",".join(bf16)])
+        runs["bf16_channels_last"] = bench.main(
+            common + ["--autocast", "bfloat16", "--channels-last", "--backends", ",".join(bf16)]
+        )
     if args.sweep_steps:
         runs["steps_sweep"] = bench.main(sweep)
     write_json(args.out, runs)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,7 +34,11 @@ from metahyper.models import build_model, resolve_groups
 
 def sweep_model(name: str, variant: int, ways: int, device, dtype) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_model(name, variant=variant, num_classes=ways) if name.startswith("hyper-") else build_model(name, num_classes=ways)
+    model = (
+        build_model(name, variant=variant, num_classes=ways)
+        if name.startswith("hyper-")
+        else build_model(name, num_classes=ways)
+    )
     return model.to(device=device, dtype=dtype).train()
 
 
@@ -52,7 +56,10 @@ def run_sweep(args, peak_memory: Callable, make_tasks: Callable) -> list[dict]:
             _, _, inner, outer = resolve_groups(model)
             variant = args.variant if name.startswith("hyper-") else None
             for steps in args.steps_sweep:
-                mamls = {k: MAML(model, inner=inner, outer=outer, inner_steps=steps, inner_checkpoint=k) for k in args.inner_checkpoint}
+                mamls = {
+                    k: MAML(model, inner=inner, outer=outer, inner_steps=steps, inner_checkpoint=k)
+                    for k in args.inner_checkpoint
+                }
 
                 def step(k: int) -> None:
                     model.zero_grad(set_to_none=True)
@@ -73,9 +80,19 @@ def run_sweep(args, peak_memory: Callable, make_tasks: Callable) -> list[dict]:
                             torch.cuda.synchronize(device)
                         found[k]["ms_all"].append(round((time.perf_counter() - t) * 1e3, 1))
                 for k, r in found.items():
-                    rows.append({"model": name, "variant": variant, "shots": shots, "size": size, "steps": steps,
-                                 "inner_checkpoint": k, "peak_mb": r["peak_mb"], "ms": statistics.median(r["ms_all"]),
-                                 "ms_all": r["ms_all"]})
+                    rows.append(
+                        {
+                            "model": name,
+                            "variant": variant,
+                            "shots": shots,
+                            "size": size,
+                            "steps": steps,
+                            "inner_checkpoint": k,
+                            "peak_mb": r["peak_mb"],
+                            "ms": statistics.median(r["ms_all"]),
+                            "ms_all": r["ms_all"],
+                        }
+                    )
                 print(f"  done {name} {shots}-shot {steps} steps", file=sys.stderr, flush=True)
     return rows
 
@@ -98,9 +115,22 @@ def summarize_sweep(rows: list[dict]) -> list[dict]:
         for k in sorted({r["inner_checkpoint"] for r in group}):
             lo, hi = at[(steps[0], k)]["peak_mb"], at[(steps[-1], k)]["peak_mb"]
             growth[k] = hi / lo if lo and hi is not None else None
-        ratios = {s: {k: at[(s, k)]["ms"] / at[(s, 0)]["ms"] for (s2, k) in at if s2 == s and k} for s in steps if (s, 0) in at}
-        out.append({"model": name, "variant": variant, "shots": shots, "size": size, "steps": [steps[0], steps[-1]],
-                    "memory_growth": growth, "time_ratio": ratios})
+        ratios = {
+            s: {k: at[(s, k)]["ms"] / at[(s, 0)]["ms"] for (s2, k) in at if s2 == s and k}
+            for s in steps
+            if (s, 0) in at
+        }
+        out.append(
+            {
+                "model": name,
+                "variant": variant,
+                "shots": shots,
+                "size": size,
+                "steps": [steps[0], steps[-1]],
+                "memory_growth": growth,
+                "time_ratio": ratios,
+            }
+        )
     return out
 
 
@@ -121,12 +151,18 @@ def format_sweep(result: dict) -> str:
         for s in sorted({r["steps"] for r in group}):
             mem = "".join(f"{_mb(at[(s, k)]['peak_mb']):>14}" for k in intervals)
             ms = "".join(f"{at[(s, k)]['ms']:>11.0f}" for k in intervals)
-            ratio = "".join(f"{at[(s, k)]['ms'] / at[(s, 0)]['ms']:>12.2f}x" if (s, 0) in at else f"{'-':>13}" for k in intervals if k)
+            ratio = "".join(
+                f"{at[(s, k)]['ms'] / at[(s, 0)]['ms']:>12.2f}x" if (s, 0) in at else f"{'-':>13}"
+                for k in intervals
+                if k
+            )
             lines.append(f"{s:>6}{mem}{ms}{ratio}")
     for summary in result["summary"]:
         growth = ", ".join(f"ck={k}: {g:.2f}x" for k, g in summary["memory_growth"].items() if g is not None)
-        lines.append(f"{summary['model']} {summary['shots']}-shot: peak memory {summary['steps'][0]} -> {summary['steps'][1]} "
-                     f"steps: {growth}")
+        lines.append(
+            f"{summary['model']} {summary['shots']}-shot: peak memory {summary['steps'][0]} -> {summary['steps'][1]} "
+            f"steps: {growth}"
+        )
     return "\n".join(lines)
 
 
@@ -142,7 +178,9 @@ def plot_sweep(result: dict, output: str) -> None:
     for (name, variant, shots, _), group in _groups(result["rows"]).items():
         for k in sorted({r["inner_checkpoint"] for r in group}):
             rows = sorted((r for r in group if r["inner_checkpoint"] == k), key=lambda r: r["steps"])
-            label = f"{name}{f' ({variant})' if variant else ''} {shots}-shot, " + ("no checkpoint" if not k else f"checkpoint every {k}")
+            label = f"{name}{f' ({variant})' if variant else ''} {shots}-shot, " + (
+                "no checkpoint" if not k else f"checkpoint every {k}"
+            )
             style = "-" if not k else "--"
             steps = [r["steps"] for r in rows]
             if all(r["peak_mb"] is not None for r in rows):

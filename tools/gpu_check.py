@@ -40,9 +40,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -63,19 +63,52 @@ class Check:
     models: tuple[str, str] = ("hyper-wrn-16-4", "wrn-16-4")
     ways: int = 5
     queries: int = 15
-    meta: list[str] = field(default_factory=lambda: ["--iterations", "20", "--inner-steps", "5", "--inner-steps-eval", "10",
-                                                     "--val-every", "20", "--val-episodes", "20"])
+    meta: list[str] = field(
+        default_factory=lambda: [
+            "--iterations",
+            "20",
+            "--inner-steps",
+            "5",
+            "--inner-steps-eval",
+            "10",
+            "--val-every",
+            "20",
+            "--val-episodes",
+            "20",
+        ]
+    )
     eval_episodes: int = 50
     workers: int = 2  # DataLoader worker processes (pinned-memory batches on CUDA)
     gpus: int = 0
 
     @classmethod
-    def make(cls, smoke: bool, work: Path) -> "Check":
+    def make(cls, smoke: bool, work: Path) -> Check:
         if not smoke:
             return cls(False, work, "cuda", gpus=torch.cuda.device_count())
-        return cls(True, work, "cpu", image_size=8, glyphs={"image_size": 16, "images_per_class": 12, "max_per_script": 5},
-                   models=("hyper-wrn-10-1", "wrn-10-1"), ways=3, queries=2, eval_episodes=6, workers=0,
-                   meta=["--iterations", "2", "--inner-steps", "1", "--inner-steps-eval", "1", "--val-every", "2", "--val-episodes", "2"])
+        return cls(
+            True,
+            work,
+            "cpu",
+            image_size=8,
+            glyphs={"image_size": 16, "images_per_class": 12, "max_per_script": 5},
+            models=("hyper-wrn-10-1", "wrn-10-1"),
+            ways=3,
+            queries=2,
+            eval_episodes=6,
+            workers=0,
+            meta=[
+                "--iterations",
+                "2",
+                "--inner-steps",
+                "1",
+                "--inner-steps-eval",
+                "1",
+                "--val-every",
+                "2",
+                "--val-episodes",
+                "2",
+            ],
+        )
 
     @property
     def data(self) -> Path:
@@ -88,13 +121,50 @@ class Check:
         return [*self.common(), "--workers", str(self.workers)]
 
     def pretrain_args(self, model: str) -> list[str]:
-        return ["pretrain", "--dataset", "glyphs-a", "--model", model, "--image-size", str(self.image_size), "--epochs", "1",
-                "--batch-size", "64", "--milestones", "1", "--device", "auto", *self.run_common()]
+        return [
+            "pretrain",
+            "--dataset",
+            "glyphs-a",
+            "--model",
+            model,
+            "--image-size",
+            str(self.image_size),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--milestones",
+            "1",
+            "--device",
+            "auto",
+            *self.run_common(),
+        ]
 
     def meta_args(self, model: str, *extra: str) -> list[str]:
-        return ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(self.work / "pre" / model), "--shots", "1",
-                "--ways", str(self.ways), "--queries", str(self.queries), "--meta-batch", "4", "--save-every", "1",
-                "--device", self.device, *self.meta, *self.run_common(), *extra]
+        return [
+            "meta-train",
+            "--train",
+            "glyphs-a",
+            "--test",
+            "glyphs-b",
+            "--init",
+            str(self.work / "pre" / model),
+            "--shots",
+            "1",
+            "--ways",
+            str(self.ways),
+            "--queries",
+            str(self.queries),
+            "--meta-batch",
+            "4",
+            "--save-every",
+            "1",
+            "--device",
+            self.device,
+            *self.meta,
+            *self.run_common(),
+            *extra,
+        ]
 
 
 def metahyper(*args: str) -> None:
@@ -108,11 +178,28 @@ def metahyper(*args: str) -> None:
 
 def torchrun(nproc: int, *args: str) -> None:
     """``torchrun --standalone --nproc-per-node N -m metahyper ARGS`` in fresh processes."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "metahyper", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "metahyper",
+        *args,
+    ]
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     if proc.returncode:
-        raise RuntimeError(f"torchrun {nproc} x metahyper {args[0]} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"torchrun {nproc} x metahyper {args[0]} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}"
+        )
 
 
 def _summary(run: Path) -> dict:
@@ -187,9 +274,26 @@ def step_meta(c: Check, name: str, model: str, extra: list[str]) -> str:
 
 def step_eval(c: Check) -> str:
     out = c.work / "eval.json"
-    metahyper("eval", "--checkpoint", str(c.work / "meta" / "func-2nd"), "--dataset", "glyphs-b", "--shots", "1",
-              "--ways", str(c.ways), "--queries", str(c.queries), "--episodes", str(c.eval_episodes), "--device", c.device,
-              "-o", str(out), *c.common())
+    metahyper(
+        "eval",
+        "--checkpoint",
+        str(c.work / "meta" / "func-2nd"),
+        "--dataset",
+        "glyphs-b",
+        "--shots",
+        "1",
+        "--ways",
+        str(c.ways),
+        "--queries",
+        str(c.queries),
+        "--episodes",
+        str(c.eval_episodes),
+        "--device",
+        c.device,
+        "-o",
+        str(out),
+        *c.common(),
+    )
     r = json.loads(out.read_text())
     return f"{100 * r['mean']:.1f} +- {100 * r['ci95']:.1f}% ({c.eval_episodes} episodes)"
 
@@ -226,7 +330,11 @@ def step_torchrun(c: Check, nproc: int, stage: str) -> str:
     err = _max_state_error(out / "last.pt", single / "last.pt")
     if err > 1:
         raise RuntimeError(f"{nproc} process(es) differ from one: max |diff| = {err:.2f} x (atol + rtol |x|)")
-    group = "one process, no process group" if nproc == 1 else f"{'nccl' if c.device == 'cuda' else 'gloo'}, {nproc} processes"
+    group = (
+        "one process, no process group"
+        if nproc == 1
+        else f"{'nccl' if c.device == 'cuda' else 'gloo'}, {nproc} processes"
+    )
     return f"{group}: max diff {err:.2g} x tolerance"
 
 
@@ -247,15 +355,23 @@ def step_parity(c: Check) -> str:
     torch.manual_seed(0)
     model = build_model("hyper-wrn-10-1", variant=1, num_classes=3).double().train()
     g = torch.Generator().manual_seed(1)
-    tasks = [Episode(torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64), torch.arange(3),
-                     torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64), torch.arange(3).repeat(2), torch.arange(3))
-             for _ in range(2)]
+    tasks = [
+        Episode(
+            torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64),
+            torch.arange(3),
+            torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
+            torch.arange(3).repeat(2),
+            torch.arange(3),
+        )
+        for _ in range(2)
+    ]
     _, _, inner, outer = resolve_groups(model)
 
     def meta_grads(net: torch.nn.Module, backend: str, device: str) -> dict[str, torch.Tensor]:
         net.zero_grad(set_to_none=True)
         MAML(net, inner=inner, outer=outer, inner_steps=2, inner_lr=0.1, backend=backend).meta_step(
-            [task.to(device) for task in tasks])
+            [task.to(device) for task in tasks]
+        )
         return {n: p.grad.detach().cpu() for n, p in net.named_parameters() if p.grad is not None}
 
     reference = meta_grads(model, "func", "cpu")
@@ -280,7 +396,13 @@ def step_bench(c: Check) -> str:
     spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
-        runs = module.main(["--out", str(c.work / "bench_meta_gpu.json"), *(["--smoke", "--reps", "1"] if c.smoke else ["--reps", "3"])])
+        runs = module.main(
+            [
+                "--out",
+                str(c.work / "bench_meta_gpu.json"),
+                *(["--smoke", "--reps", "1"] if c.smoke else ["--reps", "3"]),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     return "fp32 GFLOP/s " + ", ".join(f"{b} {s['gflop_s']:.1f}" for b, s in runs["fp32"]["summary"].items())
@@ -288,13 +410,21 @@ def step_bench(c: Check) -> str:
 
 def plan(c: Check, skip_bench: bool) -> list[tuple[str, Callable[[], str]]]:
     hyper, plain = c.models
-    steps: list[tuple[str, Callable[[], str]]] = [("data", lambda: step_data(c)), ("device auto", lambda: step_device(c))]
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("data", lambda: step_data(c)),
+        ("device auto", lambda: step_device(c)),
+    ]
     steps += [(f"pretrain {m}", lambda m=m: step_pretrain(c, m)) for m in c.models]
-    steps += [(f"meta-train {name}", lambda n=name, e=extra: step_meta(c, n, hyper, e)) for name, extra in meta_runs(c).items()]
+    steps += [
+        (f"meta-train {name}", lambda n=name, e=extra: step_meta(c, n, hyper, e))
+        for name, extra in meta_runs(c).items()
+    ]
     steps.append(("meta-train plain func 2nd", lambda: step_meta(c, "plain func 2nd", plain, ["--backend", "func"])))
     steps += [("eval", lambda: step_eval(c)), ("export", lambda: step_export(c)), ("plots", lambda: step_plots(c))]
     for nproc in [1] + ([2] if c.gpus > 1 else []):
-        steps += [(f"torchrun {nproc} {s}", lambda n=nproc, s=s: step_torchrun(c, n, s)) for s in ("pretrain", "meta-train")]
+        steps += [
+            (f"torchrun {nproc} {s}", lambda n=nproc, s=s: step_torchrun(c, n, s)) for s in ("pretrain", "meta-train")
+        ]
     steps.append(("parity float64", lambda: step_parity(c)))
     if not skip_bench:
         steps.append(("benchmark", lambda: step_bench(c)))

@@ -9,7 +9,7 @@ meta-gradient (``tests/tools/test_stock_higher.py``). Not offered to users: the 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import higher
 import torch
@@ -23,15 +23,24 @@ class StockHigherBackend(Backend):
     name = "stock_higher"
     can_checkpoint = False  # higher's own inner loop
 
-    def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
+    def meta_step(
+        self,
+        tasks: Sequence[Task],
+        steps: int,
+        first_order: bool,
+        scale: float,
+        observers: Sequence[Observer],
+        checkpoint: int = 0,
+    ) -> list[TaskOutcome]:
         named = dict(self.model.named_parameters())
         outcomes = []
         for i, task in enumerate(tasks):
             sx, sy, qx, qy = task_tensors(task, i)
             opt = torch.optim.SGD([named[n] for n in self.inner], lr=self.inner_lr)
             with references_hidden(self.model) as relink:
-                ctx = higher.innerloop_ctx(self.model, opt, copy_initial_weights=False, track_higher_grads=not first_order)
+                ctx = higher.innerloop_ctx(
+                    self.model, opt, copy_initial_weights=False, track_higher_grads=not first_order
+                )
                 fmodel, diffopt = ctx.__enter__()
             try:
                 relink(fmodel)

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from metahyper.data.cache import LAYOUTS, CacheInfo, SplitData, default_root, known_datasets, layout_for, list_caches, open_split
+from metahyper.data.cache import CacheInfo, SplitData, list_caches, open_split
 from metahyper.data.classification import ClassificationData, cifar_standard
 from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng, meta_batches
+from metahyper.data.layouts import LAYOUTS, default_root, known_datasets, layout_for
 from metahyper.data.transforms import normalization_for, random_crop_flip, resize, to_tensor
 from metahyper.errors import UserError
 
@@ -66,12 +67,14 @@ BUILDERS: dict[str, Builder] = {
         "mini-imagenet.tar.gz, the mini-imagenet-cache-*.pkl folder, or an image folder with the Ravi & Larochelle CSVs",
     ),
     "omniglot": Builder(
-        "omniglot:build_omniglot", "the folder of images_background.zip and images_evaluation.zip (or of their "
-        "extracted folders), or one of the zips", download=True,
+        "omniglot:build_omniglot",
+        "the folder of images_background.zip and images_evaluation.zip (or of their "
+        "extracted folders), or one of the zips",
+        download=True,
     ),
     "tieredimagenet": Builder(
-        "tieredimagenet:build_tieredimagenet", "tiered-imagenet.tar or the folder of its *_images_png.pkl and "
-        "*_labels.pkl",
+        "tieredimagenet:build_tieredimagenet",
+        "tiered-imagenet.tar or the folder of its *_images_png.pkl and *_labels.pkl",
     ),
     "cub": Builder("cub:build_cub", "CUB_200_2011.tgz or its extracted folder", download=True),
     "glyphs": Builder("glyphs:build_glyphs", ""),
@@ -118,8 +121,26 @@ def prepare(
 
 
 __all__ = [
-    "BUILDERS", "LAYOUTS", "PREPARABLE", "Builder", "CacheInfo", "ClassificationData", "Episode", "EpisodeSampler", "SplitData",
-    "cifar_standard", "default_root", "episode_rng", "known_datasets", "layout_for", "list_caches", "meta_batches",
+    "BUILDERS",
+    "LAYOUTS",
+    "PREPARABLE",
+    "Builder",
+    "CacheInfo",
+    "ClassificationData",
+    "Episode",
+    "EpisodeSampler",
+    "SplitData",
+    "cifar_standard",
+    "default_root",
+    "episode_rng",
+    "known_datasets",
+    "layout_for",
+    "list_caches",
+    "meta_batches",
     "normalization_for",
-    "open_split", "prepare", "random_crop_flip", "resize", "to_tensor",
+    "open_split",
+    "prepare",
+    "random_crop_flip",
+    "resize",
+    "to_tensor",
 ]

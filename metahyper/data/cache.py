@@ -2,29 +2,31 @@
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
-:class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time); the
-layouts' names (:func:`default_root`, :func:`layout_for`, ...) and the builders' writers
-(:mod:`metahyper.data.writing`) are re-exported here.
+:class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time). Where
+datasets live is :mod:`metahyper.data.layouts`; how builders write is :mod:`metahyper.data.writing`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 
-from metahyper.data.layouts import (  # noqa: F401 (re-exported)
-    LAYOUTS, SPLITS, Layout, default_root, known_datasets, layout_for, read_split_file, splits_dir, user_layout,
+from metahyper.data.layouts import (
+    LAYOUTS,
+    Layout,
+    default_root,
+    layout_for,
 )
 from metahyper.data.manifest import MANIFEST
 from metahyper.data.storage import storage_kind, to_rgb
 from metahyper.data.transforms import normalization_for
-from metahyper.data.writing import BuildCheck, check_writable, write_cache, write_classes_hdf5, write_split, write_splits  # noqa: F401
+from metahyper.data.writing import BuildCheck
 from metahyper.errors import UserError
 
 
@@ -241,8 +243,10 @@ class SplitData:
         return np.stack([self.read(c, row) for c, row in zip(classes, indices)])
 
     def __repr__(self) -> str:
-        return (f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
-                f"image_size={self.image_size}, in_memory={self.in_memory})")
+        return (
+            f"SplitData({self.name!r}, {self.split!r}, classes={self.num_classes}, "
+            f"image_size={self.image_size}, in_memory={self.in_memory})"
+        )
 
 
 def open_split(name: str, split: str, root: str | Path | None = None, in_memory: bool = False) -> SplitData:

@@ -13,7 +13,8 @@ run, machine and number of DataLoader workers.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class Episode(NamedTuple):
     query_y: torch.Tensor
     classes: torch.Tensor
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Episode":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Episode:
         return Episode(*(t.to(device, non_blocking=non_blocking) for t in self))
 
 
@@ -68,7 +69,9 @@ class EpisodeSampler(Dataset):
         length: int = 10**9,
     ) -> None:
         if ways < 1 or shots < 1 or queries < 0:
-            raise UserError(f"invalid episode shape ways={ways} shots={shots} queries={queries}; use ways, shots >= 1, queries >= 0")
+            raise UserError(
+                f"invalid episode shape ways={ways} shots={shots} queries={queries}; use ways, shots >= 1, queries >= 0"
+            )
         if ways > data.num_classes:
             raise UserError(
                 f"{ways}-way episodes need {ways} classes but {data.name} {data.split} has {data.num_classes}; "

@@ -67,5 +67,7 @@ def imagenet_folders(root: str | Path, image_size: int = IMAGE_SIZE) -> tuple[Im
     train, val = parts
     if val.classes != train.classes:
         odd = sorted(set(val.classes) ^ set(train.classes))
-        raise UserError(f"ImageNet {root}: val/ and train/ have different class folders (e.g. {', '.join(odd[:3])}); {fix}")
+        raise UserError(
+            f"ImageNet {root}: val/ and train/ have different class folders (e.g. {', '.join(odd[:3])}); {fix}"
+        )
     return train, val

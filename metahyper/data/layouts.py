@@ -74,15 +74,22 @@ LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
         Layout("fc100", "cifar100", SPLITS, "metahyper prepare fc100 --source cifar-100-python.tar.gz", "fc100"),
-        Layout("cifar-fs", "cifar100", SPLITS, "metahyper prepare cifar-fs --source cifar-100-python.tar.gz", "cifar-fs"),
+        Layout(
+            "cifar-fs", "cifar100", SPLITS, "metahyper prepare cifar-fs --source cifar-100-python.tar.gz", "cifar-fs"
+        ),
         Layout("miniimagenet", "miniimagenet", SPLITS, "metahyper prepare miniimagenet --source PATH"),
-        Layout("omniglot", "omniglot", SPLITS, "metahyper prepare omniglot --source DIR", "",
-               "vinyals_{split}_labels.json"),
-        Layout("tieredimagenet", "tieredimagenet", SPLITS, "metahyper prepare tieredimagenet --source PATH",
-               decode_size=84),
-        Layout("cub", "cub", SPLITS, "metahyper prepare cub --source CUB_200_2011.tgz", decode_size=84,
-               decode_crop=1.15),
-        Layout("cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"),
+        Layout(
+            "omniglot", "omniglot", SPLITS, "metahyper prepare omniglot --source DIR", "", "vinyals_{split}_labels.json"
+        ),
+        Layout(
+            "tieredimagenet", "tieredimagenet", SPLITS, "metahyper prepare tieredimagenet --source PATH", decode_size=84
+        ),
+        Layout(
+            "cub", "cub", SPLITS, "metahyper prepare cub --source CUB_200_2011.tgz", decode_size=84, decode_crop=1.15
+        ),
+        Layout(
+            "cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"
+        ),
         Layout("cifar10", "cifar10", ("train", "test"), "metahyper prepare cifar10 --source cifar-10-python.tar.gz"),
         Layout("glyphs-a", "glyphs-a", SPLITS, "metahyper prepare glyphs"),
         Layout("glyphs-b", "glyphs-b", SPLITS, "metahyper prepare glyphs"),
@@ -92,8 +99,9 @@ LAYOUTS: dict[str, Layout] = {
 
 def user_layout(manifest: Manifest) -> Layout:
     """The :class:`Layout` of a user dataset (per-split layout in ``<root>/<name>/``)."""
-    return Layout(manifest.name, manifest.name, manifest.splits, manifest.prepare,
-                  normalization=(manifest.mean, manifest.std))
+    return Layout(
+        manifest.name, manifest.name, manifest.splits, manifest.prepare, normalization=(manifest.mean, manifest.std)
+    )
 
 
 def known_datasets(root: str | Path | None = None) -> list[str]:
@@ -110,8 +118,10 @@ def layout_for(name: str, root: str | Path | None = None) -> Layout:
     root = Path(root) if root is not None else default_root()
     manifest = read_manifest(root, name) if NAME_PATTERN.fullmatch(name) else None
     if manifest is None:
-        raise UserError(f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets(root))} (under {root}; "
-                        "a folder of class subfolders becomes one with `metahyper prepare folder --source DIR --name NAME`)")
+        raise UserError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets(root))} (under {root}; "
+            "a folder of class subfolders becomes one with `metahyper prepare folder --source DIR --name NAME`)"
+        )
     return user_layout(manifest)
 
 
@@ -137,8 +147,10 @@ def splits_dir() -> Path:
     for path in candidates:
         if path.is_dir():
             return path
-    raise UserError(f"split files not found (looked in {', '.join(map(str, candidates))}); "
-                    "reinstall metahyper (`pip install -e .` from a checkout)")
+    raise UserError(
+        f"split files not found (looked in {', '.join(map(str, candidates))}); "
+        "reinstall metahyper (`pip install -e .` from a checkout)"
+    )
 
 
 def read_split_file(relative: str) -> list[str] | dict:

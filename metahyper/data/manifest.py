@@ -43,8 +43,14 @@ class Manifest:
     classes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **asdict(self), "splits": list(self.splits),
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            **asdict(self),
+            "splits": list(self.splits),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
 
 def manifest_path(root: Path, name: str) -> Path:
@@ -64,11 +70,18 @@ def read_manifest(root: Path, name: str) -> Manifest | None:
         raise UserError(f"dataset manifest {path} is unreadable ({err}); {fix}") from None
     try:
         if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"format {data.get('format')!r} version {data.get('version')!r}, expected {FORMAT!r} {VERSION}")
+            raise ValueError(
+                f"format {data.get('format')!r} version {data.get('version')!r}, expected {FORMAT!r} {VERSION}"
+            )
         manifest = Manifest(
-            name=str(data["name"]), splits=tuple(map(str, data["splits"])), image_size=int(data["image_size"]),
-            mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
-            statistics_of=str(data["statistics_of"]), prepare=str(data["prepare"]), source=str(data.get("source", "")),
+            name=str(data["name"]),
+            splits=tuple(map(str, data["splits"])),
+            image_size=int(data["image_size"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            std=tuple(float(v) for v in data["std"]),
+            statistics_of=str(data["statistics_of"]),
+            prepare=str(data["prepare"]),
+            source=str(data.get("source", "")),
             classes={str(k): int(v) for k, v in data.get("classes", {}).items()},
         )
         if manifest.name != name:

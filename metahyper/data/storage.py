@@ -18,8 +18,8 @@ Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_ima
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np

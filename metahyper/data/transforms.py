@@ -45,7 +45,9 @@ def normalization_for(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     try:
         return NORMALIZATION[name]
     except KeyError:
-        raise UserError(f"no normalization statistics for dataset {name!r}; known: {', '.join(NORMALIZATION)}") from None
+        raise UserError(
+            f"no normalization statistics for dataset {name!r}; known: {', '.join(NORMALIZATION)}"
+        ) from None
 
 
 def to_tensor(

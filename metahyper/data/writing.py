@@ -22,8 +22,8 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -70,8 +70,12 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_classes_hdf5(path: Path, items: Iterable[tuple[str, np.ndarray | Sequence[bytes]]], progress=None,
-                       attrs: Mapping[str, str] | None = None) -> str:
+def write_classes_hdf5(
+    path: Path,
+    items: Iterable[tuple[str, np.ndarray | Sequence[bytes]]],
+    progress=None,
+    attrs: Mapping[str, str] | None = None,
+) -> str:
     """Write one dataset per ``(key, images)`` (keys may contain '/': groups) to ``path`` (a
     temporary file of :func:`~metahyper.io.atomic_files`): uint8 (n, H, W, 3) RGB or (n, H, W)
     grayscale arrays, or a sequence of encoded images (bytes: torchmeta's variable-length rows).
@@ -116,8 +120,9 @@ def estimate_bytes(data: Mapping[Path, Mapping[str, np.ndarray | Sequence]]) -> 
     return estimate_size(len(data), len(arrays), sum(_nbytes(a) for a in arrays))
 
 
-def write_cache(data: Mapping[Path, Mapping[str, np.ndarray | Sequence]], jsons: Mapping[Path, object],
-                progress=None) -> list[Path]:
+def write_cache(
+    data: Mapping[Path, Mapping[str, np.ndarray | Sequence]], jsons: Mapping[Path, object], progress=None
+) -> list[Path]:
     """Write a whole cache as one unit: ``data`` maps each HDF5 path to ``{dataset key: images}``
     (written in that order; images as :func:`write_classes_hdf5` takes them), ``jsons`` each JSON
     path to its object. Either every file is
@@ -131,11 +136,15 @@ def write_cache(data: Mapping[Path, Mapping[str, np.ndarray | Sequence]], jsons:
             path = Path(path)
             companions = {
                 p.relative_to(path.parent).as_posix(): hashlib.sha256(b).hexdigest()
-                for p, b in blobs.items() if p.is_relative_to(path.parent)
+                for p, b in blobs.items()
+                if p.is_relative_to(path.parent)
             }
-            attrs = {FILES_ATTR: json.dumps(companions, sort_keys=True), **({BUILD_ATTR: build} if len(data) > 1 else {})}
+            attrs = {
+                FILES_ATTR: json.dumps(companions, sort_keys=True),
+                **({BUILD_ATTR: build} if len(data) > 1 else {}),
+            }
             write_classes_hdf5(tmp, classes.items(), progress, attrs)
-        for tmp, blob in zip(tmps[len(data):], blobs.values()):
+        for tmp, blob in zip(tmps[len(data) :], blobs.values()):
             tmp.write_bytes(blob)
     return paths
 
@@ -145,8 +154,11 @@ def split_paths(root: Path, folder: str, split: str) -> tuple[Path, Path]:
     return root / folder / f"{split}_data.hdf5", root / folder / f"{split}_labels.json"
 
 
-def write_splits(root: Path, splits: Mapping[tuple[str, str], tuple[Mapping[str, np.ndarray | Sequence], Sequence[str]]],
-                 progress=None) -> list[Path]:
+def write_splits(
+    root: Path,
+    splits: Mapping[tuple[str, str], tuple[Mapping[str, np.ndarray | Sequence], Sequence[str]]],
+    progress=None,
+) -> list[Path]:
     """Write several splits of the per-split layout as one unit: ``(folder, split) -> (classes,
     labels)`` with ``classes`` ``{name: images}`` (as :func:`write_classes_hdf5` takes them) and
     ``labels`` the names in order."""
@@ -259,5 +271,6 @@ def check_memory(nbytes: int, what: str, fix: str, limit: int | None = None) -> 
     kind = "allowed" if limit is not None else "available"
     limit = limit if limit is not None else available_memory()
     if limit is not None and nbytes > limit:
-        raise UserError(f"{what} needs about {nbytes / 2**30:.1f} GB of memory, more than the "
-                        f"{limit / 2**30:.1f} GB {kind}; {fix}")
+        raise UserError(
+            f"{what} needs about {nbytes / 2**30:.1f} GB of memory, more than the {limit / 2**30:.1f} GB {kind}; {fix}"
+        )

@@ -11,6 +11,16 @@ from metahyper.meta.inner_loop import autograd_grad, functorch_grad, inner_loop
 from metahyper.meta.maml import MAML, MetaStepResult, make_outer_optimizer
 
 __all__ = [
-    "BACKENDS", "BN_MODES", "MAML", "Backend", "MetaStepResult", "Observer", "Task", "autograd_grad",
-    "batchnorm_mode", "functorch_grad", "inner_loop", "make_outer_optimizer",
+    "BACKENDS",
+    "BN_MODES",
+    "MAML",
+    "Backend",
+    "MetaStepResult",
+    "Observer",
+    "Task",
+    "autograd_grad",
+    "batchnorm_mode",
+    "functorch_grad",
+    "inner_loop",
+    "make_outer_optimizer",
 ]

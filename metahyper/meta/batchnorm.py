@@ -33,8 +33,8 @@ using ``d xhat_j / d x_i = invstd * (delta_ij - 1/m - xhat_i * xhat_j / m)``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -161,8 +161,14 @@ class _BatchNormTrainBackward(torch.autograd.Function):
             g_x = torch.addcmul(c(e_0), c(e_x), xhat).addcmul_(c(a), gy)
             if ggx is not None:
                 g_x = g_x.addcmul_(c(k), ggx)
-        return (g_gy.to(gy.dtype), None if g_x is None else g_x.to(x.dtype),
-                None if g_w is None else g_w.to(weight.dtype), None, None, None)
+        return (
+            g_gy.to(gy.dtype),
+            None if g_x is None else g_x.to(x.dtype),
+            None if g_w is None else g_w.to(weight.dtype),
+            None,
+            None,
+            None,
+        )
 
 
 def batch_norm_train(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:

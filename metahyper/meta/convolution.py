@@ -23,11 +23,10 @@ exact too (the double backward is made of differentiable aten ops of saved input
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-
 
 _aten = torch.ops.aten
 _Params = tuple[list[int], list[int], list[int], int]  # stride, padding, dilation, groups
@@ -42,9 +41,13 @@ def _conv(x: Tensor, w: Tensor, p: _Params) -> Tensor:
     return _aten.convolution(x, w, None, stride, padding, dilation, False, [0, 0], groups)
 
 
-def _conv_backward(gy: Tensor, x: Tensor, w: Tensor, p: _Params, mask: list[bool]) -> tuple[Tensor | None, Tensor | None]:
+def _conv_backward(
+    gy: Tensor, x: Tensor, w: Tensor, p: _Params, mask: list[bool]
+) -> tuple[Tensor | None, Tensor | None]:
     stride, padding, dilation, groups = p
-    gx, gw, _ = _aten.convolution_backward(gy, x, w, None, stride, padding, dilation, False, [0, 0], groups, mask + [False])
+    gx, gw, _ = _aten.convolution_backward(
+        gy, x, w, None, stride, padding, dilation, False, [0, 0], groups, mask + [False]
+    )
     return gx, gw
 
 
@@ -93,15 +96,23 @@ class _Conv2dTrainBackward(torch.autograd.Function):
             term = _conv(x, ggw, p)
             g_gy = term if g_gy is None else g_gy + term
             if ctx.needs_input_grad[1]:  # the transposed convolution of gy with ggw, sized like x
-                out_pad = [x.shape[2 + i] - ((gy.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
-                                             + dilation[i] * (weight.shape[2 + i] - 1) + 1) for i in range(2)]
+                out_pad = [
+                    x.shape[2 + i]
+                    - ((gy.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
+                    for i in range(2)
+                ]
                 g_x = _aten.convolution(gy, ggw, None, stride, padding, dilation, True, out_pad, groups)
         return g_gy, g_x, g_w, None, None, None
 
 
 def conv2d_train(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | Sequence[int] = 1,
-    padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1, groups: int = 1,
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
 ) -> Tensor:
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups)`` (batched 4-D ``x``, numeric
     padding) with the double backward of the module docstring."""

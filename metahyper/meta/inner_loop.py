@@ -24,8 +24,9 @@ TorchFunctionMode of :class:`~metahyper.meta.kernels.MetaKernels` entered around
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from typing import Any, Callable, ContextManager, Mapping, Sequence
+from typing import Any, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -79,15 +80,21 @@ class _Segment(torch.autograd.Function):
         with torch.enable_grad(), torch.autocast(device, enabled=enabled, dtype=dtype), spec.context():
             end = spec.graph(start)
         grads = torch.autograd.grad(end, [*start, *captured], cotangents, allow_unused=True)
-        by_id = dict(zip(map(id, captured), grads[len(start):]))
-        return (None, *grads[:len(start)], *(by_id.get(id(t)) for t in ctx.captured))
+        by_id = dict(zip(map(id, captured), grads[len(start) :]))
+        return (None, *grads[: len(start)], *(by_id.get(id(t)) for t in ctx.captured))
 
 
 class _SegmentSpec:
     """What a :class:`_Segment` runs: ``count`` SGD steps over ``names`` by ``step``."""
 
-    def __init__(self, names: list[str], count: int, step: Callable[[Params, bool], Params],
-                 context: Callable[[], ContextManager[Any]], autocast: tuple[str, bool, torch.dtype]) -> None:
+    def __init__(
+        self,
+        names: list[str],
+        count: int,
+        step: Callable[[Params, bool], Params],
+        context: Callable[[], ContextManager[Any]],
+        autocast: tuple[str, bool, torch.dtype],
+    ) -> None:
         self.names, self.count, self.step, self.context, self.autocast = names, count, step, context, autocast
 
     def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:

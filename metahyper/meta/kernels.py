@@ -48,14 +48,30 @@ class MetaKernels(TorchFunctionMode):
         kwargs = kwargs or {}
         if self.batchnorm and func is F.batch_norm:
             a = _BN.bind(*args, **kwargs).arguments
-            if a.get("training") and a["running_mean"] is None and a["running_var"] is None \
-                    and a.get("weight") is not None and a.get("bias") is not None:
+            if (
+                a.get("training")
+                and a["running_mean"] is None
+                and a["running_var"] is None
+                and a.get("weight") is not None
+                and a.get("bias") is not None
+            ):
                 return batch_norm_train(a["input"], a["weight"], a["bias"], a.get("eps", 1e-5))
         elif self.conv and func is F.conv2d:
             a = _CONV.bind(*args, **kwargs).arguments
             x, w = a["input"], a["weight"]
-            if (x.dim() == 4 and not isinstance(a.get("padding", 0), str) and x.shape[2] * x.shape[3] > w.shape[2] * w.shape[3]
-                    and not torch.is_autocast_enabled(x.device.type)):
-                return conv2d_train(x, w, a.get("bias"), a.get("stride", 1), a.get("padding", 0), a.get("dilation", 1),
-                                    a.get("groups", 1))
+            if (
+                x.dim() == 4
+                and not isinstance(a.get("padding", 0), str)
+                and x.shape[2] * x.shape[3] > w.shape[2] * w.shape[3]
+                and not torch.is_autocast_enabled(x.device.type)
+            ):
+                return conv2d_train(
+                    x,
+                    w,
+                    a.get("bias"),
+                    a.get("stride", 1),
+                    a.get("padding", 0),
+                    a.get("dilation", 1),
+                    a.get("groups", 1),
+                )
         return func(*args, **kwargs)

@@ -26,9 +26,10 @@ through the inner loop, Baranchuk et al. 2019, "Memory-efficient MAML";
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager, Iterable, Mapping, Sequence
+from typing import Any, ContextManager
 
 import torch
 from torch import Tensor, nn
@@ -55,7 +56,9 @@ def checkpoint_interval(value: bool | int) -> int:
     if isinstance(value, bool):
         return int(value)
     if not isinstance(value, int) or value < 0:
-        raise UserError(f"inner_checkpoint must be False/0 (off), True/1 (every step) or N > 1 (every N steps), got {value!r}")
+        raise UserError(
+            f"inner_checkpoint must be False/0 (off), True/1 (every step) or N > 1 (every N steps), got {value!r}"
+        )
     return value
 
 
@@ -66,8 +69,10 @@ def _names(model: nn.Module, names: Iterable[str] | None, what: str) -> tuple[st
     names = tuple(dict.fromkeys(names))
     unknown = [n for n in names if n not in trainable]
     if unknown:
-        raise UserError(f"{what} parameter(s) {unknown[:3]} are not trainable parameters of the model; "
-                        "pass names from model.named_parameters() with requires_grad")
+        raise UserError(
+            f"{what} parameter(s) {unknown[:3]} are not trainable parameters of the model; "
+            "pass names from model.named_parameters() with requires_grad"
+        )
     if not names:
         raise UserError(f"no {what} parameters given; name at least one (None: every trainable parameter)")
     order = {n: i for i, n in enumerate(trainable)}
@@ -162,8 +167,10 @@ class MAML:
         the backend cannot checkpoint."""
         interval = self.inner_checkpoint if value is None else checkpoint_interval(value)
         if interval and second_order and not self.backend.can_checkpoint:
-            raise UserError(f"backend {self.backend.name!r} cannot checkpoint the inner loop "
-                            "(torch.utils.checkpoint under torch.func.vmap); use backend 'func' or inner_checkpoint=0")
+            raise UserError(
+                f"backend {self.backend.name!r} cannot checkpoint the inner loop "
+                "(torch.utils.checkpoint under torch.func.vmap); use backend 'func' or inner_checkpoint=0"
+            )
         return interval if second_order else 0
 
     def meta_step(
@@ -217,7 +224,10 @@ def _without_autocast(observe: Observer, device: str) -> Observer:
 
 
 def make_outer_optimizer(
-    params: Iterable[nn.Parameter], lr: float = 1e-3, halve_every: int = 1000, min_lr: float = 1e-4,
+    params: Iterable[nn.Parameter],
+    lr: float = 1e-3,
+    halve_every: int = 1000,
+    min_lr: float = 1e-4,
 ) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
     """Adam over ``params``, lr halved every ``halve_every`` scheduler steps (call
     ``scheduler.step()`` once per meta-iteration) down to ``min_lr`` (paper section 5.4, after

@@ -22,10 +22,19 @@ class CatalogEntry:
     source: str = ""
 
 
-def _e(name: str, variant: int = 1, compressed: bool = False, train=None, test=None, source="", classes: int = 100,
-       stem: str = "cifar") -> CatalogEntry:
-    return CatalogEntry(ModelConfig(name, variant=variant, num_classes=classes, compressed=compressed, stem=stem), train, test,
-                        source)
+def _e(
+    name: str,
+    variant: int = 1,
+    compressed: bool = False,
+    train=None,
+    test=None,
+    source="",
+    classes: int = 100,
+    stem: str = "cifar",
+) -> CatalogEntry:
+    return CatalogEntry(
+        ModelConfig(name, variant=variant, num_classes=classes, compressed=compressed, stem=stem), train, test, source
+    )
 
 
 # Table 4 prints one parameter count per model for CIFAR-10, CIFAR-100 and ImageNet; the counts
@@ -81,6 +90,16 @@ def catalog_rows(entries: tuple[CatalogEntry, ...] = CATALOG) -> list[CatalogRow
             stored = sum(v.numel() for v in model.state_dict().values() if v.is_floating_point()) - sum(
                 b.numel() for n, b in model.named_buffers() if "running_" in n
             )
-            rows.append(CatalogRow(entry.config.label(), entry.config, train, count_parameters(to_plain(model)), stored,
-                                   entry.paper_train_m, entry.paper_test_m, entry.source))
+            rows.append(
+                CatalogRow(
+                    entry.config.label(),
+                    entry.config,
+                    train,
+                    count_parameters(to_plain(model)),
+                    stored,
+                    entry.paper_train_m,
+                    entry.paper_test_m,
+                    entry.source,
+                )
+            )
     return rows

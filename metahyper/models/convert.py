@@ -24,7 +24,9 @@ def to_plain(model: ResNet) -> ResNet:
     plain = build_model(config.base_name, num_classes=model.fc.out_features, stem=config.stem)
     ref = next(model.parameters())
     plain.to(device=ref.device, dtype=ref.dtype)
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("hypernets.") and not k.endswith(".embedding")}
+    state = {
+        k: v for k, v in model.state_dict().items() if not k.startswith("hypernets.") and not k.endswith(".embedding")
+    }
     for path, layer in hyper_layers(model).items():
         state[f"{path}.weight"] = layer.generated_weight()
     plain.load_state_dict(state, strict=True)

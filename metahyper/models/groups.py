@@ -17,8 +17,8 @@ the convention of SGD's weight decay that the plain networks' 5e-4 uses).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -78,7 +78,9 @@ def default_groups(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def resolve_groups(
-    model: nn.Module, inner_groups: str | Sequence[str] | None = None, outer_groups: str | Sequence[str] | None = None,
+    model: nn.Module,
+    inner_groups: str | Sequence[str] | None = None,
+    outer_groups: str | Sequence[str] | None = None,
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     """``(inner_groups, outer_groups, inner_names, outer_names)`` for :class:`metahyper.meta.MAML`:
     group names validated (None: :func:`default_groups`), parameter names in model order. Raises
@@ -97,7 +99,12 @@ def resolve_groups(
                 f"use groups among {sorted(present)} (defaults: inner {','.join(d_inner)}, outer {','.join(d_outer)})"
             )
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return (inner, outer, tuple(n for n in names if group_of(n) in inner), tuple(n for n in names if group_of(n) in outer))
+    return (
+        inner,
+        outer,
+        tuple(n for n in names if group_of(n) in inner),
+        tuple(n for n in names if group_of(n) in outer),
+    )
 
 
 def optimizer_param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY) -> list[dict]:
@@ -106,7 +113,11 @@ def optimizer_param_groups(model: nn.Module, weight_decay: float = WEIGHT_DECAY)
     for name, p in model.named_parameters():
         if p.requires_grad:
             (hyper if group_of(name) in ("embeddings", "hypernetworks") else plain).append(p)
-    return [g for g in ({"params": plain, "weight_decay": weight_decay}, {"params": hyper, "weight_decay": 0.0}) if g["params"]]
+    return [
+        g
+        for g in ({"params": plain, "weight_decay": weight_decay}, {"params": hyper, "weight_decay": 0.0})
+        if g["params"]
+    ]
 
 
 def hyper_layers(model: nn.Module) -> dict[str, HyperConv2d]:
@@ -120,8 +131,11 @@ def record_generated_weights(model: nn.Module) -> Iterator[list[torch.Tensor]]:
     forward hook on each :class:`HyperNetwork`), so the L2 penalty reuses them instead of generating
     them again."""
     record: list[torch.Tensor] = []
-    handles = [m.register_forward_hook(lambda _m, _args, weight: record.append(weight))
-               for m in model.modules() if isinstance(m, HyperNetwork)]
+    handles = [
+        m.register_forward_hook(lambda _m, _args, weight: record.append(weight))
+        for m in model.modules()
+        if isinstance(m, HyperNetwork)
+    ]
     try:
         yield record
     finally:

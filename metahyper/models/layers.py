@@ -75,7 +75,9 @@ class HyperNetwork(nn.Module):
         return F.conv2d(embedding, self.weight, self.bias, padding=self.kernel_size // 2)
 
     def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, d={self.d}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
+        return (
+            f"in_channels={self.in_channels}, d={self.d}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
+        )
 
 
 class HyperConv2d(nn.Module):

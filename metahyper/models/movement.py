@@ -8,7 +8,7 @@ parameter moves exactly 0.0.
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn

@@ -50,14 +50,20 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(data) - known
         if unknown:
-            raise UserError(f"unknown model config keys {sorted(unknown)}; the checkpoint was written by a newer metahyper")
+            raise UserError(
+                f"unknown model config keys {sorted(unknown)}; the checkpoint was written by a newer metahyper"
+            )
         for key, value in data.items():
             default = cls.__dataclass_fields__[key].default
-            kind = type(default) if default is not None and not isinstance(default, type(dataclasses.MISSING)) else (str if key == "name" else int)
+            kind = (
+                type(default)
+                if default is not None and not isinstance(default, type(dataclasses.MISSING))
+                else (str if key == "name" else int)
+            )
             if not (value is None and key == "d") and (type(value) is not kind):
                 raise UserError(f"model config {key}={value!r} is not a {kind.__name__}; the checkpoint is damaged")
         return cls(**data)
@@ -87,9 +93,13 @@ def arch_spec(base_name: str) -> ArchSpec:
     if m := re.fullmatch(r"resnet-(\d+)", base_name):
         depth = int(m[1])
         if depth == 12:
-            return ArchSpec("resnet12", ResNet12Block, None, (64, 160, 320, 640), (1, 1, 1, 1), (2, 2, 2, 2), False, False)
+            return ArchSpec(
+                "resnet12", ResNet12Block, None, (64, 160, 320, 640), (1, 1, 1, 1), (2, 2, 2, 2), False, False
+            )
         if depth in _RESNET_DEPTHS:
-            return ArchSpec("resnet", BasicBlock, 64, (64, 128, 256, 512), _RESNET_DEPTHS[depth], (1, 2, 2, 2), True, False)
+            return ArchSpec(
+                "resnet", BasicBlock, 64, (64, 128, 256, 512), _RESNET_DEPTHS[depth], (1, 2, 2, 2), True, False
+            )
     raise UserError(
         f"unknown model {base_name!r}; use wrn-<6n+4>-<k>, resnet-12, resnet-18 or resnet-34, optionally with 'hyper-' in front"
     )

@@ -30,7 +30,9 @@ from metahyper.models.layers import init_conv_
 class ConvFactory(Protocol):
     """Builds a stage's 3x3 conv; ``stage_width`` is the output width of the stage it belongs to."""
 
-    def __call__(self, in_channels: int, out_channels: int, stride: int, *, stage: int, stage_width: int) -> nn.Module: ...
+    def __call__(
+        self, in_channels: int, out_channels: int, stride: int, *, stage: int, stage_width: int
+    ) -> nn.Module: ...
 
 
 def plain_conv3x3(in_channels: int, out_channels: int, stride: int = 1, **_: int) -> nn.Conv2d:
@@ -49,7 +51,9 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
 class PreActBlock(nn.Module):
     """WRN basic block, pre-activation: BN-ReLU-conv3x3-BN-ReLU-conv3x3 (+ 1x1 shortcut)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int
+    ) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_ch)
         self.conv1 = make_conv(in_ch, out_ch, stride, stage=stage, stage_width=stage_width)
@@ -69,7 +73,9 @@ class PreActBlock(nn.Module):
 class BasicBlock(nn.Module):
     """ResNet-18/34 basic block, post-activation: conv-BN-ReLU-conv-BN (+ 1x1 conv-BN shortcut), ReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int
+    ) -> None:
         super().__init__()
         self.conv1 = make_conv(in_ch, out_ch, stride, stage=stage, stage_width=stage_width)
         self.bn1 = nn.BatchNorm2d(out_ch)
@@ -90,7 +96,9 @@ class BasicBlock(nn.Module):
 class ResNet12Block(nn.Module):
     """ResNet-12 block: three conv-BN(-LeakyReLU) layers, 1x1 conv-BN shortcut, LeakyReLU, 2x2 max-pool."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, stride: int, make_conv: ConvFactory, stage: int, stage_width: int
+    ) -> None:
         super().__init__()
         self.conv1 = make_conv(in_ch, out_ch, 1, stage=stage, stage_width=stage_width)
         self.bn1 = nn.BatchNorm2d(out_ch)
@@ -154,7 +162,9 @@ class ResNet(nn.Module):
             self.stem: nn.Module = nn.Identity()
         else:
             k = spec.stem.kernel
-            layers: list[nn.Module] = [nn.Conv2d(3, spec.stem_width, k, stride=spec.stem.stride, padding=k // 2, bias=False)]
+            layers: list[nn.Module] = [
+                nn.Conv2d(3, spec.stem_width, k, stride=spec.stem.stride, padding=k // 2, bias=False)
+            ]
             init_conv_(layers[0])
             if spec.stem_bn_relu:
                 layers += [nn.BatchNorm2d(spec.stem_width), nn.ReLU(inplace=False)]
@@ -171,7 +181,9 @@ class ResNet(nn.Module):
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
-        self.final = nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False)) if spec.final_bn_relu else nn.Identity()
+        self.final = (
+            nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False)) if spec.final_bn_relu else nn.Identity()
+        )
         self.num_features = in_ch
         self.fc = nn.Linear(in_ch, num_classes)
         for m in self.modules():
@@ -180,7 +192,9 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.final(self.stages(self.stem(x))).mean((2, 3))  # global average pool (vmap-friendly in channels_last)
+        return self.final(self.stages(self.stem(x))).mean(
+            (2, 3)
+        )  # global average pool (vmap-friendly in channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))

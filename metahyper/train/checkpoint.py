@@ -51,7 +51,9 @@ class Checkpoint:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
             first = str(err).strip().splitlines()
-            raise UserError(f"checkpoint {self.path} does not match model {self.model_config.name}: {first[1].strip() if len(first) > 1 else first[0]}") from None
+            raise UserError(
+                f"checkpoint {self.path} does not match model {self.model_config.name}: {first[1].strip() if len(first) > 1 else first[0]}"
+            ) from None
         return model
 
 
@@ -111,42 +113,67 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
         for name in CHECKPOINT_NAMES:
             if (path / name).is_file():
                 return path / name
-        raise UserError(f"run directory {path} holds no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); pass a .pt file or a finished run")
+        raise UserError(
+            f"run directory {path} holds no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); pass a .pt file or a finished run"
+        )
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass a .pt file or a run directory")
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, expect_name: str | None = None, map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike, expect_name: str | None = None, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Load a checkpoint safely (``weights_only=True``), validating its format and, optionally,
     that it holds the architecture ``expect_name``."""
     path = resolve_checkpoint(path)
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt, truncated or not a torch file
-        raise UserError(f"cannot read checkpoint {path} ({type(err).__name__}); the file is corrupt or not a metahyper checkpoint") from None
+        raise UserError(
+            f"cannot read checkpoint {path} ({type(err).__name__}); the file is corrupt or not a metahyper checkpoint"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UserError(f"{path} is not a metahyper checkpoint (no '{FORMAT}' header); export/load only files written by metahyper")
+        raise UserError(
+            f"{path} is not a metahyper checkpoint (no '{FORMAT}' header); export/load only files written by metahyper"
+        )
     if payload.get("version") != VERSION:
-        raise UserError(f"checkpoint {path} has format version {payload.get('version')}, this metahyper reads {VERSION}; upgrade metahyper")
+        raise UserError(
+            f"checkpoint {path} has format version {payload.get('version')}, this metahyper reads {VERSION}; upgrade metahyper"
+        )
     state, extra, config = payload.get("state_dict"), payload.get("extra", {}), payload.get("model_config")
-    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
-            and isinstance(extra, dict) and isinstance(config, dict) and isinstance(config.get("name"), str)):
-        raise UserError(f"checkpoint {path} lacks a model_config, state_dict or extra of the right type; the file is damaged "
-                        "or was not written by metahyper")
+    if not (
+        isinstance(state, dict)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+        and isinstance(extra, dict)
+        and isinstance(config, dict)
+        and isinstance(config.get("name"), str)
+    ):
+        raise UserError(
+            f"checkpoint {path} lacks a model_config, state_dict or extra of the right type; the file is damaged "
+            "or was not written by metahyper"
+        )
     if "checksum" in payload and payload["checksum"] != tensor_checksum(state, extra):
-        raise UserError(f"checkpoint {path} fails its checksum: its tensors changed after it was written (a damaged file); "
-                        "restore it from a copy or train again")
+        raise UserError(
+            f"checkpoint {path} fails its checksum: its tensors changed after it was written (a damaged file); "
+            "restore it from a copy or train again"
+        )
     bad = nonfinite_tensors(state)
     if bad:
-        raise UserError(f"checkpoint {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): it comes from a diverged "
-                        "run; train again with a lower learning rate")
+        raise UserError(
+            f"checkpoint {path} holds non-finite weights ({len(bad)} tensors, e.g. {bad[0]}): it comes from a diverged "
+            "run; train again with a lower learning rate"
+        )
     try:
         config = ModelConfig.from_dict(config)
     except TypeError as err:
-        raise UserError(f"checkpoint {path} has a damaged model_config ({err}); the file was not written by metahyper") from None
+        raise UserError(
+            f"checkpoint {path} has a damaged model_config ({err}); the file was not written by metahyper"
+        ) from None
     if expect_name is not None and config.name != expect_name:
-        raise UserError(f"checkpoint {path} holds a {config.name}, not a {expect_name}; pass a checkpoint of {expect_name} or change --model")
+        raise UserError(
+            f"checkpoint {path} holds a {config.name}, not a {expect_name}; pass a checkpoint of {expect_name} or change --model"
+        )
     return Checkpoint(path, config, state, extra)
 
 

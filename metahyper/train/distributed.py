@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -63,8 +64,10 @@ def resolve_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device} requested but CUDA is not available; use --device cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
-                        f"cuda:{torch.cuda.device_count() - 1}")
+        raise UserError(
+            f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
     return dev
 
 
@@ -205,7 +208,9 @@ def convert_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
-            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new = GlobalBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
             new.load_state_dict(child.state_dict())
             new.to(device=child.weight.device, dtype=child.weight.dtype)
             setattr(model, name, new)
@@ -215,6 +220,15 @@ def convert_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 __all__ = [
-    "DistContext", "GlobalBatchNorm2d", "all_gather_list", "all_reduce_grads", "all_reduce_sum",
-    "convert_batchnorm", "distributed_session", "init_distributed", "resolve_device", "shard", "shutdown",
+    "DistContext",
+    "GlobalBatchNorm2d",
+    "all_gather_list",
+    "all_reduce_grads",
+    "all_reduce_sum",
+    "convert_batchnorm",
+    "distributed_session",
+    "init_distributed",
+    "resolve_device",
+    "shard",
+    "shutdown",
 ]

@@ -24,9 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,7 +78,9 @@ def episode_accuracies(
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
     out: list[float] = []
-    with progress_bar(total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False) as bar:
+    with progress_bar(
+        total=len(mine), desc=desc, unit="ep", disable=not (progress and ctx.is_main), leave=False
+    ) as bar:
         for i in mine:
             out.extend(float(a) for a in score([sampler.episode(i).to(device)]))
             bar.update(1)
@@ -132,9 +134,11 @@ class EvalResult:
     selection: dict
 
     def line(self) -> str:
-        return (f"{self.model} [{self.method}] on {self.dataset} {self.split}, {self.ways}-way {self.shots}-shot, "
-                f"{self.episodes} episodes: {100 * self.mean:.2f} +- {100 * self.ci95:.2f} %\n"
-                f"scored {self.selection['checkpoint']}: {self.selection['rule_text']}")
+        return (
+            f"{self.model} [{self.method}] on {self.dataset} {self.split}, {self.ways}-way {self.shots}-shot, "
+            f"{self.episodes} episodes: {100 * self.mean:.2f} +- {100 * self.ci95:.2f} %\n"
+            f"scored {self.selection['checkpoint']}: {self.selection['rule_text']}"
+        )
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -151,8 +155,10 @@ def describe_selection(path: Path, extra: dict) -> dict:
     if out["rule"] in ("source", "target"):
         out.update(dataset=sel.get("dataset"), iteration=sel.get("iteration"), val_acc=sel.get("val_acc"))
         where = "the training dataset" if out["rule"] == "source" else "the target dataset"
-        out["rule_text"] = (f"best validation accuracy on {out['dataset']} val classes ({where}, --select-on "
-                            f"{out['rule']}) at iteration {out['iteration']}")
+        out["rule_text"] = (
+            f"best validation accuracy on {out['dataset']} val classes ({where}, --select-on "
+            f"{out['rule']}) at iteration {out['iteration']}"
+        )
     elif out["rule"] == "last":
         out.update(iteration=sel.get("iteration"))
         out["rule_text"] = f"final model at iteration {out['iteration']} (--select-on last)"
@@ -163,7 +169,9 @@ def describe_selection(path: Path, extra: dict) -> dict:
         out.update(rule="final", iteration=extra.get("iteration"), epoch=extra.get("epoch"))
         out["rule_text"] = "final model (last.pt; no selection)"
     elif extra.get("stage") == "pretrain" and "val_acc" in extra:
-        out.update(rule="pretrain-val", dataset=extra.get("dataset"), epoch=extra.get("epoch"), val_acc=extra.get("val_acc"))
+        out.update(
+            rule="pretrain-val", dataset=extra.get("dataset"), epoch=extra.get("epoch"), val_acc=extra.get("val_acc")
+        )
         out["rule_text"] = f"best pretraining validation accuracy on {out['dataset']} at epoch {out['epoch']}"
     else:
         out.update(rule="unrecorded", iteration=extra.get("iteration"))
@@ -207,7 +215,9 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
     heads = model.fc.out_features
     if heads != cfg.ways:
         if stage == "meta-train":
-            raise UserError(f"checkpoint was meta-trained {heads}-way; evaluate with --ways {heads} or use --method linear")
+            raise UserError(
+                f"checkpoint was meta-trained {heads}-way; evaluate with --ways {heads} or use --method linear"
+            )
         torch.manual_seed(cfg.seed)
         model.reset_classifier(cfg.ways)  # pretrain-only: MAML from a fresh head
     settings = {
@@ -218,8 +228,14 @@ def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, C
         "backend": cfg.backend,
     }
     inner_groups, _, inner, _ = resolve_groups(model, settings["inner"])
-    maml = MAML(model, inner=inner, inner_lr=settings["inner_lr"], eval_steps=settings["inner_steps"], bn=settings["bn"],
-                backend=cfg.backend)
+    maml = MAML(
+        model,
+        inner=inner,
+        inner_lr=settings["inner_lr"],
+        eval_steps=settings["inner_steps"],
+        bn=settings["bn"],
+        backend=cfg.backend,
+    )
     settings["inner"] = list(inner_groups)
     return method, maml.evaluate_tasks, settings
 
@@ -230,13 +246,22 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     (``cfg.output`` or beside the checkpoint) on the main process."""
     cfg.validate()
     if not cfg.single:
-        raise UserError(f"evaluate() scores one dataset and one shot count, got --dataset {','.join(cfg.dataset)} "
-                        f"--shots {','.join(map(str, cfg.shots))}; use evaluate_matrix()")
+        raise UserError(
+            f"evaluate() scores one dataset and one shot count, got --dataset {','.join(cfg.dataset)} "
+            f"--shots {','.join(map(str, cfg.shots))}; use evaluate_matrix()"
+        )
     return evaluate_one(cfg, cfg.dataset[0], cfg.shots[0], ctx, Path(cfg.output) if cfg.output else None, write)
 
 
-def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | None = None, output: Path | None = None,
-                 write: bool = True, data=None) -> EvalResult:
+def evaluate_one(
+    cfg: EvalConfig,
+    dataset: str,
+    shots: int,
+    ctx: DistContext | None = None,
+    output: Path | None = None,
+    write: bool = True,
+    data=None,
+) -> EvalResult:
     """One (dataset, shots) evaluation of ``cfg.checkpoint`` (freshly loaded, so every call scores
     the same model); ``data``: the opened ``cfg.split`` of ``dataset``, to reuse across shots. The
     JSON (``output``, default :func:`default_output`) stores ``cfg`` with this dataset and shots."""
@@ -250,8 +275,17 @@ def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | N
     if write and (ctx is None or ctx.is_main):
         check_output(out, "eval")
     images = cfg.ways * (shots + cfg.queries)
-    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images",
-               "lower --ways/--shots/--queries or --image-size", device, graphs=2, states=4)
+    check_step(
+        "evaluating",
+        ckpt.model_config,
+        image_size,
+        images,
+        f"episodes of {images} images",
+        "lower --ways/--shots/--queries or --image-size",
+        device,
+        graphs=2,
+        states=4,
+    )
     model = ckpt.build_model().to(device)
     if data is None:
         data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
@@ -261,9 +295,20 @@ def evaluate_one(cfg: EvalConfig, dataset: str, shots: int, ctx: DistContext | N
     accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {dataset} {shots}-shot")
     mean, ci = mean_ci(accs)
     result = EvalResult(
-        model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=dataset,
-        split=cfg.split, ways=cfg.ways, shots=shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed,
-        mean=mean, ci95=ci, accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
+        model=ckpt.model_config.label(),
+        checkpoint=str(ckpt.path),
+        method=method,
+        dataset=dataset,
+        split=cfg.split,
+        ways=cfg.ways,
+        shots=shots,
+        queries=cfg.queries,
+        episodes=cfg.episodes,
+        seed=cfg.seed,
+        mean=mean,
+        ci95=ci,
+        accuracies=accs,
+        fingerprint=episodes_fingerprint(sampler, indices),
         settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **_run_identity(ckpt.path)},
         selection=describe_selection(ckpt.path, extra),
     )
@@ -286,13 +331,25 @@ class EvalMatrix:
 
     def rows(self) -> list[dict]:
         """One row per cell: dataset, shots, mean, ci95 and what identifies the cell."""
-        return [{"dataset": d, "shots": k, "mean": c.mean, "ci95": c.ci95, "episodes": c.episodes, "fingerprint": c.fingerprint,
-                 "json": c.settings.get("output", "")} for (d, k), c in self.cells.items()]
+        return [
+            {
+                "dataset": d,
+                "shots": k,
+                "mean": c.mean,
+                "ci95": c.ci95,
+                "episodes": c.episodes,
+                "fingerprint": c.fingerprint,
+                "json": c.settings.get("output", ""),
+            }
+            for (d, k), c in self.cells.items()
+        ]
 
     def _grid(self) -> list[list[str]]:
         head = ["dataset", *(f"{k}-shot" for k in self.shots)]
-        body = [[d, *(f"{100 * self.cells[d, k].mean:.2f} +- {100 * self.cells[d, k].ci95:.2f}" for k in self.shots)]
-                for d in self.datasets]
+        body = [
+            [d, *(f"{100 * self.cells[d, k].mean:.2f} +- {100 * self.cells[d, k].ci95:.2f}" for k in self.shots)]
+            for d in self.datasets
+        ]
         return [head, *body]
 
     def line(self) -> str:
@@ -300,10 +357,19 @@ class EvalMatrix:
         first = next(iter(self.cells.values()))
         grid = self._grid()
         widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
-        text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip()
-                for row in grid]
-        return "\n".join([f"{first.model} [{first.method}], {first.split} split, {first.ways}-way, {first.episodes} episodes, "
-                          "accuracy % (mean +- 95% CI):", *text])
+        text = [
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
+            ).rstrip()
+            for row in grid
+        ]
+        return "\n".join(
+            [
+                f"{first.model} [{first.method}], {first.split} split, {first.ways}-way, {first.episodes} episodes, "
+                "accuracy % (mean +- 95% CI):",
+                *text,
+            ]
+        )
 
     def markdown(self) -> str:
         head, *body = self._grid()
@@ -313,7 +379,12 @@ class EvalMatrix:
     def to_dict(self) -> dict:
         first = next(iter(self.cells.values()))
         keep = ("model", "checkpoint", "method", "split", "ways", "queries", "episodes", "seed")
-        return {**{k: getattr(first, k) for k in keep}, "datasets": self.datasets, "shots": self.shots, "results": self.rows()}
+        return {
+            **{k: getattr(first, k) for k in keep},
+            "datasets": self.datasets,
+            "shots": self.shots,
+            "results": self.rows(),
+        }
 
 
 def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalMatrix:

@@ -62,7 +62,9 @@ def footprint(config: ModelConfig, image_size: int | None = None) -> Footprint:
                 model(torch.empty(1, 3, image_size, image_size))
         except RuntimeError as err:  # e.g. an image too small for the network's strides
             first = str(err).strip().splitlines()[0]
-            raise UserError(f"{config.name} cannot take {image_size}x{image_size} images ({first}); use another --image-size") from None
+            raise UserError(
+                f"{config.name} cannot take {image_size}x{image_size} images ({first}); use another --image-size"
+            ) from None
         finally:
             for h in hooks:
                 h.remove()
@@ -94,12 +96,21 @@ def check_memory(need: float, what: str, fix: str, device: torch.device | str = 
     """Raise a one-line :class:`UserError` when ``need`` bytes exceed :func:`memory_limit`."""
     limit = memory_limit(device)
     if need > limit:
-        raise UserError(f"{what} needs about {need / GB:,.1f} GB, more than the {limit / GB:,.1f} GB of {torch.device(device)}; "
-                        f"{fix}, or set ${ENV} to override")
+        raise UserError(
+            f"{what} needs about {need / GB:,.1f} GB, more than the {limit / GB:,.1f} GB of {torch.device(device)}; "
+            f"{fix}, or set ${ENV} to override"
+        )
 
 
-def estimate(config: ModelConfig, image_size: int | None, images: int, graphs: int = 1, states: int = 1,
-             held_images: int = 0, logged_steps: int = 0) -> float:
+def estimate(
+    config: ModelConfig,
+    image_size: int | None,
+    images: int,
+    graphs: int = 1,
+    states: int = 1,
+    held_images: int = 0,
+    logged_steps: int = 0,
+) -> float:
     """Bytes of a step: ``states`` float32 copies of the parameters (weights, gradients, optimiser
     buffers), ``images`` inputs of ``image_size`` whose activations are kept ``graphs`` times (a
     forward, its backward, unrolled inner steps), plus ``held_images`` more inputs held at once,
@@ -112,14 +123,34 @@ def estimate(config: ModelConfig, image_size: int | None, images: int, graphs: i
 
 def check_model(config: ModelConfig, device: torch.device | str = "cpu") -> None:
     """Refuse to build a model whose weights alone do not fit (e.g. a crafted checkpoint)."""
-    check_memory(estimate(config, None, 0), f"model {config.name} ({footprint(config).params:,} parameters)",
-                 "use a smaller architecture", device)
+    check_memory(
+        estimate(config, None, 0),
+        f"model {config.name} ({footprint(config).params:,} parameters)",
+        "use a smaller architecture",
+        device,
+    )
 
 
-def check_step(doing: str, config: ModelConfig, image_size: int | None, images: int, batch: str, fix: str,
-               device: torch.device | str, *, graphs: int = 1, states: int = 1, held_images: int = 0,
-               logged_steps: int = 0) -> None:
+def check_step(
+    doing: str,
+    config: ModelConfig,
+    image_size: int | None,
+    images: int,
+    batch: str,
+    fix: str,
+    device: torch.device | str,
+    *,
+    graphs: int = 1,
+    states: int = 1,
+    held_images: int = 0,
+    logged_steps: int = 0,
+) -> None:
     """:func:`check_memory` of :func:`estimate`, with a message such as ``pretraining wrn-10-1
     (N parameters) on batches of 64 images of 32px``; ``batch`` describes the images."""
     need = estimate(config, image_size, images, graphs, states, held_images, logged_steps)
-    check_memory(need, f"{doing} {config.name} ({footprint(config).params:,} parameters) on {batch} of {image_size}px", fix, device)
+    check_memory(
+        need,
+        f"{doing} {config.name} ({footprint(config).params:,} parameters) on {batch} of {image_size}px",
+        fix,
+        device,
+    )

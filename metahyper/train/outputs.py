@@ -28,8 +28,13 @@ from metahyper.errors import UserError
 from metahyper.train.checkpoint import FORMAT
 from metahyper.train.run import check_writable_dir
 
-KINDS = {"eval": "an eval result", "export": "an exported model", "checkpoint": "a training checkpoint", "figure": "a PNG figure",
-         "other": "a file metahyper did not write as this kind of output"}
+KINDS = {
+    "eval": "an eval result",
+    "export": "an exported model",
+    "checkpoint": "a training checkpoint",
+    "figure": "a PNG figure",
+    "other": "a file metahyper did not write as this kind of output",
+}
 _PNG = b"\x89PNG\r\n\x1a\n"
 _ZIP = b"PK\x03\x04"
 
@@ -71,6 +76,8 @@ def check_output(path: str | os.PathLike, kind: str, option: str = "-o") -> Path
     if path.exists():
         found = file_kind(path)
         if found != kind:
-            raise UserError(f"{option} {path} exists and holds {KINDS[found]}; refusing to replace it with {KINDS[kind]}: "
-                            "choose another path")
+            raise UserError(
+                f"{option} {path} exists and holds {KINDS[found]}; refusing to replace it with {KINDS[kind]}: "
+                "choose another path"
+            )
     return path

@@ -32,19 +32,27 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
-from metahyper.models import ModelConfig, build_from_config, generated_weight_penalty, group_of, hyper_layers, optimizer_param_groups, record_generated_weights
+from metahyper.models import (
+    ModelConfig,
+    build_from_config,
+    generated_weight_penalty,
+    group_of,
+    hyper_layers,
+    optimizer_param_groups,
+    record_generated_weights,
+)
 from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
 from metahyper.train.memory import check_step
@@ -72,7 +80,9 @@ def ratio_keys(model: nn.Module) -> list[str]:
     stage_of_hypernet: dict[int, int] = {}
     for path, layer in hyper_layers(model).items():
         stage_of_hypernet[id(layer.hypernet)] = int(path.split(".")[1]) + 1
-    hypernet_stage = {f"hypernets.{i}": stage_of_hypernet.get(id(h)) for i, h in enumerate(getattr(model, "hypernets", []))}
+    hypernet_stage = {
+        f"hypernets.{i}": stage_of_hypernet.get(id(h)) for i, h in enumerate(getattr(model, "hypernets", []))
+    }
     keys = []
     for name, _ in model.named_parameters():
         parts = name.split(".")
@@ -125,8 +135,14 @@ class RatioMeter:
 
 
 @torch.no_grad()
-def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 256,
-                            ctx: DistContext | None = None, num_workers: int = 0) -> tuple[float, float]:
+def classification_accuracy(
+    model: nn.Module,
+    dataset: Dataset,
+    device: torch.device,
+    batch_size: int = 256,
+    ctx: DistContext | None = None,
+    num_workers: int = 0,
+) -> tuple[float, float]:
     """``(loss, accuracy)`` of ``model`` (eval mode) on ``dataset``; under torchrun each rank scores
     its shard and the sums are all-reduced, so every rank returns the single-process numbers."""
     ctx = ctx or DistContext(device=device)
@@ -137,8 +153,13 @@ def classification_accuracy(model: nn.Module, dataset: Dataset, device: torch.de
     for x, y in DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=num_workers):
         x, y = x.to(device), y.to(device)
         out = model(x)
-        sums += torch.stack([F.cross_entropy(out, y, reduction="sum").double(), (out.argmax(1) == y).sum().double(),
-                             torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+        sums += torch.stack(
+            [
+                F.cross_entropy(out, y, reduction="sum").double(),
+                (out.argmax(1) == y).sum().double(),
+                torch.tensor(float(len(y)), dtype=torch.float64, device=device),
+            ]
+        )
     model.train(was_training)
     loss, correct, n = all_reduce_sum(sums, ctx).tolist()
     return loss / max(n, 1), correct / max(n, 1)
@@ -166,19 +187,26 @@ def _datasets(cfg: PretrainConfig):
     if cfg.eval_split:
         other = open_split(cfg.dataset, cfg.eval_split, root=cfg.data_root, in_memory=True)
         if list(other.classes) != list(data.classes):
-            raise UserError(f"{cfg.dataset} {cfg.eval_split} has other classes than {cfg.split}; "
-                            "--eval-split works for cifar10/cifar100 train/test; use --val-fraction for few-shot splits")
+            raise UserError(
+                f"{cfg.dataset} {cfg.eval_split} has other classes than {cfg.split}; "
+                "--eval-split works for cifar10/cifar100 train/test; use --val-fraction for few-shot splits"
+            )
         held = ClassificationData(other, image_size=cfg.image_size)
     elif cfg.val_fraction > 0:
         part, fraction = "train", cfg.val_fraction
         held = ClassificationData(data, "val", fraction, seed=cfg.seed, image_size=cfg.image_size)
-    train = ClassificationData(data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size,
-                               pad_mode=cfg.pad_mode)
+    train = ClassificationData(
+        data, part, fraction, seed=cfg.seed, augment=cfg.augment, image_size=cfg.image_size, pad_mode=cfg.pad_mode
+    )
     if not len(train):
-        raise UserError(f"--val-fraction {cfg.val_fraction} leaves no training images of {cfg.dataset} {cfg.split}; lower it")
+        raise UserError(
+            f"--val-fraction {cfg.val_fraction} leaves no training images of {cfg.dataset} {cfg.split}; lower it"
+        )
     if held is not None and not len(held):
-        raise UserError(f"--val-fraction {cfg.val_fraction} holds out no image of {cfg.dataset} {cfg.split}; raise it, or pass 0 "
-                        "for no validation")
+        raise UserError(
+            f"--val-fraction {cfg.val_fraction} holds out no image of {cfg.dataset} {cfg.split}; raise it, or pass 0 "
+            "for no validation"
+        )
     input_size = cfg.image_size or int(data.image_size[0])
     return data, train, held, input_size
 
@@ -189,8 +217,14 @@ def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: Dist
     per channel (a 1x1 final feature map)."""
     order = epoch_order(len(train_set), cfg.seed, epoch, ctx)
     batch = cfg.batch_size // ctx.world_size
-    return DataLoader(Subset(train_set, order), batch_size=batch, shuffle=False, num_workers=cfg.num_workers,
-                      pin_memory=ctx.device.type == "cuda", drop_last=ctx.world_size == 1 and batch > 1 and len(order) % batch == 1)
+    return DataLoader(
+        Subset(train_set, order),
+        batch_size=batch,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        drop_last=ctx.world_size == 1 and batch > 1 and len(order) % batch == 1,
+    )
 
 
 @releases_run_locks
@@ -201,21 +235,41 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
     cfg.validate()
     ctx = ctx or DistContext(device=resolve_device(cfg.device))
     if cfg.batch_size % ctx.world_size:
-        raise UserError(f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)")
+        raise UserError(
+            f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)"
+        )
     device, is_main = ctx.device, ctx.is_main
     run = Run(cfg.out, cfg, is_main)
     board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
     seed_everything(cfg.seed)
     data, train_set, held, input_size = _datasets(cfg)
-    config = ModelConfig(cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
-                         cfg.model_stem)
+    config = ModelConfig(
+        cfg.model,
+        cfg.variant,
+        data.num_classes,
+        cfg.compressed,
+        cfg.d,
+        cfg.hyper_bias,
+        cfg.embedding_seed,
+        cfg.model_stem,
+    )
     batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
-    check_step("pretraining", config, input_size, batch, f"batches of {batch} images", "lower --batch-size, --image-size or the "
-               "model (--model, --d)", device, graphs=2, states=5)
+    check_step(
+        "pretraining",
+        config,
+        input_size,
+        batch,
+        f"batches of {batch} images",
+        "lower --batch-size, --image-size or the model (--model, --d)",
+        device,
+        graphs=2,
+        states=5,
+    )
     model = build_from_config(config).to(device)
     model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
-    optimizer = torch.optim.SGD(optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.nesterov)
+    optimizer = torch.optim.SGD(
+        optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
+    )
     if cfg.lr_schedule == "swa":
         ratio = cfg.swa_lr / cfg.lr
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.swa_start, ratio))
@@ -250,7 +304,11 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
 
     # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
     # average is the gradient of the mean over the global batch, as in one process.
-    step_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) if ctx.distributed else model
+    step_model = (
+        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        if ctx.distributed
+        else model
+    )
     meter = RatioMeter(model)
     is_hyper = model.config.is_hyper
     model.train()
@@ -267,7 +325,13 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
         seen = 0
         first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
         t0 = time.time()
-        bar = progress_bar(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False, disable=not (cfg.progress and is_main))
+        bar = progress_bar(
+            loader,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            leave=False,
+            disable=not (cfg.progress and is_main),
+        )
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with record_generated_weights(model) as generated:
@@ -285,19 +349,27 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         bad = int(first_bad)
-        check_finite(f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""), "lower --lr", math.nan if bad >= 0 else None,
-                     model)
+        check_finite(
+            f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""),
+            "lower --lr",
+            math.nan if bad >= 0 else None,
+            model,
+        )
         if swa_model is not None and epoch >= cfg.swa_start:
             swa_model.update_parameters(model)
         if swa_scheduler is not None and epoch >= cfg.swa_start:
             swa_scheduler.step()
         else:
             scheduler.step()
-        totals = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)])
+        totals = torch.stack(
+            [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)]
+        )
         loss_sum, correct, seen = all_reduce_sum(totals, ctx).tolist()  # over the ranks' shares of the epoch
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         if held is not None:
-            row["val_loss"], row["val_acc"] = classification_accuracy(model, held, device, ctx=ctx, num_workers=cfg.num_workers)
+            row["val_loss"], row["val_acc"] = classification_accuracy(
+                model, held, device, ctx=ctx, num_workers=cfg.num_workers
+            )
         row.update(meter.read())
         history.append(row)
         board.scalars(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
@@ -312,18 +384,29 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             save_last(epoch + 1)
         if is_main and cfg.progress:
             val = f" val {100 * row['val_acc']:.2f}%" if held is not None else ""
-            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
-                       f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)")
+            tqdm.write(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
+                f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)"
+            )
 
     board.close()
-    summary = {"out": str(run.path), "model": model.config.label(), "epochs": cfg.epochs, "best_val_acc": best_val if held is not None else None,
-               "final": history[-1] if history else None}
+    summary = {
+        "out": str(run.path),
+        "model": model.config.label(),
+        "epochs": cfg.epochs,
+        "best_val_acc": best_val if held is not None else None,
+        "final": history[-1] if history else None,
+    }
     if swa_model is not None:
         if loader is None:  # resumed after the last epoch: rebuild the final epoch's loader
             loader = _epoch_loader(train_set, cfg, cfg.epochs - 1, ctx)
         update_bn(loader, swa_model, device=device)  # global BatchNorm: the same statistics as one process
         averaged = swa_model.module
-        swa_val = classification_accuracy(averaged, held, device, ctx=ctx, num_workers=cfg.num_workers)[1] if held is not None else None
+        swa_val = (
+            classification_accuracy(averaged, held, device, ctx=ctx, num_workers=cfg.num_workers)[1]
+            if held is not None
+            else None
+        )
         summary["swa_val_acc"] = swa_val
         run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
         run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)

@@ -33,9 +33,10 @@ import json
 import math
 import os
 import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ def read_config(run_dir: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path} is not valid JSON ({err}); the run directory is damaged") from None
     if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
-        raise UserError(f"{path} is not a run config (no \"stage\"); the run directory is damaged")
+        raise UserError(f'{path} is not a run config (no "stage"); the run directory is damaged')
     return data
 
 
@@ -96,7 +97,9 @@ def check_resume_compatible(run_dir: str | Path, cfg: Any) -> None:
     diff = [k for k in now if k not in RESUME_FREE and not _same(k in paths, saved.get(k), now[k])]
     if diff:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in diff[:3])
-        raise UserError(f"--resume of {run_dir} with different options: {shown}; repeat the original options or use a new --out")
+        raise UserError(
+            f"--resume of {run_dir} with different options: {shown}; repeat the original options or use a new --out"
+        )
 
 
 def rng_state() -> dict:
@@ -104,7 +107,13 @@ def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "numpy": [
+            np_state[0],
+            torch.from_numpy(np_state[1].astype(np.int64)),
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -133,8 +142,9 @@ def check_finite(where: str, fix: str, loss: float | None = None, model: nn.Modu
     elif model is not None and (bad := nonfinite_tensors(model.state_dict())):
         what = f"{len(bad)} weight tensors became non-finite (e.g. {bad[0]})"
     if what:
-        raise UserError(f"training diverged at {where}: {what}; nothing of it was saved ({LAST} keeps the last finite "
-                        f"state); {fix}")
+        raise UserError(
+            f"training diverged at {where}: {what}; nothing of it was saved ({LAST} keeps the last finite state); {fix}"
+        )
 
 
 def seed_everything(seed: int) -> None:
@@ -192,7 +202,9 @@ def lock_run_dir(path: Path) -> int:
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise UserError(f"{path} is in use by another run (PID {holder}); wait for it to finish or choose another --out") from None
+        raise UserError(
+            f"{path} is in use by another run (PID {holder}); wait for it to finish or choose another --out"
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _HELD[key] = fd
@@ -234,8 +246,10 @@ class Run:
         elif has_last:
             raise UserError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
         elif started:
-            raise UserError(f"{self.path} holds a run that stopped before its first {LAST}; pass --resume to start it again "
-                            "from scratch or choose another --out")
+            raise UserError(
+                f"{self.path} holds a run that stopped before its first {LAST}; pass --resume to start it again "
+                "from scratch or choose another --out"
+            )
 
     def start(self) -> None:
         """Create and lock the directory, check it again (another run may have written it since
@@ -272,10 +286,14 @@ class Run:
     def restore(self, model: nn.Module) -> dict:
         """Resume: load ``last.pt`` into ``model`` (same architecture) and the RNGs; returns the
         checkpoint's ``extra`` (its ``state`` holds what :meth:`save_last` was given)."""
-        last: Checkpoint = load_checkpoint(self.path / LAST, expect_name=model.config.name)  # CPU: RNG states stay CPU tensors
+        last: Checkpoint = load_checkpoint(
+            self.path / LAST, expect_name=model.config.name
+        )  # CPU: RNG states stay CPU tensors
         if not isinstance(last.extra.get("state"), dict) or "rng" not in last.extra["state"]:
-            raise UserError(f"{self.path / LAST} holds no training state to resume from (not written by a training run); "
-                            "choose another --out")
+            raise UserError(
+                f"{self.path / LAST} holds no training state to resume from (not written by a training run); "
+                "choose another --out"
+            )
         model.load_state_dict(last.state_dict)
         set_rng_state(last.extra["state"]["rng"])
         return last.extra

@@ -8,8 +8,8 @@ or on a process other than the main one, every call does nothing.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from metahyper.errors import UserError
 
@@ -28,7 +28,9 @@ class ScalarLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UserError("--tensorboard needs the tensorboard package: pip install 'metahyper[tensorboard]'") from None
+            raise UserError(
+                "--tensorboard needs the tensorboard package: pip install 'metahyper[tensorboard]'"
+            ) from None
         self._writer_cls = SummaryWriter
         self.is_main = is_main
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metahyper.data.cache import read_split_file
+from metahyper.data.layouts import read_split_file
 
 FINE = (
     "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus butterfly camel can "
@@ -28,10 +28,106 @@ COARSE = (
     "vehicles_1 vehicles_2"
 ).split()
 FINE_TO_COARSE = [
-    4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6, 13, 15, 3, 15,
-    0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10, 16, 4, 17, 4, 2, 0, 17, 4, 18,
-    17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16, 12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5,
-    8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13,
+    4,
+    1,
+    14,
+    8,
+    0,
+    6,
+    7,
+    7,
+    18,
+    3,
+    3,
+    14,
+    9,
+    18,
+    7,
+    11,
+    3,
+    9,
+    7,
+    11,
+    6,
+    11,
+    5,
+    10,
+    7,
+    6,
+    13,
+    15,
+    3,
+    15,
+    0,
+    11,
+    1,
+    10,
+    12,
+    14,
+    16,
+    9,
+    11,
+    5,
+    5,
+    19,
+    8,
+    8,
+    15,
+    13,
+    14,
+    17,
+    18,
+    10,
+    16,
+    4,
+    17,
+    4,
+    2,
+    0,
+    17,
+    4,
+    18,
+    17,
+    10,
+    3,
+    2,
+    12,
+    12,
+    16,
+    12,
+    1,
+    9,
+    19,
+    2,
+    10,
+    0,
+    1,
+    16,
+    12,
+    9,
+    13,
+    15,
+    13,
+    16,
+    19,
+    2,
+    4,
+    6,
+    19,
+    5,
+    5,
+    8,
+    19,
+    18,
+    1,
+    2,
+    15,
+    6,
+    0,
+    17,
+    8,
+    14,
+    13,
 ]
 
 
@@ -62,7 +158,10 @@ def make_cifar100(path: Path, train_per_class: int = 2, test_per_class: int = 1,
             b"data": data,
         }
         written[split] = (data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), fine)
-    members["meta"] = {b"fine_label_names": [n.encode() for n in FINE], b"coarse_label_names": [n.encode() for n in COARSE]}
+    members["meta"] = {
+        b"fine_label_names": [n.encode() for n in FINE],
+        b"coarse_label_names": [n.encode() for n in COARSE],
+    }
     with tarfile.open(path, "w:gz") as tar:
         for name, obj in members.items():
             _add(tar, f"cifar-100-python/{name}", _pickle_bytes(obj))
@@ -75,15 +174,24 @@ def make_cifar10(path: Path, train_per_class: int = 1, test_per_class: int = 1, 
     names = "airplane automobile bird cat deer dog frog horse ship truck".split()
     written = {"train": [], "test": []}
     with tarfile.open(path, "w:gz") as tar:
-        for name, split, n in [(f"data_batch_{i}", "train", train_per_class) for i in range(1, 6)] + [("test_batch", "test", test_per_class)]:
+        for name, split, n in [(f"data_batch_{i}", "train", train_per_class) for i in range(1, 6)] + [
+            ("test_batch", "test", test_per_class)
+        ]:
             labels = np.tile(np.arange(10), n)
             data = rng.integers(0, 256, size=(len(labels), 3072), dtype=np.uint8)
-            batch = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
-                     b"filenames": [b"x.png"] * len(labels)}
+            batch = {
+                b"batch_label": name.encode(),
+                b"labels": labels.tolist(),
+                b"data": data,
+                b"filenames": [b"x.png"] * len(labels),
+            }
             _add(tar, f"cifar-10-batches-py/{name}", _pickle_bytes(batch))
             written[split].append((data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels))
-        _add(tar, "cifar-10-batches-py/batches.meta",
-             _pickle_bytes({b"label_names": [n.encode() for n in names], b"num_cases_per_batch": 10, b"num_vis": 3072}))
+        _add(
+            tar,
+            "cifar-10-batches-py/batches.meta",
+            _pickle_bytes({b"label_names": [n.encode() for n in names], b"num_cases_per_batch": 10, b"num_vis": 3072}),
+        )
     return written
 
 
@@ -92,7 +200,7 @@ def mini_pickle(split: str, per_class: int, rng: np.random.Generator, classes: l
     wnids = classes if classes is not None else read_split_file(f"miniimagenet/{split}.txt")
     images = rng.integers(0, 256, size=(len(wnids) * per_class, 84, 84, 3), dtype=np.uint8)
     order = rng.permutation(len(images))  # rows of a class are not contiguous
-    class_dict = {w: order[i * per_class:(i + 1) * per_class].tolist() for i, w in enumerate(wnids)}
+    class_dict = {w: order[i * per_class : (i + 1) * per_class].tolist() for i, w in enumerate(wnids)}
     return {"image_data": images, "class_dict": class_dict}
 
 
@@ -104,7 +212,7 @@ def cifar100_tar(tmp_path: Path):
 
 def write_tagged_split(root: Path, folder: str, split: str, n_classes: int, per_class: int, size: int = 8) -> list[str]:
     """A per-split cache whose pixel (0, 0) holds (class, image index, 7): lets tests trace images."""
-    from metahyper.data.cache import write_split
+    from metahyper.data.writing import write_split
 
     names = [f"n{c:08d}" for c in range(n_classes)]
     classes = {}

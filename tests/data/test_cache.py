@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from metahyper.data import default_root, list_caches, open_split
-from metahyper.data.cache import check_writable, splits_dir
+from metahyper.data.layouts import splits_dir
+from metahyper.data.writing import check_writable
 from metahyper.errors import UserError
 
 
@@ -59,10 +60,17 @@ def test_torchmeta_layout_reads_unchanged(tmp_path):
     assert data.classes == ["fish/ray", "fish/shark"] and data.read(0, [599]).max() == 9
     [row] = list_caches(root)
     assert (row.dataset, row.split, row.classes, row.images_per_class, row.image_size, row.error) == (
-        "fc100", "test", 2, "600", "32x32", None)
+        "fc100",
+        "test",
+        2,
+        "600",
+        "32x32",
+        None,
+    )
 
 
 # ---- bad inputs: each a one-line UserError naming the file and the fix ---------------------------
+
 
 def _one_line(err: pytest.ExceptionInfo) -> str:
     msg = str(err.value)

@@ -59,8 +59,9 @@ def test_deterministic_across_runs_ram_and_workers(tagged_root):
             ref = s.episode((3 + j) * 4 + b)  # meta-batch j = episodes j*B .. j*B+B-1
             assert all(torch.equal(t, u) for t, u in zip(e0, e1)) and torch.equal(e0.query_x, ref.query_x)
     shards = [next(iter(meta_batches(s, 4, start=3, num_batches=1, rank=r, world_size=2))) for r in (0, 1)]
-    assert [e.classes.tolist() for e in shards[0] + shards[1]] == [e.classes.tolist() for e in
-                                                                   [serial[0][0], serial[0][2], serial[0][1], serial[0][3]]]
+    assert [e.classes.tolist() for e in shards[0] + shards[1]] == [
+        e.classes.tolist() for e in [serial[0][0], serial[0][2], serial[0][1], serial[0][3]]
+    ]
 
 
 def test_errors(tagged_root):

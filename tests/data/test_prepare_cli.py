@@ -34,8 +34,20 @@ def test_prepare_new_datasets_through_the_cli(tmp_path):
     res = runner.invoke(main, ["prepare", "glyphs", "--source", str(tmp_path), "--root", root])
     assert res.exit_code == 2 and "takes no --source" in res.output
     make_omniglot(tmp_path / "omni", per_class=20)
-    res = runner.invoke(main, ["prepare", "omniglot", "--source", str(tmp_path / "omni"), "--root", root,
-                               "--image-size", "12", "--rotations"])
+    res = runner.invoke(
+        main,
+        [
+            "prepare",
+            "omniglot",
+            "--source",
+            str(tmp_path / "omni"),
+            "--root",
+            root,
+            "--image-size",
+            "12",
+            "--rotations",
+        ],
+    )
     errors = [line for line in res.output.splitlines() if line.startswith("Error:")]
     assert res.exit_code == 2 and len(errors) == 1 and "1617 characters of the Vinyals split are missing" in errors[0]
     make_tiered(tmp_path / "tiered")

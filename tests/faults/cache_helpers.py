@@ -6,14 +6,20 @@ from pathlib import Path
 
 import numpy as np
 
-from metahyper.data.cache import SPLITS
+from metahyper.data.layouts import SPLITS
 from metahyper.data.writing import split_paths, write_splits
 
 
-def write_tiny(root: Path, value: int, size: int = 4, folders: tuple[str, ...] = ("miniimagenet",), classes: int = 3) -> list[Path]:
+def write_tiny(
+    root: Path, value: int, size: int = 4, folders: tuple[str, ...] = ("miniimagenet",), classes: int = 3
+) -> list[Path]:
     """Every split of ``folders`` in one build: ``classes`` classes of 2 images filled with ``value``."""
     names = [f"n{c:08d}" for c in range(classes)]
-    splits = {(f, s): ({n: np.full((2, size, size, 3), value, np.uint8) for n in names}, names) for f in folders for s in SPLITS}
+    splits = {
+        (f, s): ({n: np.full((2, size, size, 3), value, np.uint8) for n in names}, names)
+        for f in folders
+        for s in SPLITS
+    }
     return write_splits(root, splits)
 
 

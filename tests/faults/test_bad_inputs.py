@@ -15,7 +15,6 @@ from metahyper.cli import main
 from metahyper.data import prepare
 from metahyper.data.sources import glyphs
 from metahyper.errors import UserError
-
 from tests.data.conftest import make_cifar100
 from tests.faults.cache_helpers import temporaries
 
@@ -43,11 +42,14 @@ def test_truncated_archive(tmp_path, keep):
     assert not temporaries(tmp_path)
 
 
-@pytest.mark.parametrize("dataset, url", [
-    ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-    ("omniglot", "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip"),
-    ("cub", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"),
-])
+@pytest.mark.parametrize(
+    "dataset, url",
+    [
+        ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+        ("omniglot", "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip"),
+        ("cub", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"),
+    ],
+)
 def test_download_without_network(tmp_path, monkeypatch, dataset, url):
     def offline(*args, **kwargs):
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
@@ -68,15 +70,25 @@ def test_glyph_sizes_checked_before_allocating(tmp_path, monkeypatch):
     monkeypatch.setattr(glyphs, "glyph_classes", lambda *a, **k: pytest.fail("rendered before the size checks"))
     root = str(tmp_path / "data")
     _fails(["prepare", "glyphs", "--image-size", "100000", "--root", root], "--image-size 100000", "8..512")
-    _fails(["prepare", "glyphs", "--image-size", "512", "--max-memory", "0.5", "--root", root],
-           "GB of memory", "0.5 GB allowed", "smaller --image-size")
-    _fails(["prepare", "fc100", "--source", "x.tar.gz", "--max-memory", "1", "--root", root], "--max-memory does not apply to fc100")
+    _fails(
+        ["prepare", "glyphs", "--image-size", "512", "--max-memory", "0.5", "--root", root],
+        "GB of memory",
+        "0.5 GB allowed",
+        "smaller --image-size",
+    )
+    _fails(
+        ["prepare", "fc100", "--source", "x.tar.gz", "--max-memory", "1", "--root", root],
+        "--max-memory does not apply to fc100",
+    )
     _fails(["prepare", "glyphs", "--max-memory", "0", "--root", root], "--max-memory takes a positive number")
     with pytest.raises(UserError, match="GB of memory, more than the .* available"):
         prepare("glyphs", root=root, images_per_class=10**9)
     for dataset in ("omniglot", "cub"):  # other image sizes, checked before the source is read
-        _fails(["prepare", dataset, "--image-size", "100000", "--source", "nowhere", "--root", root],
-               f"{dataset} at 100000 px needs about", "smaller --image-size")
+        _fails(
+            ["prepare", dataset, "--image-size", "100000", "--source", "nowhere", "--root", root],
+            f"{dataset} at 100000 px needs about",
+            "smaller --image-size",
+        )
     assert not (tmp_path / "data").exists()
 
 
@@ -99,4 +111,7 @@ def test_read_only_root(read_only_python):
     mnt, run = read_only_python
     res = run("-m", "metahyper", "prepare", "glyphs", "--root", f"{mnt}/data")
     assert res.returncode == 2, res.stderr[-2000:]
-    assert res.stderr.strip() == f"Error: {mnt} is not writable; cannot write the glyphs cache under it; choose another cache root"
+    assert (
+        res.stderr.strip()
+        == f"Error: {mnt} is not writable; cannot write the glyphs cache under it; choose another cache root"
+    )

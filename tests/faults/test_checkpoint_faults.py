@@ -37,12 +37,15 @@ def test_checkpoint_without_checksum_still_loads(tmp_path):
     assert torch.equal(loaded.fc.weight, model.fc.weight)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: p.pop("state_dict"), "lacks a model_config, state_dict or extra"),
-    (lambda p: p.update(state_dict=[1, 2]), "lacks a model_config, state_dict or extra"),
-    (lambda p: p.update(model_config="wrn-10-1"), "lacks a model_config"),
-    (lambda p: p["model_config"].update(num_classes="4"), "num_classes='4' is not a int"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: p.pop("state_dict"), "lacks a model_config, state_dict or extra"),
+        (lambda p: p.update(state_dict=[1, 2]), "lacks a model_config, state_dict or extra"),
+        (lambda p: p.update(model_config="wrn-10-1"), "lacks a model_config"),
+        (lambda p: p["model_config"].update(num_classes="4"), "num_classes='4' is not a int"),
+    ],
+)
 def test_crafted_payloads_are_one_line_errors(tmp_path, damage, message):
     _, path = _saved(tmp_path)
     payload = torch.load(path, weights_only=True)

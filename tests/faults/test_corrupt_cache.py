@@ -14,7 +14,6 @@ from metahyper.data import list_caches
 from metahyper.data.writing import verify_file
 from metahyper.demo import ensure_glyphs
 from metahyper.errors import UserError
-
 from tests.faults.cache_helpers import snapshot, write_tiny
 
 FIX = "metahyper prepare miniimagenet --source PATH --force"

@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from metahyper.data import list_caches, prepare
-from metahyper.data import writing
+from metahyper.data import list_caches, prepare, writing
 from metahyper.data.sources import glyphs
 from metahyper.errors import UserError
-
 from tests.faults.cache_helpers import snapshot, write_tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -95,8 +93,14 @@ def test_real_small_filesystem(tmp_path):
         pytest.skip("needs unshare and a tmpfs mount in a user namespace")
     script = tmp_path / "fill.py"
     script.write_text(_REAL_DISK)
-    res = subprocess.run(_mount_tmpfs(mnt, "256k", f"exec {sys.executable} {script} {mnt}/data"), capture_output=True,
-                         text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    res = subprocess.run(
+        _mount_tmpfs(mnt, "256k", f"exec {sys.executable} {script} {mnt}/data"),
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     lines = dict(line.split(": ", 1) for line in res.stdout.splitlines())
     assert "not enough disk space" in lines["preflight"]

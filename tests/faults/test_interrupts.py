@@ -13,7 +13,6 @@ from pathlib import Path
 
 from metahyper.data import list_caches
 from metahyper.io import remove_stale_temporaries
-
 from tests.faults.cache_helpers import snapshot, temporaries, write_tiny
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,8 +47,14 @@ _CHILD = textwrap.dedent("""
 def _prepare(tmp_path: Path, root: Path, sig: str) -> subprocess.CompletedProcess:
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
-    return subprocess.run([sys.executable, str(script), str(root), sig], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), str(root), sig],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
 
 
 def test_ctrl_c_during_write_exits_130_and_keeps_old_cache(tmp_path):
@@ -59,7 +64,9 @@ def test_ctrl_c_during_write_exits_130_and_keeps_old_cache(tmp_path):
     before = snapshot(root)
     res = _prepare(tmp_path, root, "SIGINT")
     assert res.returncode == 130, res.stderr[-2000:]
-    assert res.stderr.strip().splitlines()[-1] == "Interrupted (Ctrl-C); files being written were left as they were before"
+    assert (
+        res.stderr.strip().splitlines()[-1] == "Interrupted (Ctrl-C); files being written were left as they were before"
+    )
     assert "Traceback" not in res.stderr and "Aborted" not in res.stderr
     assert snapshot(root) == before  # no temporaries, no split replaced
 

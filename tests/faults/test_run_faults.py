@@ -28,15 +28,43 @@ class Interrupted(Exception):
 
 
 def _pre(root, out, **kw) -> PretrainConfig:
-    base = dict(dataset="glyphs-a", out=str(out), model="wrn-10-1", image_size=8, epochs=3, batch_size=64, milestones=[],
-                data_root=str(root), device="cpu", progress=False, seed=2)
+    base = dict(
+        dataset="glyphs-a",
+        out=str(out),
+        model="wrn-10-1",
+        image_size=8,
+        epochs=3,
+        batch_size=64,
+        milestones=[],
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+        seed=2,
+    )
     return PretrainConfig(**{**base, **kw})
 
 
 def _meta(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(train="glyphs-a", test="glyphs-b", init=str(init), out=str(out), ways=3, shots=1, queries=2, meta_batch=2,
-                iterations=3, inner_steps=1, inner_steps_eval=1, val_every=1, val_episodes=2, save_every=2, data_root=str(root),
-                device="cpu", progress=False, first_order=True)
+    base = dict(
+        train="glyphs-a",
+        test="glyphs-b",
+        init=str(init),
+        out=str(out),
+        ways=3,
+        shots=1,
+        queries=2,
+        meta_batch=2,
+        iterations=3,
+        inner_steps=1,
+        inner_steps_eval=1,
+        val_every=1,
+        val_episodes=2,
+        save_every=2,
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+        first_order=True,
+    )
     return MetaTrainConfig(**{**base, **kw})
 
 
@@ -82,7 +110,10 @@ def test_sigkilled_meta_train_with_best_but_no_last_restarts(glyph_root, pretrai
     fresh = CliRunner().invoke(main, args)
     assert fresh.exit_code == 2 and "stopped before its first last.pt; pass --resume" in fresh.output
     resumed = CliRunner().invoke(main, [*args, "--resume"])
-    assert resumed.exit_code == 0 and "held no last.pt to resume from, so --resume ran the run again from scratch" in resumed.output
+    assert (
+        resumed.exit_code == 0
+        and "held no last.pt to resume from, so --resume ran the run again from scratch" in resumed.output
+    )
     assert _same_weights(tmp_path / "full" / "last.pt", tmp_path / "killed" / "last.pt")
 
 
@@ -124,7 +155,11 @@ def test_a_run_directory_is_locked_while_a_run_writes(glyph_root, tmp_path):
     seen = []
 
     def probe(epoch: int) -> None:  # another process tries the lock while this run trains
-        seen.append(subprocess.run([sys.executable, "-c", _HOLD, str(out / LOCK_FILE)], capture_output=True, text=True).stdout.strip())
+        seen.append(
+            subprocess.run(
+                [sys.executable, "-c", _HOLD, str(out / LOCK_FILE)], capture_output=True, text=True
+            ).stdout.strip()
+        )
 
     pretrain(_pre(glyph_root, out, epochs=1), on_step=probe)
     assert seen == ["busy"]
@@ -165,16 +200,29 @@ def test_meta_train_divergence(glyph_root, pretrained, tmp_path):
     out = tmp_path / "meta"
     with pytest.raises(UserError, match="diverged at iteration 2: the loss became nan.*lower --outer-lr"):
         meta_train(_meta(glyph_root, pretrained["wrn-10-1"], out, outer_lr=1e30, min_lr=1e-4, save_every=1))
-    assert load_checkpoint(out / "last.pt").extra["iteration"] == 1  # huge but finite weights; iteration 2 saved nothing
+    assert (
+        load_checkpoint(out / "last.pt").extra["iteration"] == 1
+    )  # huge but finite weights; iteration 2 saved nothing
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda root, init, out: _pre(root, out, image_size=4000), r"pretraining wrn-10-1 \(.* parameters\) on batches of 64 images of 4000px needs"),
-    (lambda root, init, out: _pre(root, out, model="hyper-wrn-10-1", d=100000), "pretraining hyper-wrn-10-1 .* needs"),
-    (lambda root, init, out: _meta(root, init, out, meta_batch=100000), "meta-batches of 100000 tasks .* needs"),
-    (lambda root, init, out: _meta(root, init, out, iterations=10**12), "meta-training wrn-10-1 .* needs"),
-])
-def test_oversized_requests_are_refused_before_anything_is_allocated(glyph_root, pretrained, tmp_path, monkeypatch, make, match):
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (
+            lambda root, init, out: _pre(root, out, image_size=4000),
+            r"pretraining wrn-10-1 \(.* parameters\) on batches of 64 images of 4000px needs",
+        ),
+        (
+            lambda root, init, out: _pre(root, out, model="hyper-wrn-10-1", d=100000),
+            "pretraining hyper-wrn-10-1 .* needs",
+        ),
+        (lambda root, init, out: _meta(root, init, out, meta_batch=100000), "meta-batches of 100000 tasks .* needs"),
+        (lambda root, init, out: _meta(root, init, out, iterations=10**12), "meta-training wrn-10-1 .* needs"),
+    ],
+)
+def test_oversized_requests_are_refused_before_anything_is_allocated(
+    glyph_root, pretrained, tmp_path, monkeypatch, make, match
+):
     monkeypatch.setenv(ENV, "0.5")
     cfg = make(glyph_root, pretrained["wrn-10-1"], tmp_path / "out")
     with pytest.raises(UserError, match=match + r".*more than the 0.5 GB.*METAHYPER_MAX_MEMORY_GB"):
@@ -209,11 +257,35 @@ def test_degenerate_splits_and_batches(glyph_root, tmp_path):
 def test_two_runs_started_at_once_in_one_directory(glyph_root, tmp_path):
     """Exactly one of two simultaneous runs with the same --out finishes; the other fails in one
     line (the lock, or the finished run it then finds)."""
-    args = [sys.executable, "-m", "metahyper", "pretrain", "--dataset", "glyphs-a", "--model", "wrn-10-1", "--image-size", "8",
-            "--epochs", "2", "--batch-size", "64", "--milestones", "", "--data-root", str(glyph_root), "--device", "cpu",
-            "--quiet", "--out", str(tmp_path / "run")]
+    args = [
+        sys.executable,
+        "-m",
+        "metahyper",
+        "pretrain",
+        "--dataset",
+        "glyphs-a",
+        "--model",
+        "wrn-10-1",
+        "--image-size",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--milestones",
+        "",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     results = sorted((p.wait(timeout=300), p.stderr.read()) for p in procs)
     assert [rc for rc, _ in results] == [0, 2], results
     err = results[1][1].strip()

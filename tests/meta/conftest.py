@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 
 def assert_double_backward_matches(
-    ours: Callable[..., Tensor], native: Callable[..., Tensor], args: Sequence[Tensor | None],
-    params: Sequence[Tensor], gy: Tensor, v: Sequence[Tensor], keep: Sequence[int],
+    ours: Callable[..., Tensor],
+    native: Callable[..., Tensor],
+    args: Sequence[Tensor | None],
+    params: Sequence[Tensor],
+    gy: Tensor,
+    v: Sequence[Tensor],
+    keep: Sequence[int],
 ) -> None:
     """Value, first derivatives (w.r.t. ``params``, cotangent ``gy``) and second derivatives of
     ``sum_k <first[k], v[k]>`` over ``keep`` (w.r.t. ``params`` and ``gy``) of ``ours(*args)``

@@ -29,7 +29,7 @@ def _native(x, w, b):
 
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 def test_gradcheck_and_gradgradcheck(shape):
-    for channels_last in ([False, True] if len(shape) == 4 else [False]):
+    for channels_last in [False, True] if len(shape) == 4 else [False]:
         x, w, b = _inputs(shape, channels_last)
         assert torch.autograd.gradcheck(batch_norm_train, (x, w, b))
         assert torch.autograd.gradgradcheck(batch_norm_train, (x, w, b))

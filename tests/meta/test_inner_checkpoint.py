@@ -86,8 +86,9 @@ def test_any_torch_module_with_captured_parameters():
     grads = []
     for interval in (0, 1, 2):
         model.zero_grad(set_to_none=True)
-        MAML(model, inner=["head.weight", "head.bias"], inner_lr=LR, inner_steps=STEPS,
-             inner_checkpoint=interval).meta_step(tasks)
+        MAML(
+            model, inner=["head.weight", "head.bias"], inner_lr=LR, inner_steps=STEPS, inner_checkpoint=interval
+        ).meta_step(tasks)
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for g in grads[1:]:
         assert_same(g, grads[0], "FourConv")
@@ -119,8 +120,16 @@ def test_adapt_then_backward_outside_the_call(models):
         stats = [b.clone() for b in model.buffers()]
         loss = sum((a**2).sum() for a in adapted.values())
         named = dict(model.named_parameters())
-        grads.append(dict(zip(maml.outer_params, torch.autograd.grad(loss, [named[n] for n in maml.outer_params],
-                                                                       allow_unused=True, materialize_grads=True))))
+        grads.append(
+            dict(
+                zip(
+                    maml.outer_params,
+                    torch.autograd.grad(
+                        loss, [named[n] for n in maml.outer_params], allow_unused=True, materialize_grads=True
+                    ),
+                )
+            )
+        )
         assert all(torch.equal(a, b) for a, b in zip(stats, model.buffers()))
     for g in grads[1:]:
         assert_same(g, grads[0], "adapt")

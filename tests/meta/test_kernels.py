@@ -32,7 +32,9 @@ def _counting(monkeypatch):
 def test_batchnorm_in_transductive_mode_only(monkeypatch):
     calls = _counting(monkeypatch)
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)).double()
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1), nn.BatchNorm2d(2)
+    ).double()
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
@@ -63,7 +65,10 @@ def test_convolutions_larger_than_their_kernel(monkeypatch):
     torch.manual_seed(0)
     hyper = HyperConv2d(4, 6, 3, HyperNetwork(4, 5).double(), stride=2, padding=1)
     model = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1, bias=True), nn.ReLU(), hyper, nn.Conv2d(6, 2, 1),
+        nn.Conv2d(3, 4, 3, padding=1, bias=True),
+        nn.ReLU(),
+        hyper,
+        nn.Conv2d(6, 2, 1),
         nn.Conv2d(2, 2, 3, padding="same"),  # string padding: PyTorch's
     ).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)

@@ -40,12 +40,14 @@ def make_tasks(n: int = 2, shots: int = SHOTS, seed: int = 2) -> list[SimpleName
     g = torch.Generator().manual_seed(seed)
     tasks = []
     for _ in range(n):
-        tasks.append(SimpleNamespace(
-            support_x=torch.randn(WAYS * shots, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
-            support_y=torch.arange(WAYS).repeat(shots),
-            query_x=torch.randn(WAYS * QUERIES, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
-            query_y=torch.arange(WAYS).repeat(QUERIES),
-        ))
+        tasks.append(
+            SimpleNamespace(
+                support_x=torch.randn(WAYS * shots, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
+                support_y=torch.arange(WAYS).repeat(shots),
+                query_x=torch.randn(WAYS * QUERIES, 3, SIZE, SIZE, generator=g, dtype=torch.float64),
+                query_y=torch.arange(WAYS).repeat(QUERIES),
+            )
+        )
     return tasks
 
 
@@ -109,7 +111,9 @@ def run_meta_step(model, tasks, **kwargs):
 def test_meta_gradients_match_reference(models, tasks, kind, first_order):
     model = models[kind]
     maml = make_maml(model)
-    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    ref = reference_meta_grads(
+        model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order
+    )
     assert all(g is not None for g in ref.values())
     for backend in BACKENDS:
         _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend=backend)
@@ -127,7 +131,11 @@ class FourConv(torch.nn.Module):
         super().__init__()
         blocks, c = [], 3
         for _ in range(4):
-            blocks += [torch.nn.Conv2d(c, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            blocks += [
+                torch.nn.Conv2d(c, width, 3, padding=1, bias=False),
+                torch.nn.BatchNorm2d(width),
+                torch.nn.ReLU(),
+            ]
             c = width
         self.features = torch.nn.Sequential(*blocks[:6], torch.nn.MaxPool2d(2), *blocks[6:])
         self.head = torch.nn.Linear(width, ways)
@@ -146,7 +154,9 @@ def test_any_torch_module(tasks, backend, first_order):
     for inner in (None, ["head.weight", "head.bias"]):
         maml = MAML(model, inner=inner, inner_lr=LR, inner_steps=STEPS, backend=backend)
         assert maml.inner_params == tuple(inner or names) and maml.outer_params == tuple(names)
-        ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+        ref = reference_meta_grads(
+            model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order
+        )
         model.zero_grad(set_to_none=True)
         maml.meta_step(tasks, first_order=first_order)
         for n, p in model.named_parameters():
@@ -160,7 +170,9 @@ def test_func_runs_images_channels_last_on_cpu(models, tasks):
     evaluation as given."""
     model = models["hyper2"]
     seen = []
-    hook = model.register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    hook = model.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
     try:
         run_meta_step(model, tasks)
         make_maml(model).evaluate(tasks[0], steps=1)
@@ -181,7 +193,11 @@ def test_own_double_backwards_where_the_backward_is_differentiated(models, tasks
 
     convs, bns = [], []
     monkeypatch.setattr(kernels, "conv2d_train", lambda *a: convs.append(a[0].shape) or F.conv2d(*a))
-    monkeypatch.setattr(kernels, "batch_norm_train", lambda x, w, b, eps: bns.append(1) or F.batch_norm(x, None, None, w, b, True, 0.0, eps))
+    monkeypatch.setattr(
+        kernels,
+        "batch_norm_train",
+        lambda x, w, b, eps: bns.append(1) or F.batch_norm(x, None, None, w, b, True, 0.0, eps),
+    )
     model = models["hyper2"]
     run_meta_step(model, tasks)
     per_forward = sum(1 for m in model.modules() if isinstance(m, torch.nn.Conv2d)) + len(stage_conv_weights(model))
@@ -400,7 +416,9 @@ def test_bad_names_are_user_errors(models, tasks):
 def test_vmap_meta_gradients_match_reference(models, tasks, kind, first_order):
     model = models[kind]
     maml = make_maml(model)
-    ref = reference_meta_grads(model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order)
+    ref = reference_meta_grads(
+        model, tasks, maml.inner_params, maml.outer_params, lr=LR, steps=STEPS, first_order=first_order
+    )
     _, result, grads = run_meta_step(model, tasks, first_order=first_order, backend="vmap")
     assert set(grads) == set(maml.outer_params)
     for n in ref:
@@ -432,9 +450,14 @@ def test_vmap_batchnorm_modes_and_loss_scale(models, tasks, bn):
         assert rel_err(grads[n], expected[n]) < 1e-8, n
     for n, b in model.named_buffers():
         assert torch.equal(b, buffers[n]), n
-    assert all(m.training and m.track_running_stats and "forward" not in vars(m)
-               for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
-    assert make_maml(model, bn=bn, backend="vmap").evaluate(tasks[0], steps=1) == make_maml(model, bn=bn).evaluate(tasks[0], steps=1)
+    assert all(
+        m.training and m.track_running_stats and "forward" not in vars(m)
+        for m in model.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    )
+    assert make_maml(model, bn=bn, backend="vmap").evaluate(tasks[0], steps=1) == make_maml(model, bn=bn).evaluate(
+        tasks[0], steps=1
+    )
     model.zero_grad(set_to_none=True)
 
 
@@ -470,8 +493,10 @@ def test_bf16_autocast_meta_gradients_close_to_float32(kind):
     statistics: parameter gradients of the layers before a BN are sums with heavy cancellation),
     hence the tolerances. Gradients stay float32."""
     model = make_model(kind).float()
-    tasks32 = [SimpleNamespace(**{k: v.float() if v.is_floating_point() else v for k, v in vars(t).items()})
-               for t in make_tasks(2, shots=5)]
+    tasks32 = [
+        SimpleNamespace(**{k: v.float() if v.is_floating_point() else v for k, v in vars(t).items()})
+        for t in make_tasks(2, shots=5)
+    ]
 
     def grads(backend, steps, autocast):
         model.zero_grad(set_to_none=True)

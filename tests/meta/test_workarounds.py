@@ -28,7 +28,7 @@ def _second_derivative(bn_affine_outside: bool) -> torch.Tensor:
 
     def per_task(gamma, beta, x):
         gg = grad(loss)(gamma, beta, x)
-        return (gg ** 2).sum()
+        return (gg**2).sum()
 
     if bn_affine_outside:
         with AffineOutsideBatchNorm():
@@ -50,7 +50,7 @@ def _reference() -> torch.Tensor:
         gi = gamma[i].clone().requires_grad_()
         y = F.batch_norm(F.conv2d(x[i], w0), None, None, gi, beta[i], True, 0.0, 1e-5)
         (gg,) = torch.autograd.grad((y.tanh() ** 2).mean(), gi, create_graph=True)
-        total = total + (gg ** 2).sum()
+        total = total + (gg**2).sum()
     return torch.autograd.grad(total, w0)[0]
 
 

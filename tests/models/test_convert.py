@@ -17,8 +17,14 @@ def _train_a_little(model):
 
 @pytest.mark.parametrize(
     "name,kwargs",
-    [("hyper-wrn-10-2", {"variant": 1}), ("hyper-wrn-10-2", {"variant": 2}), ("hyper-wrn-10-2", {"variant": 1, "compressed": True}),
-     ("hyper-resnet-12", {"variant": 1}), ("hyper-resnet-12", {"variant": 2}), ("hyper-wrn-10-1", {"variant": 2, "hyper_bias": True})],
+    [
+        ("hyper-wrn-10-2", {"variant": 1}),
+        ("hyper-wrn-10-2", {"variant": 2}),
+        ("hyper-wrn-10-2", {"variant": 1, "compressed": True}),
+        ("hyper-resnet-12", {"variant": 1}),
+        ("hyper-resnet-12", {"variant": 2}),
+        ("hyper-wrn-10-1", {"variant": 2, "hyper_bias": True}),
+    ],
 )
 def test_to_plain_gives_same_outputs(name, kwargs):
     model = build_model(name, num_classes=5, **kwargs)
@@ -37,7 +43,12 @@ def test_export_of_every_catalogued_architecture_builds():
     for entry in CATALOG:
         if entry.config.is_hyper and entry.config.base_name in ("wrn-28-4", "wrn-16-4", "wrn-40-2"):
             cfg = entry.config
-            small = build_model(cfg.name.replace(cfg.base_name, "wrn-10-1"), variant=cfg.variant, compressed=cfg.compressed, num_classes=3)
+            small = build_model(
+                cfg.name.replace(cfg.base_name, "wrn-10-1"),
+                variant=cfg.variant,
+                compressed=cfg.compressed,
+                num_classes=3,
+            )
             plain = to_plain(small)
             assert plain.config.name == "wrn-10-1"
     for name in ("resnet-18", "resnet-34", "resnet-12"):
@@ -63,4 +74,6 @@ def test_compression_roundtrip_regenerates_embeddings_bit_identically():
     with torch.no_grad():
         assert torch.equal(model(x), rebuilt(x))
     other = build_model("hyper-wrn-10-2", variant=1, compressed=True, embedding_seed=124, num_classes=5)
-    assert not torch.equal(next(iter(hyper_layers(other).values())).embedding, next(iter(hyper_layers(model).values())).embedding)
+    assert not torch.equal(
+        next(iter(hyper_layers(other).values())).embedding, next(iter(hyper_layers(model).values())).embedding
+    )

@@ -1,8 +1,13 @@
 import torch
 
 from metahyper.models import (
-    GENERATED_L2, build_model, generated_weight_penalty, hyper_layers, optimizer_param_groups,
-    record_generated_weights, stage_conv_weights,
+    GENERATED_L2,
+    build_model,
+    generated_weight_penalty,
+    hyper_layers,
+    optimizer_param_groups,
+    record_generated_weights,
+    stage_conv_weights,
 )
 
 

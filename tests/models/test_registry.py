@@ -26,7 +26,9 @@ def test_parameter_counts_match_the_paper_design(name, kwargs, expected):
     assert abs(count_parameters(model) / expected - 1) < 0.005
 
 
-@pytest.mark.parametrize("name,expected", [("hyper-wrn-40-2", 2.255e6), ("hyper-wrn-28-4", 5.872e6), ("hyper-resnet-18", 11.220e6)])
+@pytest.mark.parametrize(
+    "name,expected", [("hyper-wrn-40-2", 2.255e6), ("hyper-wrn-28-4", 5.872e6), ("hyper-resnet-18", 11.220e6)]
+)
 def test_test_parameters_after_export_equal_plain(name, expected):
     for variant in (1, 2):
         plain = to_plain(build_model(name, variant=variant))
@@ -60,7 +62,9 @@ def test_variant2_generates_every_stage_conv_with_own_hypernetwork():
     assert not isinstance(names["stages.1.0.shortcut.0"], HyperConv2d)
 
 
-@pytest.mark.parametrize("name,variant", [("hyper-wrn-10-2", 1), ("hyper-wrn-10-2", 2), ("hyper-resnet-12", 1), ("hyper-resnet-18", 2)])
+@pytest.mark.parametrize(
+    "name,variant", [("hyper-wrn-10-2", 1), ("hyper-wrn-10-2", 2), ("hyper-resnet-12", 1), ("hyper-resnet-18", 2)]
+)
 def test_backward_reaches_every_embedding_and_hypernetwork(name, variant):
     model = build_model(name, variant=variant, num_classes=5)
     model(torch.randn(2, 3, 16, 16)).sum().backward()

@@ -77,8 +77,21 @@ def test_bench_meta_steps_sweep(tmp_path, capsys):
     interval), JSON, table and PNG (no timing or memory asserts)."""
     bench = load_tool("bench_meta")
     out, png = tmp_path / "sweep.json", tmp_path / "sweep.png"
-    result = bench.main(["--quick", "--steps-sweep", "1,3", "--inner-checkpoint", "1,0", "--variant", "1",
-                         "--json", str(out), "--plot", str(png)])
+    result = bench.main(
+        [
+            "--quick",
+            "--steps-sweep",
+            "1,3",
+            "--inner-checkpoint",
+            "1,0",
+            "--variant",
+            "1",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+        ]
+    )
     table = capsys.readouterr().out
     data = json.loads(out.read_text())
     assert data["rows"] == json.loads(json.dumps(result["rows"]))

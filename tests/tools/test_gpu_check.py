@@ -9,10 +9,26 @@ import torch
 from tests.tools.conftest import load_tool
 
 STEPS = [
-    "data", "device auto", "pretrain hyper-wrn-10-1", "pretrain wrn-10-1",
-    "meta-train func 2nd", "meta-train func 1st", "meta-train vmap 2nd", "meta-train vmap 1st", "meta-train higher 2nd",
-    "meta-train higher 1st", "meta-train func 2nd bf16", "meta-train vmap 2nd bf16", "meta-train func 2nd ckpt 4",
-    "meta-train plain func 2nd", "eval", "export", "plots", "torchrun 1 pretrain", "torchrun 1 meta-train", "parity float64",
+    "data",
+    "device auto",
+    "pretrain hyper-wrn-10-1",
+    "pretrain wrn-10-1",
+    "meta-train func 2nd",
+    "meta-train func 1st",
+    "meta-train vmap 2nd",
+    "meta-train vmap 1st",
+    "meta-train higher 2nd",
+    "meta-train higher 1st",
+    "meta-train func 2nd bf16",
+    "meta-train vmap 2nd bf16",
+    "meta-train func 2nd ckpt 4",
+    "meta-train plain func 2nd",
+    "eval",
+    "export",
+    "plots",
+    "torchrun 1 pretrain",
+    "torchrun 1 meta-train",
+    "parity float64",
     "benchmark",
 ]
 

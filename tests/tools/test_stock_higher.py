@@ -18,7 +18,9 @@ def test_stock_higher_matches_func():
 
     def grads(backend, first_order):
         model.zero_grad(set_to_none=True)
-        MAML(model, inner=inner, outer=outer, inner_lr=LR, inner_steps=STEPS, backend=backend).meta_step(tasks, first_order=first_order)
+        MAML(model, inner=inner, outer=outer, inner_lr=LR, inner_steps=STEPS, backend=backend).meta_step(
+            tasks, first_order=first_order
+        )
         return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     func2, stock2, func1, stock1 = grads("func", False), grads(stock, False), grads("func", True), grads(stock, True)

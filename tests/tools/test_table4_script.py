@@ -18,8 +18,14 @@ SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "reproduce" / "table4.s
 
 def _commands(tmp_path: Path, **env: str) -> list[list[str]]:
     """The metahyper command lines the script runs (METAHYPER replaced by an echo)."""
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "RUNS": str(tmp_path / "runs"),
-            "METAHYPER": "echo metahyper", "DEVICE": "cpu", **env}
+    full = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "RUNS": str(tmp_path / "runs"),
+        "METAHYPER": "echo metahyper",
+        "DEVICE": "cpu",
+        **env,
+    }
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=full, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return [shlex.split(line)[1:] for line in proc.stdout.splitlines() if line.startswith("metahyper ")]
@@ -30,14 +36,33 @@ def test_imagenet_column_runs_the_section_5_2_recipe(tmp_path, monkeypatch):
     assert not any("imagenet" in cmd for cmd in without)
     ilsvrc = tmp_path / "ilsvrc"
     commands = [c for c in _commands(tmp_path, IMAGENET=str(ilsvrc)) if "imagenet" in c]
-    assert [c[c.index("--model") + 1] for c in commands] == ["resnet-18", "hyper-resnet-18", "resnet-34", "hyper-resnet-34"]
+    assert [c[c.index("--model") + 1] for c in commands] == [
+        "resnet-18",
+        "hyper-resnet-18",
+        "resnet-34",
+        "hyper-resnet-34",
+    ]
     seen = []
-    monkeypatch.setattr(metahyper.train.pretrain, "pretrain", lambda cfg, ctx: seen.append(cfg) or {"model": "m", "best_val_acc": None})
+    monkeypatch.setattr(
+        metahyper.train.pretrain, "pretrain", lambda cfg, ctx: seen.append(cfg) or {"model": "m", "best_val_acc": None}
+    )
     for cmd in commands:
         result = CliRunner().invoke(main, cmd)
         assert result.exit_code == 0, result.output
     first, hyper = seen[0], seen[1]
-    assert (first.dataset, first.data_root, first.model_stem, first.image_size) == ("imagenet", str(ilsvrc), "imagenet", 224)
-    assert (first.epochs, first.lr, first.momentum, first.milestones, first.gamma, first.weight_decay, first.batch_size) == \
-        (100, 0.1, 0.9, [30, 60, 90], 0.1, 1e-4, 256)
+    assert (first.dataset, first.data_root, first.model_stem, first.image_size) == (
+        "imagenet",
+        str(ilsvrc),
+        "imagenet",
+        224,
+    )
+    assert (
+        first.epochs,
+        first.lr,
+        first.momentum,
+        first.milestones,
+        first.gamma,
+        first.weight_decay,
+        first.batch_size,
+    ) == (100, 0.1, 0.9, [30, 60, 90], 0.1, 1e-4, 256)
     assert (hyper.variant, hyper.generated_l2) == (2, 6.25e-5)

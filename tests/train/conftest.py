@@ -41,8 +41,18 @@ def pretrained(glyph_root, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("pre")
     runs = {}
     for name in ("hyper-wrn-10-1", "wrn-10-1"):
-        cfg = PretrainConfig(dataset="glyphs-a", out=str(out / name), model=name, image_size=8, epochs=1, batch_size=64,
-                             milestones=[], data_root=str(glyph_root), device="cpu", progress=False)
+        cfg = PretrainConfig(
+            dataset="glyphs-a",
+            out=str(out / name),
+            model=name,
+            image_size=8,
+            epochs=1,
+            batch_size=64,
+            milestones=[],
+            data_root=str(glyph_root),
+            device="cpu",
+            progress=False,
+        )
         pretrain(cfg)
         runs[name] = out / name
     torch.set_num_threads(threads)

@@ -3,20 +3,36 @@ import json
 import pytest
 
 from metahyper.config import DemoConfig
-from metahyper.errors import UserError
 from metahyper.demo import run_demo
+from metahyper.errors import UserError
 
 
 def test_demo_end_to_end_reduced(glyph_root, tmp_path):
-    cfg = DemoConfig(out=str(tmp_path / "demo"), models=["wrn-10-1", "hyper-wrn-10-1"], image_size=8, queries=5,
-                     pretrain_epochs=2, meta_iterations=4, meta_batch=2, val_every=2, val_episodes=4, eval_episodes=20,
-                     device="cpu", data_root=str(glyph_root), progress=False)
+    cfg = DemoConfig(
+        out=str(tmp_path / "demo"),
+        models=["wrn-10-1", "hyper-wrn-10-1"],
+        image_size=8,
+        queries=5,
+        pretrain_epochs=2,
+        meta_iterations=4,
+        meta_batch=2,
+        val_every=2,
+        val_episodes=4,
+        eval_episodes=20,
+        device="cpu",
+        data_root=str(glyph_root),
+        progress=False,
+    )
     lines = []
     summary = run_demo(cfg, echo=lines.append)
     out = tmp_path / "demo"
     rows = {r["model"]: r for r in summary["rows"]}
-    assert set(rows) == {"WRN-10-1", "Hyper-WRN-10-1 (1)", "WRN-10-1, pretrain only (linear head)",
-                         "Hyper-WRN-10-1 (1), pretrain only (linear head)"}
+    assert set(rows) == {
+        "WRN-10-1",
+        "Hyper-WRN-10-1 (1)",
+        "WRN-10-1, pretrain only (linear head)",
+        "Hyper-WRN-10-1 (1), pretrain only (linear head)",
+    }
     for model in ("WRN-10-1", "Hyper-WRN-10-1 (1)"):  # both meta-trained models beat chance (1/5); no winner asserted
         for shots in (1, 5):
             assert rows[model][f"{shots}shot"] > summary["chance"], (model, shots, rows[model])

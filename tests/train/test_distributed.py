@@ -9,7 +9,13 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from metahyper.train.distributed import (
-    DistContext, all_gather_list, all_reduce_grads, convert_batchnorm, init_distributed, shard, shutdown,
+    DistContext,
+    all_gather_list,
+    all_reduce_grads,
+    convert_batchnorm,
+    init_distributed,
+    shard,
+    shutdown,
 )
 
 
@@ -21,7 +27,14 @@ def free_port() -> int:
 
 def _tiny_net():
     torch.manual_seed(3)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).double()
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 3),
+    ).double()
 
 
 def _batch():
@@ -30,7 +43,9 @@ def _batch():
 
 
 def _worker(rank, world, port, out):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     ctx = init_distributed("cpu")
     net = convert_batchnorm(_tiny_net(), ctx)
     x, y = _batch()
@@ -84,11 +99,21 @@ def _meta_setup(name: str):
     from metahyper.models import build_model
 
     torch.manual_seed(11)
-    model = build_model(name, variant=2, num_classes=3).double() if name.startswith("hyper-") else build_model(name, num_classes=3).double()
+    model = (
+        build_model(name, variant=2, num_classes=3).double()
+        if name.startswith("hyper-")
+        else build_model(name, num_classes=3).double()
+    )
     g = torch.Generator().manual_seed(12)
-    tasks = [SimpleNamespace(support_x=torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64), support_y=torch.arange(3),
-                             query_x=torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64), query_y=torch.arange(3).repeat(2))
-             for _ in range(4)]
+    tasks = [
+        SimpleNamespace(
+            support_x=torch.randn(3, 3, 8, 8, generator=g, dtype=torch.float64),
+            support_y=torch.arange(3),
+            query_x=torch.randn(6, 3, 8, 8, generator=g, dtype=torch.float64),
+            query_y=torch.arange(3).repeat(2),
+        )
+        for _ in range(4)
+    ]
     return model, tasks
 
 
@@ -104,7 +129,9 @@ def _meta_grads(model, tasks, ctx):
 
 
 def _meta_worker(rank, world, port, out, name):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     model, tasks = _meta_setup(name)
@@ -139,10 +166,22 @@ def torchrun(*args: str, env: dict | None = None, check: bool = True):
     import sys
 
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "metahyper", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "metahyper",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
     if check and proc.returncode != 0:
-        raise AssertionError(f"torchrun metahyper {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"torchrun metahyper {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -161,33 +200,92 @@ def test_torchrun_pretrain_epoch_equals_single_process(glyph_root, tmp_path, cli
 
     n = len(ClassificationData(open_split("glyphs-a", "train", root=glyph_root), "train", 0.2, seed=0))
     batch = next(b for b in range(48, 1, -2) if n % b == 0)  # every global batch splits evenly over 2 ranks
-    common = ["pretrain", "--dataset", "glyphs-a", "--model", "hyper-wrn-10-1", "--image-size", "8", "--epochs", "2",
-              "--batch-size", str(batch), "--milestones", "1", "--val-fraction", "0.2", "--swa-start", "1",
-              "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    common = [
+        "pretrain",
+        "--dataset",
+        "glyphs-a",
+        "--model",
+        "hyper-wrn-10-1",
+        "--image-size",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        str(batch),
+        "--milestones",
+        "1",
+        "--val-fraction",
+        "0.2",
+        "--swa-start",
+        "1",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     cli(*common, "--out", str(tmp_path / "single"))
     torchrun(*common, "--out", str(tmp_path / "dist"))
     single, dist_ = load_checkpoint(tmp_path / "single" / "last.pt"), load_checkpoint(tmp_path / "dist" / "last.pt")
     # float32, sums taken in another order across ranks: equal up to rounding
     _states_close(single.state_dict, dist_.state_dict, rtol=1e-4, atol=1e-5)
-    _states_close(load_checkpoint(tmp_path / "single" / "swa.pt").state_dict, load_checkpoint(tmp_path / "dist" / "swa.pt").state_dict,
-                  rtol=1e-4, atol=1e-5)  # SWA average and its BatchNorm update
+    _states_close(
+        load_checkpoint(tmp_path / "single" / "swa.pt").state_dict,
+        load_checkpoint(tmp_path / "dist" / "swa.pt").state_dict,
+        rtol=1e-4,
+        atol=1e-5,
+    )  # SWA average and its BatchNorm update
     for a, b in zip(single.extra["history"], dist_.extra["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and a["val_acc"] == b["val_acc"]
-    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert sorted(p.name for p in (tmp_path / "dist").iterdir()) == sorted(
+        p.name for p in (tmp_path / "single").iterdir()
+    )
 
 
 def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, cli, killed):
     from metahyper.train.checkpoint import load_checkpoint
 
-    common = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(pretrained["hyper-wrn-10-1"]),
-              "--ways", "3", "--shots", "1", "--queries", "2", "--meta-batch", "4", "--iterations", "3", "--inner-steps", "1",
-              "--inner-steps-eval", "2", "--val-every", "3", "--val-episodes", "6", "--save-every", "1",
-              "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    common = [
+        "meta-train",
+        "--train",
+        "glyphs-a",
+        "--test",
+        "glyphs-b",
+        "--init",
+        str(pretrained["hyper-wrn-10-1"]),
+        "--ways",
+        "3",
+        "--shots",
+        "1",
+        "--queries",
+        "2",
+        "--meta-batch",
+        "4",
+        "--iterations",
+        "3",
+        "--inner-steps",
+        "1",
+        "--inner-steps-eval",
+        "2",
+        "--val-every",
+        "3",
+        "--val-episodes",
+        "6",
+        "--save-every",
+        "1",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     cli(*common, "--out", str(tmp_path / "single"))
     torchrun(*common, "--out", str(tmp_path / "dist"))
     single, dist_ = load_checkpoint(tmp_path / "single" / "last.pt"), load_checkpoint(tmp_path / "dist" / "last.pt")
     _states_close(single.state_dict, dist_.state_dict, rtol=1e-4, atol=1e-5)
-    assert torch.allclose(single.extra["curves"]["loss"], dist_.extra["curves"]["loss"], rtol=1e-4)  # whole meta-batch logged
+    assert torch.allclose(
+        single.extra["curves"]["loss"], dist_.extra["curves"]["loss"], rtol=1e-4
+    )  # whole meta-batch logged
     assert single.extra["val_history"][0]["val_acc"] == pytest.approx(dist_.extra["val_history"][0]["val_acc"])
 
     # killed (SIGKILL before iteration 2, after last.pt of iteration 2 was written) and resumed
@@ -200,8 +298,26 @@ def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, c
         assert torch.equal(v, resumed.state_dict[k]), k
 
     # eval: episodes sharded and gathered, the same line as one process
-    ev = ["eval", "--checkpoint", str(tmp_path / "single"), "--dataset", "glyphs-b", "--shots", "1", "--ways", "3", "--queries", "2",
-          "--episodes", "9", "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    ev = [
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "single"),
+        "--dataset",
+        "glyphs-b",
+        "--shots",
+        "1",
+        "--ways",
+        "3",
+        "--queries",
+        "2",
+        "--episodes",
+        "9",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     one = cli(*ev, "-o", str(tmp_path / "one.json"))
     two = torchrun(*ev, "-o", str(tmp_path / "two.json"))
     assert one.stdout.splitlines()[0] == two.stdout.splitlines()[0]

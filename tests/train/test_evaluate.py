@@ -15,8 +15,17 @@ from metahyper.train.meta_train import meta_train
 
 
 def _eval(root, checkpoint, **kw) -> EvalConfig:
-    base = dict(checkpoint=str(checkpoint), dataset="glyphs-b", shots=1, ways=3, queries=2, episodes=6, data_root=str(root),
-                device="cpu", progress=False)
+    base = dict(
+        checkpoint=str(checkpoint),
+        dataset="glyphs-b",
+        shots=1,
+        ways=3,
+        queries=2,
+        episodes=6,
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+    )
     return EvalConfig(**{**base, **kw})
 
 
@@ -44,16 +53,36 @@ def test_every_checkpoint_sees_the_same_episodes(glyph_root, pretrained, tmp_pat
     saved = json.loads((tmp_path / "h.json").read_text())
     assert saved["mean"] == pytest.approx(np.mean(saved["accuracies"]))
     assert saved["ci95"] == pytest.approx(1.96 * np.std(saved["accuracies"]) / math.sqrt(6))
-    assert evaluate(_eval(glyph_root, pretrained["hyper-wrn-10-1"], output=str(tmp_path / "h2.json"))).accuracies == hyper.accuracies
+    assert (
+        evaluate(_eval(glyph_root, pretrained["hyper-wrn-10-1"], output=str(tmp_path / "h2.json"))).accuracies
+        == hyper.accuracies
+    )
 
 
 def test_maml_eval_of_pretrain_and_meta_checkpoints(glyph_root, pretrained, tmp_path):
-    pre = evaluate(_eval(glyph_root, pretrained["hyper-wrn-10-1"], method="maml", inner_steps=2, output=str(tmp_path / "a.json")))
+    pre = evaluate(
+        _eval(glyph_root, pretrained["hyper-wrn-10-1"], method="maml", inner_steps=2, output=str(tmp_path / "a.json"))
+    )
     assert pre.method == "maml" and pre.settings["inner"] == ["embeddings", "classifier"]
     meta = tmp_path / "meta"
-    meta_train(MetaTrainConfig(train="glyphs-a", test="glyphs-b", init=str(pretrained["hyper-wrn-10-1"]), out=str(meta), ways=3,
-                               queries=2, meta_batch=1, iterations=1, inner_steps=1, inner_steps_eval=3, val_every=0,
-                               data_root=str(glyph_root), device="cpu", progress=False))
+    meta_train(
+        MetaTrainConfig(
+            train="glyphs-a",
+            test="glyphs-b",
+            init=str(pretrained["hyper-wrn-10-1"]),
+            out=str(meta),
+            ways=3,
+            queries=2,
+            meta_batch=1,
+            iterations=1,
+            inner_steps=1,
+            inner_steps_eval=3,
+            val_every=0,
+            data_root=str(glyph_root),
+            device="cpu",
+            progress=False,
+        )
+    )
     result = evaluate(_eval(glyph_root, meta))
     assert result.method == "maml" and result.settings["inner_steps"] == 3  # the run's --inner-steps-eval
     assert result.fingerprint == pre.fingerprint
@@ -64,9 +93,28 @@ def test_maml_eval_of_pretrain_and_meta_checkpoints(glyph_root, pretrained, tmp_
 
 def test_eval_cli(glyph_root, pretrained, tmp_path):
     runner = CliRunner()
-    args = ["eval", "--checkpoint", str(pretrained["wrn-10-1"]), "--dataset", "glyphs-b", "--shots", "2", "--ways", "3",
-            "--queries", "2", "--episodes", "4", "--data-root", str(glyph_root), "--device", "cpu", "--quiet",
-            "-o", str(tmp_path / "r.json")]
+    args = [
+        "eval",
+        "--checkpoint",
+        str(pretrained["wrn-10-1"]),
+        "--dataset",
+        "glyphs-b",
+        "--shots",
+        "2",
+        "--ways",
+        "3",
+        "--queries",
+        "2",
+        "--episodes",
+        "4",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+        "-o",
+        str(tmp_path / "r.json"),
+    ]
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "WRN-10-1 [linear] on glyphs-b test, 3-way 2-shot, 4 episodes:" in res.output

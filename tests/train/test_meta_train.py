@@ -12,9 +12,24 @@ from metahyper.train.meta_train import meta_train
 
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(train="glyphs-a", test="glyphs-b", init=str(init), out=str(out), ways=3, shots=1, queries=2, meta_batch=2,
-                iterations=1, inner_steps=1, inner_steps_eval=2, val_every=0, save_every=1, data_root=str(root), device="cpu",
-                progress=False)
+    base = dict(
+        train="glyphs-a",
+        test="glyphs-b",
+        init=str(init),
+        out=str(out),
+        ways=3,
+        shots=1,
+        queries=2,
+        meta_batch=2,
+        iterations=1,
+        inner_steps=1,
+        inner_steps_eval=2,
+        val_every=0,
+        save_every=1,
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+    )
     return MetaTrainConfig(**{**base, **kw})
 
 
@@ -62,7 +77,9 @@ def test_plain_iteration_adapts_and_learns_everything(glyph_root, pretrained, tm
 
 
 def test_meta_train_validates_and_keeps_best(glyph_root, pretrained, tmp_path):
-    summary = meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta", iterations=3, val_every=2, val_episodes=3))
+    summary = meta_train(
+        _cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta", iterations=3, val_every=2, val_episodes=3)
+    )
     val = read_csv(tmp_path / "meta" / "val.csv")
     assert [int(r["iteration"]) for r in val] == [2, 3]  # every 2 iterations and at the end
     best = load_checkpoint(tmp_path / "meta")
@@ -75,10 +92,40 @@ def test_meta_train_validates_and_keeps_best(glyph_root, pretrained, tmp_path):
 
 
 def test_meta_train_resume_after_sigkill_matches_uninterrupted_run(glyph_root, pretrained, tmp_path, cli, killed):
-    args = ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", str(pretrained["hyper-wrn-10-1"]),
-            "--ways", "3", "--queries", "2", "--meta-batch", "2", "--iterations", "5", "--inner-steps", "1",
-            "--inner-steps-eval", "1", "--val-every", "2", "--val-episodes", "2", "--save-every", "2", "--seed", "5",
-            "--data-root", str(glyph_root), "--device", "cpu", "--quiet"]
+    args = [
+        "meta-train",
+        "--train",
+        "glyphs-a",
+        "--test",
+        "glyphs-b",
+        "--init",
+        str(pretrained["hyper-wrn-10-1"]),
+        "--ways",
+        "3",
+        "--queries",
+        "2",
+        "--meta-batch",
+        "2",
+        "--iterations",
+        "5",
+        "--inner-steps",
+        "1",
+        "--inner-steps-eval",
+        "1",
+        "--val-every",
+        "2",
+        "--val-episodes",
+        "2",
+        "--save-every",
+        "2",
+        "--seed",
+        "5",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     cli(*args, "--out", str(tmp_path / "full"))
     proc = killed(tmp_path / "full", tmp_path / "killed", 3)
     assert proc.returncode == -9, proc.stderr[-3000:]  # SIGKILL before iteration 4, after last.pt of iteration 2

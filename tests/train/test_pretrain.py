@@ -12,8 +12,18 @@ from metahyper.train.pretrain import pretrain, ratio_keys
 
 
 def _cfg(root, out, **kw) -> PretrainConfig:
-    base = dict(dataset="glyphs-a", out=str(out), model="hyper-wrn-10-1", image_size=8, epochs=2, batch_size=32,
-                milestones=[1], data_root=str(root), device="cpu", progress=False)
+    base = dict(
+        dataset="glyphs-a",
+        out=str(out),
+        model="hyper-wrn-10-1",
+        image_size=8,
+        epochs=2,
+        batch_size=32,
+        milestones=[1],
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+    )
     return PretrainConfig(**{**base, **kw})
 
 
@@ -69,8 +79,28 @@ def test_swa_average_becomes_the_run_model(glyph_root, tmp_path):
 
 
 def test_pretrain_resume_after_sigkill_matches_uninterrupted_run(glyph_root, tmp_path, cli, killed):
-    args = ["pretrain", "--dataset", "glyphs-a", "--model", "hyper-wrn-10-1", "--image-size", "8", "--epochs", "3",
-            "--batch-size", "64", "--milestones", "2", "--data-root", str(glyph_root), "--device", "cpu", "--seed", "3", "--quiet"]
+    args = [
+        "pretrain",
+        "--dataset",
+        "glyphs-a",
+        "--model",
+        "hyper-wrn-10-1",
+        "--image-size",
+        "8",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "64",
+        "--milestones",
+        "2",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--quiet",
+    ]
     cli(*args, "--out", str(tmp_path / "full"))
     # SIGKILL before epoch 2 (index 1), after epoch 1's last.pt was written
     proc = killed(tmp_path / "full", tmp_path / "killed", 1)
@@ -81,4 +111,6 @@ def test_pretrain_resume_after_sigkill_matches_uninterrupted_run(glyph_root, tmp
     assert resumed.extra["epoch"] == 3
     for k, v in full.state_dict.items():
         assert torch.equal(v, resumed.state_dict[k]), k
-    assert json.loads((tmp_path / "full" / "history.json").read_text()) == json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert json.loads((tmp_path / "full" / "history.json").read_text()) == json.loads(
+        (tmp_path / "killed" / "history.json").read_text()
+    )

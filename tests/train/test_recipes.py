@@ -31,12 +31,24 @@ def test_pad_modes():
     assert (zeros == 0).any() and (reflect == 7).all()
     ramp = np.arange(6, dtype=np.uint8)[None, :, None, None] * np.ones((1, 1, 6, 3), dtype=np.uint8)
     crops = random_crop_flip(np.repeat(ramp, 30, 0), padding=2, generator=np.random.default_rng(1), pad_mode="reflect")
-    assert {tuple(c[:, 0, 0]) for c in crops} >= {(2, 1, 0, 1, 2, 3)}  # rows 2, 1 mirrored above row 0, edge not repeated
+    assert {tuple(c[:, 0, 0]) for c in crops} >= {
+        (2, 1, 0, 1, 2, 3)
+    }  # rows 2, 1 mirrored above row 0, edge not repeated
 
 
 def _pre(root, out, **kw) -> PretrainConfig:
-    base = dict(dataset="glyphs-a", out=str(out), model="wrn-10-1", image_size=8, batch_size=64, epochs=4, milestones=[],
-                data_root=str(root), device="cpu", progress=False)
+    base = dict(
+        dataset="glyphs-a",
+        out=str(out),
+        model="wrn-10-1",
+        image_size=8,
+        batch_size=64,
+        epochs=4,
+        milestones=[],
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+    )
     return PretrainConfig(**{**base, **kw})
 
 
@@ -58,6 +70,16 @@ def test_recipe_options_are_checked(glyph_root, tmp_path, cli):
         _pre(glyph_root, tmp_path / "x", lr_schedule="swa")
     with pytest.raises(UserError, match="--nesterov needs --momentum"):
         _pre(glyph_root, tmp_path / "x", momentum=0.0)
-    proc = cli("pretrain", "--dataset", "glyphs-a", "--model", "wrn-10-1", "--out", str(tmp_path / "y"), "--pad-mode", "edge",
-               check=False)
+    proc = cli(
+        "pretrain",
+        "--dataset",
+        "glyphs-a",
+        "--model",
+        "wrn-10-1",
+        "--out",
+        str(tmp_path / "y"),
+        "--pad-mode",
+        "edge",
+        check=False,
+    )
     assert proc.returncode == 2 and "--pad-mode" in proc.stderr

@@ -27,13 +27,38 @@ def evals(glyph_root, pretrained, tmp_path_factory) -> list:
         for seed in (0, 1):
             run = pretrained[model] if seed == 0 else out / f"{model}-seed{seed}"
             if seed:
-                pretrain(PretrainConfig(dataset="glyphs-a", out=str(run), model=model, image_size=8, epochs=1, batch_size=64,
-                                        milestones=[], seed=seed, data_root=str(glyph_root), device="cpu", progress=False))
+                pretrain(
+                    PretrainConfig(
+                        dataset="glyphs-a",
+                        out=str(run),
+                        model=model,
+                        image_size=8,
+                        epochs=1,
+                        batch_size=64,
+                        milestones=[],
+                        seed=seed,
+                        data_root=str(glyph_root),
+                        device="cpu",
+                        progress=False,
+                    )
+                )
             for shots in (1, 2):
                 target = out / "evals" / f"{model}-seed{seed}" / f"eval-{shots}shot.json"
-                res = evaluate(EvalConfig(checkpoint=str(run), dataset="glyphs-b", shots=shots, ways=3, queries=2, episodes=3,
-                                          head_steps=5, data_root=str(glyph_root), device="cpu", progress=False,
-                                          output=str(target)))
+                res = evaluate(
+                    EvalConfig(
+                        checkpoint=str(run),
+                        dataset="glyphs-b",
+                        shots=shots,
+                        ways=3,
+                        queries=2,
+                        episodes=3,
+                        head_steps=5,
+                        data_root=str(glyph_root),
+                        device="cpu",
+                        progress=False,
+                        output=str(target),
+                    )
+                )
                 files.append(res.settings["output"])
     return files
 
@@ -70,8 +95,18 @@ def _eval_line(d: dict) -> str:
 def test_two_seeds_aggregate_and_keep_every_run(evals, tmp_path, cli):
     eval_dirs = sorted({str(Path(f).parent) for f in evals})  # directories are searched for eval JSONs
     assert len(eval_dirs) == 4
-    proc = cli("report", *eval_dirs, "--title", "glyphs", "--markdown", str(tmp_path / "t.md"), "--csv",
-               str(tmp_path / "t.csv"), "--json", str(tmp_path / "t.json"))
+    proc = cli(
+        "report",
+        *eval_dirs,
+        "--title",
+        "glyphs",
+        "--markdown",
+        str(tmp_path / "t.md"),
+        "--csv",
+        str(tmp_path / "t.csv"),
+        "--json",
+        str(tmp_path / "t.json"),
+    )
     assert "(2 runs)" in proc.stdout and "glyphs-b 3-way 1-shot" in proc.stdout
     table = json.loads((tmp_path / "t.json").read_text())
     by_file = {f: json.loads(open(f).read()) for f in evals}

@@ -15,9 +15,24 @@ from metahyper.train.meta_train import meta_train
 
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(train="glyphs-a", init=str(init), out=str(out), ways=3, shots=1, queries=2, meta_batch=2, iterations=3,
-                inner_steps=1, inner_steps_eval=1, val_every=1, val_episodes=2, save_every=3, data_root=str(root),
-                device="cpu", progress=False)
+    base = dict(
+        train="glyphs-a",
+        init=str(init),
+        out=str(out),
+        ways=3,
+        shots=1,
+        queries=2,
+        meta_batch=2,
+        iterations=3,
+        inner_steps=1,
+        inner_steps_eval=1,
+        val_every=1,
+        val_episodes=2,
+        save_every=3,
+        data_root=str(root),
+        device="cpu",
+        progress=False,
+    )
     return MetaTrainConfig(**{**base, **kw})
 
 
@@ -52,7 +67,9 @@ def test_select_on_source_reads_no_target_and_monitoring_changes_nothing(glyph_r
 
 def test_select_on_target_and_last(glyph_root, pretrained, tmp_path):
     init = pretrained["wrn-10-1"]
-    summary = meta_train(_cfg(glyph_root, init, tmp_path / "target", test=["glyphs-b"], select_on="target", first_order=True))
+    summary = meta_train(
+        _cfg(glyph_root, init, tmp_path / "target", test=["glyphs-b"], select_on="target", first_order=True)
+    )
     best = load_checkpoint(tmp_path / "target" / "best.pt")
     rows = read_csv(tmp_path / "target" / "val.csv")
     top = max(rows, key=lambda r: float(r["glyphs-b_acc"]))  # first maximum, as the run keeps it
@@ -68,13 +85,44 @@ def test_select_on_target_and_last(glyph_root, pretrained, tmp_path):
 def test_eval_reports_checkpoint_and_rule(glyph_root, pretrained, tmp_path, cli):
     meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "meta", first_order=True))
     out = tmp_path / "eval.json"
-    proc = cli("eval", "--checkpoint", str(tmp_path / "meta"), "--dataset", "glyphs-b", "--shots", "1", "--ways", "3",
-               "--queries", "2", "--episodes", "2", "--data-root", str(glyph_root), "--device", "cpu", "-o", str(out))
+    proc = cli(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "meta"),
+        "--dataset",
+        "glyphs-b",
+        "--shots",
+        "1",
+        "--ways",
+        "3",
+        "--queries",
+        "2",
+        "--episodes",
+        "2",
+        "--data-root",
+        str(glyph_root),
+        "--device",
+        "cpu",
+        "-o",
+        str(out),
+    )
     saved = json.loads(out.read_text())["selection"]
     assert saved["checkpoint"] == "best.pt" and saved["rule"] == "source" and saved["dataset"] == "glyphs-a"
     assert "scored best.pt: best validation accuracy on glyphs-a val classes" in proc.stdout
-    pre = evaluate(EvalConfig(checkpoint=str(pretrained["wrn-10-1"] / "last.pt"), dataset="glyphs-b", shots=1, ways=3,
-                              queries=2, episodes=1, data_root=str(glyph_root), device="cpu", progress=False), write=False)
+    pre = evaluate(
+        EvalConfig(
+            checkpoint=str(pretrained["wrn-10-1"] / "last.pt"),
+            dataset="glyphs-b",
+            shots=1,
+            ways=3,
+            queries=2,
+            episodes=1,
+            data_root=str(glyph_root),
+            device="cpu",
+            progress=False,
+        ),
+        write=False,
+    )
     assert pre.selection["rule"] == "final" and pre.settings["train_seed"] == 0
 
 
@@ -83,6 +131,18 @@ def test_select_on_options_are_checked(glyph_root, pretrained, tmp_path, cli):
         _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "x", select_on="target")
     with pytest.raises(UserError, match="twice"):
         _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "x", test="glyphs-b,glyphs-b")
-    proc = cli("meta-train", "--train", "glyphs-a", "--init", str(pretrained["wrn-10-1"]), "--out", str(tmp_path / "y"),
-               "--select-on", "target", "--data-root", str(glyph_root), check=False)
+    proc = cli(
+        "meta-train",
+        "--train",
+        "glyphs-a",
+        "--init",
+        str(pretrained["wrn-10-1"]),
+        "--out",
+        str(tmp_path / "y"),
+        "--select-on",
+        "target",
+        "--data-root",
+        str(glyph_root),
+        check=False,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "needs --test" in proc.stderr

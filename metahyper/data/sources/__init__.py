@@ -11,8 +11,9 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Callable, Sequence
+from typing import IO
 
 import numpy as np
 
@@ -46,7 +47,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 _PICKLE_ERRORS = (
-    pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, KeyError, io.UnsupportedOperation
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    KeyError,
+    io.UnsupportedOperation,
 )
 
 
@@ -142,9 +149,7 @@ class _ListStreamer(pickle._Unpickler):
     dispatch[pickle.GET[0]] = lambda self: self._get_checked(int(self.readline()[:-1]))
 
 
-def stream_pickled_list(
-    fileobj: IO[bytes], what: str, sink: Callable[[list], None], encoding: str = "latin1"
-) -> int:
+def stream_pickled_list(fileobj: IO[bytes], what: str, sink: Callable[[list], None], encoding: str = "latin1") -> int:
     """Unpickle a file holding one list, passing its items to ``sink`` in batches (bounded memory,
     for multi-gigabyte pickles such as tieredImageNet's ``train_images_png.pkl``); the same types
     as :func:`load_pickle` are allowed. Returns the number of items; errors name ``what``."""
@@ -189,10 +194,14 @@ def validate_classes(
     for name, arr in got.items():
         rgb = isinstance(arr, np.ndarray) and arr.ndim == 4 and arr.shape[-1] == 3
         if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or not (rgb or arr.ndim == 3):
-            problems.append(f"class {name}: {getattr(arr, 'shape', type(arr))} {getattr(arr, 'dtype', '')}, not uint8 (n,H,W[,3])")
+            problems.append(
+                f"class {name}: {getattr(arr, 'shape', type(arr))} {getattr(arr, 'dtype', '')}, not uint8 (n,H,W[,3])"
+            )
             break
         if expect_hw is not None and tuple(arr.shape[1:3]) != tuple(expect_hw):
-            problems.append(f"class {name}: images {arr.shape[1]}x{arr.shape[2]} instead of {expect_hw[0]}x{expect_hw[1]}")
+            problems.append(
+                f"class {name}: images {arr.shape[1]}x{arr.shape[2]} instead of {expect_hw[0]}x{expect_hw[1]}"
+            )
             break
         if expect_per_class is not None and arr.shape[0] != expect_per_class:
             problems.append(f"class {name}: {arr.shape[0]} images instead of {expect_per_class}")
@@ -204,8 +213,10 @@ def validate_classes(
 def download_failed(url: str, folder: Path, err: BaseException, fallback: str) -> UserError:
     """The one-line error of a failed download (no network, a bad checksum, a full disk)."""
     detail = str(err).splitlines()[0] if str(err) else ""
-    return UserError(f"downloading {url} into {folder} failed ({type(err).__name__}: {detail}); "
-                     f"check the network connection and retry, or {fallback}")
+    return UserError(
+        f"downloading {url} into {folder} failed ({type(err).__name__}: {detail}); "
+        f"check the network connection and retry, or {fallback}"
+    )
 
 
 def download_file(url: str, folder: Path, filename: str, md5: str | None, fallback: str) -> Path:

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from metahyper.data.cache import check_writable, read_split_file
+from metahyper.data.layouts import read_split_file
 from metahyper.data.sources import download_failed, load_pickle, validate_classes
-from metahyper.data.writing import estimate_size, write_cache, write_splits
+from metahyper.data.writing import check_writable, estimate_size, write_cache, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
@@ -59,15 +59,30 @@ class CifarFormat:
 
 CIFAR = {
     "cifar100": CifarFormat(
-        "cifar-100-python", "cifar-100-python.tar.gz",
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85",
-        ("train",), ("test",), "meta", b"fine_labels", b"fine_label_names", {"train": 500, "test": 100}, 100,
+        "cifar-100-python",
+        "cifar-100-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        ("train",),
+        ("test",),
+        "meta",
+        b"fine_labels",
+        b"fine_label_names",
+        {"train": 500, "test": 100},
+        100,
     ),
     "cifar10": CifarFormat(
-        "cifar-10-batches-py", "cifar-10-python.tar.gz",
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-        tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",), "batches.meta", b"labels",
-        b"label_names", {"train": 5000, "test": 1000}, 10,
+        "cifar-10-batches-py",
+        "cifar-10-python.tar.gz",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "batches.meta",
+        b"labels",
+        b"label_names",
+        {"train": 5000, "test": 1000},
+        10,
     ),
 }
 
@@ -120,7 +135,9 @@ class _Archive:
                     raise KeyError(name)
                 payload = member.read()
             except KeyError:
-                raise UserError(f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?") from None
+                raise UserError(
+                    f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?"
+                ) from None
             except _BROKEN_ARCHIVE as err:
                 raise UserError(
                     f"{self.source} is truncated or corrupt ({type(err).__name__}: {err}); "
@@ -202,8 +219,10 @@ def build_cifar_fs(
     def labels(coarse_names: list[str], fine_by_coarse: dict[str, list[str]], s: str) -> list[list[str]]:
         for coarse, fine in split[s]:
             if fine not in fine_by_coarse.get(coarse, []):
-                raise UserError(f"CIFAR-100 source has no class {coarse}/{fine} of the CIFAR-FS {s} split; "
-                                "pass the official cifar-100-python.tar.gz")
+                raise UserError(
+                    f"CIFAR-100 source has no class {coarse}/{fine} of the CIFAR-FS {s} split; "
+                    "pass the official cifar-100-python.tar.gz"
+                )
         return split[s]
 
     return _build_cifar100_subset("cifar-fs", labels, root, source, download, force, strict)
@@ -228,7 +247,11 @@ def _build_cifar100_subset(
     images, (fine, coarse) = archive.batches(fmt.train + fmt.test, (b"fine_labels", b"coarse_labels"))
     classes = _group(images, fine, fine_names)
     validate_classes(
-        f"CIFAR-100 source {archive.source}", classes, 100 if strict else None, 600 if strict else None, (32, 32),
+        f"CIFAR-100 source {archive.source}",
+        classes,
+        100 if strict else None,
+        600 if strict else None,
+        (32, 32),
         "pass the official cifar-100-python.tar.gz",
     )
     fine_by_coarse: dict[str, list[str]] = {}
@@ -236,28 +259,40 @@ def _build_cifar100_subset(
         fine_idx = np.unique(fine[coarse == i])
         fine_by_coarse[coarse_name] = [fine_names[j] for j in fine_idx]
     if len(coarse_names) != 20 or any(len(set(coarse[fine == j])) != 1 for j in np.unique(fine)):
-        raise UserError(f"{archive.source}: fine/coarse labels are inconsistent (expected 20 superclasses); re-download it")
+        raise UserError(
+            f"{archive.source}: fine/coarse labels are inconsistent (expected 20 superclasses); re-download it"
+        )
     split_labels = {s: labels(coarse_names, fine_by_coarse, s) for s in ("train", "val", "test")}
     with progress_bar(total=len(classes), desc=subset, unit="class") as bar:
-        write_cache({data_path: {f"{c}/{f}": classes[f] for c, fs in fine_by_coarse.items() for f in fs}},
-                    {names_path: fine_by_coarse, **dict(zip(label_paths, split_labels.values()))}, progress=bar)
+        write_cache(
+            {data_path: {f"{c}/{f}": classes[f] for c, fs in fine_by_coarse.items() for f in fs}},
+            {names_path: fine_by_coarse, **dict(zip(label_paths, split_labels.values()))},
+            progress=bar,
+        )
     return outputs
 
 
-def build_cifar10(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
-                  strict: bool = True) -> list[Path]:
+def build_cifar10(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
     """:func:`build_cifar_standard` of CIFAR-10."""
     return build_cifar_standard("cifar10", root, source, download, force, strict)
 
 
-def build_cifar100(root: Path, source: str | Path | None = None, download: bool = False, force: bool = False,
-                   strict: bool = True) -> list[Path]:
+def build_cifar100(
+    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+) -> list[Path]:
     """:func:`build_cifar_standard` of CIFAR-100."""
     return build_cifar_standard("cifar100", root, source, download, force, strict)
 
 
 def build_cifar_standard(
-    kind: str, root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True
+    kind: str,
+    root: Path,
+    source: str | Path | None = None,
+    download: bool = False,
+    force: bool = False,
+    strict: bool = True,
 ) -> list[Path]:
     """Build the standard train/test caches of ``cifar10`` or ``cifar100`` (labels in CIFAR order)."""
     fmt = CIFAR[kind]
@@ -271,8 +306,14 @@ def build_cifar_standard(
         images, (labels,) = archive.batches(members, (fmt.label_key,))
         splits[split] = _group(images, labels, names)
         validate_classes(
-            f"{kind} {split} source {archive.source}", splits[split], len(names) if strict else None,
-            fmt.per_class[split] if strict else None, (32, 32), f"pass the official {fmt.archive}",
+            f"{kind} {split} source {archive.source}",
+            splits[split],
+            len(names) if strict else None,
+            fmt.per_class[split] if strict else None,
+            (32, 32),
+            f"pass the official {fmt.archive}",
         )
-    write_splits(root, {(kind, split): (classes, [n for n in names if n in classes]) for split, classes in splits.items()})
+    write_splits(
+        root, {(kind, split): (classes, [n for n in names if n in classes]) for split, classes in splits.items()}
+    )
     return outputs

@@ -26,10 +26,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_splits
+from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
-from metahyper.data.writing import check_memory, estimate_size
+from metahyper.data.writing import check_memory, check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
@@ -109,7 +109,11 @@ def _listed(text: str, what: str) -> list[str]:
 
 
 def build_cub(
-    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True,
+    root: Path,
+    source: str | Path | None = None,
+    download: bool = False,
+    force: bool = False,
+    strict: bool = True,
     image_size: int = 84,
 ) -> list[Path]:
     """Build the three CUB splits. ``strict``: the 200 classes and 11,788 images of the release;
@@ -138,11 +142,15 @@ def build_cub(
     listed = _listed(reader.texts["images.txt"], f"{source}: images.txt")
     missing = [p for p in listed if PurePosixPath(p).name not in reader.images.get(PurePosixPath(p).parent.name, {})]
     if missing:
-        raise UserError(f"{source}: {len(missing)} images listed in images.txt are missing (e.g. {missing[0]}); "
-                        f"the archive is truncated or incomplete; {FIX}")
+        raise UserError(
+            f"{source}: {len(missing)} images listed in images.txt are missing (e.g. {missing[0]}); "
+            f"the archive is truncated or incomplete; {FIX}"
+        )
     class_list = _listed(reader.texts["classes.txt"], f"{source}: classes.txt")
     if strict and (len(class_list) != 200 or len(listed) != IMAGES):
-        raise UserError(f"{source}: {len(class_list)} classes and {len(listed)} images instead of 200 and {IMAGES}; {FIX}")
+        raise UserError(
+            f"{source}: {len(class_list)} classes and {len(listed)} images instead of 200 and {IMAGES}; {FIX}"
+        )
     for cls in reader.images:
         if cls not in class_list:
             raise UserError(f"{source}: image folder {cls} is not in classes.txt; {FIX}")
@@ -150,8 +158,9 @@ def build_cub(
     for split in SPLITS:
         expected = split_classes(split)
         got = {c: np.stack([imgs[n] for n in sorted(imgs)]) for c, imgs in reader.images.items() if c in expected}
-        validate_classes(f"CUB {split} source {source}", got, expected if strict else None, None,
-                         (image_size, image_size), FIX)
+        validate_classes(
+            f"CUB {split} source {source}", got, expected if strict else None, None, (image_size, image_size), FIX
+        )
         if not got:
             raise UserError(f"CUB source {source} has no class of the {split} split; {FIX}")
         splits[split] = got

@@ -30,15 +30,15 @@ import json
 import math
 import shlex
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import numpy as np
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from metahyper.data.cache import LAYOUTS, SPLITS
+from metahyper.data.layouts import LAYOUTS, SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
 from metahyper.data.storage import check_writable, fit_image
 from metahyper.data.writing import estimate_size
@@ -56,8 +56,10 @@ def check_name(name: str | None) -> str:
     if not name:
         raise UserError("prepare folder needs --name NAME, the name the dataset is used by (e.g. --dataset NAME)")
     if not NAME_PATTERN.fullmatch(name):
-        raise UserError(f"dataset name {name!r} is not allowed; use letters, digits, '_', '.' and '-' "
-                        "(starting with a letter or digit)")
+        raise UserError(
+            f"dataset name {name!r} is not allowed; use letters, digits, '_', '.' and '-' "
+            "(starting with a letter or digit)"
+        )
     taken = {*LAYOUTS, *(layout.folder for layout in LAYOUTS.values()), *RESERVED}
     if name in taken:
         raise UserError(f"dataset name {name!r} is taken by a built-in dataset; choose another --name")
@@ -71,9 +73,13 @@ def parse_ratios(ratios: str | Sequence[float]) -> tuple[float, float, float]:
     except ValueError:
         values = ()
     if len(values) != 3 or any(not math.isfinite(v) or v < 0 for v in values):
-        raise UserError(f"--split-ratios must be three fractions train,val,test >= 0, e.g. 0.64,0.16,0.2; got {ratios!r}")
+        raise UserError(
+            f"--split-ratios must be three fractions train,val,test >= 0, e.g. 0.64,0.16,0.2; got {ratios!r}"
+        )
     if abs(sum(values) - 1) > 1e-6:
-        raise UserError(f"--split-ratios {','.join(map(str, values))} sum to {sum(values):g}, not 1; e.g. 0.64,0.16,0.2")
+        raise UserError(
+            f"--split-ratios {','.join(map(str, values))} sum to {sum(values):g}, not 1; e.g. 0.64,0.16,0.2"
+        )
     return values
 
 
@@ -86,8 +92,10 @@ def ratio_splits(classes: Sequence[str], ratios: Sequence[float], seed: int) -> 
         counts[i] += 1
     for split, ratio, count in zip(SPLITS, ratios, counts):
         if ratio > 0 and count == 0:
-            raise UserError(f"--split-ratios give the {split} split none of the {len(classes)} classes; "
-                            f"raise its ratio, set it to 0, or add classes")
+            raise UserError(
+                f"--split-ratios give the {split} split none of the {len(classes)} classes; "
+                f"raise its ratio, set it to 0, or add classes"
+            )
     bounds = np.cumsum([0, *counts])
     return {s: sorted(order[bounds[i] : bounds[i + 1]]) for i, s in enumerate(SPLITS) if counts[i]}
 
@@ -110,8 +118,10 @@ def read_splits(path: str | Path) -> dict[str, list[str]]:
             lists = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise UserError(f"--splits {path} is not readable JSON ({err}); {fix}") from None
-        if not isinstance(lists, dict) or not set(lists) <= set(SPLITS) or not all(
-            isinstance(v, list) and all(isinstance(c, str) for c in v) for v in lists.values()
+        if (
+            not isinstance(lists, dict)
+            or not set(lists) <= set(SPLITS)
+            or not all(isinstance(v, list) and all(isinstance(c, str) for c in v) for v in lists.values())
         ):
             raise UserError(f"--splits {path} must map some of train, val, test to lists of class names; {fix}")
     else:
@@ -137,10 +147,14 @@ def scan_source(source: Path) -> dict[str, list[Path]]:
     classes = {}
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         classes[folder.name] = sorted(
-            p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(extensions)
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith(extensions)
         )
     if not classes:
-        raise UserError(f"--source {source} has no class subfolders; put each class's images in a subfolder DIR/<class>/")
+        raise UserError(
+            f"--source {source} has no class subfolders; put each class's images in a subfolder DIR/<class>/"
+        )
     return classes
 
 
@@ -153,14 +167,19 @@ def load_image(path: Path, size: int) -> np.ndarray:
                 image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale >= size
                 return fit_image(image, size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise UserError(f"image {path} has more pixels than PIL.Image.MAX_IMAGE_PIXELS allows ({err}); "
-                        "shrink or remove it") from None
+        raise UserError(
+            f"image {path} has more pixels than PIL.Image.MAX_IMAGE_PIXELS allows ({err}); shrink or remove it"
+        ) from None
     except (OSError, ValueError, SyntaxError) as err:  # PIL.UnidentifiedImageError and truncated files are OSErrors
         raise UserError(f"image {path} cannot be read ({type(err).__name__}: {err}); replace or remove it") from None
 
 
 def _command(source: Path, name: str, splits: str | Path | None, ratios, seed: int, image_size: int) -> str:
-    how = f"--splits {shlex.quote(str(splits))}" if splits is not None else f"--split-ratios {','.join(map(str, ratios))} --seed {seed}"
+    how = (
+        f"--splits {shlex.quote(str(splits))}"
+        if splits is not None
+        else f"--split-ratios {','.join(map(str, ratios))} --seed {seed}"
+    )
     return f"metahyper prepare folder --source {shlex.quote(str(source))} --name {name} {how} --image-size {image_size}"
 
 
@@ -190,12 +209,16 @@ def build_folder(
     for split, classes in chosen.items():
         missing = [c for c in classes if c not in found]
         if missing:
-            raise UserError(f"--splits names {len(missing)} {split} classes with no folder in {source} "
-                            f"(e.g. {', '.join(missing[:3])}); fix the split file or add the folders")
+            raise UserError(
+                f"--splits names {len(missing)} {split} classes with no folder in {source} "
+                f"(e.g. {', '.join(missing[:3])}); fix the split file or add the folders"
+            )
         few = [(c, len(found[c])) for c in classes if len(found[c]) < MIN_IMAGES]
         if few:
-            raise UserError(f"class {few[0][0]} ({split}) has {few[0][1]} images (and {len(few) - 1} more classes under "
-                            f"{MIN_IMAGES}); each class needs at least {MIN_IMAGES}: add images or leave the class out")
+            raise UserError(
+                f"class {few[0][0]} ({split}) has {few[0][1]} images (and {len(few) - 1} more classes under "
+                f"{MIN_IMAGES}); each class needs at least {MIN_IMAGES}: add images or leave the class out"
+            )
     folder = root / name
     outputs = [folder / f"{s}_{x}" for s in chosen for x in ("data.hdf5", "labels.json")] + [folder / MANIFEST]
     check_writable(outputs, force, name)
@@ -209,7 +232,11 @@ def build_folder(
         for i, (split, classes) in enumerate(chosen.items()):
             tmp_data, tmp_labels = tmps[2 * i], tmps[2 * i + 1]
             n = sum(len(found[c]) for c in classes)
-            with open(tmp_data, "wb+") as fh, h5py.File(fh, "w") as f, progress_bar(total=n, desc=f"{name} {split}", unit="img", disable=not progress) as bar:
+            with (
+                open(tmp_data, "wb+") as fh,
+                h5py.File(fh, "w") as f,
+                progress_bar(total=n, desc=f"{name} {split}", unit="img", disable=not progress) as bar,
+            ):
                 for c in sorted(classes):
                     images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
                     for j, path in enumerate(found[c]):
@@ -225,10 +252,15 @@ def build_folder(
         mean = total / (255.0 * pixels)
         std = np.sqrt(np.maximum(squares / (255.0**2 * pixels) - mean**2, 0.0))
         manifest = Manifest(
-            name=name, splits=tuple(chosen), image_size=image_size,
-            mean=tuple(round(float(v), 6) for v in mean), std=tuple(round(max(float(v), 1e-6), 6) for v in std),
-            statistics_of=stats_split or "+".join(chosen), prepare=_command(source, name, splits, ratios, seed, image_size),
-            source=str(source), classes={s: len(c) for s, c in chosen.items()},
+            name=name,
+            splits=tuple(chosen),
+            image_size=image_size,
+            mean=tuple(round(float(v), 6) for v in mean),
+            std=tuple(round(max(float(v), 1e-6), 6) for v in std),
+            statistics_of=stats_split or "+".join(chosen),
+            prepare=_command(source, name, splits, ratios, seed, image_size),
+            source=str(source),
+            classes={s: len(c) for s, c in chosen.items()},
         )
         write_json(tmps[-1], manifest.to_dict())
     return outputs

@@ -31,8 +31,9 @@ import matplotlib
 import numpy as np
 from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageDraw, ImageFont
-from metahyper.data.cache import SPLITS, check_writable
-from metahyper.data.writing import check_memory, estimate_size, split_paths, write_splits
+
+from metahyper.data.layouts import SPLITS
+from metahyper.data.writing import check_memory, check_writable, estimate_size, split_paths, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
@@ -70,9 +71,16 @@ SCRIPTS = (
 # (file, usable for which code points: None = whole cmap, "ascii" = A-Z a-z only: TeX-encoded cmaps).
 # Only files shipped, unchanged, by every matplotlib >= 3.7 (tests/faults/test_glyph_fonts.py).
 FONTS = tuple(
-    [(f"DejaVu{fam}{style}.ttf", None) for fam in ("Sans", "Serif", "SansMono")
-     for style in ("", "-Bold", "-Oblique" if fam != "Serif" else "-Italic",
-                   "-BoldOblique" if fam != "Serif" else "-BoldItalic")]
+    [
+        (f"DejaVu{fam}{style}.ttf", None)
+        for fam in ("Sans", "Serif", "SansMono")
+        for style in (
+            "",
+            "-Bold",
+            "-Oblique" if fam != "Serif" else "-Italic",
+            "-BoldOblique" if fam != "Serif" else "-BoldItalic",
+        )
+    ]
     + [(f"STIXGeneral{s}.ttf", None) for s in ("", "Bol", "Italic", "BolIta")]
     + [(f"cm{s}10.ttf", "ascii") for s in ("r", "b", "ss", "tt")]
 )
@@ -92,7 +100,7 @@ def check_fonts() -> None:
             )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _charmap(name: str) -> frozenset[int]:
     return frozenset(FT2Font(str(font_dir() / name)).get_charmap())
 
@@ -107,8 +115,16 @@ def _fonts_for(cp: int) -> tuple[str, ...]:
     return tuple(n for n, only in FONTS if cp in _charmap(n) and (only is None or ascii_letter))
 
 
-def render(cp: int, font: str, size: int, scale: float = 0.7, angle: float = 0.0, dx: float = 0.0,
-           dy: float = 0.0, stroke: int = 0) -> np.ndarray:
+def render(
+    cp: int,
+    font: str,
+    size: int,
+    scale: float = 0.7,
+    angle: float = 0.0,
+    dx: float = 0.0,
+    dy: float = 0.0,
+    stroke: int = 0,
+) -> np.ndarray:
     """One glyph, white on black, uint8 (size, size): drawn at 2x, fitted to ``scale`` of the
     canvas, shifted by ``(dx, dy)`` canvas fractions, rotated by ``angle`` degrees, downsampled."""
     big = 2 * size
@@ -135,27 +151,37 @@ def _class_images(cp: int, fonts: tuple[str, ...], size: int, count: int, seed: 
         rng = np.random.default_rng([seed, cp, j])
         font = fonts[rng.integers(len(fonts))]
         img = render(
-            cp, font, size,
-            scale=rng.uniform(0.55, 0.85), angle=rng.uniform(-15, 15),
-            dx=rng.uniform(-0.08, 0.08), dy=rng.uniform(-0.08, 0.08), stroke=int(rng.integers(0, 3)),
+            cp,
+            font,
+            size,
+            scale=rng.uniform(0.55, 0.85),
+            angle=rng.uniform(-15, 15),
+            dx=rng.uniform(-0.08, 0.08),
+            dy=rng.uniform(-0.08, 0.08),
+            stroke=int(rng.integers(0, 3)),
         )
         out[j] = img[..., None]
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _candidates(script: Script) -> list[int]:
     cps = []
     for lo, hi in script.ranges:
         for cp in range(lo, hi + 1):
             ch = chr(cp)
-            if unicodedata.category(ch)[0] in script.categories and not unicodedata.decomposition(ch) \
-                    and "DejaVuSans.ttf" in {n for n in _fonts_for(cp)}:
+            if (
+                unicodedata.category(ch)[0] in script.categories
+                and not unicodedata.decomposition(ch)
+                and "DejaVuSans.ttf" in {n for n in _fonts_for(cp)}
+            ):
                 cps.append(cp)
     return cps
 
 
-def glyph_classes(image_size: int = 32, max_per_script: int | None = None, seed: int = 0) -> dict[str, dict[str, list[tuple[str, int]]]]:
+def glyph_classes(
+    image_size: int = 32, max_per_script: int | None = None, seed: int = 0
+) -> dict[str, dict[str, list[tuple[str, int]]]]:
     """The class lists without rendering the datasets: ``{domain: {split: [(name, codepoint)]}}``.
 
     ``max_per_script`` keeps only the first classes of each script (small test builds).
@@ -219,10 +245,17 @@ def build_glyphs(
     check_fonts()
     n_classes = sum(min(len(_candidates(sc)), max_per_script or 10**9) for sc in SCRIPTS)  # upper bound
     image_bytes = images_per_class * image_size * image_size * 3
-    check_memory(n_classes * image_bytes, f"the glyphs dataset at {image_size} px",
-                 "use a smaller --image-size" + (" or a larger --max-memory" if max_memory is not None else ""), max_memory)
-    check_free_space(root, estimate_size(len(outputs) // 2, n_classes, n_classes * image_bytes),
-                     f"the glyphs cache ({image_size} px)")
+    check_memory(
+        n_classes * image_bytes,
+        f"the glyphs dataset at {image_size} px",
+        "use a smaller --image-size" + (" or a larger --max-memory" if max_memory is not None else ""),
+        max_memory,
+    )
+    check_free_space(
+        root,
+        estimate_size(len(outputs) // 2, n_classes, n_classes * image_bytes),
+        f"the glyphs cache ({image_size} px)",
+    )
     classes = glyph_classes(image_size, max_per_script, seed)
     jobs = [(d, s, name, cp) for d in DOMAINS for s in SPLITS for name, cp in classes[d][s]]
     args = [(cp, image_size, images_per_class, seed) for *_, cp in jobs]

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file
+from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources import load_pickle, validate_classes
-from metahyper.data.writing import estimate_size, write_splits
+from metahyper.data.writing import check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
@@ -38,8 +38,11 @@ MAX_SOURCE_PIXELS = 50_000_000  # per source image; ImageNet's largest are about
 _BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 PICKLE_NAMES = {
     "torchmeta": {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLITS},
-    "learn2learn": {"train": "mini-imagenet-cache-train.pkl", "val": "mini-imagenet-cache-validation.pkl",
-                    "test": "mini-imagenet-cache-test.pkl"},
+    "learn2learn": {
+        "train": "mini-imagenet-cache-train.pkl",
+        "val": "mini-imagenet-cache-validation.pkl",
+        "test": "mini-imagenet-cache-test.pkl",
+    },
 }
 
 
@@ -63,8 +66,11 @@ def _parse_cache_pickle(obj: object, what: str) -> dict[str, np.ndarray]:
     out = {}
     for wnid, rows in class_dict.items():
         rows = np.asarray(rows)
-        if not isinstance(wnid, str) or rows.ndim != 1 or rows.dtype.kind not in "iu" or (
-            rows.size and (rows.min() < 0 or rows.max() >= len(images))
+        if (
+            not isinstance(wnid, str)
+            or rows.ndim != 1
+            or rows.dtype.kind not in "iu"
+            or (rows.size and (rows.min() < 0 or rows.max() >= len(images)))
         ):
             raise UserError(f"{what}: class_dict entry {wnid!r} is not a wnid with valid row indices")
         out[wnid] = images[rows]
@@ -78,7 +84,9 @@ def _find_pickles(source: Path) -> dict[str, object] | None:
             tar = tarfile.open(source, "r:*")
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
         except _BROKEN_ARCHIVE as err:
-            raise UserError(f"{source} is truncated or not a readable mini-imagenet.tar.gz ({err}); re-download it") from None
+            raise UserError(
+                f"{source} is truncated or not a readable mini-imagenet.tar.gz ({err}); re-download it"
+            ) from None
         for names in PICKLE_NAMES.values():
             if all(n in members for n in names.values()):
                 return {s: (tar, members[n]) for s, n in names.items()}
@@ -99,7 +107,9 @@ def _load_pickle_split(where: object, split: str) -> dict[str, np.ndarray]:
         try:
             payload = tar.extractfile(member).read()
         except _BROKEN_ARCHIVE as err:
-            raise UserError(f"{tar.name} is truncated or corrupt ({type(err).__name__}: {err}); re-download it") from None
+            raise UserError(
+                f"{tar.name} is truncated or corrupt ({type(err).__name__}: {err}); re-download it"
+            ) from None
         obj = load_pickle(io.BytesIO(payload), what, encoding="latin1")
     else:
         what = str(where)
@@ -166,11 +176,16 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
     otherwise classes must be a subset of the shipped split's (tiny test sources)."""
     outputs = [root / "miniimagenet" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
     check_writable(outputs, force, "miniimagenet")
-    check_free_space(root, estimate_size(3, 100, 100 * PER_CLASS * IMAGE_SIZE * IMAGE_SIZE * 3) if strict else 0,
-                     "the miniimagenet cache")
+    check_free_space(
+        root,
+        estimate_size(3, 100, 100 * PER_CLASS * IMAGE_SIZE * IMAGE_SIZE * 3) if strict else 0,
+        "the miniimagenet cache",
+    )
     source = Path(source).expanduser()
     if not source.exists():
-        raise UserError(f"source {source} does not exist; pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs")
+        raise UserError(
+            f"source {source} does not exist; pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs"
+        )
     pickles = _find_pickles(source)
     if pickles is None and not all((source / f"{s}.csv").is_file() for s in SPLITS):
         raise UserError(
@@ -189,8 +204,12 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
                 f"(e.g. {', '.join(extra[:3])}); use the standard split files"
             )
         validate_classes(
-            f"MiniImageNet {split} source {source}", classes, expected if strict else None,
-            PER_CLASS if strict else None, (IMAGE_SIZE, IMAGE_SIZE), "use the standard 64/16/20-class, 600-image release",
+            f"MiniImageNet {split} source {source}",
+            classes,
+            expected if strict else None,
+            PER_CLASS if strict else None,
+            (IMAGE_SIZE, IMAGE_SIZE),
+            "use the standard 64/16/20-class, 600-image release",
         )
         splits[split] = classes
     write_splits(root, {("miniimagenet", split): (classes, sorted(classes)) for split, classes in splits.items()})

@@ -26,10 +26,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file, write_classes_hdf5
+from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
-from metahyper.data.writing import check_memory, estimate_size
+from metahyper.data.writing import check_memory, check_writable, estimate_size, write_classes_hdf5
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, check_free_space, write_json
 from metahyper.progress import progress_bar
@@ -46,14 +46,18 @@ FIX = "pass the folder of the official images_background.zip and images_evaluati
 def split_classes(split: str) -> list[tuple[str, str, str]]:
     """Vinyals et al.'s characters of ``split`` as sorted (images_part, alphabet, character)."""
     tree = read_split_file(f"omniglot/{split}.json")
-    return sorted((f"images_{part}", a, c) for part, alphabets in tree.items() for a, cs in alphabets.items() for c in cs)
+    return sorted(
+        (f"images_{part}", a, c) for part, alphabets in tree.items() for a, cs in alphabets.items() for c in cs
+    )
 
 
 def download_zips(root: Path) -> Path:
     """Download both official zips with torchvision (md5-checked); returns their folder."""
     target = root / "downloads" / "omniglot"
     for part in PARTS:
-        download_file(URL.format(part), target, f"{part}.zip", MD5[part], f"download {part}.zip by hand and pass --source DIR")
+        download_file(
+            URL.format(part), target, f"{part}.zip", MD5[part], f"download {part}.zip by hand and pass --source DIR"
+        )
     return target
 
 
@@ -74,7 +78,9 @@ def _members(source: Path) -> dict[tuple[str, str, str], list[tuple[str, object]
                 if any(x.startswith(".") and x != ".." or x == "__MACOSX" for x in path.parts):
                     continue  # archiver metadata (.DS_Store, __MACOSX/), not drawings
                 if path.parts[0] != part or ".." in path.parts or len(path.parts) != 4 or path.suffix != ".png":
-                    raise UserError(f"{archive} holds {info.filename!r}, not {part}/<alphabet>/<character>/<drawing>.png; {FIX}")
+                    raise UserError(
+                        f"{archive} holds {info.filename!r}, not {part}/<alphabet>/<character>/<drawing>.png; {FIX}"
+                    )
                 found.setdefault((part, path.parts[1], path.parts[2]), []).append(
                     (path.name, lambda zf=zf, info=info: zf.read(info))
                 )
@@ -98,8 +104,14 @@ def _load(name: str, opener, size: int, what: str) -> np.ndarray:
 
 
 def build_omniglot(
-    root: Path, source: str | Path | None = None, download: bool = False, force: bool = False, strict: bool = True,
-    image_size: int = 28, rotations: bool = False, per_class: int = PER_CLASS,
+    root: Path,
+    source: str | Path | None = None,
+    download: bool = False,
+    force: bool = False,
+    strict: bool = True,
+    image_size: int = 28,
+    rotations: bool = False,
+    per_class: int = PER_CLASS,
 ) -> list[Path]:
     """Build Omniglot (torchmeta layout, Vinyals split). ``strict``: every character of the split;
     otherwise the characters present must belong to the split (tiny test sources). Every character
@@ -117,12 +129,16 @@ def build_omniglot(
     known = {key for keys in splits.values() for key in keys}
     extra = sorted(set(members) - known)
     if extra:
-        raise UserError(f"Omniglot source {source}: {len(extra)} characters outside the Vinyals split "
-                        f"(e.g. {'/'.join(extra[0])}); {FIX}")
+        raise UserError(
+            f"Omniglot source {source}: {len(extra)} characters outside the Vinyals split "
+            f"(e.g. {'/'.join(extra[0])}); {FIX}"
+        )
     missing = sorted(key for keys in splits.values() for key in keys if key not in members)
     if strict and missing:  # before any image is decoded
-        raise UserError(f"Omniglot source {source}: {len(missing)} characters of the Vinyals split are missing "
-                        f"(e.g. {'/'.join(missing[0])}); {FIX}")
+        raise UserError(
+            f"Omniglot source {source}: {len(missing)} characters of the Vinyals split are missing "
+            f"(e.g. {'/'.join(missing[0])}); {FIX}"
+        )
     classes: dict[str, dict[str, np.ndarray]] = {}
     total = sum(len(members.get(k, [])) for keys in splits.values() for k in keys)
     with progress_bar(total=total, desc="omniglot", unit="img") as bar:
@@ -136,14 +152,23 @@ def build_omniglot(
                 got["/".join(key)] = np.stack([_load(name, opener, image_size, what) for name, opener in drawings])
                 bar.update(len(drawings))
             validate_classes(
-                f"Omniglot {split} source {source}", got, ["/".join(k) for k in keys] if strict else None,
-                per_class, (image_size, image_size), FIX,
+                f"Omniglot {split} source {source}",
+                got,
+                ["/".join(k) for k in keys] if strict else None,
+                per_class,
+                (image_size, image_size),
+                FIX,
             )
             if not got:
                 raise UserError(f"Omniglot source {source} has no character of the {split} split; {FIX}")
             if rotations:
-                got.update({f"{k}_rot{deg}": np.rot90(v, deg // 90, axes=(1, 2)) for k, v in list(got.items())
-                            for deg in ROTATIONS})
+                got.update(
+                    {
+                        f"{k}_rot{deg}": np.rot90(v, deg // 90, axes=(1, 2))
+                        for k, v in list(got.items())
+                        for deg in ROTATIONS
+                    }
+                )
             classes[split] = got
     with atomic_files(outputs) as (tmp_data, *tmp_labels):
         items = ((key, arr) for split in SPLITS for key, arr in classes[split].items())

@@ -30,9 +30,10 @@ from typing import IO
 import h5py
 import numpy as np
 
-from metahyper.data.cache import SPLITS, check_writable, read_split_file
+from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources import load_pickle, resolve_source, stream_pickled_list
 from metahyper.data.storage import decode, encoded_dtype
+from metahyper.data.writing import check_writable
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
@@ -96,8 +97,12 @@ def _labels(release: _Release, split: str) -> tuple[np.ndarray, list[str], list[
         raise UserError(f"{what} is not a tieredImageNet labels pickle (expected a dict with {', '.join(keys)}); {FIX}")
     specific, general = np.asarray(obj["label_specific"]), np.asarray(obj["label_general"])
     names, general_names = obj["label_specific_str"], obj["label_general_str"]
-    if not (specific.ndim == 1 and specific.dtype.kind in "iu" and general.shape == specific.shape
-            and general.dtype.kind in "iu"):
+    if not (
+        specific.ndim == 1
+        and specific.dtype.kind in "iu"
+        and general.shape == specific.shape
+        and general.dtype.kind in "iu"
+    ):
         raise UserError(f"{what}: label_specific / label_general are not two integer arrays of one length; {FIX}")
     for key, seq in (("label_specific_str", names), ("label_general_str", general_names)):
         if not isinstance(seq, list) or not all(isinstance(x, str) for x in seq):
@@ -114,7 +119,9 @@ def _labels(release: _Release, split: str) -> tuple[np.ndarray, list[str], list[
         raise UserError(f"{what}: class {names[int(np.argmin(counts))]} has no images; {FIX}")
     first = np.array([np.flatnonzero(specific == c)[0] for c in range(len(names))], dtype=np.int64)
     # torchmeta names a category index beyond label_general_str ''; it still counts as its own category
-    categories = np.array([general_names[g] if g < len(general_names) else f"#{g}" for g in general[first]], dtype=object)
+    categories = np.array(
+        [general_names[g] if g < len(general_names) else f"#{g}" for g in general[first]], dtype=object
+    )
     return specific.astype(np.int64), names, general_names, categories
 
 
@@ -143,9 +150,12 @@ def _write_split(release: _Release, split: str, labels: tuple, path: Path, encod
     positions = np.zeros(len(names), dtype=np.int64)
     name = f"{split}_images_png.pkl"
     what = release.what(name)
-    with open(path, "wb+") as fh, h5py.File(fh, "w") as f, release.open(name) as pkl, progress_bar(
-        total=len(specific), desc=f"tieredimagenet {split}", unit="img"
-    ) as bar:
+    with (
+        open(path, "wb+") as fh,
+        h5py.File(fh, "w") as f,
+        release.open(name) as pkl,
+        progress_bar(total=len(specific), desc=f"tieredimagenet {split}", unit="img") as bar,
+    ):
         group = f.create_group("datasets")
         datasets = []
         for c, wnid in enumerate(names):
@@ -201,7 +211,11 @@ def _write_split(release: _Release, split: str, labels: tuple, path: Path, encod
 
 
 def build_tieredimagenet(
-    root: Path, source: str | Path, force: bool = False, strict: bool = True, encoded: bool = False,
+    root: Path,
+    source: str | Path,
+    force: bool = False,
+    strict: bool = True,
+    encoded: bool = False,
     chunk: int = 1000,
 ) -> list[Path]:
     """Build the three tieredImageNet splits. ``strict``: Ren et al.'s class counts and lists;

@@ -13,9 +13,10 @@ anything: evaluation).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Mapping, Protocol, Sequence
+from typing import Any, ContextManager, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +85,9 @@ class Backend:
         start, constants = {}, {}
         for n, p in self.model.named_parameters():
             if n in self.inner:
-                start[n] = p if (mode != "eval" and n in self._outer_set) else p.detach().requires_grad_(mode == "second")
+                start[n] = (
+                    p if (mode != "eval" and n in self._outer_set) else p.detach().requires_grad_(mode == "second")
+                )
             elif mode != "second" or n not in self._outer_set:
                 constants[n] = p.detach()
         return start, constants
@@ -92,7 +95,9 @@ class Backend:
     def query_values(self, adapted: Mapping[str, Tensor]) -> Params:
         """Parameters of the query forward: the adapted ones, outer ones with their graph, the rest
         detached."""
-        values = {n: p.detach() for n, p in self.model.named_parameters() if n not in adapted and n not in self._outer_set}
+        values = {
+            n: p.detach() for n, p in self.model.named_parameters() if n not in adapted and n not in self._outer_set
+        }
         values.update(adapted)
         return values
 
@@ -132,16 +137,33 @@ class Backend:
         start, constants = self.start(mode)
         captured = [p for n, p in self.model.named_parameters() if n not in start and n not in constants]
         with self.inner_context(mode, x):
-            return inner_loop(self.forward_fn(constants), start, x, y, lr=self.inner_lr, steps=steps,
-                              first_order=mode != "second", grad=self.grad, checkpoint=checkpoint, captured=captured,
-                              recompute_context=lambda: self.recompute_context(mode, x))
+            return inner_loop(
+                self.forward_fn(constants),
+                start,
+                x,
+                y,
+                lr=self.inner_lr,
+                steps=steps,
+                first_order=mode != "second",
+                grad=self.grad,
+                checkpoint=checkpoint,
+                captured=captured,
+                recompute_context=lambda: self.recompute_context(mode, x),
+            )
 
     def query(self, adapted: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """Logits of the query forward with the adapted parameters."""
         return self.forward_fn({})(self.query_values(adapted), x)
 
-    def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
+    def meta_step(
+        self,
+        tasks: Sequence[Task],
+        steps: int,
+        first_order: bool,
+        scale: float,
+        observers: Sequence[Observer],
+        checkpoint: int = 0,
+    ) -> list[TaskOutcome]:
         """Adapt on each task's support set, backpropagate ``query loss * scale`` into ``.grad`` of
         the outer parameters (each task's graph is released before the next), call each observer
         with the task's detached adapted parameters. ``checkpoint``: the inner loop's checkpoint

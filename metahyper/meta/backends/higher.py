@@ -12,8 +12,9 @@ and points each patched copy at the patched counterpart of what it referenced.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -25,8 +26,12 @@ def _unregistered_references(model: nn.Module) -> list[tuple[str, str, str]]:
     """``(module path, attribute, referenced module path)`` for every attribute of a submodule of
     ``model`` that holds a module of ``model`` without registering it."""
     paths = {id(m): p for p, m in model.named_modules()}
-    return [(path, k, paths[id(v)]) for path, m in model.named_modules() for k, v in vars(m).items()
-            if isinstance(v, nn.Module) and k not in m._modules and id(v) in paths]
+    return [
+        (path, k, paths[id(v)])
+        for path, m in model.named_modules()
+        for k, v in vars(m).items()
+        if isinstance(v, nn.Module) and k not in m._modules and id(v) in paths
+    ]
 
 
 @contextmanager

@@ -16,7 +16,7 @@ torch 2.14).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,16 +48,31 @@ class VmapBackend(Backend):
     name = "vmap"
     can_checkpoint = False
 
-    def meta_step(self, tasks: Sequence[Task], steps: int, first_order: bool, scale: float,
-                  observers: Sequence[Observer], checkpoint: int = 0) -> list[TaskOutcome]:
+    def meta_step(
+        self,
+        tasks: Sequence[Task],
+        steps: int,
+        first_order: bool,
+        scale: float,
+        observers: Sequence[Observer],
+        checkpoint: int = 0,
+    ) -> list[TaskOutcome]:
         sx, sy, qx, qy = stack_tasks(tasks)
         named = dict(self.model.named_parameters())
         start, constants = self.start("first" if first_order else "second")
         query_constants = {n: p.detach() for n, p in named.items() if n not in self._outer_set and n not in start}
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
-            adapted = inner_loop(self.forward_fn(constants), start, sx, sy, lr=self.inner_lr, steps=steps,
-                                 first_order=first_order, grad=functorch_grad)
+            adapted = inner_loop(
+                self.forward_fn(constants),
+                start,
+                sx,
+                sy,
+                lr=self.inner_lr,
+                steps=steps,
+                first_order=first_order,
+                grad=functorch_grad,
+            )
             logits = functional_call(self.model, {**query_constants, **adapted}, (qx,))
             return F.cross_entropy(logits, qy), logits, adapted
 

@@ -32,7 +32,9 @@ def test_fc100_split_pixels_layout(tmp_path, cifar100_tar):
     data = open_split("fc100", "test", root=root)
     c = data.classes.index("aquatic_mammals/beaver")
     fine = FINE.index("beaver")
-    merged = np.concatenate([written["train"][0][written["train"][1] == fine], written["test"][0][written["test"][1] == fine]])
+    merged = np.concatenate(
+        [written["train"][0][written["train"][1] == fine], written["test"][0][written["test"][1] == fine]]
+    )
     assert data.images_per_class(c) == 3 and data.image_size == (32, 32)
     np.testing.assert_array_equal(data.read(c, [0, 1, 2]), merged)  # train then test, pixels preserved
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from metahyper.data import EpisodeSampler, list_caches, open_split, prepare
-from metahyper.data.cache import read_split_file
+from metahyper.data.layouts import read_split_file
 from metahyper.errors import UserError
 from tests.data.conftest import FINE
 

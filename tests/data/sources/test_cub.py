@@ -33,12 +33,15 @@ def make_cub(path, per_class: int = 3, seed: int = 0, drop_last: bool = False) -
     written: dict[str, dict[str, bytes]] = {}
     classes = sorted(c for cs in PICK.values() for c in cs)
     for c in classes:
-        written[c] = {f"{c.split('.')[1]}_{k:04d}_{k}.jpg": _jpeg(rng, 90 + 17 * k, 70 + 9 * k) for k in range(per_class)}
+        written[c] = {
+            f"{c.split('.')[1]}_{k:04d}_{k}.jpg": _jpeg(rng, 90 + 17 * k, 70 + 9 * k) for k in range(per_class)
+        }
     gray = io.BytesIO()
     Image.fromarray(rng.integers(0, 256, (60, 80), dtype=np.uint8)).save(gray, format="JPEG")
     written[classes[0]][f"{classes[0].split('.')[1]}_9999_9.jpg"] = gray.getvalue()  # CUB has a few grayscale JPEGs
     listed = [f"{c}/{n}" for c in classes for n in sorted(written[c])]
     with tarfile.open(path, "w:gz") as tar:
+
         def add(name: str, payload: bytes) -> None:
             info = tarfile.TarInfo(f"CUB_200_2011/{name}")
             info.size = len(payload)
@@ -76,8 +79,9 @@ def test_build_pixels_episode_and_torchmeta_cache(tmp_path):
     assert np.array_equal(gray[..., 0], gray[..., 2])  # the grayscale JPEG became RGB
     # torchmeta's own CUB cache: the original JPEG bytes, file-name order; the same pixels
     tm = tmp_path / "torchmeta"
-    write_encoded_split(tm, "cub", "train", {c: [written[c][n] for n in sorted(written[c])] for c in PICK["train"]},
-                        PICK["train"])
+    write_encoded_split(
+        tm, "cub", "train", {c: [written[c][n] for n in sorted(written[c])] for c in PICK["train"]}, PICK["train"]
+    )
     ours, theirs = open_split("cub", "train", root=root), open_split("cub", "train", root=tm)
     assert theirs.storage == "encoded" and theirs.image_size == (84, 84)
     np.testing.assert_array_equal(theirs.read(0, [3, 0, 2]), ours.read(0, [3, 0, 2]))

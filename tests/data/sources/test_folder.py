@@ -29,7 +29,9 @@ def build(root, source, **kw) -> list[Path]:
 def test_ratio_split_builds_every_split_with_stats_of_train(tmp_path, source):
     root = tmp_path / "data"
     written = build(root, source, split_ratios="0.6,0.2,0.2", seed=3)
-    assert {p.name for p in written} == {f"{s}_{x}" for s in ("train", "val", "test") for x in ("data.hdf5", "labels.json")} | {"manifest.json"}
+    assert {p.name for p in written} == {
+        f"{s}_{x}" for s in ("train", "val", "test") for x in ("data.hdf5", "labels.json")
+    } | {"manifest.json"}
     splits = {s: open_split("mine", s, root=root) for s in ("train", "val", "test")}
     assert [d.num_classes for d in splits.values()] == [3, 1, 1]
     every = sorted(c for d in splits.values() for c in d.classes)
@@ -49,8 +51,10 @@ def test_ratio_split_builds_every_split_with_stats_of_train(tmp_path, source):
     rows = [r for r in list_caches(root) if r.dataset == "mine"]
     assert [r.split for r in rows] == ["train", "val", "test"] and all(r.error is None for r in rows)
     # the same seed gives the same split
-    assert build(tmp_path / "again", source, split_ratios="0.6,0.2,0.2", seed=3) and \
-        open_split("mine", "train", root=tmp_path / "again").classes == train.classes
+    assert (
+        build(tmp_path / "again", source, split_ratios="0.6,0.2,0.2", seed=3)
+        and open_split("mine", "train", root=tmp_path / "again").classes == train.classes
+    )
 
 
 def test_largest_remainder_split_and_zero_ratio_drops_a_split():
@@ -80,13 +84,16 @@ def test_split_files_json_and_text(tmp_path, source):
     assert open_split("mine", "test", root=root).classes == ["class1"]
 
 
-@pytest.mark.parametrize("splits, message", [
-    ({"train": ["class0", "class1", "class0"]}, "class 'class0' is listed twice in train"),
-    ({"train": ["class0"], "test": ["class0"]}, "class 'class0' is listed in both train and test"),
-    ({"train": ["class0", "nope"]}, "names 1 train classes with no folder"),
-    ({"training": ["class0"]}, "must map some of train, val, test"),
-    ({"train": []}, "lists no classes"),
-])
+@pytest.mark.parametrize(
+    "splits, message",
+    [
+        ({"train": ["class0", "class1", "class0"]}, "class 'class0' is listed twice in train"),
+        ({"train": ["class0"], "test": ["class0"]}, "class 'class0' is listed in both train and test"),
+        ({"train": ["class0", "nope"]}, "names 1 train classes with no folder"),
+        ({"training": ["class0"]}, "must map some of train, val, test"),
+        ({"train": []}, "lists no classes"),
+    ],
+)
 def test_bad_split_file_is_one_line(tmp_path, source, splits, message):
     spec = tmp_path / "split.json"
     spec.write_text(json.dumps(splits))
@@ -145,13 +152,31 @@ def test_decompression_bomb_is_refused(tmp_path, source, monkeypatch):
 def test_cli_prepare_datasets_and_every_config_know_the_name(tmp_path, source):
     root = tmp_path / "data"
     runner = CliRunner()
-    res = runner.invoke(main, ["prepare", "folder", "--source", str(source), "--name", "mine", "--root", str(root),
-                               "--image-size", "8", "--split-ratios", "0.6,0.2,0.2"])
+    res = runner.invoke(
+        main,
+        [
+            "prepare",
+            "folder",
+            "--source",
+            str(source),
+            "--name",
+            "mine",
+            "--root",
+            str(root),
+            "--image-size",
+            "8",
+            "--split-ratios",
+            "0.6,0.2,0.2",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.output.strip().endswith(f"mine: wrote 7 files under {root}")
     res = runner.invoke(main, ["datasets", "--root", str(root)])
     assert res.exit_code == 0 and [line.split()[:3] for line in res.output.splitlines() if line.startswith("mine")] == [
-        ["mine", "train", "3"], ["mine", "val", "1"], ["mine", "test", "1"]]
+        ["mine", "train", "3"],
+        ["mine", "val", "1"],
+        ["mine", "test", "1"],
+    ]
     res = runner.invoke(main, ["prepare", "folder", "--source", str(source), "--name", "mine", "--root", str(root)])
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "pass --force" in res.output
     res = runner.invoke(main, ["prepare", "fc100", "--name", "x", "--root", str(root)])
@@ -161,7 +186,10 @@ def test_cli_prepare_datasets_and_every_config_know_the_name(tmp_path, source):
     # the name is a dataset for every command, under the data root that holds it
     PretrainConfig(dataset="mine", out="r", data_root=str(root))
     MetaTrainConfig(train="mine", test="mine", init="p", out="r", data_root=str(root))
-    assert EvalConfig(checkpoint="c", dataset="mine,glyphs-b", shots=[1, 5], data_root=str(root)).dataset == ["mine", "glyphs-b"]
+    assert EvalConfig(checkpoint="c", dataset="mine,glyphs-b", shots=[1, 5], data_root=str(root)).dataset == [
+        "mine",
+        "glyphs-b",
+    ]
     with pytest.raises(UserError, match=r"^--test: unknown dataset 'other'; known datasets: fc100, .*, mine \(under"):
         MetaTrainConfig(train="mine", test="other", init="p", out="r", data_root=str(root))
     with pytest.raises(UserError, match="^--dataset: unknown dataset 'mine'"):

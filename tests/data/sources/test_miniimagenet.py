@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from metahyper.data import open_split, prepare
-from metahyper.data.cache import read_split_file
+from metahyper.data.layouts import read_split_file
 from metahyper.errors import UserError
 from tests.data.conftest import mini_pickle
 
@@ -52,8 +52,11 @@ def test_torchmeta_tar(tmp_path):
 
 
 def test_learn2learn_pickles_and_class_check(tmp_path):
-    names = {"train": "mini-imagenet-cache-train.pkl", "val": "mini-imagenet-cache-validation.pkl",
-             "test": "mini-imagenet-cache-test.pkl"}
+    names = {
+        "train": "mini-imagenet-cache-train.pkl",
+        "val": "mini-imagenet-cache-validation.pkl",
+        "test": "mini-imagenet-cache-test.pkl",
+    }
     dicts = _write_pickles(tmp_path / "l2l", names)
     root = tmp_path / "data"
     prepare("miniimagenet", root=root, source=tmp_path / "l2l", strict=False)

@@ -57,8 +57,14 @@ def test_build_split_pixels_episode(tmp_path):
     root = tmp_path / "data"
     with pytest.raises(UserError, match="1617 characters of the Vinyals split are missing"):
         prepare("omniglot", root=root, source=tmp_path / "src")
-    prepare("omniglot", root=root, source=tmp_path / "src" / "images_background.zip", strict=False, image_size=20,
-            per_class=3)
+    prepare(
+        "omniglot",
+        root=root,
+        source=tmp_path / "src" / "images_background.zip",
+        strict=False,
+        image_size=20,
+        per_class=3,
+    )
     for split, keys in PICK.items():
         data = open_split("omniglot", split, root=root)
         assert data.classes == ["/".join(k) for k in keys] and data.image_size == (20, 20)
