@@ -86,7 +86,24 @@ def _option(spec: Spec) -> click.Option:
     else:
         kw["type"] = spec.kind
     help = f"{opt.help}  [required]" if spec.required else opt.help
-    return click.Option([*([opt.short] if opt.short else []), flag, spec.name], help=help, **kw)
+    decls = [*([opt.short] if opt.short else []), flag, *opt.aliases, spec.name]
+    return _Option(decls, help=help, hidden_opts=opt.aliases, **kw)
+
+
+class _Option(click.Option):
+    """A click option whose former spellings (``hidden_opts``) work but are not shown by --help."""
+
+    def __init__(self, *args: Any, hidden_opts: tuple[str, ...] = (), **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.hidden_opts = hidden_opts
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_opts]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
 
 
 def config_options(cls: type, from_file: bool = False) -> Callable:
@@ -141,7 +158,7 @@ def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] |
     fill in defaults that depend on other values. The config checks itself when built."""
     ctx = click.get_current_context()
     config_file = options.pop("config_file", None)
-    stored = _read_config_file(config_file, cls) if config_file else {}
+    stored = cls.upgrade(_read_config_file(config_file, cls)) if config_file else {}
     unset = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
     given = {name for name in options if ctx.get_parameter_source(name) not in unset}
     values, missing = {}, []

@@ -20,6 +20,7 @@ from metahyper.data.layouts import LAYOUTS, SPLITS, layout_for
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
+from metahyper.meta.rules import INNER_RULES
 from metahyper.models import GROUPS, STEMS
 from metahyper.options import Options, option, required
 
@@ -121,8 +122,36 @@ def backend_opt():
     return option("func", "Inner-loop implementation.", choices=tuple(BACKENDS))
 
 
-@dataclass
-class PretrainConfig(Options):
+@dataclass(kw_only=True)
+class CommonOptions(Options):
+    """Options of every command that computes: seed, device, where the caches are, progress."""
+
+    seed: int = seed_opt()
+    device: str = device_opt()
+    data_root: str | None = data_root_opt()
+    progress: bool = quiet_opt()
+
+
+@dataclass(kw_only=True)
+class RunOptions(CommonOptions):
+    """Options of every training run (a run directory: :class:`metahyper.train.run.Run`)."""
+
+    out: str = out_opt()
+    num_workers: int = workers_opt("DataLoader worker processes.")
+    save_every: int = save_every_opt(1, "Epochs")
+    resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
+    tensorboard: bool = option(
+        False,
+        "Also write the logged scalars as TensorBoard events in <out>/tensorboard (needs the [tensorboard] extra).",
+    )
+
+    def validate(self) -> None:
+        super().validate()
+        check_workers(self.num_workers)
+
+
+@dataclass(kw_only=True)
+class PretrainConfig(RunOptions):
     """Standard classification training (pretraining of section 4.2; the CIFAR recipe of section
     5.1: SGD, momentum 0.9, lr 0.1, 200 epochs, lr /5 at epochs 60, 120 and 160, weight decay 5e-4
     on plain networks, 6.25e-5 on the generated weights of hyper networks and none on embeddings /
@@ -134,12 +163,11 @@ class PretrainConfig(Options):
     dataset: str = dataset_opt(
         "Dataset whose --split classes are learned (or imagenet: --data-root holds its train/ and val/)."
     )
-    out: str = out_opt()
     model: str = option(
         "wrn-16-4", "Architecture, e.g. wrn-16-4 or hyper-wrn-16-4 (see `metahyper models`).", required=True
     )
     variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
-    d: int | None = option(None, "Embedding depth d (default C_in).", min=1)
+    d: int | None = option(None, "Embedding depth d (default C_in).", min=1, flag="--embedding-depth", aliases=("--d",))
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
     embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.", min=0, max=SEED_MAX)
@@ -187,18 +215,6 @@ class PretrainConfig(Options):
         None, "First averaged epoch, 0-based (SWA, Table 5; Izmailov et al.'s 1-based --swa_start=161 is 160 here)."
     )
     swa_lr: float = option(0.05, "SWA learning rate.", above=0)
-    seed: int = seed_opt()
-    device: str = device_opt()
-    num_workers: int = workers_opt("DataLoader worker processes.")
-    save_every: int = save_every_opt(1, "Epochs")
-    data_root: str | None = data_root_opt()
-    resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
-    tensorboard: bool = option(
-        False,
-        "Also write the logged scalars as TensorBoard events in <out>/tensorboard (needs the [tensorboard] extra).",
-    )
-    progress: bool = quiet_opt()
-
     stage = "pretrain"
 
     @property
@@ -215,7 +231,6 @@ class PretrainConfig(Options):
             raise UserError(
                 "--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out"
             )
-        check_workers(self.num_workers)
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
         if self.nesterov and self.momentum == 0:
@@ -226,19 +241,19 @@ class PretrainConfig(Options):
             raise UserError(f"--milestones must be increasing, got {self.milestones}")
 
 
-@dataclass
-class MetaTrainConfig(Options):
+@dataclass(kw_only=True)
+class MetaTrainConfig(RunOptions):
     """MAML meta-training (section 4, Algorithms 1 and 2; recipe of section 5.4 "Following Sun et
     al. (2019)": inner SGD lr 0.01, outer Adam lr 1e-3 halved every 1000 iterations down to 1e-4,
     meta-batch 4, 15 queries per class). Not in the paper: the inner steps (default 5 / 10, MAML's;
-    Sun et al.'s code uses 50 / 100), the iterations, BatchNorm and the model selection
-    (``select_on``: the source's val classes by default, as "we only use the train split" of FC100). ``inner``/``outer`` None: the model kind's default groups
-    (hyper: inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything
-    in both)."""
+    Sun et al.'s meta-transfer code runs 50 in meta-training, meta-validation and meta-test), the
+    iterations, BatchNorm and the model selection (``select_on``; our default: the source's val
+    classes; docs/protocol.md). ``inner``/``outer`` None: the model kind's default groups (hyper:
+    inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything in
+    both)."""
 
     train: str = dataset_opt("Dataset whose train split gives the meta-training tasks.")
     init: str = required("Pretrain run directory or checkpoint.", path="any")
-    out: str = out_opt()
     test: list[str] = option(
         [],
         "Datasets whose val split is also validated and logged, e.g. miniimagenet or a,b "
@@ -256,9 +271,10 @@ class MetaTrainConfig(Options):
     queries: int = queries_opt()
     meta_batch: int = option(4, "Tasks per meta-batch.", min=1)
     iterations: int = option(5000, "Meta-training iterations (meta-batches).", min=1)
-    inner_steps: int = option(5, "Inner SGD steps in meta-training.", min=0)
-    inner_steps_eval: int = option(10, "Inner SGD steps at validation / test.", min=0)
-    inner_lr: float = option(0.01, "Inner-loop SGD learning rate.", above=0)
+    inner_rule: str = option("sgd", "Inner update rule (metahyper.meta.rules).", choices=tuple(INNER_RULES))
+    inner_steps: int = option(5, "Inner steps in meta-training.", min=0)
+    eval_inner_steps: int = option(10, "Inner steps at validation and test.", min=0, aliases=("--inner-steps-eval",))
+    inner_lr: float = option(0.01, "Inner-loop learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", above=0)
@@ -293,17 +309,9 @@ class MetaTrainConfig(Options):
     val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
     val_seed: int = option(0, "Seed of the fixed validation episodes.", min=0, max=SEED_MAX)
     image_size: int | None = image_size_opt("Input size (default: the size the --init model was trained at).")
-    seed: int = seed_opt()
-    device: str = device_opt()
     num_workers: int = workers_opt("DataLoader worker processes for episodes.")
     save_every: int = save_every_opt(100, "Iterations")
-    data_root: str | None = data_root_opt()
     resume: bool = resume_opt("Continue the run in --out exactly (same episodes, optimiser and RNG state).")
-    tensorboard: bool = option(
-        False,
-        "Also write the logged scalars as TensorBoard events in <out>/tensorboard (needs the [tensorboard] extra).",
-    )
-    progress: bool = quiet_opt()
 
     stage = "meta-train"
 
@@ -314,7 +322,6 @@ class MetaTrainConfig(Options):
         check_dataset("--train", self.train, self.data_root)
         for name in self.test:
             check_dataset("--test", name, self.data_root)
-        check_workers(self.num_workers)
         if self.min_lr > self.outer_lr:
             raise UserError(
                 f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr"
@@ -333,8 +340,8 @@ class MetaTrainConfig(Options):
         return {"source": self.train, "target": self.test[0] if self.test else None, "last": None}[self.select_on]
 
 
-@dataclass
-class EvalConfig(Options):
+@dataclass(kw_only=True)
+class EvalConfig(CommonOptions):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
     ``dataset`` and ``shots`` are lists (a single name or number, or a comma-separated string of
     names, is turned into one): several give the cross-domain matrix, one evaluation per
@@ -354,14 +361,15 @@ class EvalConfig(Options):
     queries: int = queries_opt()
     episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
     split: str = option("test", "Split whose classes make the episodes.", choices=SPLITS)
-    seed: int = seed_opt()
     method: str = option(
         "auto",
         "maml: adapt the inner groups; linear: frozen features + fitted head (pretrain-only "
         "baseline); auto: by checkpoint.",
         choices=EVAL_METHODS,
     )
-    inner_steps: int | None = option(None, "Inner SGD steps (default: the run's --inner-steps-eval).", min=0)
+    eval_inner_steps: int | None = option(
+        None, "Inner steps (default: the run's --eval-inner-steps).", min=0, aliases=("--inner-steps",)
+    )
     inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", above=0)
     bn: str | None = option(
         None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).", choices=BN_MODES
@@ -370,10 +378,7 @@ class EvalConfig(Options):
     head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
     image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
-    device: str = device_opt()
     output: str | None = option(None, "JSON file (default: beside the checkpoint).", short="-o", path="file")
-    data_root: str | None = data_root_opt()
-    progress: bool = quiet_opt()
 
     stage = "eval"
 
@@ -397,8 +402,8 @@ class EvalConfig(Options):
             check_dataset("--dataset", name, self.data_root)
 
 
-@dataclass
-class DemoConfig(Options):
+@dataclass(kw_only=True)
+class DemoConfig(CommonOptions):
     """The whole pipeline on the built-in glyphs, small enough for 2 CPU cores in < 5 minutes:
     pretrain on glyphs-a, meta-train glyphs-a -> glyphs-b (val), test on glyphs-b at 1 and 5 shots,
     for a plain WRN and its hyper variant (a Table-8-style comparison, Figure 4 movement plot).
@@ -418,7 +423,7 @@ class DemoConfig(Options):
     meta_batch: int = option(2, "Tasks per meta-batch.", min=1, cli=False)
     meta_shots: int = shots_opt(cli=False)
     inner_steps: int = option(2, "Inner SGD steps in meta-training.", min=0, cli=False)
-    inner_steps_eval: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
+    eval_inner_steps: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
     # the paper's 0.01 needs far more iterations than a CPU demo runs
     inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", above=0, cli=False)
     first_order: bool = option(
@@ -427,12 +432,8 @@ class DemoConfig(Options):
     val_every: int = option(30, "Validate every this many iterations (0: never).", min=0, cli=False)
     val_episodes: int = option(20, "Validation episodes.", min=0, cli=False)
     eval_episodes: int = option(100, "Test episodes per model and shot.", min=1)
-    seed: int = seed_opt()
-    device: str = device_opt()
-    data_root: str | None = data_root_opt()
     glyph_images_per_class: int = option(20, "Images per class when the glyphs cache is built.", min=1, cli=False)
     # 1: tiny models gain little from more, and OpenMP spin-waits collapse when cores are shared
     threads: int | None = option(1, "CPU threads (more rarely helps these tiny models).", min=1)
-    progress: bool = quiet_opt()
 
     stage = "demo"

@@ -122,7 +122,7 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
             meta_batch=cfg.meta_batch,
             iterations=cfg.meta_iterations,
             inner_steps=cfg.inner_steps,
-            inner_steps_eval=cfg.inner_steps_eval,
+            eval_inner_steps=cfg.eval_inner_steps,
             inner_lr=cfg.inner_lr,
             first_order=cfg.first_order,
             val_every=cfg.val_every,

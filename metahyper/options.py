@@ -47,6 +47,7 @@ class Opt:
     required: bool = False  # the command line requires it although Python has a default
     cli: bool = True  # False: settable from Python only
     from_file: bool = True  # False: never taken from ``--config`` (``resume``: a new run by default)
+    aliases: tuple[str, ...] = ()  # former spellings (``--inner-steps-eval``): hidden flags, old config keys
 
 
 def option(default: Any, help: str, **kw: Any) -> Any:
@@ -81,6 +82,11 @@ class Spec:
     @property
     def required(self) -> bool:
         return self.default is MISSING or self.opt.required
+
+    @property
+    def old_keys(self) -> tuple[str, ...]:
+        """The field names of the former spellings (keys of configs written before a rename)."""
+        return tuple(a.removeprefix("--").replace("-", "_") for a in self.opt.aliases)
 
     @property
     def label(self) -> str:
@@ -171,11 +177,24 @@ class Options:
             check_value(spec, getattr(self, spec.name))
 
     @classmethod
+    def upgrade(cls, data: Mapping[str, Any]) -> dict[str, Any]:
+        """``data`` (e.g. a stored ``config.json``) with the keys of renamed fields (their
+        :attr:`Opt.aliases`) under the current names."""
+        out = dict(data)
+        for spec in specs(cls):
+            for old in spec.old_keys:
+                if old in out:
+                    value = out.pop(old)
+                    out.setdefault(spec.name, value)
+        return out
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
         """The config from a dict such as a run's ``config.json``: its ``stage`` (if any) must be
-        ``cls.stage``; keys that are not fields are ignored (options of other versions)."""
+        ``cls.stage``; renamed fields are read under their former names too (:meth:`upgrade`);
+        keys that are not fields are ignored (options of other versions)."""
         stage = data.get("stage", cls.stage)
         if stage != cls.stage:
             raise UserError(f"a {stage} config cannot configure {cls.stage}; pass the config of a {cls.stage} run")
         names = {s.name for s in specs(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in cls.upgrade(data).items() if k in names})

@@ -258,3 +258,23 @@ def test_cross_field_checks():
         MetaTrainConfig(**REQUIRED["meta-train"][1], min_lr=0.01)
     with pytest.raises(UserError, match="--workers 100000 is more than the"):
         PretrainConfig(**REQUIRED["pretrain"][1], num_workers=100000)
+
+
+def test_renamed_options_keep_their_former_spelling_hidden(built, tmp_path):
+    """A renamed option's former flag still works (hidden from --help), and a stored config that
+    uses the former key reads as the new one (``--config``, ``from_dict``)."""
+    args, kw = REQUIRED["meta-train"]
+    assert built("meta-train", *args, "--inner-steps-eval", "3").eval_inner_steps == 3
+    assert built("meta-train", *args, "--eval-inner-steps", "4").eval_inner_steps == 4
+    args, _ = REQUIRED["eval"]
+    assert built("eval", *args, "--inner-steps", "2").eval_inner_steps == 2
+    args, _ = REQUIRED["pretrain"]
+    assert built("pretrain", *args, "--d", "8").d == built("pretrain", *args, "--embedding-depth", "8").d == 8
+    shown = CliRunner().invoke(main, ["meta-train", "--help"]).output
+    assert "--eval-inner-steps" in shown and "--inner-steps-eval" not in shown
+    assert "--d " not in CliRunner().invoke(main, ["pretrain", "--help"]).output
+    old = {**asdict(MetaTrainConfig(**kw)), "stage": "meta-train"}
+    old["inner_steps_eval"] = old.pop("eval_inner_steps") + 5
+    assert MetaTrainConfig.from_dict(old).eval_inner_steps == 15
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    assert built("meta-train", "--config", str(tmp_path), "--device", "cpu").eval_inner_steps == 15

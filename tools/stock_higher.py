@@ -30,13 +30,13 @@ class StockHigherBackend(Backend):
         first_order: bool,
         scale: float,
         observers: Sequence[Observer],
-        checkpoint: int = 0,
+        inner_checkpoint: int = 0,
     ) -> list[TaskOutcome]:
         named = dict(self.model.named_parameters())
         outcomes = []
         for i, task in enumerate(tasks):
             sx, sy, qx, qy = task_tensors(task, i)
-            opt = torch.optim.SGD([named[n] for n in self.inner], lr=self.inner_lr)
+            opt = torch.optim.SGD([named[n] for n in self.inner], lr=self.rule.lr)
             with references_hidden(self.model) as relink:
                 ctx = higher.innerloop_ctx(
                     self.model, opt, copy_initial_weights=False, track_higher_grads=not first_order

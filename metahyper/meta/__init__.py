@@ -1,19 +1,25 @@
 """Meta-learning (paper section 4, Algorithms 1 and 2).
 
-:func:`inner_loop` is the functional primitive; :class:`MAML` the thin class over any
-``nn.Module``; :data:`BACKENDS` how a meta-step is computed; :func:`make_outer_optimizer` the
-paper's outer Adam with its step-halving schedule.
+:func:`inner_loop` is the functional primitive; :class:`MAML` the thin ``nn.Module`` over any
+``nn.Module``; :data:`INNER_RULES` how an inner step updates the parameters; :data:`BACKENDS` how a
+meta-step is computed; :class:`MamlSettings` what a checkpoint records of its MAML;
+:func:`make_outer_optimizer` the paper's outer Adam with its step-halving schedule.
 """
 
 from metahyper.meta.backends import BACKENDS, Backend, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
 from metahyper.meta.inner_loop import autograd_grad, functorch_grad, inner_loop
 from metahyper.meta.maml import MAML, MetaStepResult, make_outer_optimizer
+from metahyper.meta.rules import INNER_RULES, InnerRule
+from metahyper.meta.settings import MamlSettings
 
 __all__ = [
     "BACKENDS",
     "BN_MODES",
+    "INNER_RULES",
     "MAML",
+    "InnerRule",
+    "MamlSettings",
     "Backend",
     "MetaStepResult",
     "Observer",

@@ -154,7 +154,8 @@ class _BatchNormTrainBackward(torch.autograd.Function):
             g_gy = g_gy.addcmul_(c(w_inv), ggx)
         g_x = None
         if ggx is not None or ggw is not None:
-            # a * P(gy) + k * P(ggx) = a * gy + k * ggx - (a * c2 + k * mean(ggx * xhat)) * xhat - a * c1 - k * mean(ggx)
+            # a * P(gy) + k * P(ggx)
+            #   = a * gy + k * ggx - (a * c2 + k * mean(ggx * xhat)) * xhat - a * c1 - k * mean(ggx)
             e_x, e_0 = b - a * c2, -a * c1
             if ggx is not None:
                 e_x, e_0 = e_x - k * m_ggx_xhat, e_0 - k * m_ggx

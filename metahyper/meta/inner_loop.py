@@ -1,19 +1,21 @@
-"""The inner loop of MAML (paper section 4, Algorithms 1 and 2): SGD on a task's support set.
+"""The inner loop of MAML (paper section 4, Algorithms 1 and 2): steps on a task's support set.
 
 One functional primitive, :func:`inner_loop`: named parameters in, adapted parameters out. It knows
 nothing of the model: the backend hands it ``forward(params, x)`` (e.g. a
-:func:`torch.func.functional_call` closure) and a gradient rule (:func:`autograd_grad`, or
-:func:`functorch_grad` to run under :func:`torch.func.vmap`).
+:func:`torch.func.functional_call` closure), a gradient function (:func:`autograd_grad`, or
+:func:`functorch_grad` to run under :func:`torch.func.vmap`) and an update rule
+(:class:`~metahyper.meta.rules.InnerRule`; default plain SGD).
 
-Checkpointing (``checkpoint=N``; Baranchuk et al. 2019, "Memory-efficient MAML", after Chen et al.
+Checkpointing (``inner_checkpoint=N``; Baranchuk et al. 2019, "Memory-efficient MAML", after Chen et al.
 2016). Second order keeps every step's graph until the meta-backward, so memory grows linearly
 with the steps. With checkpointing the steps run in segments of N, each one :class:`_Segment`:
 its forward runs the N steps without graph (values only, as first order does) and keeps nothing
-but the segment's starting parameters; its backward recomputes the N steps from them WITH graph
-and backpropagates the incoming cotangent through them to the starting parameters and to the
-tensors the forward closes over (``captured``). Peak memory: ``steps / N`` parameter sets plus one
-segment's graph; time: one more pass of every step (forward and inner gradient). The meta-gradient
-is the same: the recomputation runs the same operations on the same values (inside
+but the segment's starting parameters and rule state; its backward recomputes the N steps from
+them WITH graph and backpropagates the incoming cotangent through them to the starting tensors and
+to the tensors the forward closes over (``captured``, and the rule's learned parameters). Peak
+memory: ``steps / N`` parameter sets plus one segment's graph; time: one more pass of every step
+(forward and inner gradient). The meta-gradient is the same: the recomputation runs the same
+operations on the same values (inside
 ``recompute_context()``, which restores what else the forwards depend on, e.g. the kernels a
 :class:`~torch.overrides.TorchFunctionMode` chooses; autocast is restored here).
 :func:`torch.utils.checkpoint.checkpoint` (non-reentrant) is not used: it gives the same gradients
@@ -25,8 +27,8 @@ TorchFunctionMode of :class:`~metahyper.meta.kernels.MetaKernels` entered around
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +36,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from metahyper.errors import UserError
+from metahyper.meta.rules import SGD, InnerRule, Params
 
-Params = dict[str, Tensor]
 Forward = Callable[[Mapping[str, Tensor], Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
 GradFn = Callable[[Callable[[Params], Tensor], Params, bool], Params]
@@ -58,13 +60,14 @@ def functorch_grad(loss_of: Callable[[Params], Tensor], params: Params, create_g
 
 class _Segment(torch.autograd.Function):
     """Steps whose graph is recomputed in the backward: ``apply(spec, *start, *captured)`` ->
-    the parameters after ``spec.count`` steps from ``start`` (names ``spec.names``). ``spec``:
-    ``values(start) -> end`` without graph, ``graph(start) -> end`` with graph, ``context()``
-    entered around the recomputation, ``autocast`` = (device type, enabled, dtype) of the forward."""
+    the carried tensors after ``spec.count`` steps from ``start`` (``spec.size`` of them).
+    ``spec``: ``values(start) -> end`` without graph, ``graph(start) -> end`` with graph,
+    ``context()`` entered around the recomputation, ``autocast`` = (device type, enabled, dtype) of
+    the forward."""
 
     @staticmethod
     def forward(ctx: Any, spec: Any, *tensors: Tensor) -> tuple[Tensor, ...]:
-        n = len(spec.names)
+        n = spec.size
         ctx.spec, ctx.captured = spec, tensors[n:]
         ctx.save_for_backward(*tensors[:n])
         with torch.enable_grad():
@@ -84,25 +87,35 @@ class _Segment(torch.autograd.Function):
         return (None, *grads[: len(start)], *(by_id.get(id(t)) for t in ctx.captured))
 
 
+Step = Callable[[Params, Params, int, bool], tuple[Params, Params]]
+
+
 class _SegmentSpec:
-    """What a :class:`_Segment` runs: ``count`` SGD steps over ``names`` by ``step``."""
+    """What a :class:`_Segment` runs: steps ``first .. first + count - 1`` of ``step`` over the
+    parameters ``names`` and the rule's state ``state_names``, carried as one flat tuple."""
 
     def __init__(
         self,
         names: list[str],
+        state_names: list[str],
+        first: int,
         count: int,
-        step: Callable[[Params, bool], Params],
-        context: Callable[[], ContextManager[Any]],
+        step: Step,
+        context: Callable[[], AbstractContextManager[Any]],
         autocast: tuple[str, bool, torch.dtype],
     ) -> None:
-        self.names, self.count, self.step, self.context, self.autocast = names, count, step, context, autocast
+        self.names, self.state_names, self.first, self.count = names, state_names, first, count
+        self.step, self.context, self.autocast = step, context, autocast
+        self.size = len(names) + len(state_names)
 
     def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:
-        current = dict(zip(self.names, start))
-        for _ in range(self.count):
-            current = self.step(current, create_graph)
-            current = current if create_graph else {n: t.detach() for n, t in current.items()}
-        return [current[n] for n in self.names]
+        k = len(self.names)
+        current, state = dict(zip(self.names, start[:k])), dict(zip(self.state_names, start[k:]))
+        for i in range(self.first, self.first + self.count):
+            current, state = self.step(current, state, i, create_graph)
+            if not create_graph:
+                current, state = _detached(current), _detached(state)
+        return [*(current[n] for n in self.names), *(state[n] for n in self.state_names)]
 
     def values(self, start: Sequence[Tensor]) -> list[Tensor]:
         return self._run([t.detach() for t in start], False)
@@ -111,67 +124,96 @@ class _SegmentSpec:
         return self._run(start, True)
 
 
+def _detached(tensors: Mapping[str, Tensor]) -> Params:
+    return {n: t.detach() for n, t in tensors.items()}
+
+
+def _checkpointed(
+    step: Step, params: Params, state: Params, steps: int, every: int, captured: Sequence[Tensor], context
+) -> Params:
+    """Second order in segments of ``every`` steps (module docstring)."""
+    names, state_names = list(params), list(state)
+    device = next(iter(params.values())).device.type if params else "cpu"
+    autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
+    current = [*params.values(), *state.values()]
+    for first in range(0, steps, every):
+        spec = _SegmentSpec(names, state_names, first, min(every, steps - first), step, context, autocast)
+        current = list(_Segment.apply(spec, *current, *captured))
+    return dict(zip(names, current[: len(names)]))
+
+
+def _first_order(step: Step, params: Mapping[str, Tensor], state: Params, steps: int) -> Params:
+    """FOMAML: the steps on detached tensors, then ``p + (adapted - p).detach()`` (identity
+    Jacobian), or the detached adapted tensor where ``p`` does not require grad (evaluation)."""
+    if not steps:
+        return dict(params)
+    current, state = _detached(params), _detached(state)
+    for i in range(steps):
+        current, state = step(current, state, i, False)
+        current, state = _detached(current), _detached(state)
+    return {n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()}
+
+
 def inner_loop(
     forward: Forward,
     params: Mapping[str, Tensor],
     support_x: Tensor,
     support_y: Tensor,
     *,
+    rule: InnerRule | None = None,
     lr: float = 0.01,
     steps: int = 5,
     first_order: bool = False,
     loss_fn: LossFn = F.cross_entropy,
     grad: GradFn = autograd_grad,
-    checkpoint: int = 0,
+    inner_checkpoint: int = 0,
     captured: Sequence[Tensor] = (),
-    recompute_context: Callable[[], ContextManager[Any]] = nullcontext,
+    recompute_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Params:
-    """Adapt ``params`` by ``steps`` SGD steps (lr ``lr``) on ``loss_fn(forward(params, support_x),
-    support_y)``; gradients are taken w.r.t. ``params`` only.
+    """Adapt ``params`` by ``steps`` steps of ``rule`` (default: SGD at rate ``lr``) on
+    ``loss_fn(forward(params, support_x), support_y)``; gradients are taken w.r.t. ``params`` only.
 
     Second order (default): every step keeps its graph; the result is differentiable w.r.t.
-    everything ``params`` and ``forward`` depend on. ``first_order=True`` (FOMAML): the steps run on
-    detached tensors without graph and the result is ``p + (adapted - p).detach()`` (identity
-    Jacobian), or the detached adapted tensor where ``p`` does not require grad (evaluation).
-    ``steps=0`` returns ``params``. Raises :class:`UserError` for ``steps < 0``.
+    everything ``params``, ``forward`` and the rule's parameters depend on. ``first_order=True``
+    (FOMAML): the steps run on detached tensors without graph and the result is ``p + (adapted -
+    p).detach()`` (identity Jacobian), or the detached adapted tensor where ``p`` does not require
+    grad (evaluation). ``steps=0`` returns ``params``. Raises :class:`UserError` for ``steps < 0``.
 
-    ``checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted state
+    ``inner_checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted state
     and recompute the steps between them in the backward (module docstring); same result and
     derivatives (first derivatives: the result is not differentiable twice). Contract: apart from
-    ``params``, the forwards may depend on tensors that require grad only through ``captured``
-    (gradients reach nothing else), they must be deterministic (no dropout), and
-    ``recompute_context()`` must reproduce whatever else they depend on (kernel choice, BatchNorm
-    flags). Raises :class:`UserError` for ``checkpoint < 0``.
+    ``params`` and the rule's parameters, the forwards may depend on tensors that require grad only
+    through ``captured`` (gradients reach nothing else), they must be deterministic (no dropout),
+    and ``recompute_context()`` must reproduce whatever else they depend on (kernel choice,
+    BatchNorm flags). Raises :class:`UserError` for ``inner_checkpoint < 0``.
     """
     if steps < 0:
         raise UserError(f"inner steps must be >= 0, got {steps}")
-    if checkpoint < 0:
-        raise UserError(f"inner-loop checkpoint interval must be >= 0 (0: off, N: every N steps), got {checkpoint}")
+    if inner_checkpoint < 0:
+        raise UserError(
+            f"inner-loop checkpoint interval must be >= 0 (0: off, N: every N steps), got {inner_checkpoint}"
+        )
+    rule = SGD(params, lr, steps) if rule is None else rule
 
     def loss_of(current: Params) -> Tensor:
         return loss_fn(forward(current, support_x), support_y)
 
-    def step(current: Params, create_graph: bool) -> Params:
+    def step(current: Params, state: Params, i: int, create_graph: bool) -> tuple[Params, Params]:
         grads = grad(loss_of, current, create_graph)
-        return {n: torch.add(p, grads[n], alpha=-lr) for n, p in current.items()}
+        if create_graph:
+            return rule.step(current, grads, i, state)
+        with torch.no_grad():
+            return rule.step(current, grads, i, state)
 
-    if not first_order and not checkpoint:
-        current = dict(params)
-        for _ in range(steps):
-            current = step(current, True)
-        return current
-    if not first_order:
-        names, current = list(params), dict(params)
-        device = next(iter(params.values())).device.type if params else "cpu"
-        autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
-        for first in range(0, steps, checkpoint):
-            spec = _SegmentSpec(names, min(checkpoint, steps - first), step, recompute_context, autocast)
-            current = dict(zip(names, _Segment.apply(spec, *current.values(), *captured)))
-        return current
-    current = {n: p.detach() for n, p in params.items()}
-    for _ in range(steps):
-        grads = grad(loss_of, current, False)
-        current = {n: torch.add(p, grads[n], alpha=-lr).detach() for n, p in current.items()}
-    if not steps:
-        return dict(params)
-    return {n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()}
+    state = rule.init_state(params)
+    if first_order:
+        return _first_order(step, params, state, steps)
+    if inner_checkpoint:
+        learned = [p for p in rule.parameters() if p.requires_grad]
+        return _checkpointed(
+            step, dict(params), state, steps, inner_checkpoint, [*captured, *learned], recompute_context
+        )
+    current = dict(params)
+    for i in range(steps):
+        current, state = step(current, state, i, True)
+    return current

@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from metahyper.errors import UserError
-from metahyper.meta.backends import BACKENDS, Backend, Observer, Task
+from metahyper.meta.backends import BACKENDS, Backend, Mode, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
+from metahyper.meta.rules import INNER_RULES, InnerRule
 
 AUTOCAST_DTYPES = (None, torch.bfloat16, torch.float16)
 
@@ -79,20 +80,55 @@ def _names(model: nn.Module, names: Iterable[str] | None, what: str) -> tuple[st
     return tuple(sorted(names, key=order.__getitem__))
 
 
-class MAML:
-    """Model-agnostic meta-learning of ``model``.
+def _check(backend: Any, bn: str, autocast: Any, inner_lr: Any, inner_steps: int, eval_inner_steps: int) -> None:
+    """One-line :class:`UserError` for a bad :class:`MAML` setting."""
+    if not (isinstance(backend, type) and issubclass(backend, Backend)) and backend not in BACKENDS:
+        raise UserError(f"unknown MAML backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if bn not in BN_MODES:
+        raise UserError(f"unknown batch-norm mode {bn!r}; choose from {', '.join(BN_MODES)}")
+    if autocast not in AUTOCAST_DTYPES:
+        raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
+    if not (isinstance(inner_lr, (int, float)) and math.isfinite(inner_lr) and inner_lr > 0):
+        raise UserError(f"inner learning rate must be a positive number, got {inner_lr}")
+    if inner_steps < 0 or eval_inner_steps < 0:
+        raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_inner_steps}")
 
-    ``inner`` / ``outer``: names of the parameters adapted by the inner SGD and learned by the outer
-    optimiser (default: every trainable parameter, Algorithm 1). ``inner_lr``, ``inner_steps`` (meta-
-    training) and ``eval_steps`` (evaluation) set the inner SGD; ``first_order`` FOMAML; ``bn`` the
+
+def _build_rule(
+    rule: str | type[InnerRule] | InnerRule, model: nn.Module, inner: Sequence[str], lr: float, steps: int
+) -> InnerRule:
+    """The inner rule of :class:`MAML` from a name, a class or a built rule."""
+    if isinstance(rule, InnerRule):
+        return rule
+    if isinstance(rule, str):
+        if rule not in INNER_RULES:
+            raise UserError(f"unknown inner rule {rule!r}; choose from {', '.join(INNER_RULES)}")
+        rule = INNER_RULES[rule]
+    if not (isinstance(rule, type) and issubclass(rule, InnerRule)):
+        raise UserError(f"inner_rule must be a name, an InnerRule subclass or an InnerRule, got {rule!r}")
+    named = dict(model.named_parameters())
+    return rule({n: named[n] for n in inner}, lr, steps)
+
+
+class MAML(nn.Module):
+    """Model-agnostic meta-learning of ``model``, itself an ``nn.Module``: its submodules are the
+    model and the inner update rule (``inner_rule``), so its ``parameters()`` / ``state_dict()``
+    include the rule's learned state (e.g. learned inner rates), moved, optimised and saved with
+    the model (:meth:`outer_parameters`: what the outer optimiser learns).
+
+    ``inner`` / ``outer``: names of the parameters adapted by the inner loop and learned by the
+    outer optimiser (default: every trainable parameter, Algorithm 1). ``inner_rule``: a name of
+    :data:`metahyper.meta.rules.INNER_RULES` (default ``"sgd"``: ``p - inner_lr * g``, eq. (1)),
+    an :class:`~metahyper.meta.rules.InnerRule` subclass (built with the inner parameters,
+    ``inner_lr`` and ``inner_steps``) or a built rule. ``inner_steps`` (meta-training) and
+    ``eval_inner_steps`` (evaluation) count its steps; ``first_order`` FOMAML; ``bn`` the
     BatchNorm mode; ``backend`` a name of :data:`metahyper.meta.backends.BACKENDS` (or a
-    :class:`~metahyper.meta.backends.Backend` subclass); ``autocast``
-    (``torch.bfloat16`` / ``torch.float16``) mixed precision for every forward (parameters and
-    gradients keep their dtype); ``inner_checkpoint`` (second order; :func:`checkpoint_interval`)
-    keeps only every N-th adapted state of the inner loop and recomputes the steps between them in
-    the backward: peak memory about constant in the inner steps instead of linear, same
-    meta-gradient, more time (backend ``vmap``: not supported). Flags given here can be overridden
-    per call.
+    :class:`~metahyper.meta.backends.Backend` subclass); ``autocast`` (``torch.bfloat16`` /
+    ``torch.float16``) mixed precision for every forward (parameters and gradients keep their
+    dtype); ``inner_checkpoint`` (second order; :func:`checkpoint_interval`) keeps only every N-th
+    adapted state of the inner loop and recomputes the steps between them in the backward: peak
+    memory about constant in the inner steps instead of linear, same meta-gradient, more time
+    (backend ``vmap``: not supported). Flags given here can be overridden per call.
     """
 
     def __init__(
@@ -101,37 +137,41 @@ class MAML:
         *,
         inner: Iterable[str] | None = None,
         outer: Iterable[str] | None = None,
+        inner_rule: str | type[InnerRule] | InnerRule = "sgd",
         inner_lr: float = 0.01,
         inner_steps: int = 5,
-        eval_steps: int = 10,
+        eval_inner_steps: int = 10,
         first_order: bool = False,
         bn: str = "transductive",
         backend: str | type[Backend] = "func",
         autocast: torch.dtype | None = None,
         inner_checkpoint: bool | int = False,
     ) -> None:
-        if not (isinstance(backend, type) and issubclass(backend, Backend)) and backend not in BACKENDS:
-            raise UserError(f"unknown MAML backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if bn not in BN_MODES:
-            raise UserError(f"unknown batch-norm mode {bn!r}; choose from {', '.join(BN_MODES)}")
-        if autocast not in AUTOCAST_DTYPES:
-            raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
-        if not (isinstance(inner_lr, (int, float)) and math.isfinite(inner_lr) and inner_lr > 0):
-            raise UserError(f"inner learning rate must be a positive number, got {inner_lr}")
-        if inner_steps < 0 or eval_steps < 0:
-            raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_steps}")
+        super().__init__()
+        _check(backend, bn, autocast, inner_lr, inner_steps, eval_inner_steps)
         self.model = model
         self.inner_params = _names(model, inner, "inner")
         self.outer_params = _names(model, outer, "outer")
-        self.inner_lr, self.inner_steps, self.eval_steps = inner_lr, inner_steps, eval_steps
+        self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.first_order, self.bn, self.autocast = first_order, bn, autocast
         self.inner_checkpoint = checkpoint_interval(inner_checkpoint)
+        self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps)
         backend_cls = BACKENDS[backend] if isinstance(backend, str) else backend
-        self.backend = backend_cls(model, self.inner_params, self.outer_params, inner_lr)
-        self.backend.settings = self._settings  # recomputations of checkpointed inner segments run in them too
-        self._checkpoint(None, not first_order)  # a backend that cannot checkpoint: fail here already
+        self.backend = backend_cls(model, self.inner_params, self.outer_params, self.inner_rule, self._settings)
+        self._inner_checkpoint(None, not first_order)  # a backend that cannot checkpoint: fail here already
 
-    def _settings(self, grad: bool = True) -> ContextManager[Any]:
+    def forward(self, x: Tensor) -> Tensor:
+        """The model's forward (no adaptation)."""
+        return self.model(x)
+
+    def outer_parameters(self) -> list[nn.Parameter]:
+        """What the outer optimiser learns: the model's outer parameters, then the rule's learned
+        ones."""
+        named = dict(self.model.named_parameters())
+        rule = [p for p in self.inner_rule.parameters() if p.requires_grad]
+        return [named[n] for n in self.outer_params] + rule
+
+    def _settings(self, grad: bool = True) -> AbstractContextManager[Any]:
         """BatchNorm mode, autocast and grad mode of every computation of a call."""
         stack = ExitStack()
         stack.enter_context(batchnorm_mode(self.model, self.bn))
@@ -157,14 +197,14 @@ class MAML:
         steps = self.inner_steps if steps is None else steps
         first_order = self.first_order if first_order is None else first_order
         create_graph = torch.is_grad_enabled() if create_graph is None else create_graph
-        mode = "eval" if not create_graph else ("first" if first_order else "second")
-        checkpoint = self._checkpoint(inner_checkpoint, mode == "second")
+        mode = Mode.of(first_order) if create_graph else Mode.EVAL
+        interval = self._inner_checkpoint(inner_checkpoint, mode is Mode.SECOND)
         with self._settings(), self.backend.task_context():
-            return self.backend.adapt(self.backend.images(support_x), support_y, steps, mode, checkpoint)
+            return self.backend.adapt(self.backend.images(support_x), support_y, steps, mode, interval)
 
-    def _checkpoint(self, value: bool | int | None, second_order: bool) -> int:
-        """The checkpoint interval of a call (0 outside second order); a :class:`UserError` where
-        the backend cannot checkpoint."""
+    def _inner_checkpoint(self, value: bool | int | None, second_order: bool) -> int:
+        """The inner loop's recompute interval of a call (0 outside second order); a
+        :class:`UserError` where the backend cannot checkpoint the inner loop."""
         interval = self.inner_checkpoint if value is None else checkpoint_interval(value)
         if interval and second_order and not self.backend.can_checkpoint:
             raise UserError(
@@ -195,20 +235,20 @@ class MAML:
         scale = 1.0 / len(tasks) if loss_scale is None else loss_scale
         device = next(self.model.parameters()).device.type
         observers = [_without_autocast(observe, device) for observe in observers]
-        checkpoint = self._checkpoint(inner_checkpoint, not first_order)
+        interval = self._inner_checkpoint(inner_checkpoint, not first_order)
         with self._settings():
-            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, checkpoint)
+            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, interval)
         n = len(outcomes)
         return MetaStepResult(sum(o.loss for o in outcomes) / n, sum(o.accuracy for o in outcomes) / n, n)
 
     def evaluate(self, task: Task, *, steps: int | None = None) -> float:
-        """Query accuracy after ``steps`` (default ``eval_steps``) inner steps; no gradient of any
+        """Query accuracy after ``steps`` (default ``eval_inner_steps``) inner steps; no gradient of any
         parameter is touched, BatchNorm statistics are untouched."""
         return self.evaluate_tasks([task], steps=steps)[0]
 
     def evaluate_tasks(self, tasks: Iterable[Task], *, steps: int | None = None) -> list[float]:
         """:meth:`evaluate` of each task, in order."""
-        steps = self.eval_steps if steps is None else steps
+        steps = self.eval_inner_steps if steps is None else steps
         with self._settings():
             return [self.backend.evaluate(t, i, steps) for i, t in enumerate(tasks)]
 

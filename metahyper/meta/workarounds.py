@@ -11,8 +11,8 @@ shows the bug on the installed torch; when it stops reproducing, set :data:`VMAP
 from __future__ import annotations
 
 import inspect
-from contextlib import nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,7 @@ class AffineOutsideBatchNorm(TorchFunctionMode):
         return out if bias is None else out + bias.reshape(shape)
 
 
-def vmap_batchnorm_workaround() -> ContextManager[Any]:
+def vmap_batchnorm_workaround() -> AbstractContextManager[Any]:
     """:class:`AffineOutsideBatchNorm` where the installed torch has the bug, else nothing."""
     fixed = VMAP_BATCHNORM_FIXED_IN is not None and _torch_version() >= VMAP_BATCHNORM_FIXED_IN
     return nullcontext() if fixed else AffineOutsideBatchNorm()

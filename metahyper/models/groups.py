@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -77,13 +78,23 @@ def default_groups(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return PLAIN_INNER, PLAIN_OUTER
 
 
+class GroupSelection(NamedTuple):
+    """The meta-learner's parameter groups (validated group names) and the names, in model order,
+    of the parameters they hold (what :class:`metahyper.meta.MAML` takes)."""
+
+    inner_groups: tuple[str, ...]
+    outer_groups: tuple[str, ...]
+    inner: tuple[str, ...]
+    outer: tuple[str, ...]
+
+
 def resolve_groups(
     model: nn.Module,
     inner_groups: str | Sequence[str] | None = None,
     outer_groups: str | Sequence[str] | None = None,
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """``(inner_groups, outer_groups, inner_names, outer_names)`` for :class:`metahyper.meta.MAML`:
-    group names validated (None: :func:`default_groups`), parameter names in model order. Raises
+) -> GroupSelection:
+    """The :class:`GroupSelection` of ``inner_groups`` / ``outer_groups`` in ``model`` (None:
+    :func:`default_groups`). Raises
     :class:`UserError` on unknown groups or on a group with no trainable parameter in this model
     (e.g. ``embeddings`` of a plain or a compressed network)."""
     d_inner, d_outer = default_groups(model)
@@ -99,7 +110,7 @@ def resolve_groups(
                 f"use groups among {sorted(present)} (defaults: inner {','.join(d_inner)}, outer {','.join(d_outer)})"
             )
     names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return (
+    return GroupSelection(
         inner,
         outer,
         tuple(n for n in names if group_of(n) in inner),

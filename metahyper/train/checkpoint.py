@@ -50,10 +50,9 @@ class Checkpoint:
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
-            first = str(err).strip().splitlines()
-            raise UserError(
-                f"checkpoint {self.path} does not match model {self.model_config.name}: {first[1].strip() if len(first) > 1 else first[0]}"
-            ) from None
+            lines = str(err).strip().splitlines()
+            first = lines[1].strip() if len(lines) > 1 else lines[0]
+            raise UserError(f"checkpoint {self.path} does not match model {self.model_config.name}: {first}") from None
         return model
 
 
@@ -114,7 +113,8 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
             if (path / name).is_file():
                 return path / name
         raise UserError(
-            f"run directory {path} holds no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); pass a .pt file or a finished run"
+            f"run directory {path} holds no checkpoint ({' or '.join(CHECKPOINT_NAMES)}); "
+            "pass a .pt file or a finished run"
         )
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; pass a .pt file or a run directory")
@@ -139,7 +139,8 @@ def load_checkpoint(
         )
     if payload.get("version") != VERSION:
         raise UserError(
-            f"checkpoint {path} has format version {payload.get('version')}, this metahyper reads {VERSION}; upgrade metahyper"
+            f"checkpoint {path} has format version {payload.get('version')}, this metahyper reads {VERSION}; "
+            "upgrade metahyper"
         )
     state, extra, config = payload.get("state_dict"), payload.get("extra", {}), payload.get("model_config")
     if not (
@@ -172,7 +173,8 @@ def load_checkpoint(
         ) from None
     if expect_name is not None and config.name != expect_name:
         raise UserError(
-            f"checkpoint {path} holds a {config.name}, not a {expect_name}; pass a checkpoint of {expect_name} or change --model"
+            f"checkpoint {path} holds a {config.name}, not a {expect_name}; "
+            f"pass a checkpoint of {expect_name} or change --model"
         )
     return Checkpoint(path, config, state, extra)
 

@@ -36,6 +36,7 @@ from torch import nn
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
 from metahyper.io import write_csv, write_json, write_text
+from metahyper.meta import MAML, MamlSettings
 from metahyper.models import resolve_groups, to_plain
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
@@ -73,8 +74,8 @@ def episode_accuracies(
     desc: str = "eval",
 ) -> list[float]:
     """``score(episodes)`` (a list in, one accuracy each out, e.g. :meth:`MAML.evaluate_tasks`)
-    over the episode indices, one at a time, in index order. Under ``torchrun`` each rank scores its shard of the indices and the results are
-    gathered (rank order = index order)."""
+    over the episode indices, one at a time, in index order. Under ``torchrun`` each rank scores
+    its shard of the indices and the results are gathered (rank order = index order)."""
     ctx = ctx or DistContext(device=device)
     mine = shard(list(indices), ctx)
     out: list[float] = []
@@ -200,44 +201,54 @@ def default_output(checkpoint: Path, cfg: EvalConfig, datasets: Sequence[str], s
 
 def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
     """``(method, score(list of episodes) -> their accuracies, settings used)`` for a loaded checkpoint."""
-    stage = extra.get("stage")
     method = cfg.method  # one of metahyper.config.EVAL_METHODS (checked by the config)
     if method == "auto":
-        method = "maml" if stage == "meta-train" else "linear"
+        method = "maml" if extra.get("stage") == "meta-train" else "linear"
     if method == "linear":
         settings = {"head_steps": cfg.head_steps, "head_lr": cfg.head_lr, "bn": "frozen"}
         # the backbone is frozen: generate a hyper model's weights once (export), not per forward
         frozen = to_plain(model) if model.config.is_hyper else model
         return method, lambda eps: [linear_probe_score(frozen, ep, cfg.head_steps, cfg.head_lr) for ep in eps], settings
-    from metahyper.meta import MAML
+    maml, settings = _maml_scorer(model, extra, cfg)
+    return method, maml.evaluate_tasks, settings
 
-    maml_cfg = extra.get("maml", {})
+
+def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, dict]:
+    """The checkpoint's meta-learner (its :class:`MamlSettings` and learned inner-rule state), or
+    for a pretrain-only checkpoint MAML from a fresh head with the default settings; ``--eval-inner-steps``,
+    ``--inner-lr`` and ``--bn`` override."""
+    meta_trained = extra.get("stage") == "meta-train"
+    if meta_trained:
+        stored = MamlSettings.from_dict(extra.get("maml"), f"checkpoint {cfg.checkpoint}")
+    else:
+        groups = resolve_groups(model)
+        stored = MamlSettings(inner=groups.inner_groups, outer=groups.outer_groups)
     heads = model.fc.out_features
     if heads != cfg.ways:
-        if stage == "meta-train":
+        if meta_trained:
             raise UserError(
                 f"checkpoint was meta-trained {heads}-way; evaluate with --ways {heads} or use --method linear"
             )
         torch.manual_seed(cfg.seed)
         model.reset_classifier(cfg.ways)  # pretrain-only: MAML from a fresh head
-    settings = {
-        "inner_steps": cfg.inner_steps if cfg.inner_steps is not None else maml_cfg.get("inner_steps_eval", 10),
-        "inner_lr": cfg.inner_lr if cfg.inner_lr is not None else maml_cfg.get("inner_lr", 0.01),
-        "bn": cfg.bn if cfg.bn is not None else maml_cfg.get("bn", "transductive"),
-        "inner": maml_cfg.get("inner"),
-        "backend": cfg.backend,
-    }
-    inner_groups, _, inner, _ = resolve_groups(model, settings["inner"])
+    steps = cfg.eval_inner_steps if cfg.eval_inner_steps is not None else stored.eval_inner_steps
+    lr = cfg.inner_lr if cfg.inner_lr is not None else stored.inner_lr
+    bn = cfg.bn if cfg.bn is not None else stored.bn
+    groups = resolve_groups(model, stored.inner)
     maml = MAML(
         model,
-        inner=inner,
-        inner_lr=settings["inner_lr"],
-        eval_steps=settings["inner_steps"],
-        bn=settings["bn"],
+        inner=groups.inner,
+        inner_rule=stored.inner_rule,
+        inner_lr=lr,
+        inner_steps=stored.inner_steps,
+        eval_inner_steps=steps,
+        bn=bn,
         backend=cfg.backend,
     )
-    settings["inner"] = list(inner_groups)
-    return method, maml.evaluate_tasks, settings
+    if "inner_rule" in extra:
+        maml.inner_rule.load_state_dict(extra["inner_rule"])
+    settings = {"inner_steps": steps, "inner_lr": lr, "bn": bn, "inner": list(groups.inner_groups)}
+    return maml, {**settings, "inner_rule": stored.inner_rule, "backend": cfg.backend}
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:
@@ -275,17 +286,9 @@ def evaluate_one(
     if write and (ctx is None or ctx.is_main):
         check_output(out, "eval")
     images = cfg.ways * (shots + cfg.queries)
-    check_step(
-        "evaluating",
-        ckpt.model_config,
-        image_size,
-        images,
-        f"episodes of {images} images",
-        "lower --ways/--shots/--queries or --image-size",
-        device,
-        graphs=2,
-        states=4,
-    )
+    fix = "lower --ways/--shots/--queries or --image-size"
+    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images", fix, device,
+               graphs=2, states=4)  # fmt: skip
     model = ckpt.build_model().to(device)
     if data is None:
         data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
@@ -295,23 +298,12 @@ def evaluate_one(
     accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {dataset} {shots}-shot")
     mean, ci = mean_ci(accs)
     result = EvalResult(
-        model=ckpt.model_config.label(),
-        checkpoint=str(ckpt.path),
-        method=method,
-        dataset=dataset,
-        split=cfg.split,
-        ways=cfg.ways,
-        shots=shots,
-        queries=cfg.queries,
-        episodes=cfg.episodes,
-        seed=cfg.seed,
-        mean=mean,
-        ci95=ci,
-        accuracies=accs,
-        fingerprint=episodes_fingerprint(sampler, indices),
+        model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=dataset, split=cfg.split,
+        ways=cfg.ways, shots=shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed, mean=mean, ci95=ci,
+        accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
         settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **_run_identity(ckpt.path)},
         selection=describe_selection(ckpt.path, extra),
-    )
+    )  # fmt: skip
     if write and (ctx is None or ctx.is_main):
         result.settings["output"] = str(out)
         # "config": `eval --config FILE` repeats exactly this evaluation

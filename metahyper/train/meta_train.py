@@ -22,240 +22,249 @@
    ``||W_adapted - W||`` averaged over the tasks (generated weights for hyper layers, raw weights for
    plain ones; section 5.4, Figure 4).
 
+The loop, resume and logging are :class:`~metahyper.train.trainer.Trainer`'s; the checkpoints
+record the meta-learner as :class:`~metahyper.meta.MamlSettings` (``extra["maml"]``) and its learned
+state (``extra["inner_rule"]``: the inner rule's ``state_dict``).
+
 Run directory: ``config.json``, ``best.pt``, ``last.pt`` (resumable every ``save_every``
-iterations: model, Adam, schedule, RNG state, iteration, curves), ``tensorboard/`` (with
-``--tensorboard``: the logged scalars), ``train.csv`` (per-iteration
+iterations: model, Adam, schedule, RNG state, iteration, curves), ``log.jsonl`` and, with
+``--tensorboard``, ``tensorboard/`` (the logged scalars), ``train.csv`` (per-iteration
 loss, accuracy, lr), ``movement.csv`` (per-iteration movement per layer), ``val.csv`` /
 ``curves.json`` (validation points: ``val_acc`` / ``val_ci95`` of the selection dataset, the source
-for ``last``, and ``<dataset>_acc`` / ``<dataset>_ci95`` per validated dataset), ``summary.json``. Distributed (``torchrun``): the tasks of a
-meta-batch are sharded over ranks by global episode index, each backpropagates ``loss / B`` and the
-meta-gradients are summed; only rank 0 writes.
+for ``last``, and ``<dataset>_acc`` / ``<dataset>_ci95`` per validated dataset), ``summary.json``.
+Distributed (``torchrun``): the tasks of a meta-batch are sharded over ranks by global episode
+index, each backpropagates ``loss / B`` and the meta-gradients are summed; only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
+from metahyper.meta import MAML, MamlSettings, make_outer_optimizer
 from metahyper.models import WeightMovement, resolve_groups
 from metahyper.progress import progress_bar
-from metahyper.train.checkpoint import load_checkpoint
-from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, resolve_device
+from metahyper.train.checkpoint import Checkpoint, load_checkpoint
+from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.memory import check_step
-from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
-from metahyper.train.tensorboard import ScalarLog
+from metahyper.train.run import check_finite
+from metahyper.train.trainer import Trainer, TrainState
 
 
-@releases_run_locks
-def meta_train(
-    cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None
-) -> dict:
+def meta_train(cfg: MetaTrainConfig, ctx: DistContext | None = None, on_step=None) -> dict:
     """Meta-train as configured; returns a summary (best validation accuracy, paths).
     ``on_step(iteration)`` is called before each iteration (0-based; after everything up to it
     has been written)."""
-    from metahyper.data import EpisodeSampler, meta_batches, open_split
-    from metahyper.meta import MAML, make_outer_optimizer
+    return MetaTrainer(cfg, ctx, on_step).fit()
 
-    cfg.validate()
-    ctx = ctx or DistContext(device=resolve_device(cfg.device))
-    if cfg.meta_batch < ctx.world_size:
-        raise UserError(
-            f"--meta-batch {cfg.meta_batch} is smaller than the {ctx.world_size} processes; every process needs a task"
-        )
-    device, is_main = ctx.device, ctx.is_main
-    run = Run(cfg.out, cfg, is_main)
-    board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
-    seed_everything(cfg.seed)
 
-    init = load_checkpoint(cfg.init)
-    if init.extra.get("stage") == "meta-train":
-        raise UserError(
-            f"--init {cfg.init} is a meta-trained run; pass a pretrain run (or use --resume to continue meta-training)"
-        )
-    image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
-    task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // ctx.world_size)
-    graphs = (
-        2 if cfg.first_order or cfg.inner_checkpoint else 2 * (cfg.inner_steps + 1)
-    )  # second order keeps every step
-    check_step(
-        "meta-training",
-        dataclasses.replace(init.model_config, num_classes=cfg.ways),
-        image_size,
-        task_images,
-        f"meta-batches of {tasks} tasks of {task_images} images",
-        "lower --meta-batch, --shots/--queries, --inner-steps or "
-        "--image-size (or use --inner-checkpoint), or --iterations",
-        device,
-        graphs=graphs,
-        states=6,
-        held_images=(tasks - 1) * task_images,
-        logged_steps=cfg.iterations,
-    )
-    train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
-    sampler = EpisodeSampler(train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=image_size)
-    val_samplers: dict[str, EpisodeSampler] = {}
-    if cfg.val_every and cfg.val_episodes:
-        for domain in cfg.validation_domains():
-            val_data = open_split(domain, "val", root=cfg.data_root, in_memory=True)
-            val_samplers[domain] = EpisodeSampler(
-                val_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.val_seed, image_size=image_size
+class MetaTrainer(Trainer):
+    """MAML meta-training (module docstring)."""
+
+    stage = "meta-train"
+    cfg: MetaTrainConfig
+
+    def check(self) -> None:
+        if self.cfg.meta_batch < self.ctx.world_size:
+            raise UserError(
+                f"--meta-batch {self.cfg.meta_batch} is smaller than the {self.ctx.world_size} processes; "
+                "every process needs a task"
             )
-    primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the source when nothing is selected
 
-    model = init.build_model()
-    model.reset_classifier(cfg.ways)  # fresh N-way head (section 4.2); updates model.config
-    model.to(device)
-    inner_groups, outer_groups, inner, outer = resolve_groups(model, cfg.inner, cfg.outer)
-    maml = MAML(
-        model,
-        inner=inner,
-        outer=outer,
-        inner_lr=cfg.inner_lr,
-        inner_steps=cfg.inner_steps,
-        eval_steps=cfg.inner_steps_eval,
-        first_order=cfg.first_order,
-        bn=cfg.bn,
-        backend=cfg.backend,
-        autocast=AUTOCAST[cfg.autocast],
-        inner_checkpoint=cfg.inner_checkpoint,
-    )
-    if cfg.inner_checkpoint and cfg.first_order and is_main:
-        warnings.warn(
-            "--inner-checkpoint changes nothing with --first-order (first order keeps no inner-loop graph)",
-            stacklevel=2,
-        )
-    named = dict(model.named_parameters())
-    outer_params = [named[n] for n in maml.outer_params]
-    optimizer, scheduler = make_outer_optimizer(
-        outer_params, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr
-    )
-    movement = WeightMovement(model)  # Figure 4, observed per task of each meta-step
-    layers = movement.layers
-    info = {
-        "stage": "meta-train",
-        "input_size": image_size,
-        "train_dataset": cfg.train,
-        "test_datasets": list(cfg.test),
-        "pretrain": str(init.path),
-        "maml": {
-            "inner": list(inner_groups),
-            "outer": list(outer_groups),
-            "inner_lr": cfg.inner_lr,
-            "inner_steps": cfg.inner_steps,
-            "inner_steps_eval": cfg.inner_steps_eval,
-            "bn": cfg.bn,
-            "first_order": cfg.first_order,
-            "inner_checkpoint": cfg.inner_checkpoint,
-            "ways": cfg.ways,
-            "shots": cfg.shots,
-        },
-    }
+    # -- setup -------------------------------------------------------------------------------------
 
-    run.start()
-    board.open()
-    n = cfg.iterations
-    curves = {
-        "loss": torch.zeros(n, dtype=torch.float64),
-        "acc": torch.zeros(n, dtype=torch.float64),
-        "lr": torch.zeros(n, dtype=torch.float64),
-        "movement": torch.zeros(n, len(layers), dtype=torch.float64),
-    }
-    val_history: list[dict] = []
-    best_val, start = -1.0, 0
-    if run.resume:
-        last = run.restore(model)
-        optimizer.load_state_dict(last["state"]["optimizer"])
-        scheduler.load_state_dict(last["state"]["scheduler"])
-        start, best_val = int(last["iteration"]), float(last["best_val"])
-        val_history = list(last["val_history"])
-        for k, v in last["curves"].items():
-            curves[k][: len(v)] = v
-
-    def write_logs(done: int) -> None:
-        run.write_csv(
-            "train.csv",
-            [
-                {
-                    "iteration": i + 1,
-                    "loss": curves["loss"][i].item(),
-                    "acc": curves["acc"][i].item(),
-                    "lr": curves["lr"][i].item(),
-                }
-                for i in range(done)
-            ],
-            ["iteration", "loss", "acc", "lr"],
-        )
-        move = curves["movement"][:done].tolist()
-        run.write_csv(
-            "movement.csv",
-            [{"iteration": i + 1, **dict(zip(layers, row))} for i, row in enumerate(move)],
-            ["iteration", *layers],
-        )
-        per_domain = [f"{d}_{k}" for d in val_samplers for k in ("acc", "ci95")]
-        run.write_csv(
-            "val.csv", val_history, ["iteration", "val_acc", "val_ci95", *per_domain, "train_loss", "train_acc", "lr"]
-        )
-        run.write_json(
-            "curves.json",
-            {
-                "model": model.config.label(),
-                "ways": cfg.ways,
-                "shots": cfg.shots,
-                "validation": val_history,
-                "layers": layers,
-                "val_on": primary,
-                "validated": list(val_samplers),
-                "select_on": cfg.select_on,
-            },
-        )
-
-    def save_last(done: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        run.save_last(
-            model,
-            state,
-            **info,
-            iteration=done,
-            best_val=best_val,
-            val_history=val_history,
-            layers=layers,
-            curves={k: v[:done].clone() for k, v in curves.items()},
-        )
-        write_logs(done)
-
-    def selection(done: int, mean: float | None, ci: float | None) -> dict:
-        return {
-            "rule": cfg.select_on,
-            "dataset": cfg.selection_domain(),
-            "split": "val" if mean is not None else None,
-            "iteration": done,
-            "val_acc": mean,
-            "val_ci95": ci,
+    def setup(self) -> None:
+        cfg = self.cfg
+        init = load_checkpoint(cfg.init)
+        if init.extra.get("stage") == "meta-train":
+            raise UserError(
+                f"--init {cfg.init} is a meta-trained run; pass a pretrain run "
+                "(or use --resume to continue meta-training)"
+            )
+        self.image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
+        self._check_memory(init)
+        self._open_data()
+        self._build(init)
+        n, layers = cfg.iterations, self.movement.layers
+        curves = {k: torch.zeros(n, dtype=torch.float64) for k in ("loss", "acc", "lr")}
+        curves["movement"] = torch.zeros(n, len(layers), dtype=torch.float64)
+        objects = {"optimizer": self.optimizer, "scheduler": self.scheduler}
+        self.state = TrainState("iteration", objects, {"curves": curves, "val_history": []})
+        self.total = n
+        self.info = {
+            "stage": "meta-train",
+            "input_size": self.image_size,
+            "train_dataset": cfg.train,
+            "test_datasets": list(cfg.test),
+            "pretrain": str(init.path),
+            "maml": self.settings.to_dict(),
+            "layers": layers,
         }
 
-    def validate(done: int) -> None:
-        nonlocal best_val
-        window = slice(max(0, done - cfg.val_every), done)
-        row: dict = {"iteration": done}
-        for domain, val_sampler in val_samplers.items():
+    def _check_memory(self, init: Checkpoint) -> None:
+        """Refuse a meta-batch that cannot fit, before anything large is allocated."""
+        cfg = self.cfg
+        task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // self.ctx.world_size)
+        second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
+        check_step(
+            "meta-training",
+            dataclasses.replace(init.model_config, num_classes=cfg.ways),
+            self.image_size,
+            task_images,
+            f"meta-batches of {tasks} tasks of {task_images} images",
+            "lower --meta-batch, --shots/--queries, --inner-steps or --image-size (or use --inner-checkpoint), "
+            "or --iterations",
+            self.device,
+            graphs=2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs,
+            states=6,
+            held_images=(tasks - 1) * task_images,
+            logged_steps=cfg.iterations,
+        )
+
+    def _open_data(self) -> None:
+        """The training sampler and one fixed-episode sampler per validated domain."""
+        from metahyper.data import EpisodeSampler, open_split
+
+        cfg = self.cfg
+        train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
+        self.sampler = EpisodeSampler(
+            train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=self.image_size
+        )
+        self.val_samplers: dict[str, EpisodeSampler] = {}
+        if cfg.val_every and cfg.val_episodes:
+            for domain in cfg.validation_domains():
+                val_data = open_split(domain, "val", root=cfg.data_root, in_memory=True)
+                self.val_samplers[domain] = EpisodeSampler(
+                    val_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.val_seed, image_size=self.image_size
+                )
+        self.primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the source when nothing is selected
+
+    def _build(self, init: Checkpoint) -> None:
+        """The model with a fresh N-way head (section 4.2), its MAML, the outer optimiser."""
+        cfg = self.cfg
+        model = init.build_model()
+        model.reset_classifier(cfg.ways)  # updates model.config
+        self.model = model.to(self.device)
+        groups = resolve_groups(model, cfg.inner, cfg.outer)
+        self.settings = MamlSettings(
+            inner=groups.inner_groups,
+            outer=groups.outer_groups,
+            inner_rule=cfg.inner_rule,
+            inner_lr=cfg.inner_lr,
+            inner_steps=cfg.inner_steps,
+            eval_inner_steps=cfg.eval_inner_steps,
+            first_order=cfg.first_order,
+            bn=cfg.bn,
+            inner_checkpoint=cfg.inner_checkpoint,
+            ways=cfg.ways,
+            shots=cfg.shots,
+        )
+        self.maml = MAML(
+            model,
+            inner=groups.inner,
+            outer=groups.outer,
+            inner_rule=cfg.inner_rule,
+            inner_lr=cfg.inner_lr,
+            inner_steps=cfg.inner_steps,
+            eval_inner_steps=cfg.eval_inner_steps,
+            first_order=cfg.first_order,
+            bn=cfg.bn,
+            backend=cfg.backend,
+            autocast=AUTOCAST[cfg.autocast],
+            inner_checkpoint=cfg.inner_checkpoint,
+        )
+        if cfg.inner_checkpoint and cfg.first_order and self.is_main:
+            warnings.warn(
+                "--inner-checkpoint changes nothing with --first-order (first order keeps no inner-loop graph)",
+                stacklevel=2,
+            )
+        self.outer = self.maml.outer_parameters()
+        self.optimizer, self.scheduler = make_outer_optimizer(
+            self.outer, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr
+        )
+        self.movement = WeightMovement(model)  # Figure 4, observed per task of each meta-step
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from metahyper.data import meta_batches
+
+        super().start()
+        self.resumed_at = self.state.done
+        cfg, ctx = self.cfg, self.ctx
+        batches = meta_batches(
+            self.sampler,
+            cfg.meta_batch,
+            start=self.state.done,
+            num_batches=self.total - self.state.done,
+            num_workers=cfg.num_workers,
+            pin_memory=self.device.type == "cuda",
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
+        show = cfg.progress and self.is_main
+        self.bar = progress_bar(
+            batches, initial=self.state.done, total=self.total, desc="meta-train", unit="it", disable=not show
+        )
+        self.batches = iter(self.bar)
+
+    def step(self, it: int) -> None:
+        cfg, curves = self.cfg, self.state.logs["curves"]
+        tasks = [t.to(self.device, non_blocking=True) for t in next(self.batches)]
+        self.optimizer.zero_grad(set_to_none=True)
+        result = self.maml.meta_step(tasks, loss_scale=1.0 / cfg.meta_batch, observers=[self.movement])
+        moves = self.movement.pop()
+        all_reduce_grads(self.outer, self.ctx)
+        curves["lr"][it] = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.scheduler.step()
+        # log the means over the whole meta-batch (under torchrun: over every rank's tasks)
+        layers = self.movement.layers
+        local = torch.tensor([result.loss, result.accuracy, *(moves[k] for k in layers), 1.0], dtype=torch.float64)
+        stats = all_reduce_sum(local * result.num_tasks, self.ctx)
+        stats = stats[:-1] / stats[-1]
+        curves["loss"][it], curves["acc"][it], curves["movement"][it] = stats[0], stats[1], stats[2:]
+        done = it + 1
+        validating = bool(self.val_samplers) and (done % cfg.val_every == 0 or done == self.total)
+        saving = done % cfg.save_every == 0 or done == self.total
+        loss = curves["loss"][it].item()
+        check_finite(
+            f"iteration {done}", "lower --outer-lr / --inner-lr", loss, self.model if validating or saving else None
+        )
+        moved = {f"movement/{k}": v for k, v in zip(layers, stats[2:].tolist())}
+        self.log.scalars(done, {"loss": loss, "acc": stats[1].item(), "lr": curves["lr"][it].item(), **moved}, "train/")
+        if it % 5 == 0 or done == self.total:
+            recent = slice(max(0, done - 20), done)
+            self.bar.set_postfix(
+                loss=f"{curves['loss'][recent].mean():.3f}", acc=f"{100 * curves['acc'][recent].mean():.1f}%"
+            )
+        if validating:
+            self.validate(done)
+
+    def validate(self, done: int) -> None:
+        """Accuracy on every validated domain's fixed episodes; ``best.pt`` when the selection
+        domain improves."""
+        cfg, curves = self.cfg, self.state.logs["curves"]
+        row: dict[str, Any] = {"iteration": done}
+        for domain, sampler in self.val_samplers.items():
             accs = episode_accuracies(
-                maml.evaluate_tasks,
-                val_sampler,
+                self.maml.evaluate_tasks,
+                sampler,
                 range(cfg.val_episodes),
-                device,
-                ctx,
+                self.device,
+                self.ctx,
                 cfg.progress,
                 desc=f"validate {domain}",
             )
             row[f"{domain}_acc"], row[f"{domain}_ci95"] = mean_ci(accs)
-        mean, ci = row[f"{primary}_acc"], row[f"{primary}_ci95"]
+        mean, ci = row[f"{self.primary}_acc"], row[f"{self.primary}_ci95"]
+        window = slice(max(0, done - cfg.val_every), done)
         row.update(
             val_acc=mean,
             val_ci95=ci,
@@ -263,104 +272,95 @@ def meta_train(
             train_acc=curves["acc"][window].mean().item(),
             lr=curves["lr"][done - 1].item(),
         )
-        val_history.append(row)
-        board.scalars(done, {k: v for k, v in row.items() if k != "iteration"}, prefix="val/")
-        if cfg.select_on != "last" and mean > best_val:
-            best_val = mean
-            run.save(
-                "best.pt", model, **info, iteration=done, val_acc=mean, val_ci95=ci, selection=selection(done, mean, ci)
+        self.state.logs["val_history"].append(row)
+        self.log.scalars(done, {k: v for k, v in row.items() if k != "iteration"}, prefix="val/")
+        if cfg.select_on != "last" and mean > self.state.best:
+            self.state.best = mean
+            self.save_model(
+                "best.pt", iteration=done, val_acc=mean, val_ci95=ci, selection=self.selection(done, mean, ci)
             )
-        if is_main and cfg.progress:
-            shown = ", ".join(
-                f"{d} {100 * row[f'{d}_acc']:.2f} +- {100 * row[f'{d}_ci95']:.2f} %" for d in val_samplers
-            )
-            tqdm.write(
-                f"iteration {done}: val {shown}"
-                + (f" (best on {primary} {100 * best_val:.2f} %)" if cfg.select_on != "last" else "")
-            )
+        shown = ", ".join(
+            f"{d} {100 * row[f'{d}_acc']:.2f} +- {100 * row[f'{d}_ci95']:.2f} %" for d in self.val_samplers
+        )
+        best = f" (best on {self.primary} {100 * self.state.best:.2f} %)" if cfg.select_on != "last" else ""
+        self.log.message(f"iteration {done}: val {shown}{best}")
 
-    batches = meta_batches(
-        sampler,
-        cfg.meta_batch,
-        start=start,
-        num_batches=n - start,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-    )
-    bar = progress_bar(
-        batches, initial=start, total=n, desc="meta-train", unit="it", disable=not (cfg.progress and is_main)
-    )
-    for it, tasks in enumerate(bar, start=start):
-        if on_step is not None:
-            on_step(it)
-        tasks = [t.to(device, non_blocking=True) for t in tasks]
-        optimizer.zero_grad(set_to_none=True)
-        result = maml.meta_step(tasks, loss_scale=1.0 / cfg.meta_batch, observers=[movement])
-        moves = movement.pop()
-        all_reduce_grads(outer_params, ctx)
-        curves["lr"][it] = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()
-        # log the means over the whole meta-batch (under torchrun: over every rank's tasks)
-        local = (
-            torch.tensor([result.loss, result.accuracy, *(moves[layer] for layer in layers), 1.0], dtype=torch.float64)
-            * result.num_tasks
-        )
-        stats = all_reduce_sum(local, ctx)
-        stats = stats[:-1] / stats[-1]
-        curves["loss"][it], curves["acc"][it], curves["movement"][it] = stats[0], stats[1], stats[2:]
-        done = it + 1
-        validating = bool(val_samplers) and (done % cfg.val_every == 0 or done == n)
-        saving = done % cfg.save_every == 0 or done == n
-        check_finite(
-            f"iteration {done}",
-            "lower --outer-lr / --inner-lr",
-            curves["loss"][it].item(),
-            model if validating or saving else None,
-        )
-        board.scalars(
-            done,
+    def selection(self, done: int, mean: float | None, ci: float | None) -> dict[str, Any]:
+        """How ``best.pt`` was chosen (``extra["selection"]``)."""
+        return {
+            "rule": self.cfg.select_on,
+            "dataset": self.cfg.selection_domain(),
+            "split": "val" if mean is not None else None,
+            "iteration": done,
+            "val_acc": mean,
+            "val_ci95": ci,
+        }
+
+    def save_model(self, name: str, **extra: Any) -> None:
+        """A model checkpoint with the run's ``info`` and the inner rule's learned state."""
+        self.run.save(name, self.model, **{**self.info, "inner_rule": self.maml.inner_rule.state_dict()}, **extra)
+
+    def save(self) -> None:
+        self.info["inner_rule"] = self.maml.inner_rule.state_dict()
+        super().save()
+
+    def save_logs(self) -> None:
+        done, curves, layers = self.state.done, self.state.logs["curves"], self.movement.layers
+        rows = [
             {
-                "loss": stats[0].item(),
-                "acc": stats[1].item(),
-                "lr": curves["lr"][it].item(),
-                **{f"movement/{layer}": v for layer, v in zip(layers, stats[2:].tolist())},
-            },
-            prefix="train/",
+                "iteration": i + 1,
+                "loss": curves["loss"][i].item(),
+                "acc": curves["acc"][i].item(),
+                "lr": curves["lr"][i].item(),
+            }
+            for i in range(done)
+        ]
+        self.run.write_csv("train.csv", rows, ["iteration", "loss", "acc", "lr"])
+        move = curves["movement"][:done].tolist()
+        self.run.write_csv(
+            "movement.csv",
+            [{"iteration": i + 1, **dict(zip(layers, r))} for i, r in enumerate(move)],
+            ["iteration", *layers],
         )
-        if it % 5 == 0 or done == n:
-            recent = slice(max(0, done - 20), done)
-            bar.set_postfix(
-                loss=f"{curves['loss'][recent].mean():.3f}", acc=f"{100 * curves['acc'][recent].mean():.1f}%"
-            )
-        if validating:
-            validate(done)
-        if is_main and saving:
-            save_last(done)
-    bar.close()
+        history = self.state.logs["val_history"]
+        per_domain = [f"{d}_{k}" for d in self.val_samplers for k in ("acc", "ci95")]
+        self.run.write_csv(
+            "val.csv", history, ["iteration", "val_acc", "val_ci95", *per_domain, "train_loss", "train_acc", "lr"]
+        )
+        self.run.write_json(
+            "curves.json",
+            {
+                "model": self.model.config.label(),
+                "ways": self.cfg.ways,
+                "shots": self.cfg.shots,
+                "validation": history,
+                "layers": layers,
+                "val_on": self.primary,
+                "validated": list(self.val_samplers),
+                "select_on": self.cfg.select_on,
+            },
+        )
 
-    board.close()
-    if is_main and start >= n:  # resumed a finished run: nothing to do but rewrite the logs
-        write_logs(n)
-    final = val_history[-1] if val_history else None
-    if cfg.select_on == "last":
-        run.save("best.pt", model, **info, iteration=n, selection=selection(n, None, None))
-    selected = selection(n, None, None) if cfg.select_on == "last" else None
-    if selected is None and val_history:
-        top = next(r for r in val_history if r["val_acc"] == best_val)
-        selected = selection(top["iteration"], top["val_acc"], top["val_ci95"])
-    summary = {
-        "out": str(run.path),
-        "model": model.config.label(),
-        "iterations": n,
-        "best_val_acc": best_val if val_history and cfg.select_on != "last" else None,
-        "selection": selected,
-        "final_validation": final,
-        "train_acc_last": curves["acc"][max(0, n - 20) : n].mean().item(),
-    }
-    summary["restarted"] = run.restarted
-    run.write_json("summary.json", summary)
-    run.close()
-    return summary
+    def finish(self) -> dict[str, Any]:
+        cfg, n, history = self.cfg, self.total, self.state.logs["val_history"]
+        self.bar.close()
+        if self.is_main and self.resumed_at >= n:  # resumed a finished run: nothing to do but rewrite the logs
+            self.save_logs()
+        if cfg.select_on == "last":
+            self.save_model("best.pt", iteration=n, selection=self.selection(n, None, None))
+            selected = self.selection(n, None, None)
+        elif history:
+            top = next(r for r in history if r["val_acc"] == self.state.best)
+            selected = self.selection(top["iteration"], top["val_acc"], top["val_ci95"])
+        else:
+            selected = None
+        acc = self.state.logs["curves"]["acc"]
+        return {
+            "out": str(self.run.path),
+            "model": self.model.config.label(),
+            "iterations": n,
+            "best_val_acc": self.state.best if history and cfg.select_on != "last" else None,
+            "selection": selected,
+            "final_validation": history[-1] if history else None,
+            "train_acc_last": acc[max(0, n - 20) : n].mean().item(),
+        }

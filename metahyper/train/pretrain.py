@@ -16,8 +16,9 @@ schedule, then :class:`~torch.optim.swa_utils.SWALR` to ``swa_lr`` from ``swa_st
 Per epoch it logs loss, train / validation accuracy, learning rate and, per parameter group and
 stage, the mean over the epoch's steps of ``||P|| / ||grad P||`` (Figure 2); ``--tensorboard``
 also writes them as TensorBoard scalars (:class:`metahyper.train.tensorboard.ScalarLog`). The run directory
-holds ``config.json``, ``history.json`` / ``history.csv``, ``best.pt`` (best validation accuracy)
-and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state). Epoch ``e`` visits the
+holds ``config.json``, ``history.json`` / ``history.csv``, ``log.jsonl``, ``best.pt`` (best validation
+accuracy) and ``last.pt`` (resumable: optimiser, scheduler, SWA and RNG state); the loop, resume
+and logging are :class:`~metahyper.train.trainer.Trainer`'s. Epoch ``e`` visits the
 training images in an order, and with augmentations, that depend only on ``(seed, e)``
 (:meth:`metahyper.data.ClassificationData.set_epoch`), so
 ``--resume`` after a kill ends with the same weights as an uninterrupted run (on CPU).
@@ -33,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import SWALR, AveragedModel, update_bn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm import tqdm
 
 from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
@@ -54,10 +55,10 @@ from metahyper.models import (
     record_generated_weights,
 )
 from metahyper.progress import progress_bar
-from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, resolve_device, shard
+from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, shard
 from metahyper.train.memory import check_step
-from metahyper.train.run import Run, check_finite, releases_run_locks, seed_everything
-from metahyper.train.tensorboard import ScalarLog
+from metahyper.train.run import check_finite
+from metahyper.train.trainer import Trainer, TrainState
 
 
 def lr_factor(epoch: int, swa_start: int, swa_ratio: float) -> float:
@@ -227,121 +228,121 @@ def _epoch_loader(train_set: Dataset, cfg: PretrainConfig, epoch: int, ctx: Dist
     )
 
 
-@releases_run_locks
 def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Callable[[int], None] | None = None) -> dict:
     """Train a classifier as configured; returns a summary (best / final accuracy, paths).
     Files are written by the main process only. ``on_step(epoch)`` is called before each epoch
     (0-based; after everything up to it has been written)."""
-    cfg.validate()
-    ctx = ctx or DistContext(device=resolve_device(cfg.device))
-    if cfg.batch_size % ctx.world_size:
-        raise UserError(
-            f"--batch-size {cfg.batch_size} must be divisible by the {ctx.world_size} processes (it is the global batch)"
+    return Pretrainer(cfg, ctx, on_step).fit()
+
+
+class Pretrainer(Trainer):
+    """Classification training (module docstring)."""
+
+    stage = "pretrain"
+    cfg: PretrainConfig
+
+    def check(self) -> None:
+        if self.cfg.batch_size % self.ctx.world_size:
+            raise UserError(
+                f"--batch-size {self.cfg.batch_size} must be divisible by the {self.ctx.world_size} processes "
+                "(it is the global batch)"
+            )
+
+    def setup(self) -> None:
+        cfg, ctx = self.cfg, self.ctx
+        data, self.train_set, self.held, input_size = _datasets(cfg)
+        config = ModelConfig(
+            cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
+            cfg.model_stem,
+        )  # fmt: skip
+        batch = -(-min(cfg.batch_size, len(self.train_set)) // ctx.world_size)
+        fix = "lower --batch-size, --image-size or the model (--model, --embedding-depth)"
+        check_step(
+            "pretraining", config, input_size, batch, f"batches of {batch} images", fix, self.device, graphs=2, states=5
         )
-    device, is_main = ctx.device, ctx.is_main
-    run = Run(cfg.out, cfg, is_main)
-    board = ScalarLog(cfg.out, cfg.tensorboard, is_main)
-    seed_everything(cfg.seed)
-    data, train_set, held, input_size = _datasets(cfg)
-    config = ModelConfig(
-        cfg.model,
-        cfg.variant,
-        data.num_classes,
-        cfg.compressed,
-        cfg.d,
-        cfg.hyper_bias,
-        cfg.embedding_seed,
-        cfg.model_stem,
-    )
-    batch = -(-min(cfg.batch_size, len(train_set)) // ctx.world_size)
-    check_step(
-        "pretraining",
-        config,
-        input_size,
-        batch,
-        f"batches of {batch} images",
-        "lower --batch-size, --image-size or the model (--model, --d)",
-        device,
-        graphs=2,
-        states=5,
-    )
-    model = build_from_config(config).to(device)
-    model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
-    optimizer = torch.optim.SGD(
-        optimizer_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov
-    )
-    if cfg.lr_schedule == "swa":
-        ratio = cfg.swa_lr / cfg.lr
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.swa_start, ratio))
-    else:
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma)
-    swa_model = AveragedModel(model) if cfg.swa_start is not None else None
-    swa_scheduler = SWALR(optimizer, swa_lr=cfg.swa_lr) if swa_model is not None and cfg.lr_schedule == "step" else None
-    run.start()
-    board.open()
-    info = {"stage": "pretrain", "input_size": input_size, "dataset": cfg.dataset, "classes": list(data.classes)}
+        model = build_from_config(config).to(self.device)
+        self.model = convert_batchnorm(model, ctx)  # under torchrun: BatchNorm statistics over the global batch
+        self.state = TrainState("epoch", self._optimisers(), {"history": []})
+        self.total = cfg.epochs
+        self.info = {
+            "stage": "pretrain",
+            "input_size": input_size,
+            "dataset": cfg.dataset,
+            "classes": list(data.classes),
+        }
+        # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
+        # average is the gradient of the mean over the global batch, as in one process.
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        self.step_model = DistributedDataParallel(model, device_ids=device_ids) if ctx.distributed else self.model
+        self.meter = RatioMeter(self.model)
+        self.loader: DataLoader | None = None
 
-    history: list[dict] = []
-    best_val, start_epoch = -1.0, 0
-    if run.resume:
-        last = run.restore(model)
-        state = last["state"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if swa_model is not None:
-            swa_model.load_state_dict(state["swa_model"])
-        if swa_scheduler is not None:
-            swa_scheduler.load_state_dict(state["swa_scheduler"])
-        history, best_val, start_epoch = list(last["history"]), float(last["best_val"]), int(last["epoch"])
+    def _optimisers(self) -> dict[str, Any]:
+        """SGD with the paper's regularisation, its schedule and, with ``swa_start``, the SWA model
+        and (step schedule) SWALR: the stateful objects of :class:`TrainState`."""
+        cfg = self.cfg
+        optimizer = torch.optim.SGD(
+            optimizer_param_groups(self.model, cfg.weight_decay),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+        )
+        if cfg.lr_schedule == "swa":
+            ratio = cfg.swa_lr / cfg.lr
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, cfg.swa_start, ratio))
+        else:
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+            )
+        objects: dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler}
+        if cfg.swa_start is not None:
+            objects["swa_model"] = AveragedModel(self.model)
+            if cfg.lr_schedule == "step":
+                objects["swa_scheduler"] = SWALR(optimizer, swa_lr=cfg.swa_lr)
+        return objects
 
-    def save_last(epoch: int) -> None:
-        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
-        if swa_model is not None:
-            state["swa_model"] = swa_model.state_dict()
-        if swa_scheduler is not None:
-            state["swa_scheduler"] = swa_scheduler.state_dict()
-        run.save_last(model, state, **info, epoch=epoch, history=history, best_val=best_val)
+    def step(self, epoch: int) -> None:
+        cfg, objects = self.cfg, self.state.objects
+        self.train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only
+        self.loader = _epoch_loader(self.train_set, cfg, epoch, self.ctx)
+        lr = objects["optimizer"].param_groups[0]["lr"]
+        t0 = time.time()
+        loss_sum, correct, seen = self._train_epoch(epoch)
+        if "swa_model" in objects and epoch >= cfg.swa_start:
+            objects["swa_model"].update_parameters(self.model)
+        if "swa_scheduler" in objects and epoch >= cfg.swa_start:
+            objects["swa_scheduler"].step()
+        else:
+            objects["scheduler"].step()
+        totals = torch.stack(
+            [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=self.device)]
+        )
+        loss_sum, correct, seen = all_reduce_sum(totals, self.ctx).tolist()  # over the ranks' shares of the epoch
+        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
+        self._end_epoch(epoch, row, time.time() - t0)
 
-    # DDP averages the ranks' gradients: each rank's loss is the mean over its B/W images, so the
-    # average is the gradient of the mean over the global batch, as in one process.
-    step_model = (
-        DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-        if ctx.distributed
-        else model
-    )
-    meter = RatioMeter(model)
-    is_hyper = model.config.is_hyper
-    model.train()
-    loader = None
-    for epoch in range(start_epoch, cfg.epochs):
-        if on_step is not None:
-            on_step(epoch)
-        train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only
-        loader = _epoch_loader(train_set, cfg, epoch, ctx)
-        meter.reset()
-        lr = optimizer.param_groups[0]["lr"]
+    def _train_epoch(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One pass over this rank's batches: ``(sum of losses, correct, images)``, on the device;
+        stops the run if a loss or a weight became non-finite."""
+        cfg, device, optimizer = self.cfg, self.device, self.state.objects["optimizer"]
+        self.meter.reset()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
         first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step with a non-finite loss
-        t0 = time.time()
-        bar = progress_bar(
-            loader,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            unit="batch",
-            leave=False,
-            disable=not (cfg.progress and is_main),
-        )
+        show = cfg.progress and self.is_main
+        desc = f"epoch {epoch + 1}/{cfg.epochs}"
+        bar = progress_bar(self.loader, desc=desc, unit="batch", leave=False, disable=not show)
         for step, (x, y) in enumerate(bar):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with record_generated_weights(model) as generated:
-                logits = step_model(x)
+            with record_generated_weights(self.model) as generated:
+                logits = self.step_model(x)
             loss = F.cross_entropy(logits, y)
-            total = loss + generated_weight_penalty(generated, cfg.generated_l2) if is_hyper else loss
+            total = loss + generated_weight_penalty(generated, cfg.generated_l2) if self.model.config.is_hyper else loss
             optimizer.zero_grad(set_to_none=True)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total.detach()), step, first_bad)  # no host sync
             total.backward()
-            meter.update()
+            self.meter.update()
             optimizer.step()
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
@@ -349,68 +350,63 @@ def pretrain(cfg: PretrainConfig, ctx: DistContext | None = None, on_step: Calla
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         bad = int(first_bad)
-        check_finite(
-            f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else ""),
-            "lower --lr",
-            math.nan if bad >= 0 else None,
-            model,
-        )
-        if swa_model is not None and epoch >= cfg.swa_start:
-            swa_model.update_parameters(model)
-        if swa_scheduler is not None and epoch >= cfg.swa_start:
-            swa_scheduler.step()
-        else:
-            scheduler.step()
-        totals = torch.stack(
-            [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=device)]
-        )
-        loss_sum, correct, seen = all_reduce_sum(totals, ctx).tolist()  # over the ranks' shares of the epoch
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
-        if held is not None:
-            row["val_loss"], row["val_acc"] = classification_accuracy(
-                model, held, device, ctx=ctx, num_workers=cfg.num_workers
-            )
-        row.update(meter.read())
-        history.append(row)
-        board.scalars(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
-        improved = held is not None and row["val_acc"] > best_val
-        if improved:
-            best_val = row["val_acc"]
-        if improved and swa_model is None:
-            run.save("best.pt", model, **info, epoch=epoch + 1, val_acc=best_val)
-        run.write_json("history.json", history)
-        run.write_csv("history.csv", history)
-        if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
-            save_last(epoch + 1)
-        if is_main and cfg.progress:
-            val = f" val {100 * row['val_acc']:.2f}%" if held is not None else ""
-            tqdm.write(
-                f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
-                f"{val} lr {lr:.4g} ({time.time() - t0:.1f}s)"
-            )
+        where = f"epoch {epoch + 1}" + (f", step {bad + 1}" if bad >= 0 else "")
+        check_finite(where, "lower --lr", math.nan if bad >= 0 else None, self.model)
+        return loss_sum, correct, seen
 
-    board.close()
-    summary = {
-        "out": str(run.path),
-        "model": model.config.label(),
-        "epochs": cfg.epochs,
-        "best_val_acc": best_val if held is not None else None,
-        "final": history[-1] if history else None,
-    }
-    if swa_model is not None:
-        if loader is None:  # resumed after the last epoch: rebuild the final epoch's loader
-            loader = _epoch_loader(train_set, cfg, cfg.epochs - 1, ctx)
-        update_bn(loader, swa_model, device=device)  # global BatchNorm: the same statistics as one process
-        averaged = swa_model.module
-        swa_val = (
-            classification_accuracy(averaged, held, device, ctx=ctx, num_workers=cfg.num_workers)[1]
-            if held is not None
-            else None
+    def _end_epoch(self, epoch: int, row: dict[str, Any], seconds: float) -> None:
+        """Validation, the epoch's log row, ``best.pt`` when validation improved."""
+        cfg = self.cfg
+        if self.held is not None:
+            row["val_loss"], row["val_acc"] = classification_accuracy(
+                self.model, self.held, self.device, ctx=self.ctx, num_workers=cfg.num_workers
+            )
+        row.update(self.meter.read())
+        self.state.logs["history"].append(row)
+        self.log.scalars(epoch + 1, {k: v for k, v in row.items() if k != "epoch"})
+        improved = self.held is not None and row["val_acc"] > self.state.best
+        if improved:
+            self.state.best = row["val_acc"]
+        if improved and "swa_model" not in self.state.objects:
+            self.run.save("best.pt", self.model, **self.info, epoch=epoch + 1, val_acc=self.state.best)
+        self.save_logs()
+        val = f" val {100 * row['val_acc']:.2f}%" if self.held is not None else ""
+        self.log.message(
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} train {100 * row['train_acc']:.2f}%"
+            f"{val} lr {row['lr']:.4g} ({seconds:.1f}s)"
         )
-        summary["swa_val_acc"] = swa_val
-        run.save("swa.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
-        run.save("best.pt", averaged, **info, epoch=cfg.epochs, val_acc=swa_val, swa=True)
-    summary["restarted"] = run.restarted
-    run.write_json("summary.json", summary)
-    run.close()
-    return summary
+
+    def save_logs(self) -> None:
+        history = self.state.logs["history"]
+        self.run.write_json("history.json", history)
+        self.run.write_csv("history.csv", history)
+
+    def finish(self) -> dict[str, Any]:
+        cfg, history = self.cfg, self.state.logs["history"]
+        summary = {
+            "out": str(self.run.path),
+            "model": self.model.config.label(),
+            "epochs": cfg.epochs,
+            "best_val_acc": self.state.best if self.held is not None else None,
+            "final": history[-1] if history else None,
+        }
+        if "swa_model" in self.state.objects:
+            summary["swa_val_acc"] = self._finish_swa()
+        return summary
+
+    def _finish_swa(self) -> float | None:
+        """BatchNorm statistics of the averaged weights, which become ``swa.pt`` and ``best.pt``."""
+        swa_model = self.state.objects["swa_model"]
+        loader = self.loader or _epoch_loader(
+            self.train_set, self.cfg, self.cfg.epochs - 1, self.ctx
+        )  # resumed at the end
+        update_bn(loader, swa_model, device=self.device)  # global BatchNorm: the same statistics as one process
+        averaged = swa_model.module
+        swa_val = None
+        if self.held is not None:
+            swa_val = classification_accuracy(
+                averaged, self.held, self.device, ctx=self.ctx, num_workers=self.cfg.num_workers
+            )[1]
+        for name in ("swa.pt", "best.pt"):
+            self.run.save(name, averaged, **self.info, epoch=self.cfg.epochs, val_acc=swa_val, swa=True)
+        return swa_val

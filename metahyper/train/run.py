@@ -91,7 +91,7 @@ def check_resume_compatible(run_dir: str | Path, cfg: Any) -> None:
     options compare as resolved paths)."""
     from metahyper.options import specs
 
-    saved = read_config(run_dir)
+    saved = type(cfg).upgrade(read_config(run_dir))
     now = config_dict(cfg)
     paths = {s.name for s in specs(type(cfg)) if s.opt.path}
     diff = [k for k in now if k not in RESUME_FREE and not _same(k in paths, saved.get(k), now[k])]

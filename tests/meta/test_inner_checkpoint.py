@@ -196,4 +196,4 @@ def test_errors(models):
     with pytest.raises(UserError, match="backend 'vmap' cannot checkpoint"):
         vmap.meta_step(make_tasks(1), first_order=False)
     with pytest.raises(UserError, match="checkpoint interval must be >= 0"):
-        inner_loop(lambda p, x: x, {}, torch.zeros(1), torch.zeros(1), checkpoint=-1)
+        inner_loop(lambda p, x: x, {}, torch.zeros(1), torch.zeros(1), inner_checkpoint=-1)

@@ -519,7 +519,7 @@ def test_evaluate_tasks_equals_evaluate(models):
     model = models["hyper2"]
     model.zero_grad(set_to_none=True)
     tasks5 = make_tasks(5, seed=11)
-    maml = make_maml(model, inner_lr=LR, eval_steps=3)
+    maml = make_maml(model, inner_lr=LR, eval_inner_steps=3)
     expected = [maml.evaluate(t) for t in tasks5]
     assert maml.evaluate_tasks(tasks5) == expected
     assert len(set(expected)) > 1  # the tasks differ, so order is checked

@@ -61,7 +61,9 @@ def test_every_checkpoint_sees_the_same_episodes(glyph_root, pretrained, tmp_pat
 
 def test_maml_eval_of_pretrain_and_meta_checkpoints(glyph_root, pretrained, tmp_path):
     pre = evaluate(
-        _eval(glyph_root, pretrained["hyper-wrn-10-1"], method="maml", inner_steps=2, output=str(tmp_path / "a.json"))
+        _eval(
+            glyph_root, pretrained["hyper-wrn-10-1"], method="maml", eval_inner_steps=2, output=str(tmp_path / "a.json")
+        )
     )
     assert pre.method == "maml" and pre.settings["inner"] == ["embeddings", "classifier"]
     meta = tmp_path / "meta"
@@ -76,7 +78,7 @@ def test_maml_eval_of_pretrain_and_meta_checkpoints(glyph_root, pretrained, tmp_
             meta_batch=1,
             iterations=1,
             inner_steps=1,
-            inner_steps_eval=3,
+            eval_inner_steps=3,
             val_every=0,
             data_root=str(glyph_root),
             device="cpu",

@@ -23,7 +23,7 @@ def _cfg(root, init, out, **kw) -> MetaTrainConfig:
         meta_batch=2,
         iterations=1,
         inner_steps=1,
-        inner_steps_eval=2,
+        eval_inner_steps=2,
         val_every=0,
         save_every=1,
         data_root=str(root),
@@ -137,6 +137,7 @@ def test_meta_train_resume_after_sigkill_matches_uninterrupted_run(glyph_root, p
         assert torch.equal(v, resumed.state_dict[k]), k
     for name in ("train.csv", "movement.csv", "val.csv"):
         assert (tmp_path / "full" / name).read_text() == (tmp_path / "killed" / name).read_text(), name
+    assert (tmp_path / "full" / "log.jsonl").read_text() == (tmp_path / "killed" / "log.jsonl").read_text()
 
 
 def test_higher_backend_runs_the_same_inner_loop(glyph_root, pretrained, tmp_path):

@@ -25,7 +25,7 @@ def _cfg(root, init, out, **kw) -> MetaTrainConfig:
         meta_batch=2,
         iterations=3,
         inner_steps=1,
-        inner_steps_eval=1,
+        eval_inner_steps=1,
         val_every=1,
         val_episodes=2,
         save_every=3,

@@ -73,7 +73,7 @@ def test_scalars_match_the_logs(glyph_root, pretrained, tmp_path):
             meta_batch=2,
             iterations=2,
             inner_steps=1,
-            inner_steps_eval=1,
+            eval_inner_steps=1,
             val_every=2,
             val_episodes=2,
             data_root=str(glyph_root),

@@ -85,7 +85,7 @@ evaluate() {
 # dataset (--select-on source); the target dataset is opened only by the final test.
 ITERATIONS=${ITERATIONS:-5000}
 INNER_STEPS=${INNER_STEPS:-50}
-INNER_STEPS_EVAL=${INNER_STEPS_EVAL:-100}
+EVAL_INNER_STEPS=${EVAL_INNER_STEPS:-100}
 # The checkpointed inner loop keeps second-order memory about constant in the steps (same
 # meta-gradient, more time); from 20 steps on, every 4th adapted state is kept (the lowest peak
 # measured on Hyper-WRN-16-4, docs/inner-checkpoint.md) unless INNER_CHECKPOINT is set.
@@ -112,7 +112,7 @@ fewshot_meta() {
     for seed in $SEEDS; do
         run_stage "$out/seed$seed" meta-train --train "$train" --select-on source --init "$init/seed$seed" --ways 5 \
             --shots "$shots" --queries 15 --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" \
-            --inner-steps-eval "$INNER_STEPS_EVAL" --inner-checkpoint "$INNER_CHECKPOINT" --inner-lr 0.01 --outer-lr 1e-3 \
+            --eval-inner-steps "$EVAL_INNER_STEPS" --inner-checkpoint "$INNER_CHECKPOINT" --inner-lr 0.01 --outer-lr 1e-3 \
             --lr-halve-every 1000 --min-lr 1e-4 --val-every 500 --val-episodes 300 --seed "$seed" --quiet
         evaluate "$out/seed$seed/test-$test-${shots}shot.json" --checkpoint "$out/seed$seed" --dataset "$test" --split test \
             --ways 5 --shots "$shots" --seed 0 "$@"

@@ -52,7 +52,7 @@ lane() {
             meta="$dir/meta-${shots}shot"
             [[ -f "$meta/summary.json" ]] || mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" \
                 --out "$meta" --ways 5 --shots "$shots" --queries 5 --meta-batch 2 --iterations "$ITERATIONS" \
-                --inner-steps 5 --inner-steps-eval 10 --inner-lr 0.1 --outer-lr 1e-3 --lr-halve-every 1000 \
+                --inner-steps 5 --eval-inner-steps 10 --inner-lr 0.1 --outer-lr 1e-3 --lr-halve-every 1000 \
                 --val-every "$VAL_EVERY" --val-episodes 20 --save-every "$VAL_EVERY" --seed "$seed" --data-root "$DATA" \
                 --device cpu --quiet
             json="$meta/test-glyphs-b-${shots}shot.json"

@@ -3,7 +3,7 @@
 A new backend is one module with a :class:`Backend` subclass plus one line in :data:`BACKENDS`.
 """
 
-from metahyper.meta.backends.base import Backend, Observer, Task, TaskOutcome
+from metahyper.meta.backends.base import Backend, Mode, Observer, Task, TaskOutcome
 from metahyper.meta.backends.func import FuncBackend
 from metahyper.meta.backends.higher import HigherBackend
 from metahyper.meta.backends.vmap import VmapBackend
@@ -14,4 +14,14 @@ BACKENDS: dict[str, type[Backend]] = {
     "higher": HigherBackend,
 }
 
-__all__ = ["BACKENDS", "Backend", "FuncBackend", "HigherBackend", "Observer", "Task", "TaskOutcome", "VmapBackend"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "FuncBackend",
+    "HigherBackend",
+    "Mode",
+    "Observer",
+    "Task",
+    "TaskOutcome",
+    "VmapBackend",
+]

@@ -6,17 +6,18 @@ decides WHAT is computed (which parameters adapt and learn, BatchNorm mode, auto
 backend's methods inside those settings. A new backend subclasses :class:`Backend`, overrides what
 differs and registers itself in :mod:`metahyper.meta.backends`.
 
-Modes of an adaptation: ``"second"`` (graph through the inner loop to the outer parameters),
-``"first"`` (FOMAML: identity Jacobian of the adapted parameters) and ``"eval"`` (no graph to
-anything: evaluation).
+Modes of an adaptation (:class:`Mode`): ``SECOND`` (graph through the inner loop to the outer
+parameters), ``FIRST`` (FOMAML: identity Jacobian of the adapted parameters) and ``EVAL`` (no graph
+to anything: evaluation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager, Protocol
+from enum import Enum
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +25,23 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metahyper.errors import UserError
-from metahyper.meta.inner_loop import Forward, GradFn, Params, autograd_grad, inner_loop
+from metahyper.meta.inner_loop import Forward, GradFn, autograd_grad, inner_loop
+from metahyper.meta.rules import InnerRule, Params
 
-MODES = ("second", "first", "eval")
+
+class Mode(str, Enum):
+    """How an adaptation is differentiated (module docstring); equal to its string value."""
+
+    SECOND = "second"
+    FIRST = "first"
+    EVAL = "eval"
+
+    @classmethod
+    def of(cls, first_order: bool) -> Mode:
+        """The training mode of a meta-step: FIRST for FOMAML, else SECOND."""
+        return cls.FIRST if first_order else cls.SECOND
+
+
 Observer = Callable[[Mapping[str, Tensor]], None]  # called with each task's detached adapted parameters
 
 
@@ -62,22 +77,35 @@ def accuracy(logits: Tensor, y: Tensor) -> float:
 class Backend:
     """Tasks one by one through :func:`torch.func.functional_call` and :func:`autograd_grad`.
 
-    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``.
+    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``;
+    ``rule``: the inner update rule; ``settings()``: the context every computation of a call runs
+    in (BatchNorm mode, autocast, grad mode: :class:`~metahyper.meta.MAML` passes its own), entered
+    again around each recomputation of a checkpointed inner segment.
     """
 
     name = "base"
     can_checkpoint = True  # supports a checkpointed inner loop (MAML(inner_checkpoint=...))
     grad: GradFn = staticmethod(autograd_grad)
-    # the settings every computation of a call runs in (BatchNorm mode, ...); MAML sets its own
-    settings: Callable[[], ContextManager[Any]] = staticmethod(nullcontext)
 
-    def __init__(self, model: nn.Module, inner: Sequence[str], outer: Sequence[str], inner_lr: float) -> None:
-        self.model, self.inner, self.outer, self.inner_lr = model, tuple(inner), tuple(outer), inner_lr
+    def __init__(
+        self,
+        model: nn.Module,
+        inner: Sequence[str],
+        outer: Sequence[str],
+        rule: InnerRule,
+        settings: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
+        self.model, self.inner, self.outer, self.rule, self.settings = model, tuple(inner), tuple(outer), rule, settings
         self._outer_set = frozenset(outer)
+
+    def learned(self) -> list[Tensor]:
+        """What the meta-gradient reaches: the outer parameters, then the rule's learned ones."""
+        named = dict(self.model.named_parameters())
+        return [named[n] for n in self.outer] + [p for p in self.rule.parameters() if p.requires_grad]
 
     # -- binding --------------------------------------------------------------------------------
 
-    def start(self, mode: str) -> tuple[Params, Params]:
+    def start(self, mode: Mode) -> tuple[Params, Params]:
         """``(starting inner parameters, constants of the inner forwards)``. An inner parameter that
         is also outer starts as the Parameter itself (graph kept) outside evaluation; inner-only ones
         start as detached leaves (no gradient reaches them). Every other parameter is a detached
@@ -86,9 +114,11 @@ class Backend:
         for n, p in self.model.named_parameters():
             if n in self.inner:
                 start[n] = (
-                    p if (mode != "eval" and n in self._outer_set) else p.detach().requires_grad_(mode == "second")
+                    p
+                    if (mode is not Mode.EVAL and n in self._outer_set)
+                    else p.detach().requires_grad_(mode is Mode.SECOND)
                 )
-            elif mode != "second" or n not in self._outer_set:
+            elif mode is not Mode.SECOND or n not in self._outer_set:
                 constants[n] = p.detach()
         return start, constants
 
@@ -111,15 +141,15 @@ class Backend:
         """A task's images as the forwards take them."""
         return x
 
-    def task_context(self) -> ContextManager[Any]:
+    def task_context(self) -> AbstractContextManager[Any]:
         """Entered around everything one task (or one meta-step) computes."""
         return nullcontext()
 
-    def inner_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+    def inner_context(self, mode: Mode, x: Tensor) -> AbstractContextManager[Any]:
         """Entered around the inner loop only."""
         return nullcontext()
 
-    def recompute_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+    def recompute_context(self, mode: Mode, x: Tensor) -> AbstractContextManager[Any]:
         """Entered around each recomputation of a checkpointed inner segment (during the backward,
         possibly after the call returned): what the inner loop's forwards ran in (MAML's settings,
         the backend's kernels), so that the recomputation runs the same operations
@@ -131,9 +161,9 @@ class Backend:
 
     # -- one task ------------------------------------------------------------------------------
 
-    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: str, checkpoint: int = 0) -> Params:
-        """The adapted inner parameters after ``steps`` SGD steps on ``(x, y)`` in ``mode``;
-        ``checkpoint``: the inner loop's checkpoint interval (second order; 0: off)."""
+    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: Mode, inner_checkpoint: int = 0) -> Params:
+        """The adapted inner parameters after ``steps`` steps of the inner rule on ``(x, y)`` in
+        ``mode``; ``inner_checkpoint``: the inner loop's recompute interval (second order; 0: off)."""
         start, constants = self.start(mode)
         captured = [p for n, p in self.model.named_parameters() if n not in start and n not in constants]
         with self.inner_context(mode, x):
@@ -142,11 +172,11 @@ class Backend:
                 start,
                 x,
                 y,
-                lr=self.inner_lr,
+                rule=self.rule,
                 steps=steps,
-                first_order=mode != "second",
+                first_order=mode is not Mode.SECOND,
                 grad=self.grad,
-                checkpoint=checkpoint,
+                inner_checkpoint=inner_checkpoint,
                 captured=captured,
                 recompute_context=lambda: self.recompute_context(mode, x),
             )
@@ -162,19 +192,18 @@ class Backend:
         first_order: bool,
         scale: float,
         observers: Sequence[Observer],
-        checkpoint: int = 0,
+        inner_checkpoint: int = 0,
     ) -> list[TaskOutcome]:
         """Adapt on each task's support set, backpropagate ``query loss * scale`` into ``.grad`` of
         the outer parameters (each task's graph is released before the next), call each observer
-        with the task's detached adapted parameters. ``checkpoint``: the inner loop's checkpoint
+        with the task's detached adapted parameters. ``inner_checkpoint``: the inner loop's recompute
         interval in second order (0: off)."""
-        named = dict(self.model.named_parameters())
-        outer = [named[n] for n in self.outer]
+        outer = self.learned()
         outcomes = []
         for i, task in enumerate(tasks):
             sx, sy, qx, qy = task_tensors(task, i)
             with self.task_context():
-                adapted = self.adapt(self.images(sx), sy, steps, "first" if first_order else "second", checkpoint)
+                adapted = self.adapt(self.images(sx), sy, steps, Mode.of(first_order), inner_checkpoint)
                 logits = self.query(adapted, self.images(qx))
                 loss = F.cross_entropy(logits, qy)
                 torch.autograd.backward(loss * scale, inputs=outer)
@@ -188,6 +217,6 @@ class Backend:
         """Query accuracy after ``steps`` steps; no graph to any parameter."""
         sx, sy, qx, qy = task_tensors(task, i)
         with self.task_context():
-            adapted = self.adapt(self.images(sx), sy, steps, "eval")
+            adapted = self.adapt(self.images(sx), sy, steps, Mode.EVAL)
             with torch.no_grad():
                 return accuracy(self.query(adapted, self.images(qx)), qy)

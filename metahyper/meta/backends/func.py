@@ -11,13 +11,13 @@ convolution double backwards). Both change rounding only; why and by how much:
 
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from metahyper.meta.backends.base import Backend
+from metahyper.meta.backends.base import Backend, Mode
 from metahyper.meta.kernels import MetaKernels
 
 
@@ -32,12 +32,12 @@ class FuncBackend(Backend):
             return x.contiguous(memory_format=torch.channels_last)
         return x
 
-    def inner_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
-        if mode == "second" and self._on_cpu():
+    def inner_context(self, mode: Mode, x: Tensor) -> AbstractContextManager[Any]:
+        if mode is Mode.SECOND and self._on_cpu():
             return MetaKernels()
         return nullcontext()
 
-    def recompute_context(self, mode: str, x: Tensor) -> ContextManager[Any]:
+    def recompute_context(self, mode: Mode, x: Tensor) -> AbstractContextManager[Any]:
         stack = ExitStack()
         stack.enter_context(self.settings())
         stack.enter_context(self.task_context())

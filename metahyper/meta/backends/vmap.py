@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.func import functional_call, vmap
 
 from metahyper.errors import UserError
-from metahyper.meta.backends.base import Backend, Observer, Task, TaskOutcome, task_tensors
+from metahyper.meta.backends.base import Backend, Mode, Observer, Task, TaskOutcome, task_tensors
 from metahyper.meta.inner_loop import functorch_grad, inner_loop
 from metahyper.meta.workarounds import vmap_batchnorm_workaround
 
@@ -55,11 +55,11 @@ class VmapBackend(Backend):
         first_order: bool,
         scale: float,
         observers: Sequence[Observer],
-        checkpoint: int = 0,
+        inner_checkpoint: int = 0,
     ) -> list[TaskOutcome]:
         sx, sy, qx, qy = stack_tasks(tasks)
         named = dict(self.model.named_parameters())
-        start, constants = self.start("first" if first_order else "second")
+        start, constants = self.start(Mode.of(first_order))
         query_constants = {n: p.detach() for n, p in named.items() if n not in self._outer_set and n not in start}
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
@@ -68,7 +68,7 @@ class VmapBackend(Backend):
                 start,
                 sx,
                 sy,
-                lr=self.inner_lr,
+                rule=self.rule,
                 steps=steps,
                 first_order=first_order,
                 grad=functorch_grad,
@@ -78,7 +78,7 @@ class VmapBackend(Backend):
 
         with vmap_batchnorm_workaround():
             losses, logits, adapted = vmap(one_task)(sx, sy, qx, qy)
-            torch.autograd.backward(losses.sum() * scale, inputs=[named[n] for n in self.outer])
+            torch.autograd.backward(losses.sum() * scale, inputs=self.learned())
         correct = (logits.detach().argmax(-1) == qy).float().mean(1)
         fast = {n: a.detach() for n, a in adapted.items()}
         for i in range(len(tasks)):
