@@ -2,11 +2,12 @@
 
 For a small plain WRN and its hyper variant (variant 1): pretrain on ``glyphs-a`` train
 (section 4.2), meta-train with MAML on ``glyphs-a`` train, keeping the model that does best on
-``glyphs-a`` val (Algorithms 1 and 2; ``glyphs-b`` is opened only by the test), evaluate on ``glyphs-b`` test at 1 and 5 shots (cross-domain, like Table 8's
-FC100 -> MiniImageNet), plus the pretrain-only baseline (frozen features, linear head); then the
-movement plot (Figure 4), the curves (Figure 5) and a Table-8-style summary (``summary.json``,
-``summary.csv``). The glyphs cache is built in the data root if missing. The defaults are sized
-for a small CPU; the numbers are a smoke test of the pipeline, not the paper's.
+``glyphs-a`` val (Algorithms 1 and 2; ``glyphs-b`` is opened only by the test), evaluate on
+``glyphs-b`` test at 1 and 5 shots (cross-domain, like Table 8's FC100 -> MiniImageNet), plus
+the pretrain-only baseline (frozen features, linear head); then the movement plot (Figure 4), the
+curves (Figure 5) and a Table-8-style summary (``summary.json``, ``summary.csv``). The glyphs
+cache is built in the data root if missing. The defaults are sized for a small CPU; the numbers
+are a smoke test of the pipeline, not the paper's.
 """
 
 from __future__ import annotations

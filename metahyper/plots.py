@@ -159,7 +159,8 @@ def movement_figure(
         layers = [layer for layer in PAPER_LAYERS if layer in available] or None
         if layers is None:
             raise UserError(
-                "none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); drop --paper-layers"
+                "none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); "
+                "drop --paper-layers"
             )
     if layers:
         missing = [layer for layer in layers if layer not in available]
