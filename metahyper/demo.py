@@ -2,11 +2,12 @@
 
 For a small plain WRN and its hyper variant (variant 1): pretrain on ``glyphs-a`` train
 (section 4.2), meta-train with MAML on ``glyphs-a`` train, keeping the model that does best on
-``glyphs-a`` val (Algorithms 1 and 2; ``glyphs-b`` is opened only by the test), evaluate on ``glyphs-b`` test at 1 and 5 shots (cross-domain, like Table 8's
-FC100 -> MiniImageNet), plus the pretrain-only baseline (frozen features, linear head); then the
-movement plot (Figure 4), the curves (Figure 5) and a Table-8-style summary (``summary.json``,
-``summary.csv``). The glyphs cache is built in the data root if missing. The defaults are sized
-for a small CPU; the numbers are a smoke test of the pipeline, not the paper's.
+``glyphs-a`` val (Algorithms 1 and 2; ``glyphs-b`` is opened only by the test), evaluate on
+``glyphs-b`` test at 1 and 5 shots (cross-domain, like Table 8's FC100 -> MiniImageNet), plus
+the pretrain-only baseline (frozen features, linear head); then the movement plot (Figure 4), the
+curves (Figure 5) and a Table-8-style summary (``summary.json``, ``summary.csv``). The glyphs
+cache is built in the data root if missing. The defaults are sized for a small CPU; the numbers
+are a smoke test of the pipeline, not the paper's.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ def _table(rows: list[dict], shots: list[int]) -> str:
     return "\n".join(lines)
 
 
-def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] = print) -> dict:
-    """Run the demo; returns the summary (rows of the table, timings, paths)."""
-    t0 = time.time()
+def _clear_out(cfg: DemoConfig, force: bool) -> tuple[Path, list[Path]]:
+    """The demo's output folder and its per-model run folders, emptied of an earlier demo when
+    ``force``; a :class:`UserError` when one is there without ``force`` or the models repeat."""
     out = Path(cfg.out)
     runs = [out / name for name in cfg.models]
     if any(r.exists() for r in runs) or (out / "summary.json").exists():
@@ -77,6 +78,12 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
             shutil.rmtree(r, ignore_errors=True)
     if len(set(cfg.models)) != len(cfg.models):
         raise UserError(f"--models must be distinct, got {cfg.models}")
+    return out, runs
+
+
+def _setup(cfg: DemoConfig, echo: Callable[[str], None]) -> tuple[str, Path]:
+    """The device the demo runs on (its CPU threads set when ``cfg.threads`` asks) and the data
+    root, which holds the glyphs cache on return."""
     device = str(resolve_device(cfg.device))
     if cfg.threads is not None and device == "cpu":
         import torch
@@ -84,76 +91,97 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.data_root).expanduser() if cfg.data_root else default_root()
     ensure_glyphs(root, cfg.glyph_images_per_class, echo)
-    demo = Run(out, cfg)
-    demo.start()
-    common = dict(seed=cfg.seed, device=device, data_root=str(root), progress=cfg.progress)
+    return device, root
+
+
+def _pretrain(cfg: DemoConfig, name: str, run: Path, common: dict, echo: Callable[[str], None]) -> tuple[str, str]:
+    """Pretrain model ``name`` on glyphs-a train into ``run/pretrain``; returns that folder and the
+    model's label."""
     e = cfg.pretrain_epochs
-    rows, timings, meta_runs = [], {}, []
-    for name, run in zip(cfg.models, runs):
-        label = None
-        t = time.time()
-        echo(f"== {name}: pretrain on glyphs-a train ({e} epochs)")
-        pre = PretrainConfig(
-            dataset="glyphs-a",
-            out=str(run / "pretrain"),
-            model=name,
-            variant=cfg.variant,
-            image_size=cfg.image_size,
-            epochs=e,
-            batch_size=cfg.pretrain_batch,
-            lr=cfg.pretrain_lr,
-            milestones=[max(1, e // 2), max(1, (3 * e) // 4)],
-            val_fraction=0.1,
-            **common,
-        )
-        pre_summary = pretrain(pre)
-        label = pre_summary["model"]
-        echo(
-            f"== {label}: meta-train on glyphs-a, selected on glyphs-a val ({cfg.meta_iterations} iterations, "
-            f"{'first' if cfg.first_order else 'second'} order)"
-        )
-        meta = MetaTrainConfig(
-            train="glyphs-a",
-            init=pre.out,
-            out=str(run / "meta"),
-            ways=cfg.ways,
-            shots=cfg.meta_shots,
-            queries=cfg.queries,
-            meta_batch=cfg.meta_batch,
-            iterations=cfg.meta_iterations,
-            inner_steps=cfg.inner_steps,
-            eval_inner_steps=cfg.eval_inner_steps,
-            inner_lr=cfg.inner_lr,
-            first_order=cfg.first_order,
-            val_every=cfg.val_every,
-            val_episodes=cfg.val_episodes,
-            save_every=cfg.val_every,
-            **common,
-        )
-        meta_train(meta)
-        meta_runs.append(meta.out)
-        row = {"model": label}
-        base = {"model": f"{label}, pretrain only (linear head)"}
-        for k in cfg.shots:
-            echo(f"== {label}: test on glyphs-b, {cfg.ways}-way {k}-shot, {cfg.eval_episodes} episodes")
-            for target, ckpt in ((row, meta.out), (base, pre.out)):
-                ev = EvalConfig(
-                    checkpoint=ckpt,
-                    dataset="glyphs-b",
-                    shots=k,
-                    ways=cfg.ways,
-                    queries=cfg.queries,
-                    episodes=cfg.eval_episodes,
-                    seed=cfg.seed,
-                    device=device,
-                    data_root=str(root),
-                    progress=cfg.progress,
-                )
-                result = evaluate(ev)
-                target[f"{k}shot"], target[f"{k}shot_ci95"] = result.mean, result.ci95
-                echo("   " + result.line().replace("\n", "\n   "))
-        rows += [row, base]
-        timings[name] = time.time() - t
+    echo(f"== {name}: pretrain on glyphs-a train ({e} epochs)")
+    pre = PretrainConfig(
+        dataset="glyphs-a",
+        out=str(run / "pretrain"),
+        model=name,
+        variant=cfg.variant,
+        image_size=cfg.image_size,
+        epochs=e,
+        batch_size=cfg.pretrain_batch,
+        lr=cfg.pretrain_lr,
+        milestones=[max(1, e // 2), max(1, (3 * e) // 4)],
+        val_fraction=0.1,
+        **common,
+    )
+    return pre.out, pretrain(pre)["model"]
+
+
+def _meta_train(cfg: DemoConfig, label: str, init: str, run: Path, common: dict, echo: Callable[[str], None]) -> str:
+    """Meta-train from the pretrained ``init`` on glyphs-a, selected on glyphs-a val, into
+    ``run/meta``; returns that folder."""
+    echo(
+        f"== {label}: meta-train on glyphs-a, selected on glyphs-a val ({cfg.meta_iterations} iterations, "
+        f"{'first' if cfg.first_order else 'second'} order)"
+    )
+    meta = MetaTrainConfig(
+        train="glyphs-a",
+        init=init,
+        out=str(run / "meta"),
+        ways=cfg.ways,
+        shots=cfg.meta_shots,
+        queries=cfg.queries,
+        meta_batch=cfg.meta_batch,
+        iterations=cfg.meta_iterations,
+        inner_steps=cfg.inner_steps,
+        eval_inner_steps=cfg.eval_inner_steps,
+        inner_lr=cfg.inner_lr,
+        first_order=cfg.first_order,
+        val_every=cfg.val_every,
+        val_episodes=cfg.val_episodes,
+        save_every=cfg.val_every,
+        **common,
+    )
+    meta_train(meta)
+    return meta.out
+
+
+def _test(
+    cfg: DemoConfig, label: str, meta_out: str, pre_out: str, common: dict, echo: Callable[[str], None]
+) -> tuple[dict, dict]:
+    """The table rows of the meta-trained model and of its pretrain-only baseline: each one's
+    mean accuracy and 95% CI on glyphs-b test at every shot count of ``cfg.shots``."""
+    row = {"model": label}
+    base = {"model": f"{label}, pretrain only (linear head)"}
+    for k in cfg.shots:
+        echo(f"== {label}: test on glyphs-b, {cfg.ways}-way {k}-shot, {cfg.eval_episodes} episodes")
+        for target, ckpt in ((row, meta_out), (base, pre_out)):
+            ev = EvalConfig(
+                checkpoint=ckpt,
+                dataset="glyphs-b",
+                shots=k,
+                ways=cfg.ways,
+                queries=cfg.queries,
+                episodes=cfg.eval_episodes,
+                **common,
+            )
+            result = evaluate(ev)
+            target[f"{k}shot"], target[f"{k}shot_ci95"] = result.mean, result.ci95
+            echo("   " + result.line().replace("\n", "\n   "))
+    return row, base
+
+
+def _summarize(
+    demo: Run,
+    cfg: DemoConfig,
+    runs: list[Path],
+    meta_runs: list[str],
+    rows: list[dict],
+    timings: dict[str, float],
+    t0: float,
+    echo: Callable[[str], None],
+) -> dict:
+    """Draw the plots, write and print the table and the summary (``summary.json``, ``summary.csv``,
+    ``table.txt``) in the demo's folder; returns the summary."""
+    out = demo.path
     movement_plot(meta_runs, out / "movement.png")
     curves_plot(meta_runs, out / "curves.png")
     table = _table(rows, list(cfg.shots))
@@ -183,3 +211,21 @@ def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] =
         f"({time.time() - t0:.0f} s)"
     )
     return summary
+
+
+def run_demo(cfg: DemoConfig, force: bool = False, echo: Callable[[str], None] = print) -> dict:
+    """Run the demo; returns the summary (rows of the table, timings, paths)."""
+    t0 = time.time()
+    out, runs = _clear_out(cfg, force)
+    device, root = _setup(cfg, echo)
+    demo = Run(out, cfg)
+    demo.start()
+    common = dict(seed=cfg.seed, device=device, data_root=str(root), progress=cfg.progress)
+    rows, timings, meta_runs = [], {}, []
+    for name, run in zip(cfg.models, runs):
+        t = time.time()
+        pre_out, label = _pretrain(cfg, name, run, common, echo)
+        meta_runs.append(_meta_train(cfg, label, pre_out, run, common, echo))
+        rows += _test(cfg, label, meta_runs[-1], pre_out, common, echo)
+        timings[name] = time.time() - t
+    return _summarize(demo, cfg, runs, meta_runs, rows, timings, t0, echo)

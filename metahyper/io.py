@@ -136,8 +136,9 @@ def atomic_files(paths: Sequence[str | os.PathLike], size: int | None = None) ->
     except Exception as err:
         if is_disk_full(err):
             folder = targets[0].parent if targets else Path(".")
+            what = targets[0].name if len(targets) == 1 else f"{len(targets)} files"
             raise UserError(
-                f"disk full while writing {targets[0].name if len(targets) == 1 else f'{len(targets)} files'} in {folder}; "
+                f"disk full while writing {what} in {folder}; "
                 "nothing was replaced; free some space or choose another location"
             ) from None
         raise

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -159,7 +160,8 @@ def movement_figure(
         layers = [layer for layer in PAPER_LAYERS if layer in available] or None
         if layers is None:
             raise UserError(
-                "none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); drop --paper-layers"
+                "none of the paper's Figure 4 layers exist in these models (they need 4 blocks per stage); "
+                "drop --paper-layers"
             )
     if layers:
         missing = [layer for layer in layers if layer not in available]
@@ -198,6 +200,65 @@ def curves_plot(
     return _save(curves_figure(run_dirs, ratio_group, smooth), output)
 
 
+def _plot_meta_runs(ax_of: dict[str, Axes], meta: Sequence[PlottedRun], labels: dict[Path, str], smooth: int) -> None:
+    """Figure 5 on the ``meta-val`` and ``meta-loss`` axes: each meta-train run's validation
+    accuracy with its 95% CI band, and its query loss smoothed over ``smooth`` iterations."""
+    for r in meta:
+        label = labels[r.path]
+        with _reading(r.path / "val.csv"):
+            val = read_csv(r.path / "val.csv") if (r.path / "val.csv").is_file() else []
+            if val:
+                x = np.array([int(v["iteration"]) for v in val])
+                y = 100 * np.array([float(v["val_acc"]) for v in val])
+                ci = 100 * np.array([float(v["val_ci95"]) for v in val])
+                (line,) = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
+                ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
+        with _reading(r.path / "train.csv"):
+            train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
+            if train:
+                loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
+                ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
+    shots = sorted({r.config.get("shots") for r in meta})
+    where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
+    ax_of["meta-val"].set(
+        title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
+        xlabel="meta-iteration",
+        ylabel="accuracy (%)",
+    )
+    ax_of["meta-loss"].set(title="meta-training query loss", xlabel="meta-iteration", ylabel="loss")
+
+
+def _plot_pretrain_runs(
+    ax_of: dict[str, Axes], pre: Sequence[PlottedRun], labels: dict[Path, str], ratio_group: str | None
+) -> None:
+    """Figures 3 and 2 on the ``pre-val``, ``pre-loss`` and ``ratio`` axes: each pretrain run's
+    validation accuracy and training loss per epoch, and its ``||P|| / ||grad P||`` per stage of
+    ``ratio_group`` (default: embeddings for hyper runs, backbone for plain ones)."""
+    for r in pre:
+        label = labels[r.path]
+        path = r.path / "history.json"
+        with _reading(path):
+            history = json.loads(path.read_text()) if path.is_file() else []
+            if not history:
+                continue
+            epochs = [h["epoch"] for h in history]
+            if "val_acc" in history[0]:
+                ax_of["pre-val"].plot(epochs, [100 * h["val_acc"] for h in history], label=label)
+            ax_of["pre-loss"].plot(epochs, [h["train_loss"] for h in history], label=label)
+            group = ratio_group or ("embeddings" if r.config.get("model", "").startswith("hyper-") else "backbone")
+            keys = sorted(k for k in history[0] if k.startswith(f"ratio/{group}/stage"))
+            for k in keys:
+                ax_of["ratio"].plot(epochs, [h[k] for h in history], label=f"{label}: {k.split('/')[-1]}")
+    ax_of["pre-val"].set(title="validation accuracy (Figure 3)", xlabel="epoch", ylabel="accuracy (%)")
+    ax_of["pre-loss"].set(title="training loss", xlabel="epoch", ylabel="loss")
+    ax_of["ratio"].set(
+        title=f"||P|| / ||grad P|| ({ratio_group or 'embeddings / backbone'}; Figure 2)",
+        xlabel="epoch",
+        ylabel="ratio",
+        yscale="log",
+    )
+
+
 def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None, smooth: int = 20) -> Figure:
     """Figures 2, 3 and 5 from pretrain and/or meta-train runs (see the module docstring).
     ``ratio_group``: group of the Figure-2 panel (default: embeddings for hyper runs, backbone
@@ -216,54 +277,10 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
         panels += ["pre-val", "pre-loss", "ratio"]
     fig, axes = _grid(len(panels))
     ax_of = dict(zip(panels, axes))
-    for r in meta:
-        label = labels[r.path]
-        with _reading(r.path / "val.csv"):
-            val = read_csv(r.path / "val.csv") if (r.path / "val.csv").is_file() else []
-            if val:
-                x = np.array([int(v["iteration"]) for v in val])
-                y = 100 * np.array([float(v["val_acc"]) for v in val])
-                ci = 100 * np.array([float(v["val_ci95"]) for v in val])
-                (line,) = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
-                ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
-        with _reading(r.path / "train.csv"):
-            train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
-            if train:
-                loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
-                ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
     if meta:
-        shots = sorted({r.config.get("shots") for r in meta})
-        where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
-        ax_of["meta-val"].set(
-            title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
-            xlabel="meta-iteration",
-            ylabel="accuracy (%)",
-        )
-        ax_of["meta-loss"].set(title="meta-training query loss", xlabel="meta-iteration", ylabel="loss")
-    for r in pre:
-        label = labels[r.path]
-        path = r.path / "history.json"
-        with _reading(path):
-            history = json.loads(path.read_text()) if path.is_file() else []
-            if not history:
-                continue
-            epochs = [h["epoch"] for h in history]
-            if "val_acc" in history[0]:
-                ax_of["pre-val"].plot(epochs, [100 * h["val_acc"] for h in history], label=label)
-            ax_of["pre-loss"].plot(epochs, [h["train_loss"] for h in history], label=label)
-            group = ratio_group or ("embeddings" if r.config.get("model", "").startswith("hyper-") else "backbone")
-            keys = sorted(k for k in history[0] if k.startswith(f"ratio/{group}/stage"))
-            for k in keys:
-                ax_of["ratio"].plot(epochs, [h[k] for h in history], label=f"{label}: {k.split('/')[-1]}")
+        _plot_meta_runs(ax_of, meta, labels, smooth)
     if pre:
-        ax_of["pre-val"].set(title="validation accuracy (Figure 3)", xlabel="epoch", ylabel="accuracy (%)")
-        ax_of["pre-loss"].set(title="training loss", xlabel="epoch", ylabel="loss")
-        ax_of["ratio"].set(
-            title=f"||P|| / ||grad P|| ({ratio_group or 'embeddings / backbone'}; Figure 2)",
-            xlabel="epoch",
-            ylabel="ratio",
-            yscale="log",
-        )
+        _plot_pretrain_runs(ax_of, pre, labels, ratio_group)
     for ax in axes:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

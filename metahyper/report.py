@@ -1,8 +1,9 @@
 """``metahyper report``: eval JSONs gathered into the paper's table layout.
 
 Rows are models (the eval JSON's ``model`` label, with the input size when one model was scored
-at several; ``, pretrain only (linear head)`` appended for ``--method linear`` results), columns are ``dataset x ways x shots`` (and the split when it is not
-``test``). A cell holds every eval JSON of its row and column, one per training run:
+at several; ``, pretrain only (linear head)`` appended for ``--method linear`` results), columns
+are ``dataset x ways x shots`` (and the split when it is not ``test``). A cell holds every eval
+JSON of its row and column, one per training run:
 
 * one run: its ``mean +- ci95`` exactly as the eval JSON holds them (the 95% CI over episodes);
 * several runs (seeds): the mean of the runs' means, the standard deviation of the runs' means
@@ -138,7 +139,8 @@ class Report:
 
     def _notes(self) -> list[str]:
         notes = [
-            "accuracy (%): one run: mean +- 95% CI over episodes; several runs: mean over runs +- their standard deviation"
+            "accuracy (%): one run: mean +- 95% CI over episodes; "
+            "several runs: mean over runs +- their standard deviation"
         ]
         if any(self.mixed_episodes(c) for c in self.columns):
             notes.append(

@@ -1,9 +1,18 @@
-"""Layers import downward only (DESIGN.md, "Package layout"): every import of every module, read with
-``ast`` (module level, inside functions, under ``TYPE_CHECKING``), goes to its own layer or a lower one.
+"""Layers import downward only: every import of every ``metahyper`` module, read with ``ast`` (module
+level, inside functions, under ``TYPE_CHECKING``), goes to its own layer or a lower one, never to a
+higher layer nor sideways to a peer of the same rank. From lowest to highest (``docs/architecture.md``
+draws them):
 
-    io, errors, progress  <-  data, models  <-  meta  <-  train (+ config, options)  <-  plots, report  <-  demo  <-  cli (+ cli_options)
+    io, errors, progress
+      <-  data, models
+      <-  meta
+      <-  train (+ config, options)
+      <-  plots, report
+      <-  demo
+      <-  cli (+ cli_options, __main__)
 
-``data`` and ``models`` are peers: neither imports the other.
+``data`` and ``models`` are peers: neither imports the other. Every module belongs to a layer
+(``LAYERS`` below); a new module fails the test until it is given one.
 """
 
 from __future__ import annotations

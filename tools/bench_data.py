@@ -180,7 +180,7 @@ def main() -> None:
             for reader, in_memory in (("HDF5", False),) if args.quick else (("HDF5", False), ("RAM", True)):
                 data = open_split(args.dataset, "train", root=root, in_memory=in_memory)
                 sampler = EpisodeSampler(data, 5, shots, 15, seed=0)
-                r, cpu = rate(lambda n: consume(sampler.episode(i) for i in range(n)), args.episodes)
+                r, cpu = rate(lambda n, sampler=sampler: consume(sampler.episode(i) for i in range(n)), args.episodes)
                 print(f"{task:<22}{reader:<24}{0:>8}{r:>12.0f}{cpu:>11.0f}")
                 if args.quick:
                     continue
@@ -200,7 +200,7 @@ def main() -> None:
             data = open_split(args.dataset, "train", root=root)
             sampler = EpisodeSampler(data, 5, shots, 15, seed=0)
             n = max(20, args.episodes // 10)
-            r, cpu = rate(lambda k: consume(naive_episode(sampler, i) for i in range(k)), n)
+            r, cpu = rate(lambda k, sampler=sampler: consume(naive_episode(sampler, i) for i in range(k)), n)
             print(f"{task:<22}{'naive per-image HDF5':<24}{0:>8}{r:>12.0f}{cpu:>11.0f}")
 
 

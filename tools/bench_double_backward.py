@@ -68,7 +68,7 @@ def bench(layer: str, shape: list[int], channels_last: bool, reps: int) -> dict:
     out = {}
     for name, fn in LAYERS[layer].items():
 
-        def second_order():
+        def second_order(fn=fn):
             gx, gw = torch.autograd.grad(fn(x, w, b), (x, w), gy, create_graph=True)
             torch.autograd.grad((gx * gy).sum() + (gw * gw).sum(), (x, w))
 

@@ -491,9 +491,12 @@ def format_table(result: dict) -> str:
     m = result["machine"]
     lines = [
         f"device {m['device']} ({m['cpu']}), threads {m['threads']}, dtype {result['config']['dtype']}; "
-        f"reference conv {m['conv_gflop_s']:.1f} GFLOP/s at the start (fwd 3x3 conv {m['conv_shape']}, {m['conv_format']}), "
-        f"matmul {m['matmul_gflop_s']:.1f} GFLOP/s; conv% = GFLOP/s / the reference conv timed beside the row's reps ('ref')",
-        f"{'model':<16}{'shot':>4}{'ord':>4}{'px':>4}{'ref':>5} | {'backend':<12}{'ms':>9}{'tasks/s':>8}{'GFLOP':>8}{'GFLOP/s':>8}"
+        f"reference conv {m['conv_gflop_s']:.1f} GFLOP/s at the start "
+        f"(fwd 3x3 conv {m['conv_shape']}, {m['conv_format']}), "
+        f"matmul {m['matmul_gflop_s']:.1f} GFLOP/s; "
+        "conv% = GFLOP/s / the reference conv timed beside the row's reps ('ref')",
+        f"{'model':<16}{'shot':>4}{'ord':>4}{'px':>4}{'ref':>5} | "
+        f"{'backend':<12}{'ms':>9}{'tasks/s':>8}{'GFLOP':>8}{'GFLOP/s':>8}"
         f"{'conv%':>6}{'peakMB':>8} | {'x stock':>7}{'FLOP/nec':>9}",
     ]
     for row in result["rows"]:
@@ -525,7 +528,8 @@ def format_table(result: dict) -> str:
         )
         for row, b, r in calls:
             lines.append(
-                f"  {row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | {b:<12}{r['conv_call_ms']:>9.1f} ms "
+                f"  {row['model']:<16}{row['shots']:>4}{row['order']:>4}{row['size']:>4} | "
+                f"{b:<12}{r['conv_call_ms']:>9.1f} ms "
                 f"= {100 * r['conv_call_share']:.0f}% of the meta-step; conv% of those calls alone "
                 f"{100 * r['conv_call_frac_conv']:.0f}% (the row's: {100 * r['frac_conv']:.0f}%)"
             )

@@ -61,7 +61,7 @@ def run_sweep(args, peak_memory: Callable, make_tasks: Callable) -> list[dict]:
                     for k in args.inner_checkpoint
                 }
 
-                def step(k: int) -> None:
+                def step(k: int, model=model, mamls=mamls, tasks=tasks) -> None:
                     model.zero_grad(set_to_none=True)
                     mamls[k].meta_step(tasks)
 

@@ -311,7 +311,8 @@ def step_plots(c: Check) -> str:
     runs = [str(c.work / "meta" / "func-2nd"), str(c.work / "meta" / "plain-func-2nd")]
     metahyper("movement-plot", *runs, "-o", str(c.work / "movement.png"))
     metahyper("curves", *runs, "-o", str(c.work / "curves.png"))
-    return f"movement.png {(c.work / 'movement.png').stat().st_size // 1024} KB, curves.png {(c.work / 'curves.png').stat().st_size // 1024} KB"
+    sizes = {name: (c.work / name).stat().st_size // 1024 for name in ("movement.png", "curves.png")}
+    return f"movement.png {sizes['movement.png']} KB, curves.png {sizes['curves.png']} KB"
 
 
 def step_torchrun(c: Check, nproc: int, stage: str) -> str:

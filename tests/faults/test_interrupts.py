@@ -26,7 +26,10 @@ _CHILD = textwrap.dedent("""
     from metahyper.data.sources import glyphs
 
     sig = getattr(signal, sys.argv[2], None)
-    tiny = {d: {s: [(f"latin-U+{cp:04X}", cp) for cp in (0x41, 0x42)] for s in ("train", "val", "test")} for d in glyphs.DOMAINS}
+    tiny = {
+        d: {s: [(f"latin-U+{cp:04X}", cp) for cp in (0x41, 0x42)] for s in ("train", "val", "test")}
+        for d in glyphs.DOMAINS
+    }
     glyphs.glyph_classes = lambda *a, **k: tiny
     real, calls = writing.write_classes_hdf5, []
 
