@@ -40,8 +40,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from metahyper.data.layouts import LAYOUTS, SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
-from metahyper.data.storage import check_writable, fit_image
-from metahyper.data.writing import estimate_size
+from metahyper.data.storage import fit_image
+from metahyper.data.writing import check_writable, estimate_size
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import download_file, resolve_source, validate_classes
+from metahyper.data.sources.common import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, check_writable, estimate_size, write_classes_hdf5
 from metahyper.errors import UserError

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import load_pickle, resolve_source, stream_pickled_list
+from metahyper.data.sources.common import load_pickle, resolve_source, stream_pickled_list
 from metahyper.data.storage import decode, encoded_dtype
 from metahyper.data.writing import check_writable
 from metahyper.errors import UserError
