@@ -3,7 +3,8 @@
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
 :class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time). Where
-datasets live is :mod:`metahyper.data.layouts`; how builders write is :mod:`metahyper.data.writing`.
+datasets live is :mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`);
+how builders write is :mod:`metahyper.data.writing`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from metahyper.data.layouts import (
-    LAYOUTS,
-    Layout,
-    default_root,
-    layout_for,
-)
+from metahyper.data.layouts import Layout, default_root
 from metahyper.data.manifest import MANIFEST
+from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.storage import storage_kind, to_rgb
-from metahyper.data.transforms import normalization_for
 from metahyper.data.writing import BuildCheck
 from metahyper.errors import UserError
 
@@ -189,8 +185,8 @@ class SplitData:
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel ``(mean, std)`` of the dataset (a user dataset's from its manifest)."""
-        return self.layout.normalization or normalization_for(self.name)
+        """Per-channel ``(mean, std)`` of the dataset (its spec's; a user dataset's from its manifest)."""
+        return self.layout.normalization
 
     def images_per_class(self, c: int) -> int:
         return self._counts[c]

@@ -36,9 +36,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from metahyper.data.layouts import LAYOUTS, SPLITS
+from metahyper.data.layouts import SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_writable, estimate_size
@@ -60,6 +59,8 @@ def check_name(name: str | None) -> str:
             f"dataset name {name!r} is not allowed; use letters, digits, '_', '.' and '-' "
             "(starting with a letter or digit)"
         )
+    from metahyper.data.registry import LAYOUTS  # the registry imports this module's builder
+
     taken = {*LAYOUTS, *(layout.folder for layout in LAYOUTS.values()), *RESERVED}
     if name in taken:
         raise UserError(f"dataset name {name!r} is taken by a built-in dataset; choose another --name")
@@ -143,6 +144,8 @@ def scan_source(source: Path) -> dict[str, list[Path]]:
     if not source.is_dir():
         what = "does not exist" if not source.exists() else "is not a folder"
         raise UserError(f"--source {source} {what}; pass a folder with one subfolder of images per class")
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # torchvision is slow to import
+
     extensions = tuple(IMG_EXTENSIONS)
     classes = {}
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
