@@ -57,22 +57,7 @@ class SplitData:
             if not path.is_file():
                 fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
                 raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
-        try:
-            labels = json.loads(self.labels_path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
-        if layout.grouped:
-            ok = isinstance(labels, list) and all(
-                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
-            )
-            self._keys = ["/".join(x) for x in labels] if ok else []
-            self.classes = list(self._keys)
-        else:
-            ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
-            self._keys = [f"datasets/{x}" for x in labels] if ok else []
-            self.classes = list(labels) if ok else []
-        if not ok or not labels:
-            raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        self._keys, self.classes = self._read_labels(hint)
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
@@ -173,6 +158,27 @@ class SplitData:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def _read_labels(self, hint: str) -> tuple[list[str], list[str]]:
+        """``(HDF5 keys, class names)`` from the labels file: a list of names (per-split layout) or
+        of name paths (grouped layouts); else a one-line :class:`UserError` ending in ``hint``."""
+        try:
+            labels = json.loads(self.labels_path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
+        if self.layout.grouped:
+            ok = isinstance(labels, list) and all(
+                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
+            )
+            keys = ["/".join(x) for x in labels] if ok else []
+            classes = list(keys)
+        else:
+            ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+            keys = [f"datasets/{x}" for x in labels] if ok else []
+            classes = list(labels) if ok else []
+        if not ok or not labels:
+            raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        return keys, classes
 
     # -- public -----------------------------------------------------------------------------------
     @property

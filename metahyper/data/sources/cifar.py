@@ -136,7 +136,8 @@ class _Archive:
                 payload = member.read()
             except KeyError:
                 raise UserError(
-                    f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?"
+                    f"{self.source} has no member {self.fmt.folder}/{name}; "
+                    f"is it the right archive ({self.fmt.archive})?"
                 ) from None
             except _BROKEN_ARCHIVE as err:
                 raise UserError(

@@ -198,8 +198,8 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
         extra = sorted(set(classes) - set(expected))
         if not strict and extra:
             raise UserError(
-                f"MiniImageNet {split} source {source}: {len(extra)} classes not in the Ravi & Larochelle {split} split "
-                f"(e.g. {', '.join(extra[:3])}); use the standard split files"
+                f"MiniImageNet {split} source {source}: {len(extra)} classes not in the Ravi & Larochelle "
+                f"{split} split (e.g. {', '.join(extra[:3])}); use the standard split files"
             )
         validate_classes(
             f"MiniImageNet {split} source {source}",
