@@ -116,7 +116,7 @@ DATASETS: dict[str, DatasetSpec] = {}
 def register(spec: DatasetSpec) -> DatasetSpec:
     """Add ``spec`` to :data:`DATASETS` (returned, so a module can keep it). Its name and its
     layouts' names must be new, and an option another dataset also offers must have the same type."""
-    taken = {spec.name for spec in DATASETS.values()} | set(LAYOUTS)
+    taken = set(DATASETS) | set(LAYOUTS)
     clash = sorted({spec.name, *(layout.name for layout in spec.layouts)} & taken)
     if clash:
         raise ValueError(f"dataset {spec.name}: {', '.join(clash)} is already registered")
