@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from metahyper.cli_options import build_config, config_options
+from metahyper.cli_options import build_config, config_options, prepare_options
 from metahyper.config import IMAGENET_RECIPE, DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
-from metahyper.data import PREPARABLE
+from metahyper.data import DATASETS
 from metahyper.errors import UserError
 from metahyper.models import GROUPS
 from metahyper.options import specs
@@ -24,7 +24,14 @@ from metahyper.train.distributed import distributed_session
 class _Group(click.Group):
     """Click group that turns :class:`UserError` into a one-line message and exit code 2, and
     Ctrl-C (KeyboardInterrupt) into one line and exit code 130 (click would print "Aborted!" and
-    exit 1; the commands' atomic writers have removed their temporary files by then)."""
+    exit 1; the commands' atomic writers have removed their temporary files by then). Its
+    ``prepare`` command is built from the dataset registry when used (:func:`prepare_command`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "prepare"})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return prepare_command() if name == "prepare" else super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -42,8 +49,9 @@ class _Group(click.Group):
                 and "can't allocate memory" not in str(err)
             ):
                 raise
+            detail = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
             click.echo(
-                f"Error: out of memory ({str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__}); "
+                f"Error: out of memory ({detail}); "
                 "use smaller batches, images or models, or a lower $METAHYPER_MAX_MEMORY_GB so the estimate refuses "
                 "such runs before they start",
                 err=True,
@@ -57,12 +65,30 @@ def main() -> None:
     """metahyper: hypernetwork residual networks, pretraining, MAML and cross-domain few-shot eval."""
 
 
+def _echo_families() -> None:
+    """The registered model families (:data:`metahyper.models.registry.FAMILIES`), one per line."""
+    from metahyper.models.registry import FAMILIES
+
+    fmt = "{:<10} {:<16} {}"
+    click.echo(fmt.format("family", "names", "architecture"))
+    for family in FAMILIES.values():
+        click.echo(fmt.format(family.name, family.usage, family.description))
+    click.echo(
+        fmt.format("hyper", "hyper-<name>", "the hyper version of any of them (--variant 1 or 2, paper section 3)")
+    )
+
+
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
-def models_cmd(as_json: bool) -> None:
-    """Table of every architecture: train / test (exported) / stored parameters beside the paper's."""
+@click.option("--families", is_flag=True, help="Print only the model families and the names they take.")
+def models_cmd(as_json: bool, families: bool) -> None:
+    """The model families and the names they take, then a table of the catalogued architectures:
+    train / test (exported) / stored parameters beside the paper's."""
     from metahyper.models.catalog import catalog_rows
 
+    if families:
+        _echo_families()
+        return
     rows = catalog_rows()
     if as_json:
         click.echo(
@@ -84,9 +110,14 @@ def models_cmd(as_json: bool) -> None:
             )
         )
         return
+    _echo_families()
+    click.echo()
     fmt = "{:<24} {:>10} {:>10} {:>10} {:>10} {:>10}  {}"
     click.echo(fmt.format("model", "train", "test", "stored", "paper tr.", "paper te.", "paper"))
-    m = lambda v: "-" if v is None else f"{v:.2f}M"  # noqa: E731
+
+    def m(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}M"
+
     for r in rows:
         click.echo(
             fmt.format(
@@ -128,77 +159,42 @@ def export_cmd(checkpoint: str, output: str) -> None:
     ckpt = load_checkpoint(checkpoint)
     plain = to_plain(ckpt.build_model().eval())
     save_checkpoint(output, plain, exported_from=str(ckpt.path), source_model=ckpt.model_config.to_dict())
-    click.echo(
-        f"exported {ckpt.model_config.label()} -> {plain.config.label()} ({count_parameters(plain):,} parameters) to {output}"
-    )
+    shown = f"{plain.config.label()} ({count_parameters(plain):,} parameters)"
+    click.echo(f"exported {ckpt.model_config.label()} -> {shown} to {output}")
 
 
-@main.command("prepare")
-@click.argument("dataset", type=click.Choice(PREPARABLE))
-@click.option(
-    "--source", type=click.Path(path_type=str), help="Local archive or folder (see docs/datasets.md per dataset)."
-)
-@click.option("--download", is_flag=True, help="Download the official archive (CIFAR, Omniglot, CUB; md5-checked).")
-@click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
-@click.option("--force", is_flag=True, help="Overwrite an existing cache.")
-@click.option(
-    "--image-size", type=int, help="glyphs (default 32), omniglot (28), cub (84), folder (84): image side in pixels."
-)
-@click.option(
-    "--rotations", is_flag=True, help="omniglot: add each character rotated by 90, 180, 270 degrees as new classes."
-)
-@click.option(
-    "--encoded",
-    is_flag=True,
-    help="tieredimagenet: store the release's PNG bytes (torchmeta's form) instead of decoded arrays.",
-)
-@click.option("--name", default=None, help="folder: the name the dataset is used by (--dataset NAME).")
-@click.option(
-    "--splits",
-    type=click.Path(path_type=str),
-    default=None,
-    help="folder: class split, a JSON file {train: [...], val: [...], test: [...]} or a folder of train.txt, val.txt, test.txt.",
-)
-@click.option(
-    "--split-ratios", default=None, help="folder: train,val,test fractions of the classes (default 0.64,0.16,0.2)."
-)
-@click.option("--seed", type=int, default=None, help="folder: seed of the --split-ratios split (default 0).")
-@click.option(
-    "--max-memory",
-    type=float,
-    default=None,
-    help="glyphs: memory the build may use, in GB (default: what is available).",
-)
-def prepare_cmd(
-    dataset: str,
-    source: str | None,
-    download: bool,
-    root: str | None,
-    force: bool,
-    rotations: bool,
-    encoded: bool,
-    **options,
-) -> None:
+def _prepare(dataset: str, source: str | None, download: bool, root: str | None, force: bool, **options) -> None:
     """Build the HDF5 cache of DATASET (torchmeta layout); `folder`: any folder of class subfolders of images."""
     from metahyper.data import prepare
 
-    if options["max_memory"] is not None:
-        if options["max_memory"] <= 0:
-            raise UserError(f"--max-memory takes a positive number of GB, got {options['max_memory']}")
-        options["max_memory"] = int(options["max_memory"] * 2**30)
-    if options["image_size"] is not None and options["image_size"] < 1:
-        raise UserError(f"--image-size must be >= 1, got {options['image_size']}")
-    given = {**options, "rotations": rotations or None, "encoded": encoded or None}
-    written = prepare(
-        dataset,
-        root=root,
-        source=source,
-        download=download,
-        force=force,
-        **{k: v for k, v in given.items() if v is not None},
-    )
-    shown = options["name"] if dataset == "folder" else dataset
-    click.echo(f"{shown}: wrote {len(written)} files under {written[0].parent.parent}")
+    given = {k: v for k, v in options.items() if v is not None and v is not False}  # unset: the builder's default
+    written = prepare(dataset, root=root, source=source, download=download, force=force, **given)
+    click.echo(f"{given.get('name') or dataset}: wrote {len(written)} files under {written[0].parent.parent}")
+
+
+def prepare_command() -> click.Command:
+    """``metahyper prepare``, generated from the registered datasets (:data:`metahyper.data.DATASETS`,
+    also those registered after import): DATASET is one of their names, and every builder option a
+    dataset offers is an option (:func:`~metahyper.cli_options.prepare_options`)."""
+    specs = list(DATASETS.values())
+    downloadable = ", ".join(spec.name for spec in specs if spec.download)
+    params = [
+        click.Argument(["dataset"], type=click.Choice(tuple(DATASETS))),
+        click.Option(
+            ["--source"],
+            type=click.Path(path_type=str),
+            help="Local archive or folder (see docs/datasets.md per dataset).",
+        ),
+        click.Option(
+            ["--download"], is_flag=True, help=f"Download the official archive ({downloadable}; md5-checked)."
+        ),
+        click.Option(
+            ["--root"], type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data)."
+        ),
+        click.Option(["--force"], is_flag=True, help="Overwrite an existing cache."),
+        *prepare_options(specs),
+    ]
+    return click.Command("prepare", callback=_prepare, params=params, help=_prepare.__doc__)
 
 
 @main.command("datasets")

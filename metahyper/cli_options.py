@@ -4,10 +4,14 @@ a command, whose function takes them as ``**options`` and builds its config with
 :func:`build_config` (``--config RUN``: a stored run's ``config.json`` under the options given on
 the command line). Click parses text into the field's type; the config checks values (choices,
 bounds), so the CLI and Python give the same one-line errors.
+
+The options of ``prepare`` are generated the same way from the registered datasets
+(:func:`prepare_options`, :mod:`metahyper.data.registry`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from metahyper.data.registry import DatasetSpec
 from metahyper.errors import UserError
 from metahyper.options import Spec, specs
 from metahyper.train.run import CONFIG_FILE
@@ -181,3 +186,35 @@ def build_config(cls: type, options: dict, adjust: Callable[[dict, set], None] |
     if adjust is not None:
         adjust(values, given)
     return cls.from_dict(values)
+
+
+def _option_help(offered: list[tuple[DatasetSpec, Any]], help: str) -> str:
+    """``glyphs (default 32), omniglot (28): image side in pixels.``: the datasets that offer an
+    option with this help text, each with its builder's default where it has one."""
+    names = []
+    for spec, default in offered:
+        shown = default not in (None, False, inspect.Parameter.empty)
+        names.append(f"{spec.name} ({'default ' if shown and not names else ''}{default})" if shown else spec.name)
+    return f"{', '.join(names)}: {help}."
+
+
+def prepare_options(specs: list[DatasetSpec]) -> list[click.Option]:
+    """One ``--keyword`` option per builder keyword that some of ``specs`` offers
+    (:attr:`DatasetSpec.options`), in registration order: typed by the builder's signature
+    (``bool``: a flag), unset by default (each builder's own default applies; ``prepare`` drops
+    unset options), its help listing the datasets that take it with their defaults."""
+    offered: dict[str, dict[str, list]] = {}  # keyword -> help text -> [(spec, default)]
+    for spec in specs:
+        keywords = spec.keywords()
+        for keyword, option in spec.options.items():
+            offered.setdefault(keyword, {}).setdefault(option.help, []).append((spec, keywords[keyword].default))
+    params = []
+    for keyword, by_help in offered.items():
+        spec = next(iter(by_help.values()))[0][0]
+        kind = spec.option_type(keyword)
+        kw: dict[str, Any] = {"is_flag": True, "default": None} if kind is bool else {"default": None}
+        if kind is not bool:
+            kw["type"] = click.Path(path_type=str) if kind is Path else kind
+        help = " ".join(_option_help(offered_by, text) for text, offered_by in by_help.items())
+        params.append(click.Option(["--" + keyword.replace("_", "-"), keyword], help=help, **kw))
+    return params

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from metahyper.data.layouts import LAYOUTS, SPLITS, layout_for
+from metahyper.data.layouts import SPLITS
+from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES

@@ -19,6 +19,18 @@ def test_models_table_lists_ours_beside_the_papers():
     assert rows["Hyper-WRN-28-4 (2)"]["test_params"] == rows["WRN-28-4"]["train_params"]
 
 
+def test_models_lists_every_family_and_its_names():
+    from metahyper.models.registry import FAMILIES
+
+    result = CliRunner().invoke(main, ["models", "--families"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line.split()[:2] for line in lines[1:]] == [
+        *([f.name, f.usage] for f in FAMILIES.values()),
+        ["hyper", "hyper-<name>"],
+    ]
+
+
 def test_export_writes_plain_model_with_same_outputs(tmp_path):
     model = build_model("hyper-wrn-10-1", variant=1, num_classes=5).eval()
     save_checkpoint(tmp_path / "run" / "best.pt", model)

@@ -3,7 +3,8 @@
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
 :class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time). Where
-datasets live is :mod:`metahyper.data.layouts`; how builders write is :mod:`metahyper.data.writing`.
+datasets live is :mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`);
+how builders write is :mod:`metahyper.data.writing`.
 """
 
 from __future__ import annotations
@@ -17,15 +18,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from metahyper.data.layouts import (
-    LAYOUTS,
-    Layout,
-    default_root,
-    layout_for,
-)
+from metahyper.data.layouts import Layout, default_root
 from metahyper.data.manifest import MANIFEST
+from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.storage import storage_kind, to_rgb
-from metahyper.data.transforms import normalization_for
 from metahyper.data.writing import BuildCheck
 from metahyper.errors import UserError
 
@@ -61,22 +57,7 @@ class SplitData:
             if not path.is_file():
                 fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
                 raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
-        try:
-            labels = json.loads(self.labels_path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
-        if layout.grouped:
-            ok = isinstance(labels, list) and all(
-                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
-            )
-            self._keys = ["/".join(x) for x in labels] if ok else []
-            self.classes = list(self._keys)
-        else:
-            ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
-            self._keys = [f"datasets/{x}" for x in labels] if ok else []
-            self.classes = list(labels) if ok else []
-        if not ok or not labels:
-            raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        self._keys, self.classes = self._read_labels(hint)
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
@@ -178,6 +159,27 @@ class SplitData:
             self._file.close()
             self._file = None
 
+    def _read_labels(self, hint: str) -> tuple[list[str], list[str]]:
+        """``(HDF5 keys, class names)`` from the labels file: a list of names (per-split layout) or
+        of name paths (grouped layouts); else a one-line :class:`UserError` ending in ``hint``."""
+        try:
+            labels = json.loads(self.labels_path.read_text())
+        except (OSError, ValueError) as err:
+            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
+        if self.layout.grouped:
+            ok = isinstance(labels, list) and all(
+                isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels
+            )
+            keys = ["/".join(x) for x in labels] if ok else []
+            classes = list(keys)
+        else:
+            ok = isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+            keys = [f"datasets/{x}" for x in labels] if ok else []
+            classes = list(labels) if ok else []
+        if not ok or not labels:
+            raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        return keys, classes
+
     # -- public -----------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
@@ -189,8 +191,8 @@ class SplitData:
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel ``(mean, std)`` of the dataset (a user dataset's from its manifest)."""
-        return self.layout.normalization or normalization_for(self.name)
+        """Per-channel ``(mean, std)`` of the dataset (its spec's; a user dataset's from its manifest)."""
+        return self.layout.normalization
 
     def images_per_class(self, c: int) -> int:
         return self._counts[c]

@@ -4,8 +4,8 @@
 ``y`` in 0..C-1 (the order of ``data.classes``), ``x`` float (3, S, S) normalised. A seeded,
 per-class held-out part (``val_fraction``) gives a validation set: ``part="train"`` /
 ``part="val"`` with the same seed are disjoint and together cover the split. ``augment=True``
-applies random crop (padding 4, ``pad_mode`` reflect or zeros) and horizontal flip, drawn from ``(seed, epoch, index)`` so
-that the same seed gives the same augmented batches for any number of workers or ranks (call
+applies random crop (padding 4, ``pad_mode`` reflect or zeros) and horizontal flip, drawn from
+``(seed, epoch, index)`` so that the same seed gives the same augmented batches for any number of workers or ranks (call
 :meth:`set_epoch` once per epoch). For CIFAR's standard train/test sets
 (Tables 1-5) use :func:`cifar_standard` (``open_split("cifar100", "train" | "test")``).
 """

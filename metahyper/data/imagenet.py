@@ -1,8 +1,9 @@
 """ImageNet (ILSVRC-2012) for classification pretraining (paper section 5.2, Table 4).
 
 Read from the standard folder layout through torchvision's ``ImageFolder``: ``DIR/train/<wnid>/*``
-and ``DIR/val/<wnid>/*`` (torchvision's image extensions, hidden files skipped) (the validation images sorted into class folders, as PyTorch's ImageNet
-example expects, e.g. with its ``valprep.sh``). The transforms are the standard ones of He et al.
+and ``DIR/val/<wnid>/*`` (torchvision's image extensions, hidden files skipped): the validation
+images sorted into class folders, as PyTorch's ImageNet example expects, e.g. with its
+``valprep.sh``. The transforms are the standard ones of He et al.
 (2016) as PyTorch's ImageNet example implements them: training ``RandomResizedCrop(size)`` and a
 horizontal flip; validation ``Resize(size * 256 / 224)`` and ``CenterCrop(size)`` (size 224);
 both normalised with the ImageNet channel mean and std below. The random crops come from
@@ -55,7 +56,10 @@ def imagenet_folders(root: str | Path, image_size: int = IMAGE_SIZE) -> tuple[Im
     """``(train, val)`` of the ImageNet folder ``root``; a one-line :class:`UserError` when a part
     is missing, a class folder holds no image, or val's classes are not train's."""
     root = Path(root).expanduser()
-    fix = "pass --data-root DIR with DIR/train/<class>/ and DIR/val/<class>/ (validation images sorted into class folders)"
+    fix = (
+        "pass --data-root DIR with DIR/train/<class>/ and DIR/val/<class>/ "
+        "(validation images sorted into class folders)"
+    )
     parts = []
     for part, transform in zip(("train", "val"), imagenet_transforms(image_size)):
         if not (root / part).is_dir():

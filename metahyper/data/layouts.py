@@ -1,7 +1,7 @@
 """Where each dataset lives under the cache root: its :class:`Layout`, the cache root itself and
 the shipped split files.
 
-Layouts (see ``DESIGN.md``, "Datasets"):
+Layouts (see ``docs/datasets.md``, "Where caches live"):
 
 * per-split layout, used by ``miniimagenet``, ``tieredimagenet``, ``cub`` (torchmeta's),
   ``cifar10``/``cifar100`` (standard train/test sets) and ``glyphs-a``/``glyphs-b``::
@@ -23,8 +23,11 @@ Layouts (see ``DESIGN.md``, "Datasets"):
       <root>/omniglot/data.hdf5                      datasets images_<background|evaluation>/<alphabet>/<character>
       <root>/omniglot/vinyals_<split>_labels.json    [["images_background", alphabet, character], ...]
 
-Public API: :data:`LAYOUTS`, :data:`SPLITS`, :class:`Layout`, :func:`layout_for`,
-:func:`known_datasets`, :func:`default_root`, :func:`splits_dir`, :func:`read_split_file`.
+Which dataset uses which layout is declared once per dataset in :mod:`metahyper.data.registry`
+(:data:`~metahyper.data.registry.LAYOUTS`, :func:`~metahyper.data.registry.layout_for`).
+
+Public API: :data:`SPLITS`, :class:`Layout`, :func:`user_layout`, :func:`default_root`,
+:func:`splits_dir`, :func:`read_split_file`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from metahyper.data.manifest import NAME_PATTERN, Manifest, find_manifests, read_manifest
+from metahyper.data.manifest import Manifest
 from metahyper.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -42,18 +45,25 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Layout:
-    """Where one named dataset lives under the cache root, and how its classes are addressed."""
+    """Where one named dataset lives under the cache root, and how its classes are addressed.
+
+    Built-in layouts come from the dataset registry (:mod:`metahyper.data.registry`), which fills in
+    ``prepare`` and ``normalization``; user layouts from a manifest (:func:`user_layout`)."""
 
     name: str
-    folder: str  # folder under the root
-    splits: tuple[str, ...]
-    prepare: str  # the `metahyper prepare ...` command that (re)builds it
+    folder: str = ""  # folder under the root; "" : the name
+    splits: tuple[str, ...] = SPLITS
+    prepare: str = ""  # the `metahyper prepare ...` command that (re)builds it
     labels_subfolder: str | None = None  # grouped layouts (fc100, cifar-fs, omniglot): one data.hdf5
     labels_name: str = "{split}_labels.json"
     # encoded (JPEG/PNG bytes) classes are decoded and fitted to this size (storage.fit_image)
     decode_size: int | None = None
     decode_crop: float = 1.0
-    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # user datasets: from the manifest
+    normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # per-channel (mean, std)
+
+    def __post_init__(self) -> None:
+        if not self.folder:
+            object.__setattr__(self, "folder", self.name)
 
     @property
     def grouped(self) -> bool:
@@ -70,59 +80,11 @@ class Layout:
         return root / self.folder / self.labels_name.format(split=split)
 
 
-LAYOUTS: dict[str, Layout] = {
-    layout.name: layout
-    for layout in (
-        Layout("fc100", "cifar100", SPLITS, "metahyper prepare fc100 --source cifar-100-python.tar.gz", "fc100"),
-        Layout(
-            "cifar-fs", "cifar100", SPLITS, "metahyper prepare cifar-fs --source cifar-100-python.tar.gz", "cifar-fs"
-        ),
-        Layout("miniimagenet", "miniimagenet", SPLITS, "metahyper prepare miniimagenet --source PATH"),
-        Layout(
-            "omniglot", "omniglot", SPLITS, "metahyper prepare omniglot --source DIR", "", "vinyals_{split}_labels.json"
-        ),
-        Layout(
-            "tieredimagenet", "tieredimagenet", SPLITS, "metahyper prepare tieredimagenet --source PATH", decode_size=84
-        ),
-        Layout(
-            "cub", "cub", SPLITS, "metahyper prepare cub --source CUB_200_2011.tgz", decode_size=84, decode_crop=1.15
-        ),
-        Layout(
-            "cifar100", "cifar100", ("train", "test"), "metahyper prepare cifar100 --source cifar-100-python.tar.gz"
-        ),
-        Layout("cifar10", "cifar10", ("train", "test"), "metahyper prepare cifar10 --source cifar-10-python.tar.gz"),
-        Layout("glyphs-a", "glyphs-a", SPLITS, "metahyper prepare glyphs"),
-        Layout("glyphs-b", "glyphs-b", SPLITS, "metahyper prepare glyphs"),
-    )
-}
-
-
 def user_layout(manifest: Manifest) -> Layout:
     """The :class:`Layout` of a user dataset (per-split layout in ``<root>/<name>/``)."""
     return Layout(
         manifest.name, manifest.name, manifest.splits, manifest.prepare, normalization=(manifest.mean, manifest.std)
     )
-
-
-def known_datasets(root: str | Path | None = None) -> list[str]:
-    """Built-in dataset names, then the user datasets registered under ``root``."""
-    root = Path(root) if root is not None else default_root()
-    return [*LAYOUTS, *(n for n in find_manifests(root) if n not in LAYOUTS)]
-
-
-def layout_for(name: str, root: str | Path | None = None) -> Layout:
-    """The :class:`Layout` of a built-in dataset, or of a user dataset registered under ``root``
-    (default :func:`default_root`); else a one-line :class:`UserError` listing the known names."""
-    if name in LAYOUTS:
-        return LAYOUTS[name]
-    root = Path(root) if root is not None else default_root()
-    manifest = read_manifest(root, name) if NAME_PATTERN.fullmatch(name) else None
-    if manifest is None:
-        raise UserError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(known_datasets(root))} (under {root}; "
-            "a folder of class subfolders becomes one with `metahyper prepare folder --source DIR --name NAME`)"
-        )
-    return user_layout(manifest)
 
 
 def _checkout_dir() -> Path | None:

@@ -11,8 +11,7 @@ torchmeta's caches use three storages, all read as they are:
   PIL and fitted to one size with :func:`fit_image`.
 
 Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_image`,
-:func:`encoded_dtype`, :func:`write_encoded_split`; the writers of :mod:`metahyper.data.writing`
-(:func:`check_writable`, :func:`write_classes_hdf5`, :func:`write_split`) are re-exported.
+:func:`encoded_dtype`, :func:`write_encoded_split`; the other writers are in :mod:`metahyper.data.writing`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from metahyper.data.writing import check_writable, write_classes_hdf5, write_split, write_splits  # noqa: F401 (re-exported)
+from metahyper.data.writing import write_splits
 from metahyper.errors import UserError
 
 

@@ -1,7 +1,8 @@
 """Image transforms on whole batches: uint8 HWC -> float CHW, resize, normalise, augment.
 
 The model side takes float32 (n, 3, S, S) tensors normalised with per-dataset mean/std
-(:func:`normalization_for`). Cross-domain runs (Table 8: FC100 images are 32x32, MiniImageNet
+(:func:`metahyper.data.registry.normalization_for`).
+Cross-domain runs (Table 8: FC100 images are 32x32, MiniImageNet
 images 84x84, section 5.4) resize every batch to one input size with antialiased bilinear
 interpolation; the paper does not say at which size it ran them.
 Training augmentation (:func:`random_crop_flip`): random crops of the image padded by 4 pixels and
@@ -18,36 +19,6 @@ import torch
 import torch.nn.functional as F
 
 from metahyper.errors import UserError
-
-# Channel statistics of each dataset's training images (RGB, in [0, 1]).
-_CIFAR100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
-NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": _CIFAR100,
-    "fc100": _CIFAR100,
-    "cifar-fs": _CIFAR100,
-    # 120.40/255, 115.59/255, 104.54/255 and 70.68/255, 68.28/255, 72.55/255 (MetaOptNet, FEAT)
-    "miniimagenet": ((0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)),
-    # MetaOptNet's tieredImageNet loader uses the MiniImageNet statistics (both are ImageNet subsets)
-    "tieredimagenet": ((0.4721, 0.4533, 0.4100), (0.2772, 0.2677, 0.2845)),
-    # Chen et al. 2019 (CloserLookFewShot TransformLoader): the ImageNet statistics, for CUB too
-    "cub": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    # pixels in [0, 1], strokes 1: MAML's and torchmeta's Omniglot pipelines do not normalise
-    "omniglot": ((0.0,) * 3, (1.0,) * 3),
-    # white glyphs on black, measured on the default build
-    "glyphs-a": ((0.1625,) * 3, (0.3443,) * 3),
-    "glyphs-b": ((0.1625,) * 3, (0.3443,) * 3),
-}
-
-
-def normalization_for(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """``(mean, std)`` per RGB channel for dataset ``name``."""
-    try:
-        return NORMALIZATION[name]
-    except KeyError:
-        raise UserError(
-            f"no normalization statistics for dataset {name!r}; known: {', '.join(NORMALIZATION)}"
-        ) from None
 
 
 def to_tensor(

@@ -1,7 +1,10 @@
-"""Model names, architecture table and the one builder, :func:`build_model`.
+"""Model names, the registry of architecture families and the one builder, :func:`build_model`.
 
-Names: ``wrn-<depth>-<k>``, ``resnet-12``, ``resnet-18``, ``resnet-34`` and each with a
-``hyper-`` prefix. Hyper variants (paper section 3, Figure 1):
+Names: each :class:`Family` of :data:`FAMILIES` declares the names it builds (``wrn-<6n+4>-<k>``,
+``resnet-18|34``, ``resnet-12``), and each name also exists with a ``hyper-`` prefix. Adding a
+family is one :func:`register_family` line with its name pattern, description and a function from
+the name's match to an :class:`~metahyper.models.resnet.ArchSpec` (``docs/models.md``, "Adding a
+model"). Hyper variants (paper section 3, Figure 1):
 
 * variant 1: one hypernetwork per stage, shared by the stage's 3x3 convs whose input width equals
   the stage width; the stage's first conv (other input width), the stem and shortcuts stay plain.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -78,31 +82,89 @@ class ModelConfig:
         return f"Hyper{'-' if base.startswith('WRN') else ''}{base} ({', '.join(tags)})"
 
 
-_RESNET_DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-MAX_WRN_DEPTH = 1000  # building (even shapes only) takes seconds per thousand layers
+@dataclass(frozen=True)
+class Family:
+    """A family of plain architectures addressed by name: names that fully match ``pattern`` (a
+    regular expression) are built by ``arch(match)``, which returns the :class:`ArchSpec` (or a
+    one-line :class:`UserError` for a name of the family it cannot build). ``usage`` is the
+    pattern as users write it; ``description`` says what the family is. Every family also exists
+    as ``hyper-<name>`` (variant 1 or 2, :func:`build_model`)."""
+
+    name: str
+    usage: str
+    pattern: str
+    description: str
+    arch: Callable[[re.Match], ArchSpec]
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> Family:
+    """Add ``family`` to :data:`FAMILIES` (returned); its name must be new."""
+    if family.name in FAMILIES:
+        raise ValueError(f"model family {family.name} is already registered")
+    FAMILIES[family.name] = family
+    return family
 
 
 def arch_spec(base_name: str) -> ArchSpec:
-    """Parse a plain architecture name into its :class:`ArchSpec`."""
-    if m := re.fullmatch(r"wrn-(\d+)-(\d+)", base_name):
-        depth, k = int(m[1]), int(m[2])
-        if (depth - 4) % 6 or not 10 <= depth <= MAX_WRN_DEPTH or k < 1:
-            raise UserError(f"WRN depth must be 6n+4 in [10, {MAX_WRN_DEPTH}] and width k >= 1, got wrn-{depth}-{k}")
-        n = (depth - 4) // 6
-        return ArchSpec("wrn", PreActBlock, 16, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2), False, True)
-    if m := re.fullmatch(r"resnet-(\d+)", base_name):
-        depth = int(m[1])
-        if depth == 12:
-            return ArchSpec(
-                "resnet12", ResNet12Block, None, (64, 160, 320, 640), (1, 1, 1, 1), (2, 2, 2, 2), False, False
-            )
-        if depth in _RESNET_DEPTHS:
-            return ArchSpec(
-                "resnet", BasicBlock, 64, (64, 128, 256, 512), _RESNET_DEPTHS[depth], (1, 2, 2, 2), True, False
-            )
-    raise UserError(
-        f"unknown model {base_name!r}; use wrn-<6n+4>-<k>, resnet-12, resnet-18 or resnet-34, optionally with 'hyper-' in front"
+    """The :class:`ArchSpec` of a plain architecture name, from the first family whose pattern
+    matches it; else a one-line :class:`UserError` listing every family's usage."""
+    for family in FAMILIES.values():
+        if match := re.fullmatch(family.pattern, base_name):
+            return family.arch(match)
+    usages = ", ".join(family.usage for family in FAMILIES.values())
+    raise UserError(f"unknown model {base_name!r}; use one of {usages}, optionally with 'hyper-' in front")
+
+
+MAX_WRN_DEPTH = 1000  # building (even shapes only) takes seconds per thousand layers
+_RESNET_DEPTHS = {"18": (2, 2, 2, 2), "34": (3, 4, 6, 3)}
+
+
+def _wrn(match: re.Match) -> ArchSpec:
+    depth, k = int(match[1]), int(match[2])
+    if (depth - 4) % 6 or not 10 <= depth <= MAX_WRN_DEPTH or k < 1:
+        raise UserError(f"WRN depth must be 6n+4 in [10, {MAX_WRN_DEPTH}] and width k >= 1, got wrn-{depth}-{k}")
+    n = (depth - 4) // 6
+    return ArchSpec("wrn", PreActBlock, 16, (16 * k, 32 * k, 64 * k), (n, n, n), (1, 2, 2), False, True)
+
+
+def _resnet(match: re.Match) -> ArchSpec:
+    return ArchSpec("resnet", BasicBlock, 64, (64, 128, 256, 512), _RESNET_DEPTHS[match[1]], (1, 2, 2, 2), True, False)
+
+
+def _resnet12(match: re.Match) -> ArchSpec:
+    return ArchSpec("resnet12", ResNet12Block, None, (64, 160, 320, 640), (1, 1, 1, 1), (2, 2, 2, 2), False, False)
+
+
+register_family(
+    Family(
+        "wrn",
+        "wrn-<6n+4>-<k>",
+        r"wrn-(\d+)-(\d+)",
+        "wide residual network (Zagoruyko & Komodakis 2016): pre-activation blocks, widths 16, 16k, 32k, 64k",
+        _wrn,
     )
+)
+register_family(
+    Family(
+        "resnet",
+        "resnet-18|34",
+        r"resnet-(18|34)",
+        "ResNet, CIFAR variant (3x3 stem, no max-pool); with --stem imagenet, He et al.'s ImageNet ResNet",
+        _resnet,
+    )
+)
+register_family(
+    Family(
+        "resnet12",
+        "resnet-12",
+        r"resnet-12",
+        "the few-shot backbone (MetaOptNet, TADAM): widths 64-160-320-640, max-pool after each block",
+        _resnet12,
+    )
+)
 
 
 @dataclass

@@ -14,7 +14,10 @@ def test_parts_disjoint_and_seeded(tagged_root):
     train = ClassificationData(data, part="train", val_fraction=0.2, seed=3)
     val = ClassificationData(data, part="val", val_fraction=0.2, seed=3)
     assert len(val) == 12 * 6 and len(train) == 12 * 24
-    pairs = lambda d: set(zip(d.labels.tolist(), d.indices.tolist()))
+
+    def pairs(d: ClassificationData) -> set:
+        return set(zip(d.labels.tolist(), d.indices.tolist()))
+
     assert not pairs(train) & pairs(val) and pairs(train) | pairs(val) == pairs(full)
     assert pairs(ClassificationData(data, part="val", val_fraction=0.2, seed=3)) == pairs(val)
     assert pairs(ClassificationData(data, part="val", val_fraction=0.2, seed=4)) != pairs(val)

@@ -3,8 +3,10 @@ import torch
 
 from metahyper.errors import UserError
 from metahyper.models import HyperConv2d, build_model, count_parameters, hyper_layers, param_groups, to_plain
+from metahyper.models.registry import FAMILIES, Family, register_family
+from metahyper.models.resnet import ArchSpec, PreActBlock
 
-# (name, kwargs, expected parameters with a 100-class head), as DESIGN.md ("The hypernetwork layer") derives them.
+# (name, kwargs, expected parameters with a 100-class head), as docs/models.md ("Parameter counts") derives them.
 COUNTS = [
     ("wrn-40-2", {}, 2.255e6),
     ("wrn-28-4", {}, 5.872e6),
@@ -125,3 +127,30 @@ def test_custom_embedding_depth():
     model = build_model("hyper-wrn-10-2", variant=2, d=8)
     assert all(h.d == 8 for h in model.hypernets)
     assert all(m.embedding.shape[1] == 8 for m in hyper_layers(model).values())
+
+
+def test_unknown_name_error_lists_every_registered_family():
+    with pytest.raises(UserError) as err:
+        build_model("vgg-16")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("unknown model 'vgg-16'; use one of ")
+    assert all(family.usage in message for family in FAMILIES.values())
+    assert {"wrn", "resnet", "resnet12"} <= set(FAMILIES)
+
+
+def test_a_new_family_is_one_register_line_and_gets_its_hyper_version():
+    def tiny(match):
+        return ArchSpec("tiny", PreActBlock, 8, (8 * int(match[1]),), (1,), (1,), False, True)
+
+    family = register_family(Family("tiny", "tiny-<k>", r"tiny-(\d+)", "one pre-activation block", tiny))
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_family(family)
+        plain = build_model("tiny-2", num_classes=3)
+        hyper = build_model("hyper-tiny-2", variant=2, num_classes=3)
+        assert plain(torch.randn(2, 3, 8, 8)).shape == (2, 3) and len(hyper.hypernets) == 2
+        assert count_parameters(to_plain(hyper)) == count_parameters(plain)
+        with pytest.raises(UserError, match="tiny-<k>"):
+            build_model("tiny")
+    finally:
+        FAMILIES.pop("tiny")

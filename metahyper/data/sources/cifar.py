@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from metahyper.data.layouts import read_split_file
-from metahyper.data.sources import download_failed, load_pickle, validate_classes
+from metahyper.data.sources.common import download_failed, load_pickle, resolve_source, validate_classes
 from metahyper.data.writing import check_writable, estimate_size, write_cache, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
@@ -136,7 +136,8 @@ class _Archive:
                 payload = member.read()
             except KeyError:
                 raise UserError(
-                    f"{self.source} has no member {self.fmt.folder}/{name}; is it the right archive ({self.fmt.archive})?"
+                    f"{self.source} has no member {self.fmt.folder}/{name}; "
+                    f"is it the right archive ({self.fmt.archive})?"
                 ) from None
             except _BROKEN_ARCHIVE as err:
                 raise UserError(
@@ -188,14 +189,9 @@ def _group(images: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str
 
 
 def _resolve(kind: str, source: str | Path | None, root: Path, download_: bool) -> Path:
-    if download_:
-        return download(kind, root)
-    if source is None:
-        raise UserError(f"pass --source {CIFAR[kind].archive} (or its extracted folder) or --download")
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UserError(f"source {source} does not exist; pass the path of {CIFAR[kind].archive}")
-    return source
+    """The archive or folder to read: downloaded when ``download_``, else ``source``, which must exist."""
+    fix = f"pass the path of {CIFAR[kind].archive} (or its extracted folder), or --download"
+    return resolve_source(source, fix, (lambda: download(kind, root)) if download_ else None)
 
 
 def build_fc100(

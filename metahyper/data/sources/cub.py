@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import download_file, resolve_source, validate_classes
+from metahyper.data.sources.common import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
@@ -108,23 +108,9 @@ def _listed(text: str, what: str) -> list[str]:
     return [row[1] for row in rows]
 
 
-def build_cub(
-    root: Path,
-    source: str | Path | None = None,
-    download: bool = False,
-    force: bool = False,
-    strict: bool = True,
-    image_size: int = 84,
-) -> list[Path]:
-    """Build the three CUB splits. ``strict``: the 200 classes and 11,788 images of the release;
-    otherwise the classes present must belong to their split (tiny test sources)."""
-    if image_size < 1:
-        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
-    outputs = [root / "cub" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
-    check_writable(outputs, force, "cub")
-    check_memory(IMAGES * image_size**2 * 3, f"cub at {image_size} px", "use a smaller --image-size")
-    check_free_space(root, estimate_size(3, 200, IMAGES * image_size**2 * 3), "the cub cache")
-    source = resolve_source(source, FIX, (lambda: download_archive(root)) if download else None)
+def _read_source(source: Path, image_size: int) -> _Reader:
+    """Every image and text file of the release at ``source``: the archive, its extracted folder,
+    or a folder holding either."""
     reader = _Reader(image_size)
     if source.is_file():
         reader.from_tar(source)
@@ -136,6 +122,12 @@ def build_cub(
         reader.from_tar(source / ARCHIVE)
     else:
         raise UserError(f"{source} holds neither {ARCHIVE} nor CUB_200_2011/images/; {FIX}")
+    return reader
+
+
+def _check_listing(reader: _Reader, source: Path, strict: bool) -> None:
+    """images.txt and classes.txt are there and agree with the images read; ``strict``: the
+    release's 200 classes and 11,788 images."""
     for name in ("images.txt", "classes.txt"):
         if name not in reader.texts:
             raise UserError(f"{source} has no CUB_200_2011/{name}; {FIX}")
@@ -154,6 +146,10 @@ def build_cub(
     for cls in reader.images:
         if cls not in class_list:
             raise UserError(f"{source}: image folder {cls} is not in classes.txt; {FIX}")
+
+
+def _split(reader: _Reader, source: Path, image_size: int, strict: bool) -> dict[str, dict[str, np.ndarray]]:
+    """The images of each split, checked (:func:`validate_classes`); every class in one split."""
     splits = {}
     for split in SPLITS:
         expected = split_classes(split)
@@ -167,5 +163,28 @@ def build_cub(
     stray = sorted(set(reader.images) - {c for got in splits.values() for c in got})
     if stray:
         raise UserError(f"CUB source {source}: classes {', '.join(stray[:3])} are in no split; {FIX}")
+    return splits
+
+
+def build_cub(
+    root: Path,
+    source: str | Path | None = None,
+    download: bool = False,
+    force: bool = False,
+    strict: bool = True,
+    image_size: int = 84,
+) -> list[Path]:
+    """Build the three CUB splits. ``strict``: the 200 classes and 11,788 images of the release;
+    otherwise the classes present must belong to their split (tiny test sources)."""
+    if image_size < 1:
+        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
+    outputs = [root / "cub" / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
+    check_writable(outputs, force, "cub")
+    check_memory(IMAGES * image_size**2 * 3, f"cub at {image_size} px", "use a smaller --image-size")
+    check_free_space(root, estimate_size(3, 200, IMAGES * image_size**2 * 3), "the cub cache")
+    source = resolve_source(source, FIX, (lambda: download_archive(root)) if download else None)
+    reader = _read_source(source, image_size)
+    _check_listing(reader, source, strict)
+    splits = _split(reader, source, image_size, strict)
     write_splits(root, {("cub", split): (classes, sorted(classes)) for split, classes in splits.items()})  # all or none
     return outputs

@@ -36,12 +36,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 from PIL import Image
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from metahyper.data.layouts import LAYOUTS, SPLITS
+from metahyper.data.layouts import SPLITS
 from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
-from metahyper.data.storage import check_writable, fit_image
-from metahyper.data.writing import estimate_size
+from metahyper.data.storage import fit_image
+from metahyper.data.writing import check_writable, estimate_size
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
@@ -60,6 +59,8 @@ def check_name(name: str | None) -> str:
             f"dataset name {name!r} is not allowed; use letters, digits, '_', '.' and '-' "
             "(starting with a letter or digit)"
         )
+    from metahyper.data.registry import LAYOUTS  # the registry imports this module's builder
+
     taken = {*LAYOUTS, *(layout.folder for layout in LAYOUTS.values()), *RESERVED}
     if name in taken:
         raise UserError(f"dataset name {name!r} is taken by a built-in dataset; choose another --name")
@@ -143,6 +144,8 @@ def scan_source(source: Path) -> dict[str, list[Path]]:
     if not source.is_dir():
         what = "does not exist" if not source.exists() else "is not a folder"
         raise UserError(f"--source {source} {what}; pass a folder with one subfolder of images per class")
+    from torchvision.datasets.folder import IMG_EXTENSIONS  # torchvision is slow to import
+
     extensions = tuple(IMG_EXTENSIONS)
     classes = {}
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -183,6 +186,71 @@ def _command(source: Path, name: str, splits: str | Path | None, ratios, seed: i
     return f"metahyper prepare folder --source {shlex.quote(str(source))} --name {name} {how} --image-size {image_size}"
 
 
+def _check_chosen(chosen: dict[str, list[str]], found: dict[str, list[Path]], source: Path) -> None:
+    """Every class a split names has a folder in ``source`` with at least :data:`MIN_IMAGES` images."""
+    for split, classes in chosen.items():
+        missing = [c for c in classes if c not in found]
+        if missing:
+            raise UserError(
+                f"--splits names {len(missing)} {split} classes with no folder in {source} "
+                f"(e.g. {', '.join(missing[:3])}); fix the split file or add the folders"
+            )
+        few = [(c, len(found[c])) for c in classes if len(found[c]) < MIN_IMAGES]
+        if few:
+            raise UserError(
+                f"class {few[0][0]} ({split}) has {few[0][1]} images (and {len(few) - 1} more classes under "
+                f"{MIN_IMAGES}); each class needs at least {MIN_IMAGES}: add images or leave the class out"
+            )
+
+
+class _ChannelStats:
+    """Per-channel mean and std of uint8 RGB images, from exact integer sums of the 0-255 values
+    and of their squares."""
+
+    def __init__(self) -> None:
+        self.total = np.zeros(3, dtype=np.uint64)
+        self.squares = np.zeros(3, dtype=np.uint64)
+        self.pixels = 0
+
+    def add(self, images: np.ndarray) -> None:
+        x = images.reshape(-1, 3)
+        self.total += x.sum(0, dtype=np.uint64)
+        self.squares += np.square(x, dtype=np.uint32).sum(0, dtype=np.uint64)
+        self.pixels += len(x)
+
+    def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """``(mean, std)`` in [0, 1], rounded to 6 digits; std at least 1e-6."""
+        mean = self.total / (255.0 * self.pixels)
+        std = np.sqrt(np.maximum(self.squares / (255.0**2 * self.pixels) - mean**2, 0.0))
+        return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-6), 6) for v in std)
+
+
+def _write_split_data(
+    path: Path,
+    what: str,
+    classes: list[str],
+    found: dict[str, list[Path]],
+    image_size: int,
+    stats: _ChannelStats | None,
+    progress: bool,
+) -> None:
+    """Stream one split into the HDF5 file ``path`` (``datasets/<class>``), one class at a time;
+    ``stats`` (when given) takes in every image."""
+    with (
+        open(path, "wb+") as fh,
+        h5py.File(fh, "w") as f,
+        progress_bar(total=sum(len(found[c]) for c in classes), desc=what, unit="img", disable=not progress) as bar,
+    ):
+        for c in sorted(classes):
+            images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
+            for j, image in enumerate(found[c]):
+                images[j] = load_image(image, image_size)
+                bar.update(1)
+            f.create_dataset(f"datasets/{c}", data=images)
+            if stats is not None:
+                stats.add(images)
+
+
 def build_folder(
     root: Path,
     source: str | Path,
@@ -206,57 +274,26 @@ def build_folder(
     source = Path(source).expanduser()
     found = scan_source(source)
     chosen = read_splits(splits) if splits is not None else ratio_splits(sorted(found), ratios, seed)
-    for split, classes in chosen.items():
-        missing = [c for c in classes if c not in found]
-        if missing:
-            raise UserError(
-                f"--splits names {len(missing)} {split} classes with no folder in {source} "
-                f"(e.g. {', '.join(missing[:3])}); fix the split file or add the folders"
-            )
-        few = [(c, len(found[c])) for c in classes if len(found[c]) < MIN_IMAGES]
-        if few:
-            raise UserError(
-                f"class {few[0][0]} ({split}) has {few[0][1]} images (and {len(few) - 1} more classes under "
-                f"{MIN_IMAGES}); each class needs at least {MIN_IMAGES}: add images or leave the class out"
-            )
+    _check_chosen(chosen, found, source)
     folder = root / name
     outputs = [folder / f"{s}_{x}" for s in chosen for x in ("data.hdf5", "labels.json")] + [folder / MANIFEST]
     check_writable(outputs, force, name)
-    stats_split = "train" if "train" in chosen else None
-    total = np.zeros(3, dtype=np.uint64)  # exact integer sums of the 0-255 values and their squares
-    squares = np.zeros(3, dtype=np.uint64)
-    pixels = 0
+    stats_split = "train" if "train" in chosen else None  # None: the statistics of every split
+    stats = _ChannelStats()
     images_total = sum(len(found[c]) for classes in chosen.values() for c in classes)
     size = estimate_size(len(chosen), images_total // MIN_IMAGES, images_total * image_size**2 * 3)
     with atomic_files(outputs, size=size) as tmps:  # the free space is checked before the first image
         for i, (split, classes) in enumerate(chosen.items()):
-            tmp_data, tmp_labels = tmps[2 * i], tmps[2 * i + 1]
-            n = sum(len(found[c]) for c in classes)
-            with (
-                open(tmp_data, "wb+") as fh,
-                h5py.File(fh, "w") as f,
-                progress_bar(total=n, desc=f"{name} {split}", unit="img", disable=not progress) as bar,
-            ):
-                for c in sorted(classes):
-                    images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
-                    for j, path in enumerate(found[c]):
-                        images[j] = load_image(path, image_size)
-                        bar.update(1)
-                    f.create_dataset(f"datasets/{c}", data=images)
-                    if stats_split in (None, split):
-                        x = images.reshape(-1, 3)
-                        total += x.sum(0, dtype=np.uint64)
-                        squares += np.square(x, dtype=np.uint32).sum(0, dtype=np.uint64)
-                        pixels += len(x)
-            write_json(tmp_labels, sorted(classes))
-        mean = total / (255.0 * pixels)
-        std = np.sqrt(np.maximum(squares / (255.0**2 * pixels) - mean**2, 0.0))
+            counted = stats if stats_split in (None, split) else None
+            _write_split_data(tmps[2 * i], f"{name} {split}", classes, found, image_size, counted, progress)
+            write_json(tmps[2 * i + 1], sorted(classes))
+        mean, std = stats.mean_std()
         manifest = Manifest(
             name=name,
             splits=tuple(chosen),
             image_size=image_size,
-            mean=tuple(round(float(v), 6) for v in mean),
-            std=tuple(round(max(float(v), 1e-6), 6) for v in std),
+            mean=mean,
+            std=std,
             statistics_of=stats_split or "+".join(chosen),
             prepare=_command(source, name, splits, ratios, seed, image_size),
             source=str(source),

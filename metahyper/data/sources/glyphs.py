@@ -1,9 +1,10 @@
 """Built-in offline dataset: Omniglot-like glyphs rendered from the fonts inside matplotlib.
 
 Each class is one Unicode character; its images vary font family (DejaVu Sans/Serif/Mono, STIX,
-Computer Modern roman, bold, sans and typewriter for ASCII letters), weight, slant, stroke width, scale, rotation and position.
+Computer Modern roman, bold, sans and typewriter for ASCII letters), weight, slant, stroke width,
+scale, rotation and position.
 Characters come from each font's cmap (matplotlib's ``FT2Font.get_charmap``), are grouped into
-scripts by Unicode block, and the scripts into two domains (``DESIGN.md``, "Datasets"):
+scripts by Unicode block, and the scripts into two domains (``docs/datasets.md``, "glyphs"):
 
 * ``glyphs-a``: alphabets of Europe and the Caucasus (Latin + IPA, Greek, Cyrillic, Armenian, Georgian);
 * ``glyphs-b``: other scripts and symbols (Hebrew, Arabic, N'Ko, Tifinagh, Canadian syllabics,
@@ -27,9 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-from matplotlib.ft2font import FT2Font
 from PIL import Image, ImageDraw, ImageFont
 
 from metahyper.data.layouts import SPLITS
@@ -87,11 +86,16 @@ FONTS = tuple(
 
 
 def font_dir() -> Path:
+    """matplotlib's folder of TrueType fonts (matplotlib is imported when a build needs it)."""
+    import matplotlib
+
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
 def check_fonts() -> None:
     """A :class:`UserError` naming the first font of :data:`FONTS` missing from matplotlib."""
+    import matplotlib
+
     for name, _ in FONTS:
         if not (font_dir() / name).is_file():
             raise UserError(
@@ -102,6 +106,8 @@ def check_fonts() -> None:
 
 @functools.cache
 def _charmap(name: str) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
     return frozenset(FT2Font(str(font_dir() / name)).get_charmap())
 
 
@@ -228,13 +234,15 @@ def build_glyphs(
     max_per_script: int | None = None,
     seed: int = 0,
     workers: int | None = None,
-    max_memory: int | None = None,
+    max_memory: float | None = None,
 ) -> list[Path]:
     """Render ``glyphs-a`` and ``glyphs-b`` (all splits) into the cache root; deterministic.
 
-    Sizes, memory (at most ``max_memory`` bytes, default: the memory available), disk space and
+    Sizes, memory (at most ``max_memory`` GB, default: the memory available), disk space and
     fonts are checked before rendering. All twelve files are replaced together or not at all.
     """
+    if max_memory is not None and not max_memory > 0:
+        raise UserError(f"--max-memory takes a positive number of GB, got {max_memory}")
     lo, hi = IMAGE_SIZES
     if not lo <= image_size <= hi:
         raise UserError(f"--image-size {image_size} is outside {lo}..{hi} for glyphs; pick a size in that range")
@@ -249,7 +257,7 @@ def build_glyphs(
         n_classes * image_bytes,
         f"the glyphs dataset at {image_size} px",
         "use a smaller --image-size" + (" or a larger --max-memory" if max_memory is not None else ""),
-        max_memory,
+        int(max_memory * 2**30) if max_memory is not None else None,
     )
     check_free_space(
         root,

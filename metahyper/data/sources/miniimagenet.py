@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import load_pickle, validate_classes
+from metahyper.data.sources.common import load_pickle, resolve_source, validate_classes
 from metahyper.data.writing import check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
@@ -181,11 +181,9 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
         estimate_size(3, 100, 100 * PER_CLASS * IMAGE_SIZE * IMAGE_SIZE * 3) if strict else 0,
         "the miniimagenet cache",
     )
-    source = Path(source).expanduser()
-    if not source.exists():
-        raise UserError(
-            f"source {source} does not exist; pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs"
-        )
+    source = resolve_source(
+        source, "pass mini-imagenet.tar.gz, the pickles' folder or an image folder with the Ravi CSVs"
+    )
     pickles = _find_pickles(source)
     if pickles is None and not all((source / f"{s}.csv").is_file() for s in SPLITS):
         raise UserError(
@@ -200,8 +198,8 @@ def build_miniimagenet(root: Path, source: str | Path, force: bool = False, stri
         extra = sorted(set(classes) - set(expected))
         if not strict and extra:
             raise UserError(
-                f"MiniImageNet {split} source {source}: {len(extra)} classes not in the Ravi & Larochelle {split} split "
-                f"(e.g. {', '.join(extra[:3])}); use the standard split files"
+                f"MiniImageNet {split} source {source}: {len(extra)} classes not in the Ravi & Larochelle "
+                f"{split} split (e.g. {', '.join(extra[:3])}); use the standard split files"
             )
         validate_classes(
             f"MiniImageNet {split} source {source}",

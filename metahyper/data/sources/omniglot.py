@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import download_file, resolve_source, validate_classes
+from metahyper.data.sources.common import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, check_writable, estimate_size, write_classes_hdf5
 from metahyper.errors import UserError
@@ -103,6 +103,62 @@ def _load(name: str, opener, size: int, what: str) -> np.ndarray:
     return fit_image(inverted, size)[..., 0]
 
 
+def _check_members(members: dict, splits: dict[str, list[tuple[str, str, str]]], source: Path, strict: bool) -> None:
+    """The source's characters all belong to the Vinyals split; ``strict``: it has all of them."""
+    known = {key for keys in splits.values() for key in keys}
+    extra = sorted(set(members) - known)
+    if extra:
+        raise UserError(
+            f"Omniglot source {source}: {len(extra)} characters outside the Vinyals split "
+            f"(e.g. {'/'.join(extra[0])}); {FIX}"
+        )
+    missing = sorted(key for keys in splits.values() for key in keys if key not in members)
+    if strict and missing:  # before any image is decoded
+        raise UserError(
+            f"Omniglot source {source}: {len(missing)} characters of the Vinyals split are missing "
+            f"(e.g. {'/'.join(missing[0])}); {FIX}"
+        )
+
+
+def _load_split(
+    split: str,
+    keys: list[tuple[str, str, str]],
+    members: dict,
+    source: Path,
+    image_size: int,
+    per_class: int,
+    strict: bool,
+    bar,
+) -> dict[str, np.ndarray]:
+    """The characters of one split present in the source, ``"background/alphabet/character"`` ->
+    uint8 (per_class, S, S), checked (:func:`validate_classes`); at least one."""
+    got = {}
+    for key in keys:
+        if key not in members:
+            continue
+        drawings = sorted(members[key], key=lambda item: item[0])
+        what = f"{source}:{'/'.join(key)}"
+        got["/".join(key)] = np.stack([_load(name, opener, image_size, what) for name, opener in drawings])
+        bar.update(len(drawings))
+    validate_classes(
+        f"Omniglot {split} source {source}",
+        got,
+        ["/".join(k) for k in keys] if strict else None,
+        per_class,
+        (image_size, image_size),
+        FIX,
+    )
+    if not got:
+        raise UserError(f"Omniglot source {source} has no character of the {split} split; {FIX}")
+    return got
+
+
+def _rotated(classes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``classes`` and each of them rotated by the :data:`ROTATIONS` as new classes (``<key>_rot<deg>``)."""
+    turned = {f"{k}_rot{deg}": np.rot90(v, deg // 90, axes=(1, 2)) for k, v in classes.items() for deg in ROTATIONS}
+    return {**classes, **turned}
+
+
 def build_omniglot(
     root: Path,
     source: str | Path | None = None,
@@ -126,50 +182,13 @@ def build_omniglot(
     source = resolve_source(source, FIX, (lambda: download_zips(root)) if download else None)
     members = _members(source)
     splits = {s: split_classes(s) for s in SPLITS}
-    known = {key for keys in splits.values() for key in keys}
-    extra = sorted(set(members) - known)
-    if extra:
-        raise UserError(
-            f"Omniglot source {source}: {len(extra)} characters outside the Vinyals split "
-            f"(e.g. {'/'.join(extra[0])}); {FIX}"
-        )
-    missing = sorted(key for keys in splits.values() for key in keys if key not in members)
-    if strict and missing:  # before any image is decoded
-        raise UserError(
-            f"Omniglot source {source}: {len(missing)} characters of the Vinyals split are missing "
-            f"(e.g. {'/'.join(missing[0])}); {FIX}"
-        )
+    _check_members(members, splits, source, strict)
     classes: dict[str, dict[str, np.ndarray]] = {}
     total = sum(len(members.get(k, [])) for keys in splits.values() for k in keys)
     with progress_bar(total=total, desc="omniglot", unit="img") as bar:
         for split, keys in splits.items():
-            got = {}
-            for key in keys:
-                if key not in members:
-                    continue
-                drawings = sorted(members[key], key=lambda item: item[0])
-                what = f"{source}:{'/'.join(key)}"
-                got["/".join(key)] = np.stack([_load(name, opener, image_size, what) for name, opener in drawings])
-                bar.update(len(drawings))
-            validate_classes(
-                f"Omniglot {split} source {source}",
-                got,
-                ["/".join(k) for k in keys] if strict else None,
-                per_class,
-                (image_size, image_size),
-                FIX,
-            )
-            if not got:
-                raise UserError(f"Omniglot source {source} has no character of the {split} split; {FIX}")
-            if rotations:
-                got.update(
-                    {
-                        f"{k}_rot{deg}": np.rot90(v, deg // 90, axes=(1, 2))
-                        for k, v in list(got.items())
-                        for deg in ROTATIONS
-                    }
-                )
-            classes[split] = got
+            got = _load_split(split, keys, members, source, image_size, per_class, strict, bar)
+            classes[split] = _rotated(got) if rotations else got
     with atomic_files(outputs) as (tmp_data, *tmp_labels):
         items = ((key, arr) for split in SPLITS for key, arr in classes[split].items())
         write_classes_hdf5(tmp_data, items)

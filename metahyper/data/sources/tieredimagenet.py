@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources import load_pickle, resolve_source, stream_pickled_list
+from metahyper.data.sources.common import load_pickle, resolve_source, stream_pickled_list
 from metahyper.data.storage import decode, encoded_dtype
 from metahyper.data.writing import check_writable
 from metahyper.errors import UserError
@@ -143,11 +143,70 @@ def _check_split(split: str, names: list[str], categories: np.ndarray, strict: b
         raise UserError(f"tieredImageNet {split} source {what}: {'; '.join(problems)}; {FIX}")
 
 
+def _class_datasets(
+    f: h5py.File, names: list[str], counts: np.ndarray, categories: list[str], encoded: bool
+) -> list[h5py.Dataset]:
+    """One dataset per class under ``datasets/``, sized for its images (encoded: PNG bytes, else
+    uint8 (n, 84, 84, 3)), with torchmeta's ``label_specific``/``label_general`` attributes."""
+    group = f.create_group("datasets")
+    datasets = []
+    for c, wnid in enumerate(names):
+        if encoded:
+            ds = group.create_dataset(wnid, (int(counts[c]),), dtype=encoded_dtype())
+        else:
+            ds = group.create_dataset(wnid, (int(counts[c]), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        ds.attrs["label_specific"] = wnid
+        ds.attrs["label_general"] = categories[c]
+        datasets.append(ds)
+    return datasets
+
+
+class _ClassWriter:
+    """Buffers ``(class, image)`` pairs and writes them into the class datasets ``chunk`` at a time,
+    each class's images in the order they came."""
+
+    def __init__(self, datasets: list[h5py.Dataset], encoded: bool, chunk: int, bar) -> None:
+        self.datasets, self.encoded, self.chunk, self.bar = datasets, encoded, chunk, bar
+        self.positions = np.zeros(len(datasets), dtype=np.int64)
+        self.pending: list[tuple[int, np.ndarray]] = []
+
+    def add(self, c: int, image: np.ndarray) -> None:
+        self.pending.append((c, image))
+        if len(self.pending) >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        by_class: dict[int, list[np.ndarray]] = {}
+        for c, image in self.pending:
+            by_class.setdefault(c, []).append(image)
+        for c, images in by_class.items():
+            start = int(self.positions[c])
+            if self.encoded:
+                for j, blob in enumerate(images):
+                    self.datasets[c][start + j] = blob
+            else:
+                self.datasets[c][start : start + len(images)] = np.stack(images)
+            self.positions[c] += len(images)
+        self.bar.update(len(self.pending))
+        self.pending.clear()
+
+
+def _png(item: object, what: str, index: int, wnid: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(bytes as uint8 (n,), decoded uint8 (84, 84, 3))`` of image ``index`` (of class ``wnid``)
+    of the pickle ``what``; errors name them."""
+    blob = np.asarray(item)
+    if blob.dtype != np.uint8 or blob.size == 0:
+        raise UserError(f"{what}: image {index} is {blob.dtype} {blob.shape}, not PNG bytes; {FIX}")
+    blob = blob.reshape(-1)
+    image = decode(blob, None, 1.0, f"{what}: image {index} (class {wnid})")
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise UserError(f"{what}: image {index} is {image.shape[1]}x{image.shape[0]}, not 84x84; {FIX}")
+    return blob, image
+
+
 def _write_split(release: _Release, split: str, labels: tuple, path: Path, encoded: bool, chunk: int) -> None:
     """Stream ``split``'s PNGs into per-class datasets of ``path``, ``chunk`` images at a time."""
     specific, names, _, categories = labels
-    counts = np.bincount(specific, minlength=len(names))
-    positions = np.zeros(len(names), dtype=np.int64)
     name = f"{split}_images_png.pkl"
     what = release.what(name)
     with (
@@ -156,56 +215,24 @@ def _write_split(release: _Release, split: str, labels: tuple, path: Path, encod
         release.open(name) as pkl,
         progress_bar(total=len(specific), desc=f"tieredimagenet {split}", unit="img") as bar,
     ):
-        group = f.create_group("datasets")
-        datasets = []
-        for c, wnid in enumerate(names):
-            if encoded:
-                ds = group.create_dataset(wnid, (int(counts[c]),), dtype=encoded_dtype())
-            else:
-                ds = group.create_dataset(wnid, (int(counts[c]), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-            ds.attrs["label_specific"] = wnid
-            ds.attrs["label_general"] = categories[c]
-            datasets.append(ds)
-        pending: list[tuple[int, np.ndarray]] = []
+        counts = np.bincount(specific, minlength=len(names))
+        writer = _ClassWriter(_class_datasets(f, names, counts, categories, encoded), encoded, chunk, bar)
         seen = 0
-
-        def flush() -> None:
-            by_class: dict[int, list[np.ndarray]] = {}
-            for c, image in pending:
-                by_class.setdefault(c, []).append(image)
-            for c, images in by_class.items():
-                start = int(positions[c])
-                if encoded:
-                    for j, blob in enumerate(images):
-                        datasets[c][start + j] = blob
-                else:
-                    datasets[c][start : start + len(images)] = np.stack(images)
-                positions[c] += len(images)
-            bar.update(len(pending))
-            pending.clear()
 
         def sink(items: list) -> None:
             nonlocal seen
             for item in items:
                 if seen >= len(specific):
                     raise UserError(f"{what} holds more images than {split}_labels.pkl labels ({len(specific)}); {FIX}")
-                blob = np.asarray(item)
-                if blob.dtype != np.uint8 or blob.size == 0:
-                    raise UserError(f"{what}: image {seen} is {blob.dtype} {blob.shape}, not PNG bytes; {FIX}")
-                blob = blob.reshape(-1)
-                image = decode(blob, None, 1.0, f"{what}: image {seen} (class {names[specific[seen]]})")
-                if image.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
-                    raise UserError(f"{what}: image {seen} is {image.shape[1]}x{image.shape[0]}, not 84x84; {FIX}")
-                pending.append((int(specific[seen]), blob if encoded else image))
+                blob, image = _png(item, what, seen, names[specific[seen]])
+                writer.add(int(specific[seen]), blob if encoded else image)
                 seen += 1
-                if len(pending) >= chunk:
-                    flush()
 
         try:
             stream_pickled_list(pkl, what, sink)
         except (tarfile.TarError, OSError, EOFError) as err:
             raise UserError(f"{what} is truncated or unreadable ({type(err).__name__}: {err}); {FIX}") from None
-        flush()
+        writer.flush()
         if seen != len(specific):
             raise UserError(f"{what} holds {seen} images but {split}_labels.pkl labels {len(specific)}; {FIX}")
 

@@ -78,7 +78,7 @@ def test_cifar10_standard(tmp_path):
     prepare("cifar10", root=root, source=src, strict=False)
     train = open_split("cifar10", "train", root=root)
     assert train.classes[:2] == ["airplane", "automobile"] and train.images_per_class(3) == 5
-    expected = np.concatenate([d[l == 3] for d, l in written["train"]])
+    expected = np.concatenate([images[labels == 3] for images, labels in written["train"]])
     np.testing.assert_array_equal(train.read(3, range(5)), expected)
     with pytest.raises(UserError, match="no split 'val'"):
         open_split("cifar10", "val", root=root)

@@ -150,7 +150,7 @@ def test_truncated_tar(tmp_path):
 
 
 def test_streamed_pickle_batches_and_refusals():
-    from metahyper.data.sources import stream_pickled_list
+    from metahyper.data.sources.common import stream_pickled_list
 
     arrays = [np.full((50 + i, 1), i % 256, np.uint8) for i in range(2500)]
     batches: list[int] = []
