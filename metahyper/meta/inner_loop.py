@@ -154,6 +154,15 @@ def _first_order(step: Step, params: Mapping[str, Tensor], state: Params, steps:
     return {n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()}
 
 
+def _check(steps: int, inner_checkpoint: int) -> None:
+    if steps < 0:
+        raise UserError(f"inner steps must be >= 0, got {steps}")
+    if inner_checkpoint < 0:
+        raise UserError(
+            f"inner-loop checkpoint interval must be >= 0 (0: off, N: every N steps), got {inner_checkpoint}"
+        )
+
+
 def inner_loop(
     forward: Forward,
     params: Mapping[str, Tensor],
@@ -187,12 +196,7 @@ def inner_loop(
     and ``recompute_context()`` must reproduce whatever else they depend on (kernel choice,
     BatchNorm flags). Raises :class:`UserError` for ``inner_checkpoint < 0``.
     """
-    if steps < 0:
-        raise UserError(f"inner steps must be >= 0, got {steps}")
-    if inner_checkpoint < 0:
-        raise UserError(
-            f"inner-loop checkpoint interval must be >= 0 (0: off, N: every N steps), got {inner_checkpoint}"
-        )
+    _check(steps, inner_checkpoint)
     rule = SGD(params, lr, steps) if rule is None else rule
 
     def loss_of(current: Params) -> Tensor:
