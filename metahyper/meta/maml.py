@@ -164,6 +164,18 @@ class MAML(nn.Module):
         """The model's forward (no adaptation)."""
         return self.model(x)
 
+    @property
+    def inner_lrs(self) -> nn.ParameterDict:
+        """The learned inner rates of a rule that has them (``meta-sgd``: one tensor of each inner
+        parameter's shape; ``lslr``: one vector of ``inner_steps + 1`` per-step rates), keyed by
+        :func:`~metahyper.meta.rules.rate_key` of the parameter's name, in the model's order."""
+        lrs = getattr(self.inner_rule, "lrs", None)
+        if not isinstance(lrs, nn.ParameterDict):
+            raise UserError(
+                f"inner rule {self.inner_rule.name!r} has no learned rates; use inner_rule='meta-sgd' or 'lslr'"
+            )
+        return lrs
+
     def outer_parameters(self) -> list[nn.Parameter]:
         """What the outer optimiser learns: the model's outer parameters, then the rule's learned
         ones."""

@@ -214,6 +214,10 @@ class MetaTrainer(Trainer):
         )
         self.batches = iter(self.bar)
 
+    def restore(self, extra: dict[str, Any]) -> None:
+        super().restore(extra)
+        self.maml.inner_rule.load_state_dict(extra.get("inner_rule", {}))
+
     def step(self, it: int) -> None:
         cfg, curves = self.cfg, self.state.logs["curves"]
         tasks = [t.to(self.device, non_blocking=True) for t in next(self.batches)]

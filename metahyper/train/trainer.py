@@ -161,8 +161,12 @@ class Trainer:
         """Take the run directory; with ``--resume``, restore ``last.pt``."""
         self.run.start()
         if self.run.resume:
-            self.state.load_state_dict(self.run.restore(self.model))
+            self.restore(self.run.restore(self.model))
         self.log.open(self.state.done if self.run.resume else None)
+
+    def restore(self, extra: dict[str, Any]) -> None:
+        """Resume from the ``extra`` of ``last.pt`` (the model is loaded already)."""
+        self.state.load_state_dict(extra)
 
     def save(self) -> None:
         """``last.pt`` (model, ``info``, ``state`` and the RNG states) and the logs."""

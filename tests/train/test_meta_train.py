@@ -179,3 +179,37 @@ def test_inner_checkpoint_option(glyph_root, pretrained, tmp_path):
     with pytest.warns(UserWarning, match="changes nothing with --first-order") as caught:
         meta_train(_cfg(glyph_root, init, tmp_path / "fo", first_order=True, inner_checkpoint=2))
     assert sum("--inner-checkpoint" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.parametrize("rule", ["meta-sgd", "lslr"])
+def test_learned_inner_rates_are_trained_saved_evaluated_and_resumed(glyph_root, pretrained, tmp_path, rule):
+    """--inner-rule with learned rates: the rates move in meta-training, every checkpoint carries
+    them, eval adapts with them (no extra flag), and an interrupted run resumes to the same rates."""
+    from metahyper.config import EvalConfig
+    from metahyper.meta.rules import rate_key
+    from metahyper.train.evaluate import evaluate
+
+    init = pretrained["hyper-wrn-10-1"]
+    kw = dict(inner_rule=rule, iterations=3, save_every=2, val_every=3, val_episodes=2, inner_lr=0.05)
+    meta_train(_cfg(glyph_root, init, tmp_path / "full", **kw))
+
+    def stop(it):
+        if it == 2:
+            raise KeyboardInterrupt  # after last.pt of iteration 2
+
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(_cfg(glyph_root, init, tmp_path / "cut", **kw), on_step=stop)
+    meta_train(_cfg(glyph_root, init, tmp_path / "cut", resume=True, **kw))
+    full, cut = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    rates = full.extra["inner_rule"]
+    assert rates and rates.keys() == cut.extra["inner_rule"].keys()
+    assert all(torch.equal(rates[k], cut.extra["inner_rule"][k]) for k in rates)  # resumed bit-identically
+    assert any(not torch.all(r == 0.05) for r in rates.values())  # learned: moved from their start
+    best = load_checkpoint(tmp_path / "full" / "best.pt")
+    assert best.extra["maml"]["inner_rule"] == rule and best.extra["inner_rule"].keys() == rates.keys()
+    assert f"lrs.{rate_key('fc.weight')}" in rates
+    result = evaluate(
+        EvalConfig(checkpoint=str(tmp_path / "full"), dataset="glyphs-b", shots=1, ways=3, queries=2, episodes=2,
+                   data_root=str(glyph_root), device="cpu", progress=False, output=str(tmp_path / "e.json"))
+    )  # fmt: skip
+    assert result.settings["inner_rule"] == rule

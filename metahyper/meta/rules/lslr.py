@@ -23,11 +23,11 @@ class LSLR(InnerRule):
 
     def __init__(self, params: Mapping[str, Tensor], lr: float, steps: int) -> None:
         super().__init__(params, lr, steps)
-        self.lrs = nn.ParameterDict(
-            {
-                rate_key(n): nn.Parameter(torch.full((steps + 1,), float(lr), dtype=p.dtype, device=p.device))
+        self.lrs = nn.ParameterDict(  # pairs, not a dict: ParameterDict sorts the keys of a plain dict
+            [
+                (rate_key(n), nn.Parameter(torch.full((steps + 1,), float(lr), dtype=p.dtype, device=p.device)))
                 for n, p in params.items()
-            }
+            ]
         )
 
     def step(self, params: Params, grads: Params, step: int, state: Params) -> tuple[Params, Params]:

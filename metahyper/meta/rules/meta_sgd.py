@@ -26,8 +26,9 @@ class MetaSGD(InnerRule):
 
     def __init__(self, params: Mapping[str, Tensor], lr: float, steps: int) -> None:
         super().__init__(params, lr, steps)
+        # pairs, not a dict: ParameterDict sorts the keys of a plain dict
         self.lrs = nn.ParameterDict(
-            {rate_key(n): nn.Parameter(torch.full_like(p.detach(), lr)) for n, p in params.items()}
+            [(rate_key(n), nn.Parameter(torch.full_like(p.detach(), lr))) for n, p in params.items()]
         )
 
     def step(self, params: Params, grads: Params, step: int, state: Params) -> tuple[Params, Params]:
