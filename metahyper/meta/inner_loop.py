@@ -154,6 +154,26 @@ def _first_order(step: Step, params: Mapping[str, Tensor], state: Params, steps:
     return {n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()}
 
 
+def _stepper(rule: InnerRule, grad: GradFn, loss_of: Callable[[Params], Tensor]) -> Step:
+    """One inner step: the gradient of ``loss_of`` (with graph or not), then ``rule``'s update
+    (with graph only where the gradient has one)."""
+
+    def step(current: Params, state: Params, i: int, create_graph: bool) -> tuple[Params, Params]:
+        grads = grad(loss_of, current, create_graph)
+        if create_graph:
+            return rule.step(current, grads, i, state)
+        with torch.no_grad():
+            return rule.step(current, grads, i, state)
+
+    return step
+
+
+def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
+    """First order with a learned rule in training: its parameters need the graph of the updates
+    (the inner gradients stay constants)."""
+    return any(p.requires_grad for p in rule.parameters()) and any(p.requires_grad for p in params.values())
+
+
 def _check(steps: int, inner_checkpoint: int) -> None:
     if steps < 0:
         raise UserError(f"inner steps must be >= 0, got {steps}")
@@ -184,12 +204,16 @@ def inner_loop(
 
     Second order (default): every step keeps its graph; the result is differentiable w.r.t.
     everything ``params``, ``forward`` and the rule's parameters depend on. ``first_order=True``
-    (FOMAML): the steps run on detached tensors without graph and the result is ``p + (adapted -
-    p).detach()`` (identity Jacobian), or the detached adapted tensor where ``p`` does not require
-    grad (evaluation). ``steps=0`` returns ``params``. Raises :class:`UserError` for ``steps < 0``.
+    (FOMAML): the inner gradients are constants. With a rule without learned parameters the steps
+    run on detached tensors without graph and the result is ``p + (adapted - p).detach()``
+    (identity Jacobian), or the detached adapted tensor where ``p`` does not require grad
+    (evaluation); with learned rule parameters (training) the updates keep their graph, so the
+    result is ``p - Σ_k α ∘ g_k`` differentiable w.r.t. ``p`` (identity) and the rule's parameters
+    (e.g. ``-Σ_k g_k`` for Meta-SGD's rates). ``steps=0`` returns ``params``. Raises
+    :class:`UserError` for ``steps < 0``.
 
-    ``inner_checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted state
-    and recompute the steps between them in the backward (module docstring); same result and
+    ``inner_checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted
+    state and recompute the steps between them in the backward (module docstring); same result and
     derivatives (first derivatives: the result is not differentiable twice). Contract: apart from
     ``params`` and the rule's parameters, the forwards may depend on tensors that require grad only
     through ``captured`` (gradients reach nothing else), they must be deterministic (no dropout),
@@ -202,21 +226,18 @@ def inner_loop(
     def loss_of(current: Params) -> Tensor:
         return loss_fn(forward(current, support_x), support_y)
 
-    def step(current: Params, state: Params, i: int, create_graph: bool) -> tuple[Params, Params]:
-        grads = grad(loss_of, current, create_graph)
-        if create_graph:
-            return rule.step(current, grads, i, state)
-        with torch.no_grad():
-            return rule.step(current, grads, i, state)
-
+    step = _stepper(rule, grad, loss_of)
     state = rule.init_state(params)
+    if first_order and _learns_through_rule(rule, params):
+        current = dict(params)
+        for i in range(steps):  # the inner gradients are constants, the updates keep their graph
+            current, state = rule.step(current, grad(loss_of, _detached(current), False), i, state)
+        return current
     if first_order:
         return _first_order(step, params, state, steps)
     if inner_checkpoint:
-        learned = [p for p in rule.parameters() if p.requires_grad]
-        return _checkpointed(
-            step, dict(params), state, steps, inner_checkpoint, [*captured, *learned], recompute_context
-        )
+        captured = [*captured, *(p for p in rule.parameters() if p.requires_grad)]
+        return _checkpointed(step, dict(params), state, steps, inner_checkpoint, captured, recompute_context)
     current = dict(params)
     for i in range(steps):
         current, state = step(current, state, i, True)
