@@ -20,7 +20,7 @@ from metahyper.data.layouts import SPLITS
 from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
-from metahyper.meta import BACKENDS, BN_MODES
+from metahyper.meta import BACKENDS, BN_MODES, OUTER_SCHEDULES
 from metahyper.meta.rules import INNER_RULES
 from metahyper.models import GROUPS, STEMS
 from metahyper.options import Options, option, required
@@ -277,9 +277,20 @@ class MetaTrainConfig(RunOptions):
     eval_inner_steps: int = option(10, "Inner steps at validation and test.", min=0, aliases=("--inner-steps-eval",))
     inner_lr: float = option(0.01, "Inner-loop learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
+    lr_schedule: str = option(
+        "halve",
+        "Outer lr schedule: halve (every --lr-halve-every iterations down to --min-lr; section 5.4) or cosine "
+        "(annealed to --min-lr over --iterations; MAML++).",
+        choices=OUTER_SCHEDULES,
+    )
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", above=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
+    first_order_iterations: int = option(
+        0,
+        "First order for this many first iterations, then second order (MAML++'s derivative-order annealing; 0: off).",
+        min=0,
+    )
     inner_checkpoint: int = option(
         0,
         "Second order: keep every N-th adapted state of the inner loop and recompute the "
@@ -327,6 +338,8 @@ class MetaTrainConfig(RunOptions):
             raise UserError(
                 f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr"
             )
+        if self.first_order and self.first_order_iterations:
+            raise UserError("--first-order-iterations switches from first to second order; drop it or --first-order")
         if len(set(self.test)) != len(self.test):
             raise UserError(f"--test lists a dataset twice: {','.join(self.test)}")
         if self.select_on == "target" and not self.test:

@@ -9,7 +9,7 @@ meta-step is computed; :class:`MamlSettings` what a checkpoint records of its MA
 from metahyper.meta.backends import BACKENDS, Backend, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
 from metahyper.meta.inner_loop import autograd_grad, functorch_grad, inner_loop
-from metahyper.meta.maml import MAML, MetaStepResult, make_outer_optimizer
+from metahyper.meta.maml import MAML, OUTER_SCHEDULES, MetaStepResult, make_outer_optimizer
 from metahyper.meta.rules import INNER_RULES, InnerRule
 from metahyper.meta.settings import MamlSettings
 
@@ -18,6 +18,7 @@ __all__ = [
     "BN_MODES",
     "INNER_RULES",
     "MAML",
+    "OUTER_SCHEDULES",
     "InnerRule",
     "MamlSettings",
     "Backend",

@@ -275,17 +275,29 @@ def _without_autocast(observe: Observer, device: str) -> Observer:
     return call
 
 
+OUTER_SCHEDULES = ("halve", "cosine")
+
+
 def make_outer_optimizer(
     params: Iterable[nn.Parameter],
     lr: float = 1e-3,
     halve_every: int = 1000,
     min_lr: float = 1e-4,
-) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LambdaLR]:
-    """Adam over ``params``, lr halved every ``halve_every`` scheduler steps (call
-    ``scheduler.step()`` once per meta-iteration) down to ``min_lr`` (paper section 5.4, after
-    Sun et al. 2019)."""
+    schedule: str = "halve",
+    total: int | None = None,
+) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam over ``params`` and its schedule (call ``scheduler.step()`` once per meta-iteration):
+    ``"halve"``, lr halved every ``halve_every`` steps down to ``min_lr`` (paper section 5.4,
+    after Sun et al. 2019); ``"cosine"``, cosine annealing from ``lr`` to ``min_lr`` over ``total``
+    steps (MAML++, Antoniou et al. 2019, whose code anneals over its epochs)."""
     if not (lr > 0 and min_lr > 0 and halve_every >= 1):
         raise UserError(f"need lr > 0, min_lr > 0, halve_every >= 1; got {lr}, {min_lr}, {halve_every}")
+    if schedule not in OUTER_SCHEDULES or (schedule == "cosine" and not (total and total >= 1)):
+        raise UserError(
+            f"outer schedule must be one of {', '.join(OUTER_SCHEDULES)} (cosine with total >= 1), got {schedule!r}"
+        )
     opt = torch.optim.Adam(list(params), lr=lr)
+    if schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=min(min_lr, lr))
     floor = min(1.0, min_lr / lr)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda it: max(0.5 ** (it // halve_every), floor))

@@ -186,7 +186,7 @@ class MetaTrainer(Trainer):
             )
         self.outer = self.maml.outer_parameters()
         self.optimizer, self.scheduler = make_outer_optimizer(
-            self.outer, lr=cfg.outer_lr, halve_every=cfg.lr_halve_every, min_lr=cfg.min_lr
+            self.outer, cfg.outer_lr, cfg.lr_halve_every, cfg.min_lr, cfg.lr_schedule, total=cfg.iterations
         )
         self.movement = WeightMovement(model)  # Figure 4, observed per task of each meta-step
 
@@ -222,7 +222,10 @@ class MetaTrainer(Trainer):
         cfg, curves = self.cfg, self.state.logs["curves"]
         tasks = [t.to(self.device, non_blocking=True) for t in next(self.batches)]
         self.optimizer.zero_grad(set_to_none=True)
-        result = self.maml.meta_step(tasks, loss_scale=1.0 / cfg.meta_batch, observers=[self.movement])
+        first_order = cfg.first_order or it < cfg.first_order_iterations  # MAML++'s derivative-order annealing
+        result = self.maml.meta_step(
+            tasks, first_order=first_order, loss_scale=1.0 / cfg.meta_batch, observers=[self.movement]
+        )
         moves = self.movement.pop()
         all_reduce_grads(self.outer, self.ctx)
         curves["lr"][it] = self.optimizer.param_groups[0]["lr"]

@@ -88,13 +88,16 @@ def _same(spec_path: bool, saved: Any, now: Any) -> bool:
 
 def check_resume_compatible(run_dir: str | Path, cfg: Any) -> None:
     """--resume must repeat the original options (except those in :data:`RESUME_FREE`; path
-    options compare as resolved paths)."""
+    options compare as resolved paths; an option the stored config lacks, added since, compares
+    as its default; renamed options compare under their current names)."""
     from metahyper.options import specs
 
     saved = type(cfg).upgrade(read_config(run_dir))
     now = config_dict(cfg)
     paths = {s.name for s in specs(type(cfg)) if s.opt.path}
-    diff = [k for k in now if k not in RESUME_FREE and not _same(k in paths, saved.get(k), now[k])]
+    # an option added since the run was written ran with its default
+    defaults = {s.name: s.default for s in specs(type(cfg))}
+    diff = [k for k in now if k not in RESUME_FREE and not _same(k in paths, saved.get(k, defaults.get(k)), now[k])]
     if diff:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in diff[:3])
         raise UserError(

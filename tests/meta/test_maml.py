@@ -266,6 +266,23 @@ def test_outer_optimizer_schedule():
         make_outer_optimizer(model.parameters(), lr=0.0)
 
 
+def test_outer_cosine_schedule_anneals_to_min_lr():
+    """MAML++'s cosine annealing: lr_t = min + (lr - min) (1 + cos(pi t / T)) / 2."""
+    import math
+
+    model = build_model("wrn-10-1", num_classes=WAYS)
+    opt, sched = make_outer_optimizer(model.parameters(), lr=1e-3, min_lr=1e-5, schedule="cosine", total=10)
+    seen = []
+    for _ in range(11):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(11)]
+    assert seen == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(UserError, match="outer schedule must be one of halve, cosine"):
+        make_outer_optimizer(model.parameters(), schedule="cosine")
+
+
 # (3) first order and evaluation keep no graph --------------------------------------------------
 
 

@@ -213,3 +213,26 @@ def test_learned_inner_rates_are_trained_saved_evaluated_and_resumed(glyph_root,
                    data_root=str(glyph_root), device="cpu", progress=False, output=str(tmp_path / "e.json"))
     )  # fmt: skip
     assert result.settings["inner_rule"] == rule
+
+
+def test_derivative_order_annealing_and_cosine_schedule(glyph_root, pretrained, tmp_path, monkeypatch):
+    """--first-order-iterations N: first order for the first N iterations, then second order;
+    --lr-schedule cosine: the logged lr follows the cosine from --outer-lr to --min-lr."""
+    import math
+
+    from metahyper.meta import MAML
+
+    orders, step = [], MAML.meta_step
+
+    def spy(self, tasks, **kw):
+        orders.append(kw["first_order"])
+        return step(self, tasks, **kw)
+
+    monkeypatch.setattr(MAML, "meta_step", spy)
+    kw = dict(iterations=4, first_order_iterations=2, lr_schedule="cosine", outer_lr=1e-3, min_lr=1e-4)
+    meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "meta", **kw))
+    assert orders == [True, True, False, False]
+    lrs = [float(r["lr"]) for r in read_csv(tmp_path / "meta" / "train.csv")]
+    assert lrs == pytest.approx([1e-4 + 9e-4 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)], rel=1e-6)
+    with pytest.raises(UserError, match="--first-order-iterations switches from first to second order"):
+        _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "x", first_order=True, first_order_iterations=2)

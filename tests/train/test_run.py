@@ -67,3 +67,19 @@ def test_other_ranks_write_nothing(tmp_path):
     run.write_text("x.txt", "x")
     run.save_last(build_model("wrn-10-1", num_classes=3), {})
     assert not out.exists()
+
+
+def test_resume_of_a_run_written_before_an_option_existed_or_was_renamed(tmp_path):
+    """A config.json without a later option (it ran with the default) or under a former key still
+    resumes with the same options; a different value is still refused."""
+    out = tmp_path / "run"
+    run = Run(out, _cfg(out))
+    run.start()
+    run.save_last(build_model("wrn-10-1", num_classes=3), {})
+    stored = json.loads((out / "config.json").read_text())
+    stored.pop("pad_mode")  # as if written before --pad-mode existed
+    stored["d"] = stored.pop("d")  # --d: renamed flag, same key
+    (out / "config.json").write_text(json.dumps(stored))
+    Run(out, _cfg(out, resume=True))
+    with pytest.raises(UserError, match="different options.*pad_mode"):
+        Run(out, _cfg(out, resume=True, pad_mode="zeros"))
