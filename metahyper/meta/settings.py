@@ -38,6 +38,12 @@ class MamlSettings:
     ways: int = 5
     shots: int = 1
 
+    def maml_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~metahyper.meta.MAML` these settings fix (the parameter
+        names of the groups, the backend and autocast are the caller's)."""
+        keys = ("inner_rule", "inner_lr", "inner_steps", "eval_inner_steps", "first_order", "bn", "inner_checkpoint")
+        return {k: getattr(self, k) for k in keys}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON- and ``torch.load(weights_only=True)``-safe: lists, numbers, strings."""
         out = asdict(self)

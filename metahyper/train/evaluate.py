@@ -21,6 +21,7 @@ Methods:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -231,24 +232,15 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
             )
         torch.manual_seed(cfg.seed)
         model.reset_classifier(cfg.ways)  # pretrain-only: MAML from a fresh head
-    steps = cfg.eval_inner_steps if cfg.eval_inner_steps is not None else stored.eval_inner_steps
-    lr = cfg.inner_lr if cfg.inner_lr is not None else stored.inner_lr
-    bn = cfg.bn if cfg.bn is not None else stored.bn
-    groups = resolve_groups(model, stored.inner)
-    maml = MAML(
-        model,
-        inner=groups.inner,
-        inner_rule=stored.inner_rule,
-        inner_lr=lr,
-        inner_steps=stored.inner_steps,
-        eval_inner_steps=steps,
-        bn=bn,
-        backend=cfg.backend,
-    )
+    given = {"eval_inner_steps": cfg.eval_inner_steps, "inner_lr": cfg.inner_lr, "bn": cfg.bn}
+    # evaluation keeps no graph: the training-only recompute interval would only bind the backend
+    used = dataclasses.replace(stored, inner_checkpoint=0, **{k: v for k, v in given.items() if v is not None})
+    groups = resolve_groups(model, used.inner)
+    maml = MAML(model, inner=groups.inner, backend=cfg.backend, **used.maml_kwargs())
     if "inner_rule" in extra:
         maml.inner_rule.load_state_dict(extra["inner_rule"])
-    settings = {"inner_steps": steps, "inner_lr": lr, "bn": bn, "inner": list(groups.inner_groups)}
-    return maml, {**settings, "inner_rule": stored.inner_rule, "backend": cfg.backend}
+    settings = {"inner_steps": used.eval_inner_steps, "inner_lr": used.inner_lr, "bn": used.bn}
+    return maml, {**settings, "inner": list(groups.inner_groups), "inner_rule": used.inner_rule, "backend": cfg.backend}
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:

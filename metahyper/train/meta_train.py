@@ -169,15 +169,9 @@ class MetaTrainer(Trainer):
             model,
             inner=groups.inner,
             outer=groups.outer,
-            inner_rule=cfg.inner_rule,
-            inner_lr=cfg.inner_lr,
-            inner_steps=cfg.inner_steps,
-            eval_inner_steps=cfg.eval_inner_steps,
-            first_order=cfg.first_order,
-            bn=cfg.bn,
             backend=cfg.backend,
             autocast=AUTOCAST[cfg.autocast],
-            inner_checkpoint=cfg.inner_checkpoint,
+            **self.settings.maml_kwargs(),
         )
         if cfg.inner_checkpoint and cfg.first_order and self.is_main:
             warnings.warn(
