@@ -22,8 +22,9 @@ from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES, OUTER_SCHEDULES
 from metahyper.meta.rules import INNER_RULES
-from metahyper.models import GROUPS, STEMS
-from metahyper.options import Options, option, required
+from metahyper.models import GROUP_NAMES, STEMS
+from metahyper.options import Options, option, required, specs
+from metahyper.train.meta_learner import HEADS
 
 DATASETS = tuple(LAYOUTS)  # built-in; user datasets (`prepare folder`) are found under the data root
 PRETRAIN_ONLY = ("imagenet",)  # read from an ImageNet folder by torchvision (metahyper.data.imagenet)
@@ -32,6 +33,17 @@ PRETRAIN_ONLY = ("imagenet",)  # read from an ImageNet folder by torchvision (me
 # its weight decay reads "x10^-4" (the digit is lost in our copy of the text): 1e-4, He et al.
 # (2016)'s, whose architecture it uses. Batch 256: He et al.'s too (the paper gives none).
 IMAGENET_RECIPE = {"epochs": 100, "milestones": [30, 60, 90], "gamma": 0.1, "weight_decay": 1e-4, "batch_size": 256}
+# --algorithm: the options each preset sets, where the command line (or Python) leaves them at
+# their defaults. ANIL (Raghu et al. 2020): only the head adapts; BOIL (Oh et al. 2021): only the
+# body adapts (hyper models: the embeddings), the head is learned in the outer loop only; Meta-SGD
+# (Li et al. 2017): a learned rate per element of every adapted parameter.
+ALGORITHMS: dict[str, dict[str, object]] = {
+    "maml": {},
+    "fomaml": {"first_order": True},
+    "anil": {"inner": ["classifier"]},
+    "boil": {"inner": ["body"]},
+    "meta-sgd": {"inner_rule": "meta-sgd"},
+}
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
@@ -267,6 +279,19 @@ class MetaTrainConfig(RunOptions):
         "model (last).",
         choices=SELECT_RULES,
     )
+    algorithm: str = option(
+        "maml",
+        "Preset of the MAML family: maml, fomaml (first order), anil (only the head adapts), boil (only the body "
+        "adapts), meta-sgd (learned per-element inner rates). It sets the options left at their defaults; "
+        "options given explicitly override it.",
+        choices=tuple(ALGORITHMS),
+    )
+    head: str = option(
+        "learned",
+        "Classifier at the start of each task: the meta-learned one, or zero (Ye & Chao 2022: invariant to the "
+        "order of the task's labels).",
+        choices=HEADS,
+    )
     ways: int = ways_opt()
     shots: int = shots_opt()
     queries: int = queries_opt()
@@ -310,12 +335,15 @@ class MetaTrainConfig(RunOptions):
         choices=tuple(k for k in AUTOCAST if k),
     )
     inner: list[str] | None = option(
-        None, "Groups adapted in the inner loop, e.g. embeddings,classifier (default: by model kind).", choices=GROUPS
+        None,
+        "Groups adapted in the inner loop, e.g. embeddings,classifier; body: embeddings (hyper) or backbone "
+        "(plain) (default: by model kind).",
+        choices=GROUP_NAMES,
     )
     outer: list[str] | None = option(
         None,
         "Groups learned in the outer loop, e.g. hypernetworks,classifier,backbone (default: by model kind).",
-        choices=GROUPS,
+        choices=GROUP_NAMES,
     )
     val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
     val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
@@ -326,6 +354,14 @@ class MetaTrainConfig(RunOptions):
     resume: bool = resume_opt("Continue the run in --out exactly (same episodes, optimiser and RNG state).")
 
     stage = "meta-train"
+
+    def __post_init__(self) -> None:
+        if self.algorithm in ALGORITHMS:  # an unknown name is refused by validate()
+            defaults = {s.name: s.default for s in specs(type(self))}
+            for name, value in ALGORITHMS[self.algorithm].items():
+                if getattr(self, name) == defaults[name]:
+                    setattr(self, name, value)
+        super().__post_init__()
 
     def validate(self) -> None:
         if isinstance(self.test, str):  # one name or a comma list (config.json of earlier versions)

@@ -14,7 +14,7 @@ from metahyper.cli import main
 from metahyper.config import DemoConfig, EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES
-from metahyper.models import GROUPS
+from metahyper.models import GROUP_NAMES
 from metahyper.options import specs
 
 COMMANDS = {"pretrain": PretrainConfig, "meta-train": MetaTrainConfig, "eval": EvalConfig, "demo": DemoConfig}
@@ -95,7 +95,7 @@ def test_every_field_is_one_option_with_the_fields_default(command, built):
 def test_option_names_and_choices_come_from_their_owners():
     opts = {s.name: s for s in specs(MetaTrainConfig)}
     assert opts["backend"].opt.choices == tuple(BACKENDS) and opts["bn"].opt.choices == BN_MODES
-    assert opts["inner"].opt.choices == opts["outer"].opt.choices == GROUPS
+    assert opts["inner"].opt.choices == opts["outer"].opt.choices == GROUP_NAMES  # the groups and "body"
     assert (opts["num_workers"].flag, opts["progress"].flag) == ("--workers", "--quiet")
     assert {s.name: s.opt.choices for s in specs(EvalConfig)}["bn"] == BN_MODES
 

@@ -94,6 +94,15 @@ def _check(backend: Any, bn: str, autocast: Any, inner_lr: Any, inner_steps: int
         raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_inner_steps}")
 
 
+def _zero_init(names: Iterable[str], inner: Sequence[str]) -> tuple[str, ...]:
+    """The zero-initialised parameters: inner ones (a :class:`UserError` otherwise), model order."""
+    names = set(names)
+    if names - set(inner):
+        raise UserError(f"zero_init parameter(s) {sorted(names - set(inner))[:3]} are not inner parameters; a "
+                        "zero-initialised parameter must adapt in the inner loop")  # fmt: skip
+    return tuple(n for n in inner if n in names)
+
+
 def _build_rule(
     rule: str | type[InnerRule] | InnerRule, model: nn.Module, inner: Sequence[str], lr: float, steps: int
 ) -> InnerRule:
@@ -128,7 +137,10 @@ class MAML(nn.Module):
     dtype); ``inner_checkpoint`` (second order; :func:`checkpoint_interval`) keeps only every N-th
     adapted state of the inner loop and recomputes the steps between them in the backward: peak
     memory about constant in the inner steps instead of linear, same meta-gradient, more time
-    (backend ``vmap``: not supported). Flags given here can be overridden per call.
+    (backend ``vmap``: not supported). ``zero_init``: inner parameters set to zero before each
+    task's inner loop (e.g. the classifier: Ye & Chao 2022's zero-initialised head, which makes
+    MAML invariant to the order of a task's labels); they have no initialisation to learn, so
+    they are left out of the outer parameters. Flags given here can be overridden per call.
     """
 
     def __init__(
@@ -146,18 +158,22 @@ class MAML(nn.Module):
         backend: str | type[Backend] = "func",
         autocast: torch.dtype | None = None,
         inner_checkpoint: bool | int = False,
+        zero_init: Iterable[str] = (),
     ) -> None:
         super().__init__()
         _check(backend, bn, autocast, inner_lr, inner_steps, eval_inner_steps)
         self.model = model
         self.inner_params = _names(model, inner, "inner")
-        self.outer_params = _names(model, outer, "outer")
+        self.zero_init = _zero_init(zero_init, self.inner_params)
+        self.outer_params = tuple(n for n in _names(model, outer, "outer") if n not in self.zero_init)
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.first_order, self.bn, self.autocast = first_order, bn, autocast
         self.inner_checkpoint = checkpoint_interval(inner_checkpoint)
         self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps)
         backend_cls = BACKENDS[backend] if isinstance(backend, str) else backend
-        self.backend = backend_cls(model, self.inner_params, self.outer_params, self.inner_rule, self._settings)
+        self.backend = backend_cls(
+            model, self.inner_params, self.outer_params, self.inner_rule, self._settings, zero_init=self.zero_init
+        )
         self._inner_checkpoint(None, not first_order)  # a backend that cannot checkpoint: fail here already
 
     def forward(self, x: Tensor) -> Tensor:

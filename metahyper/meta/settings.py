@@ -37,6 +37,8 @@ class MamlSettings:
     inner_checkpoint: int = 0
     ways: int = 5
     shots: int = 1
+    head: str = "learned"  # "zero": the classifier starts every task at zero
+    algorithm: str = "maml"  # the preset the run was configured by (its options are the fields above)
 
     def maml_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`~metahyper.meta.MAML` these settings fix (the parameter

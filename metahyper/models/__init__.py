@@ -7,6 +7,7 @@ meta-learner select; ``to_plain`` exports a hyper network to its plain architect
 from metahyper.models.convert import to_plain
 from metahyper.models.groups import (
     GENERATED_L2,
+    GROUP_NAMES,
     GROUPS,
     WEIGHT_DECAY,
     default_groups,
@@ -27,6 +28,7 @@ from metahyper.models.resnet import STEMS, ResNet
 
 __all__ = [
     "GENERATED_L2",
+    "GROUP_NAMES",
     "GROUPS",
     "STEMS",
     "WEIGHT_DECAY",

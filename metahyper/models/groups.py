@@ -29,6 +29,9 @@ from metahyper.errors import UserError
 from metahyper.models.layers import HyperConv2d, HyperNetwork
 
 GROUPS = ("embeddings", "hypernetworks", "classifier", "backbone")
+# "body": what adapts besides the head in BOIL (Oh et al. 2021): the embeddings of a hyper model
+# (the hypernetworks are meta-learned, Algorithm 2), the backbone of a plain one
+GROUP_NAMES = (*GROUPS, "body")
 HYPER_INNER = ("embeddings", "classifier")
 HYPER_OUTER = ("hypernetworks", "classifier", "backbone")
 PLAIN_INNER = PLAIN_OUTER = ("backbone", "classifier")
@@ -61,9 +64,9 @@ def _parse_groups(groups: str | Sequence[str] | None, what: str) -> tuple[str, .
     if isinstance(groups, str):
         groups = [g for g in groups.replace(" ", "").split(",") if g]
     groups = tuple(dict.fromkeys(groups))  # unique, in order
-    unknown = [g for g in groups if g not in GROUPS]
+    unknown = [g for g in groups if g not in GROUP_NAMES]
     if unknown:
-        raise UserError(f"unknown {what} parameter group(s) {unknown}; choose from {', '.join(GROUPS)}")
+        raise UserError(f"unknown {what} parameter group(s) {unknown}; choose from {', '.join(GROUP_NAMES)}")
     if not groups:
         raise UserError(f"no {what} parameter groups given; name at least one of {', '.join(GROUPS)}")
     return groups
@@ -94,12 +97,15 @@ def resolve_groups(
     outer_groups: str | Sequence[str] | None = None,
 ) -> GroupSelection:
     """The :class:`GroupSelection` of ``inner_groups`` / ``outer_groups`` in ``model`` (None:
-    :func:`default_groups`). Raises
+    :func:`default_groups`; ``body``: ``embeddings`` of a hyper model, ``backbone`` of a plain one). Raises
     :class:`UserError` on unknown groups or on a group with no trainable parameter in this model
     (e.g. ``embeddings`` of a plain or a compressed network)."""
     d_inner, d_outer = default_groups(model)
-    inner = _parse_groups(inner_groups, "inner") or d_inner
-    outer = _parse_groups(outer_groups, "outer") or d_outer
+    body = "embeddings" if d_inner == HYPER_INNER else "backbone"
+    inner, outer = (
+        tuple(dict.fromkeys(body if g == "body" else g for g in _parse_groups(groups, what) or default))
+        for groups, what, default in ((inner_groups, "inner", d_inner), (outer_groups, "outer", d_outer))
+    )
     present = {group_of(n) for n, p in model.named_parameters() if p.requires_grad}
     kind = "hyper" if d_inner == HYPER_INNER else "plain"
     for what, groups in (("inner", inner), ("outer", outer)):

@@ -43,6 +43,7 @@ from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
 from metahyper.train.memory import check_step
+from metahyper.train.meta_learner import build_maml
 from metahyper.train.outputs import check_output
 from metahyper.train.run import CONFIG_FILE, config_dict
 
@@ -235,12 +236,16 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
     given = {"eval_inner_steps": cfg.eval_inner_steps, "inner_lr": cfg.inner_lr, "bn": cfg.bn}
     # evaluation keeps no graph: the training-only recompute interval would only bind the backend
     used = dataclasses.replace(stored, inner_checkpoint=0, **{k: v for k, v in given.items() if v is not None})
-    groups = resolve_groups(model, used.inner)
-    maml = MAML(model, inner=groups.inner, backend=cfg.backend, **used.maml_kwargs())
+    maml = build_maml(model, used, cfg.backend)
     if "inner_rule" in extra:
         maml.inner_rule.load_state_dict(extra["inner_rule"])
-    settings = {"inner_steps": used.eval_inner_steps, "inner_lr": used.inner_lr, "bn": used.bn}
-    return maml, {**settings, "inner": list(groups.inner_groups), "inner_rule": used.inner_rule, "backend": cfg.backend}
+    settings = {
+        "inner_steps": used.eval_inner_steps,
+        "inner_lr": used.inner_lr,
+        "bn": used.bn,
+        "inner": list(used.inner),
+    }
+    return maml, {**settings, "inner_rule": used.inner_rule, "head": used.head, "backend": cfg.backend}
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:

@@ -46,13 +46,14 @@ import torch
 
 from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
-from metahyper.meta import MAML, MamlSettings, make_outer_optimizer
+from metahyper.meta import MamlSettings, make_outer_optimizer
 from metahyper.models import WeightMovement, resolve_groups
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import Checkpoint, load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.memory import check_step
+from metahyper.train.meta_learner import build_maml
 from metahyper.train.run import check_finite
 from metahyper.train.trainer import Trainer, TrainState
 
@@ -164,15 +165,10 @@ class MetaTrainer(Trainer):
             inner_checkpoint=cfg.inner_checkpoint,
             ways=cfg.ways,
             shots=cfg.shots,
+            head=cfg.head,
+            algorithm=cfg.algorithm,
         )
-        self.maml = MAML(
-            model,
-            inner=groups.inner,
-            outer=groups.outer,
-            backend=cfg.backend,
-            autocast=AUTOCAST[cfg.autocast],
-            **self.settings.maml_kwargs(),
-        )
+        self.maml = build_maml(model, self.settings, cfg.backend, AUTOCAST[cfg.autocast])
         if cfg.inner_checkpoint and cfg.first_order and self.is_main:
             warnings.warn(
                 "--inner-checkpoint changes nothing with --first-order (first order keeps no inner-loop graph)",

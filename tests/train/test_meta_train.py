@@ -236,3 +236,48 @@ def test_derivative_order_annealing_and_cosine_schedule(glyph_root, pretrained, 
     assert lrs == pytest.approx([1e-4 + 9e-4 * (1 + math.cos(math.pi * t / 4)) / 2 for t in range(4)], rel=1e-6)
     with pytest.raises(UserError, match="--first-order-iterations switches from first to second order"):
         _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "x", first_order=True, first_order_iterations=2)
+
+
+PRESETS = {  # --algorithm (and --head): what the checkpoint records of the meta-learner
+    "maml": {"first_order": False, "inner_rule": "sgd"},
+    "fomaml": {"first_order": True},
+    "anil": {"inner": ["classifier"]},
+    "boil": {"inner": ["embeddings"]},  # the body of a hyper model
+    "meta-sgd": {"inner_rule": "meta-sgd"},
+}
+
+
+@pytest.mark.parametrize("head", ["learned", "zero"])
+@pytest.mark.parametrize("algorithm", sorted(PRESETS))
+def test_each_algorithm_meta_trains_evaluates_and_resumes_bit_identically(
+    glyph_root, pretrained, tmp_path, algorithm, head
+):
+    from metahyper.config import EvalConfig
+    from metahyper.train.evaluate import evaluate
+
+    if head == "zero" and algorithm == "boil":  # BOIL keeps the head out of the inner loop
+        with pytest.raises(UserError, match="--head zero restarts the classifier"):
+            meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "x", algorithm="boil", head="zero"))
+        return
+    kw = dict(algorithm=algorithm, head=head, iterations=3, save_every=2, val_every=3, val_episodes=2)
+    init = pretrained["hyper-wrn-10-1"]
+    meta_train(_cfg(glyph_root, init, tmp_path / "full", **kw))
+
+    def stop(it):
+        if it == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        meta_train(_cfg(glyph_root, init, tmp_path / "cut", **kw), on_step=stop)
+    meta_train(_cfg(glyph_root, init, tmp_path / "cut", resume=True, **kw))
+    full, cut = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(v, cut.state_dict[k]) for k, v in full.state_dict.items())
+    assert all(torch.equal(v, cut.extra["inner_rule"][k]) for k, v in full.extra["inner_rule"].items())
+    stored = full.extra["maml"]
+    assert stored["algorithm"] == algorithm and stored["head"] == head
+    assert {k: stored[k] for k in PRESETS[algorithm]} == PRESETS[algorithm]
+    result = evaluate(
+        EvalConfig(checkpoint=str(tmp_path / "full"), dataset="glyphs-b", shots=1, ways=3, queries=2, episodes=2,
+                   data_root=str(glyph_root), device="cpu", progress=False, output=str(tmp_path / "e.json"))
+    )  # fmt: skip
+    assert result.settings["head"] == head and result.settings["inner"] == list(stored["inner"])

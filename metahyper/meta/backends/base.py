@@ -77,7 +77,8 @@ def accuracy(logits: Tensor, y: Tensor) -> float:
 class Backend:
     """Tasks one by one through :func:`torch.func.functional_call` and :func:`autograd_grad`.
 
-    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``;
+    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``
+    (``zero_init``: inner ones that start every task at zero);
     ``rule``: the inner update rule; ``settings()``: the context every computation of a call runs
     in (BatchNorm mode, autocast, grad mode: :class:`~metahyper.meta.MAML` passes its own), entered
     again around each recomputation of a checkpointed inner segment.
@@ -94,9 +95,10 @@ class Backend:
         outer: Sequence[str],
         rule: InnerRule,
         settings: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        zero_init: Sequence[str] = (),
     ) -> None:
         self.model, self.inner, self.outer, self.rule, self.settings = model, tuple(inner), tuple(outer), rule, settings
-        self._outer_set = frozenset(outer)
+        self._outer_set, self.zero_init = frozenset(outer), frozenset(zero_init)
 
     def learned(self) -> list[Tensor]:
         """What the meta-gradient reaches: the outer parameters, then the rule's learned ones."""
@@ -109,10 +111,13 @@ class Backend:
         """``(starting inner parameters, constants of the inner forwards)``. An inner parameter that
         is also outer starts as the Parameter itself (graph kept) outside evaluation; inner-only ones
         start as detached leaves (no gradient reaches them). Every other parameter is a detached
-        constant, except outer ones in second order (their graph is needed)."""
+        constant, except outer ones in second order (their graph is needed). Parameters in
+        ``zero_init`` start every task at zero."""
         start, constants = {}, {}
         for n, p in self.model.named_parameters():
-            if n in self.inner:
+            if n in self.zero_init:
+                start[n] = torch.zeros_like(p).requires_grad_(mode is Mode.SECOND)
+            elif n in self.inner:
                 start[n] = (
                     p
                     if (mode is not Mode.EVAL and n in self._outer_set)
