@@ -312,10 +312,18 @@ def eval_cmd(**options) -> None:
 )
 @click.option("--paper-layers", is_flag=True, help="The paper's three Figure 4 layers.")
 @click.option("--smooth", default=1, show_default=True, help="Moving-average window (iterations).")
-def movement_plot_cmd(runs, output, layers, paper_layers, smooth) -> None:
+@click.option(
+    "--rates",
+    is_flag=True,
+    help="Instead: the learned inner rates (meta-sgd, lslr), a heat map.",
+)
+def movement_plot_cmd(runs, output, layers, paper_layers, smooth, rates) -> None:
     """Inner-loop weight movement per iteration (paper Figure 4), one line per meta-train run."""
-    from metahyper.plots import movement_plot
+    from metahyper.plots import movement_plot, rates_plot
 
+    if rates:
+        click.echo(f"wrote {rates_plot(runs, output)}")
+        return
     click.echo(f"wrote {movement_plot(runs, output, list(layers) or None, smooth=smooth, paper_layers=paper_layers)}")
 
 

@@ -311,6 +311,15 @@ class MetaTrainConfig(RunOptions):
     lr_halve_every: int = option(1000, "Halve the outer lr every this many iterations ...", min=1)
     min_lr: float = option(1e-4, "... down to this.", above=0)
     first_order: bool = option(False, "First-order MAML (default: second order).")
+    msl_epochs: int = option(
+        0,
+        "Multi-step loss (MAML++): the query losses after every inner step, weighted from uniform to the final "
+        "step over this many epochs, then the final loss only (0: off; MAML++ uses 15).",
+        min=0,
+    )
+    iterations_per_epoch: int = option(
+        500, "Iterations of one epoch of --msl-epochs (MAML++'s total_iter_per_epoch).", min=1
+    )
     first_order_iterations: int = option(
         0,
         "First order for this many first iterations, then second order (MAML++'s derivative-order annealing; 0: off).",
@@ -373,6 +382,11 @@ class MetaTrainConfig(RunOptions):
         if self.min_lr > self.outer_lr:
             raise UserError(
                 f"--min-lr {self.min_lr} is above --outer-lr {self.outer_lr}; the lr only halves down to --min-lr"
+            )
+        if self.msl_epochs and self.inner_checkpoint and not self.first_order:
+            raise UserError(
+                "--msl-epochs keeps the graph of every inner step for its query losses, so --inner-checkpoint cannot "
+                "hold memory flat; drop one of them"
             )
         if self.first_order and self.first_order_iterations:
             raise UserError("--first-order-iterations switches from first to second order; drop it or --first-order")

@@ -5,6 +5,8 @@
 * :func:`curves_plot` (Figures 2, 3, 5): validation accuracy (meta-train runs: per validation
   point with the 95% CI band, Figure 5; pretrain runs: per epoch, Figure 3), training loss, and for
   pretrain runs the ratio ``||P|| / ||grad P||`` per stage of one parameter group (Figure 2).
+* :func:`rates_plot`: the learned inner rates of ``meta-sgd`` / ``lslr`` runs as a heat map, one
+  row per adapted parameter, one column per inner step (``meta-sgd``: its mean over the elements).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from matplotlib.figure import Figure
 from metahyper.errors import UserError
 from metahyper.io import atomic_path, read_csv
 from metahyper.models import ModelConfig, layer_label
+from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.outputs import check_output
 from metahyper.train.run import read_config
 
@@ -286,3 +289,33 @@ def curves_figure(run_dirs: Sequence[str | Path], ratio_group: str | None = None
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     return fig
+
+
+def learned_rates(run_dir: str | Path) -> tuple[str, list[str], np.ndarray]:
+    """``(inner rule, adapted parameter names, rates)`` of the checkpoint a run directory selects
+    (``best.pt``, else ``last.pt``): one row per parameter, ``lslr`` one column per step,
+    ``meta-sgd`` one column (the mean of the parameter's per-element rates)."""
+    ckpt = load_checkpoint(run_dir)
+    rule = (ckpt.extra.get("maml") or {}).get("inner_rule", "sgd")
+    state = ckpt.extra.get("inner_rule") or {}
+    rates = {k.removeprefix("lrs.").replace("/", "."): v for k, v in state.items() if k.startswith("lrs.")}
+    if not rates:
+        raise UserError(f"{run_dir}: its inner rule {rule!r} learns no rates; --rates takes meta-sgd or lslr runs")
+    rows = [v.double().mean().reshape(1) if rule == "meta-sgd" else v.double().reshape(-1) for v in rates.values()]
+    return rule, list(rates), np.stack([r.numpy() for r in rows])
+
+
+def rates_plot(run_dirs: Sequence[str | Path], output: str | Path) -> Path:
+    """The learned inner rates of each run (:func:`learned_rates`) as heat maps, one panel per run."""
+    _check_plot(output, 1)
+    fig, axes = _grid(len(run_dirs), width=5.5, height=4.0)
+    for ax, run_dir in zip(axes, run_dirs):
+        rule, names, rates = learned_rates(run_dir)
+        image = ax.imshow(rates, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_xticks(range(rates.shape[1]), [str(k) for k in range(rates.shape[1])] if rule == "lslr" else ["mean"])
+        ax.set_xlabel("inner step" if rule == "lslr" else "over the elements")
+        ax.set_title(f"{Path(run_dir).name}: {rule}", fontsize=10)
+        fig.colorbar(image, ax=ax, label="inner learning rate")
+    fig.suptitle("Learned inner learning rates")
+    return _save(fig, output)

@@ -135,3 +135,32 @@ def test_validation_panel_names_the_validated_dataset():
     assert _validated_on({"train": "fc100", "test": ["miniimagenet"], "select_on": "source"}) == "fc100"
     assert _validated_on({"train": "fc100", "test": ["miniimagenet"], "select_on": "target"}) == "miniimagenet"
     assert _validated_on({"train": "fc100", "test": "miniimagenet"}) == "miniimagenet"  # runs before --select-on
+
+
+def test_learned_rates_heat_map(tmp_path):
+    """--rates: one row per adapted parameter, one column per step (lslr) or the mean (meta-sgd),
+    read from the run's best.pt; a run without learned rates is a one-line error."""
+    import torch
+
+    from metahyper.models import build_model
+    from metahyper.plots import learned_rates
+    from metahyper.train.checkpoint import save_checkpoint
+
+    model = build_model("wrn-10-1", num_classes=3)
+    lslr = {"lrs.fc/weight": torch.tensor([0.1, 0.2, 0.3]), "lrs.fc/bias": torch.tensor([0.4, 0.5, 0.6])}
+    sgd = {"lrs.fc/weight": torch.full((3, 64), 0.25), "lrs.fc/bias": torch.full((3,), 0.5)}
+    for name, rule, state in (("lslr", "lslr", lslr), ("msgd", "meta-sgd", sgd), ("plain", "sgd", {})):
+        (tmp_path / name).mkdir()
+        save_checkpoint(tmp_path / name / "best.pt", model, stage="meta-train", maml={"inner_rule": rule},
+                        inner_rule=state)  # fmt: skip
+    rule, names, rates = learned_rates(tmp_path / "lslr")
+    assert rule == "lslr" and names == ["fc.weight", "fc.bias"]
+    assert np.allclose(rates, [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    assert np.allclose(learned_rates(tmp_path / "msgd")[2], [[0.25], [0.5]])
+    out = tmp_path / "rates.png"
+    res = CliRunner().invoke(main, ["movement-plot", str(tmp_path / "lslr"), str(tmp_path / "msgd"), "--rates",
+                                    "-o", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UserError, match="inner rule 'sgd' learns no rates"):
+        learned_rates(tmp_path / "plain")

@@ -31,7 +31,10 @@ class StockHigherBackend(Backend):
         scale: float,
         observers: Sequence[Observer],
         inner_checkpoint: int = 0,
+        step_weights: Sequence[float] | None = None,
     ) -> list[TaskOutcome]:
+        if step_weights is not None:
+            raise NotImplementedError("the stock higher baseline has no multi-step loss")
         named = dict(self.model.named_parameters())
         outcomes = []
         for i, task in enumerate(tasks):

@@ -142,16 +142,27 @@ def _checkpointed(
     return dict(zip(names, current[: len(names)]))
 
 
-def _first_order(step: Step, params: Mapping[str, Tensor], state: Params, steps: int) -> Params:
+def _first_order(step: Step, params: Mapping[str, Tensor], state: Params, steps: int, every_step: bool) -> list[Params]:
     """FOMAML: the steps on detached tensors, then ``p + (adapted - p).detach()`` (identity
-    Jacobian), or the detached adapted tensor where ``p`` does not require grad (evaluation)."""
-    if not steps:
-        return dict(params)
-    current, state = _detached(params), _detached(state)
+    Jacobian), or the detached adapted tensor where ``p`` does not require grad (evaluation); the
+    result after every step (``every_step``) or after the last."""
+    out, current, state = [dict(params)], _detached(params), _detached(state)
     for i in range(steps):
         current, state = step(current, state, i, False)
         current, state = _detached(current), _detached(state)
-    return {n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()}
+        if every_step or i == steps - 1:
+            out.append({n: p + (current[n] - p.detach()) if p.requires_grad else current[n] for n, p in params.items()})
+    return out[1:] if steps and every_step else out[-1:]
+
+
+def _with_graph(step: Callable[[Params, Params, int], tuple[Params, Params]], params: Mapping[str, Tensor],
+                state: Params, steps: int) -> list[Params]:  # fmt: skip
+    """The parameters after every step of ``step`` (``[params]`` for no step), graph kept."""
+    out, current = [dict(params)], dict(params)
+    for i in range(steps):
+        current, state = step(current, state, i)
+        out.append(current)
+    return out[1:] if steps else out
 
 
 def _stepper(rule: InnerRule, grad: GradFn, loss_of: Callable[[Params], Tensor]) -> Step:
@@ -174,7 +185,12 @@ def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
     return any(p.requires_grad for p in rule.parameters()) and any(p.requires_grad for p in params.values())
 
 
-def _check(steps: int, inner_checkpoint: int) -> None:
+def _check(steps: int, inner_checkpoint: int, trajectory: bool) -> None:
+    if trajectory and inner_checkpoint:
+        raise UserError(
+            "the parameters after every inner step (a multi-step loss) keep every step's graph: the checkpointed "
+            "inner loop cannot hold memory flat with them; drop the multi-step loss or inner_checkpoint"
+        )
     if steps < 0:
         raise UserError(f"inner steps must be >= 0, got {steps}")
     if inner_checkpoint < 0:
@@ -198,7 +214,8 @@ def inner_loop(
     inner_checkpoint: int = 0,
     captured: Sequence[Tensor] = (),
     recompute_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
-) -> Params:
+    trajectory: bool = False,
+) -> Params | list[Params]:
     """Adapt ``params`` by ``steps`` steps of ``rule`` (default: SGD at rate ``lr``) on
     ``loss_fn(forward(params, support_x), support_y)``; gradients are taken w.r.t. ``params`` only.
 
@@ -219,26 +236,26 @@ def inner_loop(
     through ``captured`` (gradients reach nothing else), they must be deterministic (no dropout),
     and ``recompute_context()`` must reproduce whatever else they depend on (kernel choice,
     BatchNorm flags). Raises :class:`UserError` for ``inner_checkpoint < 0``.
+
+    ``trajectory=True``: the list of the parameters after each step (``[params]`` for no step), as
+    the multi-step loss needs (:mod:`metahyper.meta.msl`); not with ``inner_checkpoint``.
     """
-    _check(steps, inner_checkpoint)
+    _check(steps, inner_checkpoint, trajectory)
     rule = SGD(params, lr, steps) if rule is None else rule
 
     def loss_of(current: Params) -> Tensor:
         return loss_fn(forward(current, support_x), support_y)
 
-    step = _stepper(rule, grad, loss_of)
-    state = rule.init_state(params)
-    if first_order and _learns_through_rule(rule, params):
-        current = dict(params)
-        for i in range(steps):  # the inner gradients are constants, the updates keep their graph
-            current, state = rule.step(current, grad(loss_of, _detached(current), False), i, state)
-        return current
-    if first_order:
-        return _first_order(step, params, state, steps)
-    if inner_checkpoint:
+    step, state = _stepper(rule, grad, loss_of), rule.init_state(params)
+    if first_order and _learns_through_rule(
+        rule, params
+    ):  # the inner gradients are constants, the updates keep their graph
+        done = _with_graph(lambda p, s, i: rule.step(p, grad(loss_of, _detached(p), False), i, s), params, state, steps)
+    elif first_order:
+        done = _first_order(step, params, state, steps, trajectory)
+    elif inner_checkpoint:
         captured = [*captured, *(p for p in rule.parameters() if p.requires_grad)]
-        return _checkpointed(step, dict(params), state, steps, inner_checkpoint, captured, recompute_context)
-    current = dict(params)
-    for i in range(steps):
-        current, state = step(current, state, i, True)
-    return current
+        done = [_checkpointed(step, dict(params), state, steps, inner_checkpoint, captured, recompute_context)]
+    else:
+        done = _with_graph(lambda p, s, i: step(p, s, i, True), params, state, steps)
+    return done if trajectory else done[-1]

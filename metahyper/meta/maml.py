@@ -94,6 +94,14 @@ def _check(backend: Any, bn: str, autocast: Any, inner_lr: Any, inner_steps: int
         raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_inner_steps}")
 
 
+def _check_weights(weights: Sequence[float], steps: int) -> list[float]:
+    """One finite non-negative weight per inner step, or a :class:`UserError`."""
+    weights = [float(w) for w in weights]
+    if len(weights) != steps or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise UserError(f"step_weights must be {steps} finite non-negative numbers (one per inner step), got {weights}")
+    return weights
+
+
 def _zero_init(names: Iterable[str], inner: Sequence[str]) -> tuple[str, ...]:
     """The zero-initialised parameters: inner ones (a :class:`UserError` otherwise), model order."""
     names = set(names)
@@ -250,11 +258,14 @@ class MAML(nn.Module):
         loss_scale: float | None = None,
         observers: Sequence[Observer] = (),
         inner_checkpoint: bool | int | None = None,
+        step_weights: Sequence[float] | None = None,
     ) -> MetaStepResult:
         """One meta-batch: adapt on each task's support set and backpropagate ``query loss *
         loss_scale`` (default ``1 / len(tasks)``) into ``.grad`` of the outer parameters. Each
         observer is called once per task with the task's adapted inner parameters (detached),
-        outside autocast."""
+        outside autocast. ``step_weights`` (one per inner step): the meta-loss is the weighted sum
+        of the query losses after every step instead (MAML++'s multi-step loss,
+        :func:`metahyper.meta.msl.msl_weights`); the reported loss stays the final query loss."""
         tasks = list(tasks)
         if not tasks:
             raise UserError("meta_step got no tasks; the meta-batch size must be >= 1")
@@ -264,8 +275,9 @@ class MAML(nn.Module):
         device = next(self.model.parameters()).device.type
         observers = [_without_autocast(observe, device) for observe in observers]
         interval = self._inner_checkpoint(inner_checkpoint, not first_order)
+        extra = {} if step_weights is None else {"step_weights": _check_weights(step_weights, steps)}
         with self._settings():
-            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, interval)
+            outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, interval, **extra)
         n = len(outcomes)
         return MetaStepResult(sum(o.loss for o in outcomes) / n, sum(o.accuracy for o in outcomes) / n, n)
 

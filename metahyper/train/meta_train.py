@@ -47,6 +47,7 @@ import torch
 from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.meta import MamlSettings, make_outer_optimizer
+from metahyper.meta.msl import msl_weights
 from metahyper.models import WeightMovement, resolve_groups
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import Checkpoint, load_checkpoint
@@ -113,6 +114,7 @@ class MetaTrainer(Trainer):
         cfg = self.cfg
         task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // self.ctx.world_size)
         second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
+        second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
         check_step(
             "meta-training",
             dataclasses.replace(init.model_config, num_classes=cfg.ways),
@@ -213,9 +215,11 @@ class MetaTrainer(Trainer):
         tasks = [t.to(self.device, non_blocking=True) for t in next(self.batches)]
         self.optimizer.zero_grad(set_to_none=True)
         first_order = cfg.first_order or it < cfg.first_order_iterations  # MAML++'s derivative-order annealing
+        weights = msl_weights(cfg.inner_steps, it // cfg.iterations_per_epoch, cfg.msl_epochs)
         result = self.maml.meta_step(
-            tasks, first_order=first_order, loss_scale=1.0 / cfg.meta_batch, observers=[self.movement]
-        )
+            tasks, first_order=first_order, loss_scale=1.0 / cfg.meta_batch, observers=[self.movement],
+            step_weights=weights,
+        )  # fmt: skip
         moves = self.movement.pop()
         all_reduce_grads(self.outer, self.ctx)
         curves["lr"][it] = self.optimizer.param_groups[0]["lr"]

@@ -281,3 +281,22 @@ def test_each_algorithm_meta_trains_evaluates_and_resumes_bit_identically(
                    data_root=str(glyph_root), device="cpu", progress=False, output=str(tmp_path / "e.json"))
     )  # fmt: skip
     assert result.settings["head"] == head and result.settings["inner"] == list(stored["inner"])
+
+
+def test_multi_step_loss_weights_follow_the_epochs(glyph_root, pretrained, tmp_path, monkeypatch):
+    """--msl-epochs E with --iterations-per-epoch I: epoch = iteration // I; the multi-step loss's
+    weights of that epoch, then the final loss only; refused with --inner-checkpoint."""
+    from metahyper.meta import MAML
+
+    seen, step = [], MAML.meta_step
+
+    def spy(self, tasks, **kw):
+        seen.append(kw["step_weights"])
+        return step(self, tasks, **kw)
+
+    monkeypatch.setattr(MAML, "meta_step", spy)
+    kw = dict(iterations=4, inner_steps=2, msl_epochs=1, iterations_per_epoch=2)
+    meta_train(_cfg(glyph_root, pretrained["hyper-wrn-10-1"], tmp_path / "meta", **kw))
+    assert seen == [[0.5, 0.5], [0.5, 0.5], None, None]
+    with pytest.raises(UserError, match="--msl-epochs keeps the graph of every inner step"):
+        _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "x", msl_epochs=2, inner_checkpoint=1)

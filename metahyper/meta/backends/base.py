@@ -166,9 +166,12 @@ class Backend:
 
     # -- one task ------------------------------------------------------------------------------
 
-    def adapt(self, x: Tensor, y: Tensor, steps: int, mode: Mode, inner_checkpoint: int = 0) -> Params:
+    def adapt(
+        self, x: Tensor, y: Tensor, steps: int, mode: Mode, inner_checkpoint: int = 0, trajectory: bool = False
+    ) -> Params | list[Params]:
         """The adapted inner parameters after ``steps`` steps of the inner rule on ``(x, y)`` in
-        ``mode``; ``inner_checkpoint``: the inner loop's recompute interval (second order; 0: off)."""
+        ``mode`` (``trajectory``: a list, after each step); ``inner_checkpoint``: the inner loop's
+        recompute interval (second order; 0: off)."""
         start, constants = self.start(mode)
         captured = [p for n, p in self.model.named_parameters() if n not in start and n not in constants]
         with self.inner_context(mode, x):
@@ -184,7 +187,24 @@ class Backend:
                 inner_checkpoint=inner_checkpoint,
                 captured=captured,
                 recompute_context=lambda: self.recompute_context(mode, x),
+                trajectory=trajectory,
             )
+
+    def query_loss(
+        self, adapted: Params | list[Params], x: Tensor, y: Tensor, step_weights: Sequence[float] | None
+    ) -> tuple[Params, Tensor, Tensor, Tensor]:
+        """``(final adapted parameters, meta-loss, final query loss, final logits)``: the meta-loss
+        is the final query loss, or with ``step_weights`` (``adapted``: the list after each step)
+        the weighted sum of the query losses after every step (the multi-step loss,
+        :mod:`metahyper.meta.msl`)."""
+        path = adapted if step_weights is not None else [adapted]
+        logits = self.query(path[-1], x)
+        final = F.cross_entropy(logits, y)
+        if step_weights is None:
+            return path[-1], final, final, logits
+        earlier = [F.cross_entropy(self.query(a, x), y) for a in path[:-1]]
+        meta = sum(w * loss for w, loss in zip(step_weights, [*earlier, final]))
+        return path[-1], meta, final, logits
 
     def query(self, adapted: Mapping[str, Tensor], x: Tensor) -> Tensor:
         """Logits of the query forward with the adapted parameters."""
@@ -198,20 +218,21 @@ class Backend:
         scale: float,
         observers: Sequence[Observer],
         inner_checkpoint: int = 0,
+        step_weights: Sequence[float] | None = None,
     ) -> list[TaskOutcome]:
-        """Adapt on each task's support set, backpropagate ``query loss * scale`` into ``.grad`` of
-        the outer parameters (each task's graph is released before the next), call each observer
-        with the task's detached adapted parameters. ``inner_checkpoint``: the inner loop's recompute
-        interval in second order (0: off)."""
+        """Adapt on each task's support set, backpropagate ``meta-loss * scale`` (:meth:`query_loss`)
+        into ``.grad`` of the outer parameters (each task's graph is released before the next),
+        call each observer with the task's detached adapted parameters. ``inner_checkpoint``: the
+        inner loop's recompute interval in second order (0: off)."""
         outer = self.learned()
         outcomes = []
         for i, task in enumerate(tasks):
             sx, sy, qx, qy = task_tensors(task, i)
             with self.task_context():
-                adapted = self.adapt(self.images(sx), sy, steps, Mode.of(first_order), inner_checkpoint)
-                logits = self.query(adapted, self.images(qx))
-                loss = F.cross_entropy(logits, qy)
-                torch.autograd.backward(loss * scale, inputs=outer)
+                mode, path = Mode.of(first_order), step_weights is not None
+                adapted = self.adapt(self.images(sx), sy, steps, mode, inner_checkpoint, trajectory=path)
+                adapted, meta, loss, logits = self.query_loss(adapted, self.images(qx), qy, step_weights)
+                torch.autograd.backward(meta * scale, inputs=outer)
             outcomes.append(TaskOutcome(loss.item(), accuracy(logits.detach(), qy)))
             fast = {n: a.detach() for n, a in adapted.items()}
             for observe in observers:

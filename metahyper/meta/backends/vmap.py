@@ -56,6 +56,7 @@ class VmapBackend(Backend):
         scale: float,
         observers: Sequence[Observer],
         inner_checkpoint: int = 0,
+        step_weights: Sequence[float] | None = None,
     ) -> list[TaskOutcome]:
         sx, sy, qx, qy = stack_tasks(tasks)
         named = dict(self.model.named_parameters())
@@ -72,13 +73,17 @@ class VmapBackend(Backend):
                 steps=steps,
                 first_order=first_order,
                 grad=functorch_grad,
+                trajectory=step_weights is not None,
             )
-            logits = functional_call(self.model, {**query_constants, **adapted}, (qx,))
-            return F.cross_entropy(logits, qy), logits, adapted
+            path = adapted if step_weights is not None else [adapted]
+            query = [functional_call(self.model, {**query_constants, **a}, (qx,)) for a in path]
+            losses = [F.cross_entropy(q, qy) for q in query]
+            meta = losses[-1] if step_weights is None else sum(w * loss for w, loss in zip(step_weights, losses))
+            return meta, losses[-1], query[-1], path[-1]
 
         with vmap_batchnorm_workaround():
-            losses, logits, adapted = vmap(one_task)(sx, sy, qx, qy)
-            torch.autograd.backward(losses.sum() * scale, inputs=self.learned())
+            metas, losses, logits, adapted = vmap(one_task)(sx, sy, qx, qy)
+            torch.autograd.backward(metas.sum() * scale, inputs=self.learned())
         correct = (logits.detach().argmax(-1) == qy).float().mean(1)
         fast = {n: a.detach() for n, a in adapted.items()}
         for i in range(len(tasks)):
