@@ -49,14 +49,13 @@ from metahyper.models import (
     ModelConfig,
     build_from_config,
     generated_weight_penalty,
-    group_of,
-    hyper_layers,
     optimizer_param_groups,
     record_generated_weights,
 )
 from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, shard
 from metahyper.train.memory import check_step
+from metahyper.train.ratios import RatioMeter
 from metahyper.train.run import check_finite
 from metahyper.train.trainer import Trainer, TrainState
 
@@ -72,67 +71,6 @@ def lr_factor(epoch: int, swa_start: int, swa_ratio: float) -> float:
     if t <= 0.9:
         return 1.0 - (t - 0.5) / 0.4 * (1.0 - swa_ratio)
     return swa_ratio
-
-
-def ratio_keys(model: nn.Module) -> list[str]:
-    """For each parameter (``named_parameters`` order) its Figure-2 key ``group/where``:
-    ``where`` is ``stage<s>`` (1-based; a hypernetwork belongs to the stage of its layers),
-    ``stem``, ``final`` or ``fc``."""
-    stage_of_hypernet: dict[int, int] = {}
-    for path, layer in hyper_layers(model).items():
-        stage_of_hypernet[id(layer.hypernet)] = int(path.split(".")[1]) + 1
-    hypernet_stage = {
-        f"hypernets.{i}": stage_of_hypernet.get(id(h)) for i, h in enumerate(getattr(model, "hypernets", []))
-    }
-    keys = []
-    for name, _ in model.named_parameters():
-        parts = name.split(".")
-        if parts[0] == "stages":
-            where = f"stage{int(parts[1]) + 1}"
-        elif parts[0] == "hypernets":
-            where = f"stage{hypernet_stage[f'hypernets.{parts[1]}']}"
-        elif parts[0] in ("stem", "fc"):
-            where = parts[0]
-        else:
-            where = "final"
-        keys.append(f"{group_of(name)}/{where}")
-    return keys
-
-
-class RatioMeter:
-    """Accumulates ``||P|| / ||grad P||`` per key (norms over all the key's parameters) on the
-    device, synchronising only when read (Figure 2)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        keys = ratio_keys(model)
-        self.names = sorted(set(keys))
-        index = {k: i for i, k in enumerate(self.names)}
-        self.params = [p for p in model.parameters()]
-        self.index = torch.tensor([index[k] for k in keys], device=self.params[0].device)
-        self.reset()
-
-    def reset(self) -> None:
-        self.total = torch.zeros(len(self.names), dtype=torch.float64, device=self.index.device)
-        self.count = 0
-
-    @torch.no_grad()
-    def update(self) -> None:
-        pairs = [(p, p.grad) for p in self.params if p.grad is not None]
-        if not pairs:
-            return
-        idx = self.index[[i for i, p in enumerate(self.params) if p.grad is not None]]
-        pn = torch.stack(torch._foreach_norm([p for p, _ in pairs])).double().pow(2)
-        gn = torch.stack(torch._foreach_norm([g for _, g in pairs])).double().pow(2)
-        psum = torch.zeros_like(self.total).index_add_(0, idx, pn).sqrt()
-        gsum = torch.zeros_like(self.total).index_add_(0, idx, gn).sqrt()
-        self.total += psum / gsum.clamp_min(1e-30)
-        self.count += 1
-
-    def read(self) -> dict[str, float]:
-        if not self.count:
-            return {}
-        values = (self.total / self.count).tolist()
-        return {f"ratio/{k}": v for k, v in zip(self.names, values)}
 
 
 @torch.no_grad()

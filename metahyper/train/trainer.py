@@ -20,6 +20,7 @@ schedules, logs, RNG states), so it ends with the same numbers (on CPU).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,7 @@ class TrainState:
             raise UserError(f"last.pt lacks the training state {err} to resume from; choose another --out") from None
 
 
-class Trainer:
+class Trainer(ABC):
     """One training run of ``cfg`` (a :class:`~metahyper.config.RunOptions` config): a stage
     subclasses it (module docstring). ``on_step(unit)`` is called before each unit (0-based; after
     everything up to it has been written)."""
@@ -119,22 +120,26 @@ class Trainer:
     # -- what a stage fills in ---------------------------------------------------------------------
 
     def check(self) -> None:
-        """Checks across options and the process group, before the run directory is looked at."""
+        """Checks across options and the process group, before the run directory is looked at
+        (default: none)."""
+        return None
 
+    @abstractmethod
     def setup(self) -> None:
         """Load and check the inputs, build the model, ``state`` and ``total``; write nothing."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step(self, unit: int) -> None:
         """One epoch or iteration, with its checks, logs and validation."""
-        raise NotImplementedError
 
+    @abstractmethod
     def finish(self) -> dict[str, Any]:
         """What is left after the last unit; returns the summary."""
-        raise NotImplementedError
 
     def save_logs(self) -> None:
-        """Rewrite the human-readable logs (CSV, JSON) from ``state``; called with every ``last.pt``."""
+        """Rewrite the human-readable logs (CSV, JSON) from ``state``; called with every ``last.pt``
+        (default: none)."""
+        return None
 
     # -- the loop ----------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from metahyper.config import PretrainConfig
 from metahyper.errors import UserError
 from metahyper.models import build_model
 from metahyper.train.checkpoint import load_checkpoint
-from metahyper.train.pretrain import pretrain, ratio_keys
+from metahyper.train.pretrain import pretrain
+from metahyper.train.ratios import ratio_keys
 
 
 def _cfg(root, out, **kw) -> PretrainConfig:

@@ -14,6 +14,7 @@ Contract of :meth:`InnerRule.step`: a pure function of its arguments and of the 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 from torch import Tensor, nn
@@ -21,7 +22,7 @@ from torch import Tensor, nn
 Params = dict[str, Tensor]
 
 
-class InnerRule(nn.Module):
+class InnerRule(nn.Module, ABC):
     """Base of inner update rules. Subclasses take ``(params, lr, steps)`` in their constructor:
     ``params`` the model's inner parameters (name -> tensor, in the model's order; shapes and
     devices, not values, matter), ``lr`` the inner learning rate of ``MAML(inner_lr=...)`` and
@@ -37,9 +38,9 @@ class InnerRule(nn.Module):
         """The per-task state before the first step (default: none)."""
         return {}
 
+    @abstractmethod
     def step(self, params: Params, grads: Params, step: int, state: Params) -> tuple[Params, Params]:
         """``(params after step `step`, the next state)``."""
-        raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"lr={self.lr}, steps={self.steps}"
