@@ -64,11 +64,17 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
 
 
 def row_label(result: dict, with_size: bool = False) -> str:
-    """The model label; ``with_size``: and its input size (``32 px``)."""
+    """The model label; ``with_size``: and its input size (``32 px``); meta-learners other than
+    plain MAML with the learned head: and their ``--algorithm`` / ``--head``."""
+    settings = result.get("settings", {})
     label = result["model"]
     if with_size:
-        label += f" ({result.get('settings', {}).get('image_size')} px)"
-    return f"{label}, pretrain only (linear head)" if result["method"] == "linear" else label
+        label += f" ({settings.get('image_size')} px)"
+    if result["method"] == "linear":
+        return f"{label}, pretrain only (linear head)"
+    if settings.get("algorithm", "maml") != "maml":
+        label += f", {settings['algorithm']}"
+    return label + (", zero head" if settings.get("head") == "zero" else "")
 
 
 def column_key(result: dict) -> tuple:

@@ -245,7 +245,8 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
         "bn": used.bn,
         "inner": list(used.inner),
     }
-    return maml, {**settings, "inner_rule": used.inner_rule, "head": used.head, "backend": cfg.backend}
+    return maml, {**settings, "inner_rule": used.inner_rule, "head": used.head, "algorithm": used.algorithm,
+                  "backend": cfg.backend}  # fmt: skip
 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:

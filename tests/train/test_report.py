@@ -141,3 +141,14 @@ def test_one_model_at_two_input_sizes_gets_two_rows(evals, tmp_path):
     report = build_report(results + resized)
     assert len(report.rows) == 4 and any(row.startswith("WRN-10-1 (84 px)") for row in report.rows)
     assert len(build_report(results).rows) == 2
+
+
+def test_each_meta_learner_gets_its_own_row(evals):
+    """Runs of other --algorithm presets or --head zero are rows of their own (MAML with the
+    learned head keeps the model's label)."""
+    maml = [{**r, "method": "maml", "path": r["path"] + ".maml"} for r in collect(evals)]
+    variants = [{**r, "path": r["path"] + f".{a}.{h}", "settings": {**r["settings"], "algorithm": a, "head": h}}
+                for r in maml for a, h in (("anil", "learned"), ("maml", "zero"))]  # fmt: skip
+    rows = build_report(maml + variants).rows
+    base = {r["model"] for r in maml}
+    assert set(rows) == base | {f"{m}, anil" for m in base} | {f"{m}, zero head" for m in base}

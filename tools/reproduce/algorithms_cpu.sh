@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The MAML family on the CPU Table 8 proxy (table8_cpu.sh's data, models and budget): pretrain
+# WRN-10-1 and Hyper-WRN-10-1 (variant 1) on glyphs-a, then for every --algorithm preset in
+# ALGORITHMS meta-train on glyphs-a (selected on glyphs-a val) and test 5-way 1-shot and 5-shot on
+# glyphs-b, every seed in SEEDS (default 3); one `metahyper report` table (a row per model and
+# preset, mean +- sd over seeds) and each meta-training's wall time (meta-train.seconds beside it).
+#
+# Protocol and sizes as table8_cpu.sh (its header says why): second order, 5 inner steps at lr 0.1
+# (10 at test), 50 iterations of 2 tasks, 5 queries; glyphs-b is opened only by the final eval.
+#
+# Knobs (environment): RUNS (default runs/algorithms-cpu), SEEDS ("0 1 2"), ALGORITHMS ("maml fomaml
+# anil boil meta-sgd"), HEAD (learned), METAHYPER, DATA, PRE_EPOCHS, PRE_MILESTONES, ITERATIONS,
+# VAL_EVERY, EPISODES. Finished steps are skipped, so the script can be started again after a crash.
+set -euo pipefail
+RUNS=${RUNS:-runs/algorithms-cpu}
+SEEDS=${SEEDS:-0 1 2}
+ALGORITHMS=${ALGORITHMS:-maml fomaml anil boil meta-sgd}
+HEAD=${HEAD:-learned}
+METAHYPER=${METAHYPER:-metahyper}
+DATA=${DATA:-$RUNS/data}
+PRE_EPOCHS=${PRE_EPOCHS:-6}
+PRE_MILESTONES=${PRE_MILESTONES:-3,4}
+ITERATIONS=${ITERATIONS:-50}
+VAL_EVERY=${VAL_EVERY:-25}
+EPISODES=${EPISODES:-100}
+MODELS=(wrn-10-1 hyper-wrn-10-1)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # tiny models: one thread is fastest on shared cores
+start=$(date +%s)
+mkdir -p "$RUNS"
+
+# shellcheck disable=SC2086  # METAHYPER may be "python -m metahyper"
+mh() { $METAHYPER "$@"; }
+
+if ! mh datasets --root "$DATA" | grep -q "glyphs-b *test.*ok"; then
+    mh prepare glyphs --root "$DATA" --image-size 16 --force
+fi
+
+# lane MODEL: every seed of MODEL, one step after another (the two models' lanes run side by side).
+lane() {
+    local model=$1 seed dir algorithm shots meta json t0
+    for seed in $SEEDS; do
+        dir="$RUNS/seed$seed/$model"
+        [[ -f "$dir/pretrain/summary.json" ]] || mh pretrain --dataset glyphs-a --model "$model" --variant 1 \
+            --out "$dir/pretrain" --epochs "$PRE_EPOCHS" --batch-size 64 --lr 0.05 --milestones "$PRE_MILESTONES" \
+            --val-fraction 0.1 --seed "$seed" --data-root "$DATA" --device cpu --quiet
+        for algorithm in $ALGORITHMS; do
+            for shots in 1 5; do
+                meta="$dir/$algorithm-$HEAD-${shots}shot"
+                if [[ ! -f "$meta/summary.json" ]]; then
+                    t0=$(date +%s)
+                    mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" --out "$meta" \
+                        --algorithm "$algorithm" --head "$HEAD" --ways 5 --shots "$shots" --queries 5 --meta-batch 2 \
+                        --iterations "$ITERATIONS" --inner-steps 5 --eval-inner-steps 10 --inner-lr 0.1 --outer-lr 1e-3 \
+                        --lr-halve-every 1000 --val-every "$VAL_EVERY" --val-episodes 20 --save-every "$VAL_EVERY" \
+                        --seed "$seed" --data-root "$DATA" --device cpu --quiet
+                    echo $(( $(date +%s) - t0 )) > "$meta/meta-train.seconds"
+                fi
+                json="$meta/test-glyphs-b-${shots}shot.json"
+                [[ -f "$json" ]] || mh eval --checkpoint "$meta" --dataset glyphs-b --split test --ways 5 \
+                    --shots "$shots" --queries 15 --episodes "$EPISODES" --seed 0 --data-root "$DATA" --device cpu \
+                    --quiet -o "$json"
+            done
+        done
+    done
+}
+pids=()
+for model in "${MODELS[@]}"; do
+    lane "$model" > "$RUNS/lane-$model.log" 2>&1 &
+    pids+=($!)
+done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if (( failed )); then
+    echo "a lane failed; see $RUNS/lane-*.log" >&2
+    exit 1
+fi
+
+title="5-way accuracy (%) on glyphs-b test, meta-trained on glyphs-a by each preset ($HEAD head), $EPISODES episodes"
+# shellcheck disable=SC2046
+mh report $(for s in $SEEDS; do echo "$RUNS/seed$s"; done) --title "$title, mean +- sd over seeds $SEEDS" \
+    --markdown "$RUNS/table.md" --csv "$RUNS/table.csv" --json "$RUNS/table.json"
+echo "wall time: $(( $(date +%s) - start )) s" | tee "$RUNS/wall-time.txt"
