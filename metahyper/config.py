@@ -36,13 +36,24 @@ IMAGENET_RECIPE = {"epochs": 100, "milestones": [30, 60, 90], "gamma": 0.1, "wei
 # --algorithm: the options each preset sets, where the command line (or Python) leaves them at
 # their defaults. ANIL (Raghu et al. 2020): only the head adapts; BOIL (Oh et al. 2021): only the
 # body adapts (hyper models: the embeddings), the head is learned in the outer loop only; Meta-SGD
-# (Li et al. 2017): a learned rate per element of every adapted parameter.
+# (Li et al. 2017): a learned rate per element of every adapted parameter. MAML++ (Antoniou et al.
+# 2019, section 4): LSLR, the multi-step loss over 15 epochs, per-step BatchNorm, first order for
+# the first 50 epochs (the paper's words; its code's configs vary), cosine annealing of the outer
+# lr down to 1e-5 (its code's min_learning_rate); epochs of --iterations-per-epoch (its 500).
 ALGORITHMS: dict[str, dict[str, object]] = {
     "maml": {},
     "fomaml": {"first_order": True},
     "anil": {"inner": ["classifier"]},
     "boil": {"inner": ["body"]},
     "meta-sgd": {"inner_rule": "meta-sgd"},
+    "maml++": {
+        "inner_rule": "lslr",
+        "msl_epochs": 15,
+        "per_step_bn": True,
+        "first_order_iterations": lambda cfg: 0 if cfg.first_order else 50 * cfg.iterations_per_epoch,
+        "lr_schedule": "cosine",
+        "min_lr": 1e-5,
+    },
 }
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
@@ -282,8 +293,9 @@ class MetaTrainConfig(RunOptions):
     algorithm: str = option(
         "maml",
         "Preset of the MAML family: maml, fomaml (first order), anil (only the head adapts), boil (only the body "
-        "adapts), meta-sgd (learned per-element inner rates). It sets the options left at their defaults; "
-        "options given explicitly override it.",
+        "adapts), meta-sgd (learned per-element inner rates), maml++ (LSLR, multi-step loss, per-step BatchNorm, "
+        "first order for 50 epochs, cosine lr). It sets the options left at their defaults; an option given another "
+        "value overrides it (to drop a piece, give the other pieces' flags without the preset).",
         choices=tuple(ALGORITHMS),
     )
     head: str = option(
@@ -324,6 +336,11 @@ class MetaTrainConfig(RunOptions):
         0,
         "First order for this many first iterations, then second order (MAML++'s derivative-order annealing; 0: off).",
         min=0,
+    )
+    per_step_bn: bool = option(
+        False,
+        "Per-step BatchNorm (MAML++): affine parameters and running statistics per inner step, --inner-steps + 1 "
+        "slots; evaluation with more steps reuses the last.",
     )
     inner_checkpoint: int = option(
         0,
@@ -369,7 +386,7 @@ class MetaTrainConfig(RunOptions):
             defaults = {s.name: s.default for s in specs(type(self))}
             for name, value in ALGORITHMS[self.algorithm].items():
                 if getattr(self, name) == defaults[name]:
-                    setattr(self, name, value)
+                    setattr(self, name, value(self) if callable(value) else value)
         super().__post_init__()
 
     def validate(self) -> None:

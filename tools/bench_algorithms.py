@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Time and peak memory of one meta-step of each member of the MAML family, as ratios to MAML.
 
-Every variant (the ``meta-train --algorithm`` presets, ``--head zero``, the ``lslr`` inner rule and
-MAML with the multi-step loss) runs on the same model and the same tasks in ONE process: the timed
+Every variant (the ``meta-train --algorithm`` presets, ``maml++`` after its first-order iterations
+and with its multi-step loss; then ``--head zero``, the ``lslr`` inner rule, MAML with the
+multi-step loss and with per-step BatchNorm) runs on the same model and the same tasks in ONE process: the timed
 meta-steps are interleaved (rep 1 of each, rep 2 of each, ...) so that load from other processes
 hits them alike; ``ms`` is the median. ``peak_mb``: the peak memory of a meta-step of one task above
 what was in use before (``bench_meta.peak_memory``: the C heap on a CPU, CUDA's allocator on a GPU).
@@ -17,6 +18,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
@@ -28,19 +30,26 @@ from metahyper.config import ALGORITHMS
 from metahyper.io import write_json
 from metahyper.meta import MamlSettings
 from metahyper.meta.msl import msl_weights
-from metahyper.models import build_model, resolve_groups
+from metahyper.models import build_model, per_step_batchnorm, resolve_groups
 from metahyper.train.meta_learner import build_maml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_meta import make_tasks, peak_memory  # noqa: E402
 
-# name -> (MamlSettings fields, multi-step loss): the presets, then the pieces that are flags
+# name -> (MamlSettings fields, multi-step loss, per-step BatchNorm): the presets (maml++ after its
+# first-order iterations, with its multi-step loss on), then the pieces that are flags
+_SETTINGS = ("inner", "inner_rule", "first_order", "head")
 VARIANTS = {
-    **{name: (dict(preset), False) for name, preset in ALGORITHMS.items()},
-    "zero head": ({"head": "zero"}, False),
-    "lslr": ({"inner_rule": "lslr"}, False),
-    "msl": ({}, True),
-}
+    **{
+        name: ({k: v for k, v in preset.items() if k in _SETTINGS}, bool(preset.get("msl_epochs")),
+               bool(preset.get("per_step_bn")))
+        for name, preset in ALGORITHMS.items()
+    },
+    "zero head": ({"head": "zero"}, False, False),
+    "lslr": ({"inner_rule": "lslr"}, False, False),
+    "msl": ({}, True, False),
+    "per-step bn": ({}, False, True),
+}  # fmt: skip
 
 
 def settings_of(model: torch.nn.Module, fields: dict, steps: int, lr: float) -> MamlSettings:
@@ -55,21 +64,21 @@ def run(args: argparse.Namespace) -> dict:
     tasks = make_tasks(args.meta_batch, args.ways, args.shots, args.queries, args.size, torch.device("cpu"),
                        torch.float32, torch.contiguous_format)  # fmt: skip
     weights = msl_weights(args.steps, 0, 1)
-    mamls = {
-        name: (build_maml(model, settings_of(model, dict(fields), args.steps, args.lr)), weights if msl else None)
-        for name, (fields, msl) in VARIANTS.items()
-    }
+    mamls = {}
+    for name, (fields, msl, per_step) in VARIANTS.items():
+        net = per_step_batchnorm(copy.deepcopy(model), args.steps + 1) if per_step else model
+        mamls[name] = (build_maml(net, settings_of(net, dict(fields), args.steps, args.lr)), weights if msl else None)
     times: dict[str, list[float]] = {name: [] for name in mamls}
     for rep in range(args.reps + 1):  # rep 0 warms up
         for name, (maml, w) in mamls.items():
-            model.zero_grad(set_to_none=True)
+            maml.zero_grad(set_to_none=True)
             t = time.perf_counter()
             maml.meta_step(tasks, step_weights=w)
             if rep:
                 times[name].append(time.perf_counter() - t)
     rows = []
     for name, (maml, w) in mamls.items():
-        model.zero_grad(set_to_none=True)
+        maml.zero_grad(set_to_none=True)
         with peak_memory(torch.device("cpu")) as mem:
             maml.meta_step(tasks[:1], step_weights=w)
         rows.append({"variant": name, "ms": 1000 * statistics.median(times[name]), "peak_mb": _mb(mem["peak_bytes"])})

@@ -37,6 +37,7 @@ from torch.autograd.function import once_differentiable
 
 from metahyper.errors import UserError
 from metahyper.meta.rules import SGD, InnerRule, Params
+from metahyper.models.per_step_bn import at_inner_step, recording_statistics
 
 Forward = Callable[[Mapping[str, Tensor], Tensor], Tensor]
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -81,7 +82,8 @@ class _Segment(torch.autograd.Function):
         captured = [t for t in ctx.captured if t.requires_grad]
         device, enabled, dtype = spec.autocast
         with torch.enable_grad(), torch.autocast(device, enabled=enabled, dtype=dtype), spec.context():
-            end = spec.graph(start)
+            with recording_statistics(False):  # per-step BatchNorm: the forward recorded them
+                end = spec.graph(start)
         grads = torch.autograd.grad(end, [*start, *captured], cotangents, allow_unused=True)
         by_id = dict(zip(map(id, captured), grads[len(start) :]))
         return (None, *grads[: len(start)], *(by_id.get(id(t)) for t in ctx.captured))
@@ -165,18 +167,34 @@ def _with_graph(step: Callable[[Params, Params, int], tuple[Params, Params]], pa
     return out[1:] if steps else out
 
 
-def _stepper(rule: InnerRule, grad: GradFn, loss_of: Callable[[Params], Tensor]) -> Step:
-    """One inner step: the gradient of ``loss_of`` (with graph or not), then ``rule``'s update
-    (with graph only where the gradient has one)."""
+def _stepper(rule: InnerRule, grad: GradFn, loss_at: Callable[[int], Callable[[Params], Tensor]]) -> Step:
+    """One inner step: the gradient of step ``i``'s loss ``loss_at(i)`` (with graph or not), then
+    ``rule``'s update (with graph only where the gradient has one)."""
 
     def step(current: Params, state: Params, i: int, create_graph: bool) -> tuple[Params, Params]:
-        grads = grad(loss_of, current, create_graph)
+        grads = grad(loss_at(i), current, create_graph)
         if create_graph:
             return rule.step(current, grads, i, state)
         with torch.no_grad():
             return rule.step(current, grads, i, state)
 
     return step
+
+
+def _support_loss(
+    forward: Forward, loss_fn: LossFn, x: Tensor, y: Tensor
+) -> Callable[[int], Callable[[Params], Tensor]]:
+    """``loss_at(i)``: the support loss as a function of the parameters, its forward at inner step
+    ``i`` (per-step BatchNorm, :mod:`metahyper.models.per_step_bn`)."""
+
+    def loss_at(i: int) -> Callable[[Params], Tensor]:
+        def loss_of(current: Params) -> Tensor:
+            with at_inner_step(i):
+                return loss_fn(forward(current, x), y)
+
+        return loss_of
+
+    return loss_at
 
 
 def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
@@ -243,14 +261,14 @@ def inner_loop(
     _check(steps, inner_checkpoint, trajectory)
     rule = SGD(params, lr, steps) if rule is None else rule
 
-    def loss_of(current: Params) -> Tensor:
-        return loss_fn(forward(current, support_x), support_y)
-
-    step, state = _stepper(rule, grad, loss_of), rule.init_state(params)
+    loss_at = _support_loss(forward, loss_fn, support_x, support_y)
+    step, state = _stepper(rule, grad, loss_at), rule.init_state(params)
     if first_order and _learns_through_rule(
         rule, params
     ):  # the inner gradients are constants, the updates keep their graph
-        done = _with_graph(lambda p, s, i: rule.step(p, grad(loss_of, _detached(p), False), i, s), params, state, steps)
+        done = _with_graph(
+            lambda p, s, i: rule.step(p, grad(loss_at(i), _detached(p), False), i, s), params, state, steps
+        )
     elif first_order:
         done = _first_order(step, params, state, steps, trajectory)
     elif inner_checkpoint:

@@ -15,7 +15,9 @@ optimiser after (:func:`make_outer_optimizer`).
 
 BatchNorm (:mod:`metahyper.meta.batchnorm`): ``"transductive"`` (default, as MAML, higher and
 learn2learn: every forward of a task normalises with its own batch statistics, running statistics
-untouched) or ``"frozen"`` (the pretrained running statistics).
+untouched) or ``"frozen"`` (the pretrained running statistics). A model with per-step BatchNorm
+(:mod:`metahyper.models.per_step_bn`, MAML++) uses each inner step's own affine parameters and
+statistics; :meth:`MAML.meta_step` records the per-step statistics.
 
 Memory: second order keeps every inner step's graph until the backward, so peak memory grows
 linearly with the inner steps; ``inner_checkpoint`` recomputes them instead (gradient checkpointing
@@ -38,6 +40,7 @@ from metahyper.errors import UserError
 from metahyper.meta.backends import BACKENDS, Backend, Mode, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
 from metahyper.meta.rules import INNER_RULES, InnerRule
+from metahyper.models.per_step_bn import recording_statistics
 
 AUTOCAST_DTYPES = (None, torch.bfloat16, torch.float16)
 
@@ -276,7 +279,7 @@ class MAML(nn.Module):
         observers = [_without_autocast(observe, device) for observe in observers]
         interval = self._inner_checkpoint(inner_checkpoint, not first_order)
         extra = {} if step_weights is None else {"step_weights": _check_weights(step_weights, steps)}
-        with self._settings():
+        with self._settings(), recording_statistics():  # per-step BatchNorm: each step's statistics
             outcomes = self.backend.meta_step(tasks, steps, first_order, scale, observers, interval, **extra)
         n = len(outcomes)
         return MetaStepResult(sum(o.loss for o in outcomes) / n, sum(o.accuracy for o in outcomes) / n, n)

@@ -17,11 +17,11 @@ from metahyper.models.resnet import ResNet
 def to_plain(model: ResNet) -> ResNet:
     """Return the plain counterpart of ``model`` holding its generated weights.
 
-    Plain models are returned as an equal copy. BatchNorm statistics, the classifier and every
-    plain layer are copied as they are.
+    Plain models are returned as an equal copy. BatchNorm statistics (per-step ones too), the
+    classifier and every plain layer are copied as they are.
     """
     config: ModelConfig = model.config
-    plain = build_model(config.base_name, num_classes=model.fc.out_features, stem=config.stem)
+    plain = build_model(config.base_name, num_classes=model.fc.out_features, stem=config.stem, bn_steps=config.bn_steps)
     ref = next(model.parameters())
     plain.to(device=ref.device, dtype=ref.dtype)
     state = {

@@ -25,6 +25,7 @@ from torch import nn
 
 from metahyper.errors import UserError
 from metahyper.models.layers import HyperConv2d, HyperNetwork, embedding_init_std
+from metahyper.models.per_step_bn import per_step_batchnorm
 from metahyper.models.resnet import STEMS, ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
 
 
@@ -40,6 +41,7 @@ class ModelConfig:
     hyper_bias: bool = False
     embedding_seed: int = 0
     stem: str = "cifar"  # a key of metahyper.models.resnet.STEMS
+    bn_steps: int = 0  # 0: BatchNorm; S > 0: per-step BatchNorm of S slots (metahyper.models.per_step_bn)
 
     @property
     def is_hyper(self) -> bool:
@@ -210,14 +212,17 @@ def build_model(
     hyper_bias: bool = False,
     embedding_seed: int = 0,
     stem: str = "cifar",
+    bn_steps: int = 0,
 ) -> ResNet:
     """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``;
-    ``stem="imagenet"``: He et al. (2016)'s 7x7 stride-2 stem with max-pool (ImageNet, Table 4).
+    ``stem="imagenet"``: He et al. (2016)'s 7x7 stride-2 stem with max-pool (ImageNet, Table 4);
+    ``bn_steps=S``: every BatchNorm per-step with S slots (MAML++; what meta-training with
+    per-step BatchNorm saves, :func:`metahyper.meta.per_step_batchnorm`).
 
     The returned model carries ``model.config`` (a :class:`ModelConfig`), ``model.hypernets``
     (empty for plain models) and ``model.reset_classifier(num_classes)``.
     """
-    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem)
+    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem, bn_steps)
     spec = arch_spec(config.base_name)
     if stem not in STEMS:
         raise UserError(f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
@@ -226,6 +231,8 @@ def build_model(
     spec = replace(spec, stem=STEMS[stem])
     if num_classes < 1:
         raise UserError(f"num_classes must be >= 1, got {num_classes}")
+    if bn_steps < 0:
+        raise UserError(f"bn_steps must be >= 0 (0: ordinary BatchNorm), got {bn_steps}")
     if config.is_hyper:
         if variant not in (1, 2):
             raise UserError(f"hypernetwork variant must be 1 (shared per stage) or 2 (one per layer), got {variant}")
@@ -242,6 +249,8 @@ def build_model(
             raise UserError(f"{name} is a plain network: compressed/d/hyper_bias apply only to hyper-* models")
         model = ResNet(spec, num_classes)
         model.hypernets = nn.ModuleList()
+    if bn_steps:
+        per_step_batchnorm(model, bn_steps)
     model.config = config
     return model
 

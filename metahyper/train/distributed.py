@@ -29,6 +29,7 @@ import torch.distributed as dist
 from torch import nn
 
 from metahyper.errors import UserError
+from metahyper.models.per_step_bn import PerStepBatchNorm2d
 
 T = TypeVar("T")
 
@@ -140,6 +141,18 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
     tensor = tensor.clone()
     dist.all_reduce(tensor)
     return tensor
+
+
+def average_per_step_statistics(model: nn.Module, ctx: DistContext) -> None:
+    """Replace the running statistics of every per-step BatchNorm of ``model`` by their mean over
+    ranks (no-op in one process): each rank records them from its own tasks of a meta-step."""
+    if not ctx.distributed:
+        return
+    for m in model.modules():
+        if isinstance(m, PerStepBatchNorm2d) and m.running_mean is not None:
+            for stats in (m.running_mean, m.running_var):
+                dist.all_reduce(stats)
+                stats.div_(ctx.world_size)
 
 
 def all_gather_list(local: list[T], ctx: DistContext) -> list[T]:

@@ -33,7 +33,8 @@ loss, accuracy, lr), ``movement.csv`` (per-iteration movement per layer), ``val.
 ``curves.json`` (validation points: ``val_acc`` / ``val_ci95`` of the selection dataset, the source
 for ``last``, and ``<dataset>_acc`` / ``<dataset>_ci95`` per validated dataset), ``summary.json``.
 Distributed (``torchrun``): the tasks of a meta-batch are sharded over ranks by global episode
-index, each backpropagates ``loss / B`` and the meta-gradients are summed; only rank 0 writes.
+index, each backpropagates ``loss / B`` and the meta-gradients are summed (per-step BatchNorm
+statistics, recorded per rank, are averaged after each meta-step); only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ from metahyper.config import AUTOCAST, MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.meta import MamlSettings, make_outer_optimizer
 from metahyper.meta.msl import msl_weights
-from metahyper.models import WeightMovement, resolve_groups
+from metahyper.models import WeightMovement, per_step_batchnorm, resolve_groups
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import Checkpoint, load_checkpoint
-from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum
+from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, average_per_step_statistics
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.memory import check_step
 from metahyper.train.meta_learner import build_maml
@@ -117,7 +118,9 @@ class MetaTrainer(Trainer):
         second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
         check_step(
             "meta-training",
-            dataclasses.replace(init.model_config, num_classes=cfg.ways),
+            dataclasses.replace(
+                init.model_config, num_classes=cfg.ways, bn_steps=cfg.inner_steps + 1 if cfg.per_step_bn else 0
+            ),
             self.image_size,
             task_images,
             f"meta-batches of {tasks} tasks of {task_images} images",
@@ -153,6 +156,9 @@ class MetaTrainer(Trainer):
         cfg = self.cfg
         model = init.build_model()
         model.reset_classifier(cfg.ways)  # updates model.config
+        if cfg.per_step_bn:  # MAML++: every step's BatchNorm starts as the pretrained one
+            per_step_batchnorm(model, cfg.inner_steps + 1)
+            model.config = dataclasses.replace(model.config, bn_steps=cfg.inner_steps + 1)
         self.model = model.to(self.device)
         groups = resolve_groups(model, cfg.inner, cfg.outer)
         self.settings = MamlSettings(
@@ -222,6 +228,7 @@ class MetaTrainer(Trainer):
         )  # fmt: skip
         moves = self.movement.pop()
         all_reduce_grads(self.outer, self.ctx)
+        average_per_step_statistics(self.model, self.ctx)
         curves["lr"][it] = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()

@@ -244,6 +244,7 @@ PRESETS = {  # --algorithm (and --head): what the checkpoint records of the meta
     "anil": {"inner": ["classifier"]},
     "boil": {"inner": ["embeddings"]},  # the body of a hyper model
     "meta-sgd": {"inner_rule": "meta-sgd"},
+    "maml++": {"inner_rule": "lslr"},  # and per-step BatchNorm: in the model's config
 }
 
 
@@ -281,6 +282,49 @@ def test_each_algorithm_meta_trains_evaluates_and_resumes_bit_identically(
                    data_root=str(glyph_root), device="cpu", progress=False, output=str(tmp_path / "e.json"))
     )  # fmt: skip
     assert result.settings["head"] == head and result.settings["inner"] == list(stored["inner"])
+    steps = _cfg(glyph_root, init, tmp_path / "x", **kw).inner_steps
+    assert full.model_config.bn_steps == (steps + 1 if algorithm == "maml++" else 0)
+
+
+def test_maml_plus_plus_preset_expands_to_its_pieces(glyph_root, pretrained, tmp_path):
+    """--algorithm maml++ sets LSLR, the multi-step loss over 15 epochs, per-step BatchNorm, first
+    order for 50 epochs, the cosine schedule down to 1e-5; options given other values win; config.json
+    records the expanded options."""
+    init = pretrained["hyper-wrn-10-1"]
+    cfg = _cfg(glyph_root, init, tmp_path / "a", algorithm="maml++", iterations_per_epoch=7)
+    got = {k: getattr(cfg, k) for k in ("inner_rule", "msl_epochs", "per_step_bn", "first_order_iterations",
+                                        "lr_schedule", "min_lr")}  # fmt: skip
+    assert got == {"inner_rule": "lslr", "msl_epochs": 15, "per_step_bn": True, "first_order_iterations": 350,
+                   "lr_schedule": "cosine", "min_lr": 1e-5}  # fmt: skip
+    assert _cfg(glyph_root, init, tmp_path / "b", algorithm="maml++", first_order=True).first_order_iterations == 0
+    assert _cfg(glyph_root, init, tmp_path / "c", algorithm="maml++", msl_epochs=3).msl_epochs == 3
+    meta_train(cfg)
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["algorithm"] == "maml++" and saved["per_step_bn"] and saved["first_order_iterations"] == 350
+
+
+def test_per_step_batchnorm_records_each_steps_statistics(glyph_root, pretrained, tmp_path):
+    """--per-step-bn: every BatchNorm gets --inner-steps + 1 slots starting from the pretrained one;
+    meta-training moves their statistics apart; eval (also --bn frozen) runs on them unchanged."""
+    from metahyper.config import EvalConfig
+    from metahyper.train.evaluate import evaluate
+
+    init = pretrained["hyper-wrn-10-1"]
+    meta_train(_cfg(glyph_root, init, tmp_path / "m", per_step_bn=True, inner_steps=2, iterations=2))
+    run = load_checkpoint(tmp_path / "m" / "last.pt")
+    pretrained_mean = load_checkpoint(init).state_dict["stages.0.0.bn1.running_mean"]
+    means = run.state_dict["stages.0.0.bn1.running_mean"]
+    assert means.shape == (3, *pretrained_mean.shape) and run.model_config.bn_steps == 3
+    assert all(not torch.equal(means[k], pretrained_mean) for k in range(3))
+    assert not torch.equal(means[0], means[2])  # support (slot 0) and query (slot 2) statistics differ
+    for bn in ("transductive", "frozen"):
+        result = evaluate(
+            EvalConfig(checkpoint=str(tmp_path / "m"), dataset="glyphs-b", shots=1, ways=3, queries=2, episodes=2,
+                       bn=bn, data_root=str(glyph_root), device="cpu", progress=False,
+                       output=str(tmp_path / f"e-{bn}.json"))
+        )  # fmt: skip
+        assert 0 <= result.mean <= 1
+    assert torch.equal(load_checkpoint(tmp_path / "m" / "last.pt").state_dict["stages.0.0.bn1.running_mean"], means)
 
 
 def test_multi_step_loss_weights_follow_the_epochs(glyph_root, pretrained, tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from torch.func import functional_call
 from metahyper.errors import UserError
 from metahyper.meta.inner_loop import Forward, GradFn, autograd_grad, inner_loop
 from metahyper.meta.rules import InnerRule, Params
+from metahyper.models.per_step_bn import at_inner_step
 
 
 class Mode(str, Enum):
@@ -191,24 +192,25 @@ class Backend:
             )
 
     def query_loss(
-        self, adapted: Params | list[Params], x: Tensor, y: Tensor, step_weights: Sequence[float] | None
+        self, adapted: Params | list[Params], x: Tensor, y: Tensor, steps: int, step_weights: Sequence[float] | None
     ) -> tuple[Params, Tensor, Tensor, Tensor]:
-        """``(final adapted parameters, meta-loss, final query loss, final logits)``: the meta-loss
-        is the final query loss, or with ``step_weights`` (``adapted``: the list after each step)
-        the weighted sum of the query losses after every step (the multi-step loss,
-        :mod:`metahyper.meta.msl`)."""
+        """``(final adapted parameters, meta-loss, final query loss, final logits)`` after ``steps``
+        inner steps: the meta-loss is the final query loss, or with ``step_weights`` (``adapted``:
+        the list after each step) the weighted sum of the query losses after every step (the
+        multi-step loss, :mod:`metahyper.meta.msl`)."""
         path = adapted if step_weights is not None else [adapted]
-        logits = self.query(path[-1], x)
+        logits = self.query(path[-1], x, steps)
         final = F.cross_entropy(logits, y)
         if step_weights is None:
             return path[-1], final, final, logits
-        earlier = [F.cross_entropy(self.query(a, x), y) for a in path[:-1]]
+        earlier = [F.cross_entropy(self.query(a, x, k), y) for k, a in enumerate(path[:-1], start=1)]
         meta = sum(w * loss for w, loss in zip(step_weights, [*earlier, final]))
         return path[-1], meta, final, logits
 
-    def query(self, adapted: Mapping[str, Tensor], x: Tensor) -> Tensor:
-        """Logits of the query forward with the adapted parameters."""
-        return self.forward_fn({})(self.query_values(adapted), x)
+    def query(self, adapted: Mapping[str, Tensor], x: Tensor, step: int) -> Tensor:
+        """Logits of the query forward with the parameters adapted by ``step`` inner steps."""
+        with at_inner_step(step):  # per-step BatchNorm: the query's slot
+            return self.forward_fn({})(self.query_values(adapted), x)
 
     def meta_step(
         self,
@@ -231,7 +233,7 @@ class Backend:
             with self.task_context():
                 mode, path = Mode.of(first_order), step_weights is not None
                 adapted = self.adapt(self.images(sx), sy, steps, mode, inner_checkpoint, trajectory=path)
-                adapted, meta, loss, logits = self.query_loss(adapted, self.images(qx), qy, step_weights)
+                adapted, meta, loss, logits = self.query_loss(adapted, self.images(qx), qy, steps, step_weights)
                 torch.autograd.backward(meta * scale, inputs=outer)
             outcomes.append(TaskOutcome(loss.item(), accuracy(logits.detach(), qy)))
             fast = {n: a.detach() for n, a in adapted.items()}
@@ -245,4 +247,4 @@ class Backend:
         with self.task_context():
             adapted = self.adapt(self.images(sx), sy, steps, Mode.EVAL)
             with torch.no_grad():
-                return accuracy(self.query(adapted, self.images(qx)), qy)
+                return accuracy(self.query(adapted, self.images(qx), steps), qy)

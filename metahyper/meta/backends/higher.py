@@ -54,12 +54,15 @@ def references_hidden(model: nn.Module) -> Iterator[Callable[[nn.Module], None]]
 
 
 def patched(model: nn.Module) -> nn.Module:
-    """A higher functional copy of ``model`` that shares its parameters (no fast-weight history)."""
+    """A higher functional copy of ``model`` that shares its parameters and buffers (no
+    fast-weight history)."""
     import higher
 
     with references_hidden(model) as relink:
         fmodel = higher.patch.monkeypatch(model, copy_initial_weights=False, track_higher_grads=False)
     relink(fmodel)
+    for name, module in model.named_modules():  # higher clones buffers: share them (per-step statistics)
+        fmodel.get_submodule(name)._buffers.update(module._buffers)
     return fmodel
 
 

@@ -17,16 +17,18 @@ torch 2.14).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from metahyper.errors import UserError
 from metahyper.meta.backends.base import Backend, Mode, Observer, Task, TaskOutcome, task_tensors
 from metahyper.meta.inner_loop import functorch_grad, inner_loop
 from metahyper.meta.workarounds import vmap_batchnorm_workaround
+from metahyper.models.per_step_bn import at_inner_step, has_per_step_batchnorm
 
 _FIELDS = ("support_x", "support_y", "query_x", "query_y")
 
@@ -47,6 +49,14 @@ def stack_tasks(tasks: Sequence[Task]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 class VmapBackend(Backend):
     name = "vmap"
     can_checkpoint = False
+
+    def __init__(self, model: nn.Module, *args: Any, **kwargs: Any) -> None:
+        if has_per_step_batchnorm(model):
+            raise UserError(
+                "backend 'vmap' cannot record per-step BatchNorm statistics (an in-place update inside "
+                "torch.func.vmap); use backend 'func'"
+            )
+        super().__init__(model, *args, **kwargs)
 
     def meta_step(
         self,
@@ -76,7 +86,10 @@ class VmapBackend(Backend):
                 trajectory=step_weights is not None,
             )
             path = adapted if step_weights is not None else [adapted]
-            query = [functional_call(self.model, {**query_constants, **a}, (qx,)) for a in path]
+            query = []
+            for k, a in enumerate(path, start=steps - len(path) + 1):
+                with at_inner_step(k):
+                    query.append(functional_call(self.model, {**query_constants, **a}, (qx,)))
             losses = [F.cross_entropy(q, qy) for q in query]
             meta = losses[-1] if step_weights is None else sum(w * loss for w, loss in zip(step_weights, losses))
             return meta, losses[-1], query[-1], path[-1]
