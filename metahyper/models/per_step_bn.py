@@ -15,11 +15,14 @@ step, and a forward uses the set of the step it runs at.
   (the slot of that step's support forward, before its update); ours gives the query its own.
 * Statistics: in MAML's ``transductive`` mode every forward normalises with its batch's
   statistics (as MAML++'s code does, in training and at test). Inside :func:`recording_statistics`
-  (entered by :meth:`MAML.meta_step <metahyper.meta.MAML.meta_step>`) each forward also moves
-  its slot's running statistics towards the batch's (momentum, no gradient), so that evaluation
-  with ``bn="frozen"`` finds per-step statistics. Recomputations of a checkpointed inner loop do
-  not record again; under ``torch.func.vmap`` nothing can be recorded in place (backend ``vmap``
-  refuses per-step BatchNorm).
+  (entered by :meth:`MAML.meta_step <metahyper.meta.MAML.meta_step>`) the forwards also record
+  their batch's statistics, and at the end of the meta-step each slot's running statistics move
+  once (momentum, no gradient) towards the mean of those recorded for it, so that evaluation with
+  ``bn="frozen"`` finds per-step statistics. Once per meta-step, not per forward as in MAML++'s
+  code: the update then does not depend on how the meta-batch's tasks are split over processes
+  (for equal shares). Recomputations of a checkpointed inner loop do not record again; under
+  ``torch.func.vmap`` the statistics are per-task batched tensors that cannot leave it (backend
+  ``vmap`` refuses per-step BatchNorm).
 
 :func:`per_step_batchnorm` turns every ``nn.BatchNorm2d`` of a model into a
 :class:`PerStepBatchNorm2d` whose slots all start as copies of it (a pretrained model's
@@ -40,7 +43,28 @@ from torch import Tensor, nn
 from metahyper.errors import UserError
 
 _STEP: ContextVar[int] = ContextVar("metahyper_inner_step", default=0)
-_RECORD: ContextVar[bool] = ContextVar("metahyper_record_statistics", default=False)
+
+
+class _Recorder:
+    """The batch statistics the forwards of one :func:`recording_statistics` block saw, per module
+    and slot; :meth:`apply` moves each slot once towards their mean."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple[int, int], tuple[PerStepBatchNorm2d, int, list[Tensor]]] = {}
+
+    def add(self, module: PerStepBatchNorm2d, slot: int, mean: Tensor, var: Tensor) -> None:
+        key = (id(module.running_mean), slot)  # a module's buffers, shared by functional copies of it (higher)
+        self.seen.setdefault(key, (module, slot, []))[2].append(torch.stack([mean, var]))
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        for module, slot, stats in self.seen.values():
+            mean, var = torch.stack(stats).mean(0)
+            module.running_mean[slot].lerp_(mean.to(module.running_mean.dtype), module.momentum)
+            module.running_var[slot].lerp_(var.to(module.running_var.dtype), module.momentum)
+
+
+_RECORD: ContextVar[_Recorder | None] = ContextVar("metahyper_record_statistics", default=None)
 
 
 def inner_step() -> int:
@@ -60,13 +84,18 @@ def at_inner_step(step: int) -> Iterator[None]:
 
 @contextmanager
 def recording_statistics(on: bool = True) -> Iterator[None]:
-    """Inside the block (``on``) batch-statistics forwards of :class:`PerStepBatchNorm2d` update
-    their slot's running statistics; ``on=False`` stops that inside an enclosing block."""
-    token = _RECORD.set(on)
+    """Inside the block (``on``) batch-statistics forwards of :class:`PerStepBatchNorm2d` record
+    their batch's statistics; when the block ends without an error, each slot's running statistics
+    move once (momentum) towards the mean of those its forwards saw. ``on=False`` stops recording
+    inside an enclosing block."""
+    recorder = _Recorder() if on else None
+    token = _RECORD.set(recorder)
     try:
         yield
     finally:
         _RECORD.reset(token)
+    if recorder is not None:
+        recorder.apply()
 
 
 class PerStepBatchNorm2d(nn.BatchNorm2d):
@@ -100,8 +129,9 @@ class PerStepBatchNorm2d(nn.BatchNorm2d):
         weight = self.weight[k] if self.weight is not None else None
         bias = self.bias[k] if self.bias is not None else None
         if self.training and not self.track_running_stats:
-            if _RECORD.get() and self.running_mean is not None:
-                self._record(x, k)
+            recorder = _RECORD.get()
+            if recorder is not None and self.running_mean is not None:
+                self._record(recorder, x, k)
             return F.batch_norm(x, None, None, weight, bias, True, 0.0, self.eps)
         if self.training and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)
@@ -111,15 +141,13 @@ class PerStepBatchNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, mean, var, weight, bias, batch_stats, self.momentum, self.eps)
 
     @torch.no_grad()
-    def _record(self, x: Tensor, k: int) -> None:
-        """Move slot ``k``'s running statistics towards those of the batch ``x`` (unbiased variance,
-        as ``nn.BatchNorm2d``)."""
-        values = x.detach().float().transpose(0, 1).reshape(x.shape[1], -1)
-        if values.shape[1] < 2:
-            return
-        var, mean = torch.var_mean(values, dim=1)
-        self.running_mean[k].lerp_(mean.to(self.running_mean.dtype), self.momentum)
-        self.running_var[k].lerp_(var.to(self.running_var.dtype), self.momentum)
+    def _record(self, recorder: _Recorder, x: Tensor, k: int) -> None:
+        """Record the per-channel mean and unbiased variance (as ``nn.BatchNorm2d``) of the batch
+        ``x`` for slot ``k``."""
+        values = x.detach().transpose(0, 1).reshape(x.shape[1], -1)
+        if values.shape[1] >= 2:
+            var, mean = torch.var_mean(values.to(torch.promote_types(values.dtype, torch.float32)), dim=1)
+            recorder.add(self, k, mean, var)
 
 
 def _from_batchnorm(bn: nn.BatchNorm2d, slots: int) -> PerStepBatchNorm2d:

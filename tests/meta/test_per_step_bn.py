@@ -130,11 +130,14 @@ def test_multi_step_loss_queries_each_step_with_its_slot():
         torch.testing.assert_close(p.grad, expected[name], rtol=1e-9, atol=1e-12)
 
 
-def moved(running: torch.Tensor, batch: torch.Tensor, stat: str) -> torch.Tensor:
-    """``running`` moved once towards the per-channel mean or unbiased variance of ``batch``."""
-    values = batch.transpose(0, 1).reshape(batch.shape[1], -1)
-    target = values.mean(1) if stat == "mean" else values.var(1, unbiased=True)
-    return (1 - MOMENTUM) * running + MOMENTUM * target
+def moved(running: torch.Tensor, batches: list[torch.Tensor], stat: str) -> torch.Tensor:
+    """``running`` moved once towards the mean over ``batches`` of their per-channel mean or
+    unbiased variance."""
+    targets = []
+    for batch in batches:
+        values = batch.transpose(0, 1).reshape(batch.shape[1], -1)
+        targets.append(values.mean(1) if stat == "mean" else values.var(1, unbiased=True))
+    return (1 - MOMENTUM) * running + MOMENTUM * torch.stack(targets).mean(0)
 
 
 @pytest.mark.parametrize(
@@ -143,19 +146,31 @@ def moved(running: torch.Tensor, batch: torch.Tensor, stat: str) -> torch.Tensor
     ids=["func", "higher", "checkpointed", "multi-step-loss"],
 )
 def test_meta_step_records_each_steps_statistics_in_its_slot(backend, kwargs, msl):
-    model, (task,) = small_model(), tasks(1)
+    """Slot k moves once per meta-step towards the mean statistics of the forwards at step k: the
+    support forward of step k (k < STEPS) and the query after k steps (every k >= 1 with the
+    multi-step loss, else k = STEPS), over the tasks."""
+    model, batch = small_model(), tasks(2)
     bn = model[0]  # first layer: its inputs are the images, whatever the parameters
     before = {s: getattr(bn, f"running_{s}").clone() for s in ("mean", "var")}
     MAML(model, inner_lr=LR, inner_steps=STEPS, backend=backend, **kwargs).meta_step(
-        [task], step_weights=[0.5, 0.5] if msl else None
+        batch, step_weights=[0.5, 0.5] if msl else None
     )
     for stat in ("mean", "var"):
         expected = before[stat].clone()
-        for k in range(STEPS):  # the support forward of step k
-            expected[k] = moved(expected[k], task.support_x, stat)
-        for k in range(1 if msl else STEPS, STEPS + 1):  # the query after step k
-            expected[k] = moved(expected[k], task.query_x, stat)
+        for k in range(STEPS + 1):
+            seen = [t.support_x for t in batch] if k < STEPS else []
+            seen += [t.query_x for t in batch] if k == STEPS or (msl and k >= 1) else []
+            expected[k] = moved(expected[k], seen, stat)
         torch.testing.assert_close(getattr(bn, f"running_{stat}"), expected)
+
+
+def test_a_failed_meta_step_records_nothing():
+    model, batch = small_model(), tasks(1)
+    batch[0].query_y = torch.full((6,), 7)  # a label outside the 3 classes: the query loss fails
+    before = model[0].running_mean.clone()
+    with pytest.raises((IndexError, RuntimeError)):
+        MAML(model, inner_lr=LR, inner_steps=STEPS).meta_step(batch)
+    torch.testing.assert_close(model[0].running_mean, before)
 
 
 def test_evaluation_uses_each_steps_slot_and_records_nothing():

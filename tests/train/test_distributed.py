@@ -325,3 +325,23 @@ def test_torchrun_meta_train_eval_and_resume(glyph_root, pretrained, tmp_path, c
 
     a, b = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
     assert a["accuracies"] == b["accuracies"] and a["mean"] == b["mean"] and a["ci95"] == b["ci95"]
+
+
+def test_torchrun_maml_plus_plus_equals_one_process(glyph_root, pretrained, tmp_path, cli):
+    """The maml++ preset (learned per-step rates, multi-step loss, per-step BatchNorm, first then
+    second order, cosine lr) under torchrun: the same parameters, rates and per-step statistics
+    (each rank's, averaged) as one process."""
+    from metahyper.train.checkpoint import load_checkpoint
+
+    common = [
+        "meta-train", "--train", "glyphs-a", "--init", str(pretrained["hyper-wrn-10-1"]), "--algorithm", "maml++",
+        "--ways", "3", "--shots", "1", "--queries", "2", "--meta-batch", "4", "--iterations", "2",
+        "--inner-steps", "2", "--iterations-per-epoch", "1", "--msl-epochs", "1", "--first-order-iterations", "1",
+        "--val-every", "0", "--data-root", str(glyph_root), "--device", "cpu", "--quiet",
+    ]  # fmt: skip
+    cli(*common, "--out", str(tmp_path / "single"))
+    torchrun(*common, "--out", str(tmp_path / "dist"))
+    single, dist_ = load_checkpoint(tmp_path / "single" / "last.pt"), load_checkpoint(tmp_path / "dist" / "last.pt")
+    assert single.model_config.bn_steps == 3 and single.extra["maml"]["inner_rule"] == "lslr"
+    _states_close(single.state_dict, dist_.state_dict, rtol=1e-4, atol=1e-5)
+    _states_close(single.extra["inner_rule"], dist_.extra["inner_rule"], rtol=1e-4, atol=1e-6)

@@ -8,13 +8,16 @@
 # Protocol and sizes as table8_cpu.sh (its header says why): second order, 5 inner steps at lr 0.1
 # (10 at test), 50 iterations of 2 tasks, 5 queries; glyphs-b is opened only by the final eval.
 #
+# maml++ keeps MAML++'s proportions of its 150 epochs within ITERATIONS: one iteration per epoch, the
+# multi-step loss over the first 10% (15/150) and first order for the first third (50/150).
+#
 # Knobs (environment): RUNS (default runs/algorithms-cpu), SEEDS ("0 1 2"), ALGORITHMS ("maml fomaml
-# anil boil meta-sgd"), HEAD (learned), METAHYPER, DATA, PRE_EPOCHS, PRE_MILESTONES, ITERATIONS,
+# anil boil meta-sgd maml++"), HEAD (learned), METAHYPER, DATA, PRE_EPOCHS, PRE_MILESTONES, ITERATIONS,
 # VAL_EVERY, EPISODES. Finished steps are skipped, so the script can be started again after a crash.
 set -euo pipefail
 RUNS=${RUNS:-runs/algorithms-cpu}
 SEEDS=${SEEDS:-0 1 2}
-ALGORITHMS=${ALGORITHMS:-maml fomaml anil boil meta-sgd}
+ALGORITHMS=${ALGORITHMS:-maml fomaml anil boil meta-sgd maml++}
 HEAD=${HEAD:-learned}
 METAHYPER=${METAHYPER:-metahyper}
 DATA=${DATA:-$RUNS/data}
@@ -37,7 +40,7 @@ fi
 
 # lane MODEL: every seed of MODEL, one step after another (the two models' lanes run side by side).
 lane() {
-    local model=$1 seed dir algorithm shots meta json t0
+    local model=$1 seed dir algorithm shots meta json t0 extra
     for seed in $SEEDS; do
         dir="$RUNS/seed$seed/$model"
         [[ -f "$dir/pretrain/summary.json" ]] || mh pretrain --dataset glyphs-a --model "$model" --variant 1 \
@@ -47,12 +50,15 @@ lane() {
             for shots in 1 5; do
                 meta="$dir/$algorithm-$HEAD-${shots}shot"
                 if [[ ! -f "$meta/summary.json" ]]; then
+                    extra=()
+                    [[ $algorithm == maml++ ]] && extra=(--iterations-per-epoch 1 --msl-epochs $(( (ITERATIONS + 9) / 10 ))
+                                                         --first-order-iterations $(( ITERATIONS / 3 )))
                     t0=$(date +%s)
                     mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" --out "$meta" \
                         --algorithm "$algorithm" --head "$HEAD" --ways 5 --shots "$shots" --queries 5 --meta-batch 2 \
                         --iterations "$ITERATIONS" --inner-steps 5 --eval-inner-steps 10 --inner-lr 0.1 --outer-lr 1e-3 \
                         --lr-halve-every 1000 --val-every "$VAL_EVERY" --val-episodes 20 --save-every "$VAL_EVERY" \
-                        --seed "$seed" --data-root "$DATA" --device cpu --quiet
+                        --seed "$seed" --data-root "$DATA" --device cpu --quiet "${extra[@]}"
                     echo $(( $(date +%s) - t0 )) > "$meta/meta-train.seconds"
                 fi
                 json="$meta/test-glyphs-b-${shots}shot.json"
