@@ -360,8 +360,9 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 def report_cmd(paths, title, markdown, csv_path, json_path) -> None:
     """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
     shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs."""
-    from metahyper.report import build_report, collect, write_report
+    from metahyper.report import build_report, check_report_outputs, collect, write_report
 
+    check_report_outputs(markdown, csv_path, json_path)  # before reading the inputs
     report = build_report(collect(paths), title)
     click.echo(report.text())
     for path in write_report(report, markdown, csv_path, json_path):

@@ -26,7 +26,7 @@ from metahyper.errors import UserError
 from metahyper.io import atomic_path, read_csv
 from metahyper.models import ModelConfig, layer_label
 from metahyper.train.checkpoint import load_checkpoint
-from metahyper.train.outputs import check_output
+from metahyper.train.outputs import FIGURE_METADATA, check_output
 from metahyper.train.run import read_config
 
 # The layers of the paper's Figure 4 (a, b, c) in our module paths (WRN-28-4 has 4 blocks per stage).
@@ -100,7 +100,7 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
 def _save(fig: Figure, output: str | Path) -> Path:
     FigureCanvasAgg(fig)
     with atomic_path(output) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata=FIGURE_METADATA)
     return Path(output)
 
 

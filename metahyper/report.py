@@ -11,7 +11,8 @@ JSON of its row and column, one per training run:
   sqrt(n)``; the JSON and CSV also list every run's own mean and CI.
 
 A column whose runs were scored on different episodes (fingerprints differ) is flagged. Output: a
-printed table, markdown, CSV (one line per run and one per aggregate) and JSON.
+printed table, markdown, CSV (one line per run and one per aggregate) and JSON, each replacing
+only an earlier report output of its format (:func:`check_report_outputs`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from metahyper.errors import UserError
 from metahyper.io import write_csv, write_json, write_text
 from metahyper.train.evaluate import mean_ci
+from metahyper.train.outputs import CSV_FIELDS, check_outputs, with_marker
 
 _KEYS = ("model", "method", "dataset", "split", "ways", "shots", "mean", "ci95", "accuracies", "fingerprint")
 
@@ -168,7 +170,7 @@ class Report:
         out = [f"**{self.title}**", ""] if self.title else []
         out += ["| " + " | ".join(grid[0]) + " |", "|" + "|".join(["---"] + ["---:"] * (len(grid[0]) - 1)) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in grid[1:]]
-        return "\n".join(out + [""] + self._notes()) + "\n"
+        return with_marker("report.md", "\n".join(out + [""] + self._notes()) + "\n")
 
     def csv_rows(self) -> list[dict]:
         """One line per run (``kind`` run) and, for cells with several runs, one aggregate line."""
@@ -267,35 +269,31 @@ def build_report(results: Sequence[dict], title: str = "") -> Report:
     return Report(rows, columns, cells, title)
 
 
+def check_report_outputs(
+    markdown: str | Path | None = None, csv: str | Path | None = None, json_path: str | Path | None = None
+) -> list[tuple[Path, str]]:
+    """The requested ``(path, kind)`` outputs, each checked (:func:`~metahyper.train.outputs.check_outputs`:
+    an existing file is replaced only by the same format of report, no two options name one file);
+    call it before collecting the inputs."""
+    given = [(markdown, "report.md", "--markdown"), (csv, "report.csv", "--csv"), (json_path, "report.json", "--json")]
+    given = [(path, kind, option) for path, kind, option in given if path]
+    return list(zip(check_outputs(given), [kind for _, kind, _ in given]))
+
+
 def write_report(
     report: Report,
     markdown: str | Path | None = None,
     csv: str | Path | None = None,
     json_path: str | Path | None = None,
 ) -> list[Path]:
-    """Write the requested formats; returns the paths written."""
+    """Write the requested formats, all checked first (:func:`check_report_outputs`); returns the
+    paths written."""
     written = []
-    if markdown:
-        written.append(write_text(markdown, report.markdown()))
-    if csv:
-        fields = [
-            "model",
-            "dataset",
-            "split",
-            "ways",
-            "shots",
-            "kind",
-            "train_seed",
-            "runs",
-            "mean",
-            "ci95",
-            "sd",
-            "pooled_mean",
-            "pooled_ci95",
-            "episodes",
-            "source",
-        ]
-        written.append(write_csv(csv, report.csv_rows(), fields))
-    if json_path:
-        written.append(write_json(json_path, report.to_dict()))
+    for path, kind in check_report_outputs(markdown, csv, json_path):
+        if kind == "report.md":
+            written.append(write_text(path, report.markdown()))
+        elif kind == "report.csv":
+            written.append(write_csv(path, report.csv_rows(), CSV_FIELDS[kind]))
+        else:
+            written.append(write_json(path, report.to_dict()))
     return written

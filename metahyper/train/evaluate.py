@@ -44,7 +44,7 @@ from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
 from metahyper.train.memory import check_step
 from metahyper.train.meta_learner import build_maml
-from metahyper.train.outputs import check_output
+from metahyper.train.outputs import CSV_FIELDS, check_output, check_outputs, with_marker
 from metahyper.train.run import CONFIG_FILE, config_dict
 
 
@@ -262,6 +262,17 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
     return evaluate_one(cfg, cfg.dataset[0], cfg.shots[0], ctx, Path(cfg.output) if cfg.output else None, write)
 
 
+def _check_memory(cfg: EvalConfig, ckpt, shots: int, device: torch.device) -> int | None:
+    """Refuse, before anything is built, episodes of ``shots`` that would not fit the memory
+    limit (:func:`~metahyper.train.memory.check_step`); returns the input size used."""
+    image_size = cfg.image_size if cfg.image_size is not None else ckpt.extra.get("input_size")
+    images = cfg.ways * (shots + cfg.queries)
+    fix = "lower --ways/--shots/--queries or --image-size"
+    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images", fix, device,
+               graphs=2, states=4)  # fmt: skip
+    return image_size
+
+
 def evaluate_one(
     cfg: EvalConfig,
     dataset: str,
@@ -279,14 +290,10 @@ def evaluate_one(
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
     extra = ckpt.extra
-    image_size = cfg.image_size if cfg.image_size is not None else extra.get("input_size")
+    image_size = _check_memory(cfg, ckpt, shots, device)
     out = output or default_output(ckpt.path, cfg, [dataset], [shots])
     if write and (ctx is None or ctx.is_main):
         check_output(out, "eval")
-    images = cfg.ways * (shots + cfg.queries)
-    fix = "lower --ways/--shots/--queries or --image-size"
-    check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images", fix, device,
-               graphs=2, states=4)  # fmt: skip
     model = ckpt.build_model().to(device)
     if data is None:
         data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
@@ -364,7 +371,7 @@ class EvalMatrix:
     def markdown(self) -> str:
         head, *body = self._grid()
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
-        return "\n".join(lines) + "\n"
+        return with_marker("eval-table.md", "\n".join(lines) + "\n")
 
     def to_dict(self) -> dict:
         first = next(iter(self.cells.values()))
@@ -381,23 +388,44 @@ def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool
     """:func:`evaluate_one` for every dataset of ``cfg.dataset`` and shot count of ``cfg.shots``
     (each cell writes its own JSON beside the table, named as a single evaluation's). The table is
     written as ``.json`` (``"config"``: ``eval --config FILE`` repeats it), ``.csv`` (a row per
-    cell) and ``.md`` at ``cfg.output`` (default :func:`default_output`) on the main process."""
-    from metahyper.data import open_split
-
+    cell) and ``.md`` at ``cfg.output`` (default :func:`default_output`) on the main process.
+    Every input (the checkpoint, each dataset's cache, the memory of the largest episodes) and
+    every output is checked before the first episode is scored or any file written
+    (:func:`_check_matrix`)."""
     cfg.validate()
-    ckpt_path = load_checkpoint(cfg.checkpoint).path
-    table = Path(cfg.output) if cfg.output else default_output(ckpt_path, cfg, cfg.dataset, cfg.shots)
+    table, outputs, splits = _check_matrix(cfg, ctx, write)
     cells: dict[tuple[str, int], EvalResult] = {}
     for dataset in cfg.dataset:
-        data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
+        data = splits.pop(dataset)  # one dataset in memory at a time
+        data.load_into_memory()
         for shots in cfg.shots:
-            out = table.with_name(default_output(ckpt_path, cfg, [dataset], [shots]).name)
-            cells[dataset, shots] = evaluate_one(cfg, dataset, shots, ctx, out, write, data=data)
+            cells[dataset, shots] = evaluate_one(cfg, dataset, shots, ctx, outputs[dataset, shots], write, data=data)
     matrix = EvalMatrix(list(cfg.dataset), list(cfg.shots), cells, [])
     if write and (ctx is None or ctx.is_main):
         files = [table.with_suffix(".json"), table.with_suffix(".csv"), table.with_suffix(".md")]
         write_json(files[0], {**matrix.to_dict(), "config": config_dict(cfg)})
-        write_csv(files[1], matrix.rows())
+        write_csv(files[1], matrix.rows(), CSV_FIELDS["eval-table.csv"])
         write_text(files[2], matrix.markdown())
         matrix.files = [str(f) for f in files]
     return matrix
+
+
+def _check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple[Path, dict, dict]:
+    """``(table path, {(dataset, shots): cell JSON path}, {dataset: opened split, not yet in
+    memory})`` of :func:`evaluate_matrix`, after checking the checkpoint (it loads), the memory of
+    the largest episodes, every dataset's cache and, when writing, every output file
+    (:func:`~metahyper.train.outputs.check_outputs`)."""
+    from metahyper.data import open_split
+
+    device = ctx.device if ctx is not None else resolve_device(cfg.device)
+    ckpt = load_checkpoint(cfg.checkpoint)
+    _check_memory(cfg, ckpt, max(cfg.shots), device)
+    table = Path(cfg.output) if cfg.output else default_output(ckpt.path, cfg, cfg.dataset, cfg.shots)
+    outputs = {
+        (d, k): table.with_name(default_output(ckpt.path, cfg, [d], [k]).name) for d in cfg.dataset for k in cfg.shots
+    }
+    splits = {d: open_split(d, cfg.split, root=cfg.data_root) for d in cfg.dataset}
+    if write and (ctx is None or ctx.is_main):
+        tables = [(table.with_suffix(ext), f"eval-table{ext}", "-o") for ext in (".json", ".csv", ".md")]
+        check_outputs([*((out, "eval", "-o") for out in outputs.values()), *tables])
+    return table, outputs, splits

@@ -118,7 +118,7 @@ def test_folder_dataset_pretrain_meta_train_and_matrix(tmp_path, glyph_root, ima
         ("glyphs-b", "1"),
         ("glyphs-b", "2"),
     ]
-    assert table.with_suffix(".md").read_text().splitlines()[0] == "| dataset | 1-shot | 2-shot |"
+    assert table.with_suffix(".md").read_text().splitlines()[1] == "| dataset | 1-shot | 2-shot |"  # under its marker
     # each cell is the single evaluation, written as before (scalar dataset and shots, its own config)
     cell = json.loads((tmp_path / "meta" / "eval-glyphs-b-test-2w2s-seed0.json").read_text())
     single = evaluate(
