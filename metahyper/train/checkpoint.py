@@ -4,7 +4,9 @@ A checkpoint is one ``torch.save`` dict: ``format``, ``version``, ``model_config
 :class:`~metahyper.models.ModelConfig` dict; for compressed models it holds the embedding seed
 instead of the embeddings), ``state_dict`` and ``extra`` (optimiser, scheduler, RNG state, ...).
 It is written through :func:`metahyper.io.atomic_path`, so a crash never leaves a half-written
-checkpoint; it is read with ``torch.load(..., weights_only=True)``.
+checkpoint, and a full disk is the one-line error of :func:`~metahyper.io.atomic_files` (torch's zip
+writer hides the file's ``OSError`` behind a ``RuntimeError``; :class:`_KeptWriteError` keeps it);
+it is read with ``torch.load(..., weights_only=True)``.
 
 Integrity: ``checksum`` holds the SHA-256 of every tensor of ``state_dict`` and ``extra`` (names,
 dtypes, shapes and bytes, :func:`tensor_checksum`); loading verifies it, so bytes flipped inside a
@@ -46,7 +48,11 @@ class Checkpoint:
         """Rebuild the model and load the weights (strict: every tensor must match); a model too
         large for the memory limit is refused before it is built."""
         check_model(self.model_config)
-        model = build_from_config(self.model_config)
+        return self.load_into(build_from_config(self.model_config))
+
+    def load_into(self, model: nn.Module) -> nn.Module:
+        """Load the weights into ``model`` (strict: every tensor must match; one-line
+        :class:`UserError` naming the first mismatch otherwise); returns ``model``."""
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as err:
@@ -100,9 +106,39 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **extra: Any) -> 
         "extra": extra,
         "checksum": tensor_checksum(state, extra),
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb", buffering=0) as raw:
+        kept = _KeptWriteError(raw)
+        try:
+            torch.save(payload, kept)
+        except RuntimeError:
+            if kept.error is None:
+                raise
+            raise kept.error from None  # a full disk: atomic_path's one-line error
     return Path(path)
+
+
+class _KeptWriteError:
+    """A binary file for ``torch.save`` that keeps the ``OSError`` of a failed write: torch's zip
+    writer turns it into a ``RuntimeError`` that no longer says why (``unexpected pos ...``,
+    ``file write failed``), so :func:`save_checkpoint` raises the kept one instead."""
+
+    def __init__(self, raw) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):  # a short write (the disk filling up) is retried: it then raises
+                done += self.raw.write(view[done:])
+        except OSError as err:
+            self.error = err
+            raise
+        return done
+
+    def flush(self) -> None:
+        self.raw.flush()
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:

@@ -239,6 +239,23 @@ class Pretrainer(Trainer):
                 objects["swa_scheduler"] = SWALR(optimizer, swa_lr=cfg.swa_lr)
         return objects
 
+    def check_resume(self, extra: dict[str, Any]) -> None:
+        """The classes ``last.pt`` was trained on must be the dataset's classes now: a cache
+        rebuilt with other classes would not fit the classifier, or would relabel it silently."""
+        saved, now = extra.get("classes"), list(self.info["classes"])
+        if saved is None or list(saved) == now:
+            return
+        cfg = self.cfg
+        change = (
+            f"{len(saved)} classes then, {len(now)} now"
+            if len(saved) != len(now)
+            else f"the same {len(now)} classes in number, other names or order"
+        )
+        raise UserError(
+            f"--resume: dataset {cfg.dataset} ({cfg.split} split) changed since {self.run.path / 'last.pt'} was "
+            f"written ({change}); restore the cache the run started from, or start a new run with another --out"
+        )
+
     def step(self, epoch: int) -> None:
         cfg, objects = self.cfg, self.state.objects
         self.train_set.set_epoch(epoch)  # augmentation draws depend on (seed, epoch, index) only

@@ -286,9 +286,10 @@ class Run:
         if self.is_main:
             save_checkpoint(self.path / LAST, model, **extra, state={**state, "rng": rng_state()})
 
-    def restore(self, model: nn.Module) -> dict:
+    def restore(self, model: nn.Module, check: Callable[[dict], None] | None = None) -> dict:
         """Resume: load ``last.pt`` into ``model`` (same architecture) and the RNGs; returns the
-        checkpoint's ``extra`` (its ``state`` holds what :meth:`save_last` was given)."""
+        checkpoint's ``extra`` (its ``state`` holds what :meth:`save_last` was given). ``check(extra)``
+        runs before anything is loaded, to refuse a run whose inputs changed since."""
         last: Checkpoint = load_checkpoint(
             self.path / LAST, expect_name=model.config.name
         )  # CPU: RNG states stay CPU tensors
@@ -297,7 +298,9 @@ class Run:
                 f"{self.path / LAST} holds no training state to resume from (not written by a training run); "
                 "choose another --out"
             )
-        model.load_state_dict(last.state_dict)
+        if check is not None:
+            check(last.extra)
+        last.load_into(model)
         set_rng_state(last.extra["state"]["rng"])
         return last.extra
 

@@ -166,8 +166,13 @@ class Trainer(ABC):
         """Take the run directory; with ``--resume``, restore ``last.pt``."""
         self.run.start()
         if self.run.resume:
-            self.restore(self.run.restore(self.model))
+            self.restore(self.run.restore(self.model, self.check_resume))
         self.log.open(self.state.done if self.run.resume else None)
+
+    def check_resume(self, extra: dict[str, Any]) -> None:
+        """Refuse to resume from a ``last.pt`` with this ``extra`` when the run's inputs changed
+        since it was written (one-line :class:`UserError`; default: no check)."""
+        return None
 
     def restore(self, extra: dict[str, Any]) -> None:
         """Resume from the ``extra`` of ``last.pt`` (the model is loaded already)."""
