@@ -26,6 +26,7 @@ from metahyper.plots import curves_plot, movement_plot
 from metahyper.train.distributed import resolve_device
 from metahyper.train.evaluate import evaluate
 from metahyper.train.meta_train import meta_train
+from metahyper.train.outputs import check_outputs
 from metahyper.train.pretrain import pretrain
 from metahyper.train.run import Run
 
@@ -68,7 +69,8 @@ def _table(rows: list[dict], shots: list[int]) -> str:
 
 def _clear_out(cfg: DemoConfig, force: bool) -> tuple[Path, list[Path]]:
     """The demo's output folder and its per-model run folders, emptied of an earlier demo when
-    ``force``; a :class:`UserError` when one is there without ``force`` or the models repeat."""
+    ``force``; a :class:`UserError` when one is there without ``force``, the models repeat, or a
+    figure the demo writes would replace a file that is not a metahyper figure."""
     out = Path(cfg.out)
     runs = [out / name for name in cfg.models]
     if any(r.exists() for r in runs) or (out / "summary.json").exists():
@@ -78,6 +80,7 @@ def _clear_out(cfg: DemoConfig, force: bool) -> tuple[Path, list[Path]]:
             shutil.rmtree(r, ignore_errors=True)
     if len(set(cfg.models)) != len(cfg.models):
         raise UserError(f"--models must be distinct, got {cfg.models}")
+    check_outputs([(out / name, "figure", "--out") for name in ("movement.png", "curves.png")])  # written last
     return out, runs
 
 

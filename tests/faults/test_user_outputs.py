@@ -143,3 +143,15 @@ def test_eval_table_checks_every_input_and_output_before_any_work(places, glyph_
     )
     assert {p: p.read_bytes() for p in run.iterdir()} == before
     assert not (places["tmp"] / "table.json").exists()
+
+
+def test_demo_refuses_a_foreign_figure_before_any_work(places, monkeypatch):
+    import metahyper.demo as demo
+
+    out = places["tmp"] / "demo"
+    out.mkdir()
+    (out / "curves.png").write_bytes((places["tmp"] / "photo.png").read_bytes())
+    monkeypatch.setattr(demo, "_setup", lambda *a: pytest.fail("worked before checking the figures"))
+    result = CliRunner().invoke(main, ["demo", "--out", str(out), "--device", "cpu"])
+    _one_line_error(result, "curves.png exists and holds a file metahyper did not write")
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png"]
