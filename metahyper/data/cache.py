@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +22,34 @@ import numpy as np
 from metahyper.data.layouts import Layout, default_root
 from metahyper.data.manifest import MANIFEST
 from metahyper.data.registry import LAYOUTS, layout_for
-from metahyper.data.storage import storage_kind, to_rgb
-from metahyper.data.writing import BuildCheck
+from metahyper.data.storage import check_image_size, storage_kind, to_rgb
+from metahyper.data.writing import BuildCheck, check_build, check_memory
 from metahyper.errors import UserError
+
+_BLOCK_BYTES = 64 << 20  # images read at a time when a whole class is read
+MAX_CHUNK_BYTES = 256 << 20  # HDF5 reads (and decompresses) a stored chunk whole
 
 
 def _rebuild_hint(layout: Layout) -> str:
     return f"rebuild it with `{layout.prepare} --force`"
+
+
+def _check_declared(ds: h5py.Dataset, kind: str, what: str, hint: str) -> None:
+    """A :class:`UserError` ending in ``hint`` when the sizes a class dataset of storage ``kind``
+    declares are unusable (images of no pixels or too many, chunks larger than
+    :data:`MAX_CHUNK_BYTES`); read from its header, before any pixel."""
+    try:
+        if kind != "encoded":
+            check_image_size(int(ds.shape[2]), int(ds.shape[1]), f"{what} (each image)")
+        if ds.chunks is not None:
+            nbytes = int(np.prod(ds.chunks, dtype=np.int64)) * ds.dtype.itemsize
+            if nbytes > MAX_CHUNK_BYTES:
+                raise UserError(
+                    f"{what} is stored in chunks of {nbytes / 2**20:,.0f} MB, more than the "
+                    f"{MAX_CHUNK_BYTES >> 20} MB allowed"
+                )
+    except UserError as err:
+        raise UserError(f"{err}; {hint}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,36 +80,80 @@ class SplitData:
                 fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
                 raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
         self._keys, self.classes = self._read_labels(hint)
+        try:  # a build cut short between its renames: refused before anything else is read
+            check_build(self.path, [layout.data_file(root, s) for s in layout.splits])
+        except UserError as err:
+            raise UserError(f"{err}; {hint}") from None
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
-        self._counts: list[int] = []
-        shapes, kinds = set(), set()
-        for key in self._keys:
-            ds = self._dataset(key)
-            kind = storage_kind(ds)
-            if kind is None:
-                raise UserError(
-                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
-                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
-                )
-            kinds.add(kind)
-            self._counts.append(int(ds.shape[0]))
-            if kind != "encoded":
-                shapes.add(tuple(ds.shape[1:3]))
-        if len(kinds) != 1:
-            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
-        self.storage: str = kinds.pop()
+        self._ram: np.ndarray | None = None
+        try:
+            self._validate(hint)
+        except BaseException:
+            self.close()  # a refused cache is not held open
+            raise
+        if in_memory:
+            self.load_into_memory()
+
+    def _validate(self, hint: str) -> None:
+        """Storage, image size and counts from what the classes declare, checked before any pixel
+        is read (an encoded cache's size: from its first image, whose header is checked first)."""
+        self.storage, self._counts, shapes = self._scan_classes(hint)
         if self.storage == "encoded":
             first = next((c for c, n in enumerate(self._counts) if n), 0)
             shapes.add(tuple(self._decode(first, self._read_h5(self._keys[first], slice(0, 1))).shape[1:3]))
         if len(shapes) != 1:
             raise UserError(f"cache {self.path}: classes have different image sizes {sorted(shapes)}; {hint}")
         self.image_size: tuple[int, int] = shapes.pop()
+        self._check_manifest(hint)
         self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
-        self._ram: np.ndarray | None = None
-        if in_memory:
-            self.load_into_memory()
+
+    def _scan_classes(self, hint: str) -> tuple[str, list[int], set[tuple[int, int]]]:
+        """``(storage, images per class, image sizes of decoded classes)`` from what each class
+        dataset declares (link kind, dtype, shape, chunks), before any pixel is read."""
+        counts, shapes, kinds = [], set(), set()
+        for key in self._keys:
+            ds = self._checked_dataset(key, hint)
+            kind = storage_kind(ds)
+            if kind is None:
+                raise UserError(
+                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
+                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
+                )
+            _check_declared(ds, kind, f"cache {self.path}: class {key}", hint)
+            kinds.add(kind)
+            counts.append(int(ds.shape[0]))
+            if kind != "encoded":
+                shapes.add(tuple(int(n) for n in ds.shape[1:3]))
+        if len(kinds) != 1:
+            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
+        return kinds.pop(), counts, shapes
+
+    def _checked_dataset(self, key: str, hint: str) -> h5py.Dataset:
+        """The class dataset ``key``, reached through hard links only: a soft or external link
+        (which may point anywhere, itself included) is refused, as is a missing name."""
+        node: h5py.Group | h5py.Dataset = self._h5()
+        for part in key.split("/"):
+            link = node.get(part, getlink=True) if part and isinstance(node, h5py.Group) else None
+            if link is None:
+                break  # a missing name: _dataset says so
+            if not isinstance(link, h5py.HardLink):
+                raise UserError(
+                    f"cache {self.path}: class {key!r} listed in {self.labels_path.name} is a "
+                    f"{type(link).__name__}, not a dataset (links may point anywhere, even at themselves); {hint}"
+                )
+            node = node[part]
+        return self._dataset(key)
+
+    def _check_manifest(self, hint: str) -> None:
+        """What the manifest of a user dataset declares (image size, classes per split) matches."""
+        size, classes = self.layout.image_size, dict(self.layout.class_counts).get(self.split)
+        if size is not None and self.image_size != (size, size):
+            got = "x".join(map(str, self.image_size))
+            raise UserError(f"cache {self.path} holds {got} images, its manifest says {size}x{size}; {hint}")
+        if classes is not None and classes != self.num_classes:
+            raise UserError(f"cache {self.path} holds {self.num_classes} classes, its manifest says {classes}; {hint}")
 
     # -- HDF5 access ------------------------------------------------------------------------------
     def _h5(self) -> h5py.File:
@@ -178,6 +244,9 @@ class SplitData:
             classes = list(labels) if ok else []
         if not ok or not labels:
             raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        repeated = next(((k, n) for k, n in Counter(keys).items() if n > 1), None)
+        if repeated:
+            raise UserError(f"labels file {self.labels_path} lists class {repeated[0]!r} {repeated[1]} times; {hint}")
         return keys, classes
 
     # -- public -----------------------------------------------------------------------------------
@@ -204,13 +273,24 @@ class SplitData:
 
     def load_into_memory(self) -> None:
         """Copy every class, decoded, into one contiguous uint8 (N, H, W, 3) array (MiniImageNet
-        train: about 0.8 GB; encoded caches are decoded once here)."""
+        train: about 0.8 GB; encoded caches are decoded once here), a block of images at a time;
+        a :class:`UserError` before allocating when the declared images exceed the memory available."""
         if self._ram is not None:
             return
         h, w = self.image_size
-        ram = np.empty((int(self._offsets[-1]), h, w, 3), dtype=np.uint8)
+        total = int(self._offsets[-1])
+        check_memory(
+            self.nbytes,
+            f"cache {self.path}: loading {total:,} images of {h}x{w}",
+            f"free memory, or {_rebuild_hint(self.layout)} if it should not be this large",
+        )
+        ram = np.empty((total, h, w, 3), dtype=np.uint8)
+        step = 256 if self.storage == "encoded" else max(1, _BLOCK_BYTES // (h * w * 3))
         for c, key in enumerate(self._keys):
-            ram[self._offsets[c] : self._offsets[c + 1]] = self._decode(c, self._read_h5(key, ()))
+            for start in range(0, self._counts[c], step):
+                stop = min(start + step, self._counts[c])
+                block = self._read_h5(key, slice(start, stop))
+                ram[self._offsets[c] + start : self._offsets[c] + stop] = self._decode(c, block, range(start, stop))
         self._ram = ram
         self.close()
 
@@ -270,9 +350,11 @@ class CacheInfo:
     error: str | None = None
 
 
-def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
-    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated, and for
-    caches metahyper built, checked against its recorded hashes (:mod:`metahyper.data.writing`)."""
+def list_caches(root: str | Path | None = None, deep: bool = False) -> list[CacheInfo]:
+    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated from what
+    its files declare (structure, sizes, build identity: :class:`SplitData`) and its last image read;
+    ``deep``: also every byte, against the content hashes recorded at build time
+    (:mod:`metahyper.data.writing`)."""
     root = Path(root) if root is not None else default_root()
     if root.exists() and not root.is_dir():
         raise UserError(f"cache root {root} is a file, not a folder; pass the folder that holds the caches")
@@ -300,7 +382,8 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.image_size = "x".join(map(str, data.image_size))
                 data.check_readable()
                 data.close()
-                check(layout.name, info, _rebuild_hint(layout))
+                if deep:
+                    check(layout.name, info, _rebuild_hint(layout))
             except UserError as err:
                 info.error = str(err)
             rows.append(info)
