@@ -2,7 +2,10 @@
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
-:class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time). Where
+:class:`SplitData`, :func:`list_caches` (``deep``: also the hashes recorded at build time).
+A cache's contents are not trusted: opening a split checks its build identity and what its classes
+declare (links, dtypes, image sizes, chunks, labels, the manifest's sizes) before any pixel is read,
+and a load into memory is checked against the memory available. Where
 datasets live is :mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`);
 how builders write is :mod:`metahyper.data.writing`.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,8 @@ class SplitData:
     or bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily
     and per process (dropped on pickling, reopened after fork), so instances can go to DataLoader
     workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
+    Construction raises a one-line :class:`UserError` ending in the rebuild command for a cache
+    that is mixed from two builds or declares unusable contents, before any pixel is read.
     """
 
     def __init__(self, layout: Layout, split: str, root: Path, in_memory: bool = False) -> None:
@@ -285,14 +290,31 @@ class SplitData:
             f"free memory, or {_rebuild_hint(self.layout)} if it should not be this large",
         )
         ram = np.empty((total, h, w, 3), dtype=np.uint8)
+        for c, start, block in self._blocks():
+            ram[self._offsets[c] + start : self._offsets[c] + start + len(block)] = block
+        self._ram = ram
+        self.close()
+
+    def _blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(class, first index, decoded images)`` over every image, about 64 MB (encoded: 256
+        images) at a time."""
+        h, w = self.image_size
         step = 256 if self.storage == "encoded" else max(1, _BLOCK_BYTES // (h * w * 3))
         for c, key in enumerate(self._keys):
             for start in range(0, self._counts[c], step):
                 stop = min(start + step, self._counts[c])
-                block = self._read_h5(key, slice(start, stop))
-                ram[self._offsets[c] + start : self._offsets[c] + stop] = self._decode(c, block, range(start, stop))
-        self._ram = ram
-        self.close()
+                yield c, start, self._decode(c, self._read_h5(key, slice(start, stop)), range(start, stop))
+
+    def check_all(self) -> None:
+        """Read and decode every image (``metahyper datasets --deep``), a block at a time: a
+        :class:`UserError` at the first that cannot be read."""
+        for c, start, block in self._blocks():
+            if block.shape[1:3] != self.image_size:
+                raise UserError(
+                    f"cache {self.path}: class {self._keys[c]} from image {start} decodes to "
+                    f"{block.shape[2]}x{block.shape[1]}, not {self.image_size[1]}x{self.image_size[0]}; "
+                    f"{_rebuild_hint(self.layout)}"
+                )
 
     def check_readable(self) -> None:
         """Read (and decode) the last image of the last class, at the file's end: a
@@ -383,6 +405,8 @@ def list_caches(root: str | Path | None = None, deep: bool = False) -> list[Cach
                 data.check_readable()
                 data.close()
                 if deep:
+                    data.check_all()
+                    data.close()
                     check(layout.name, info, _rebuild_hint(layout))
             except UserError as err:
                 info.error = str(err)

@@ -176,3 +176,22 @@ def test_cache_must_match_its_manifest(user_root, field, value, expected):
     path.write_text(json.dumps(manifest))
     _torchmeta_like(user_root, "mine")  # the manifest is also checked against its build's hash
     _refused("mine", "train", user_root, expected, "prepare folder", "--force")
+
+
+def test_datasets_reads_every_byte_only_with_deep(tmp_path):
+    """A damaged image in the middle of a cache recording no hashes (as torchmeta's): the default
+    check reads structure and the last image; --deep decodes every image."""
+    root = tmp_path / "data"
+    small = _png(8)
+    for split in ("train", "val", "test"):
+        write_encoded_split(root, "cub", split, {"a": [small] * 3}, ["a"])
+    with h5py.File(root / "cub" / "val_data.hdf5", "r+") as f:
+        for name in list(f.attrs):
+            del f.attrs[name]
+        f["datasets/a"][1] = np.frombuffer(b"not a png", np.uint8)
+    res = CliRunner().invoke(main, ["datasets", "--root", str(root)])
+    assert res.exit_code == 0 and "ERROR" not in res.output, res.output
+    res = CliRunner().invoke(main, ["datasets", "--root", str(root), "--deep"])
+    lines = [line for line in res.output.splitlines() if "ERROR" in line]
+    assert res.exit_code == 0 and len(lines) == 1 and lines[0].startswith("cub"), res.output
+    assert "class datasets/a, image 1 cannot be decoded" in lines[0] and "prepare cub" in lines[0]
