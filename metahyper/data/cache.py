@@ -95,11 +95,11 @@ class SplitData:
         self._ram: np.ndarray | None = None
         try:
             self._validate(hint)
+            if in_memory:
+                self.load_into_memory()
         except BaseException:
             self.close()  # a refused cache is not held open
             raise
-        if in_memory:
-            self.load_into_memory()
 
     def _validate(self, hint: str) -> None:
         """Storage, image size and counts from what the classes declare, checked before any pixel
