@@ -199,11 +199,13 @@ def prepare_command() -> click.Command:
 
 @main.command("datasets")
 @click.option("--root", type=click.Path(path_type=str), help="Cache root (default: $METAHYPER_DATA or datasets/data).")
-def datasets_cmd(root: str | None) -> None:
-    """List and validate the dataset caches found under the cache root."""
+@click.option("--deep", is_flag=True, help="Also read every byte and check it against the hashes recorded at build.")
+def datasets_cmd(root: str | None, deep: bool) -> None:
+    """List and validate the dataset caches found under the cache root: their structure, declared
+    sizes and build identity, without reading every image (--deep reads everything)."""
     from metahyper.data import default_root, list_caches
 
-    rows = list_caches(root)
+    rows = list_caches(root, deep=deep)
     click.echo(f"cache root: {root or default_root()}")
     if not rows:
         click.echo(

@@ -2,7 +2,10 @@
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
-:class:`SplitData`, :func:`list_caches` (also checks the hashes recorded at build time). Where
+:class:`SplitData`, :func:`list_caches` (``deep``: also the hashes recorded at build time).
+A cache's contents are not trusted: opening a split checks its build identity and what its classes
+declare (links, dtypes, image sizes, chunks, labels, the manifest's sizes) before any pixel is read,
+and a load into memory is checked against the memory available. Where
 datasets live is :mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`);
 how builders write is :mod:`metahyper.data.writing`.
 """
@@ -11,7 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +25,34 @@ import numpy as np
 from metahyper.data.layouts import Layout, default_root
 from metahyper.data.manifest import MANIFEST
 from metahyper.data.registry import LAYOUTS, layout_for
-from metahyper.data.storage import storage_kind, to_rgb
-from metahyper.data.writing import BuildCheck
+from metahyper.data.storage import check_image_size, storage_kind, to_rgb
+from metahyper.data.writing import BuildCheck, check_build, check_memory
 from metahyper.errors import UserError
+
+_BLOCK_BYTES = 64 << 20  # images read at a time when a whole class is read
+MAX_CHUNK_BYTES = 256 << 20  # HDF5 reads (and decompresses) a stored chunk whole
 
 
 def _rebuild_hint(layout: Layout) -> str:
     return f"rebuild it with `{layout.prepare} --force`"
+
+
+def _check_declared(ds: h5py.Dataset, kind: str, what: str, hint: str) -> None:
+    """A :class:`UserError` ending in ``hint`` when the sizes a class dataset of storage ``kind``
+    declares are unusable (images of no pixels or too many, chunks larger than
+    :data:`MAX_CHUNK_BYTES`); read from its header, before any pixel."""
+    try:
+        if kind != "encoded":
+            check_image_size(int(ds.shape[2]), int(ds.shape[1]), f"{what} (each image)")
+        if ds.chunks is not None:
+            nbytes = int(np.prod(ds.chunks, dtype=np.int64)) * ds.dtype.itemsize
+            if nbytes > MAX_CHUNK_BYTES:
+                raise UserError(
+                    f"{what} is stored in chunks of {nbytes / 2**20:,.0f} MB, more than the "
+                    f"{MAX_CHUNK_BYTES >> 20} MB allowed"
+                )
+    except UserError as err:
+        raise UserError(f"{err}; {hint}") from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -41,6 +66,8 @@ class SplitData:
     or bytes decoded at read time: :mod:`metahyper.data.storage`). HDF5 handles are opened lazily
     and per process (dropped on pickling, reopened after fork), so instances can go to DataLoader
     workers. With ``in_memory=True`` every class is loaded into one contiguous uint8 array.
+    Construction raises a one-line :class:`UserError` ending in the rebuild command for a cache
+    that is mixed from two builds or declares unusable contents, before any pixel is read.
     """
 
     def __init__(self, layout: Layout, split: str, root: Path, in_memory: bool = False) -> None:
@@ -58,36 +85,80 @@ class SplitData:
                 fix = hint if path.parent.is_dir() else f"build it with `{layout.prepare}`"  # part of a cache: --force
                 raise UserError(f"{self.name} {split}: missing cache file {path}; {fix}")
         self._keys, self.classes = self._read_labels(hint)
+        try:  # a build cut short between its renames: refused before anything else is read
+            check_build(self.path, [layout.data_file(root, s) for s in layout.splits])
+        except UserError as err:
+            raise UserError(f"{err}; {hint}") from None
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._maps: dict[int, np.ndarray] = {}
-        self._counts: list[int] = []
-        shapes, kinds = set(), set()
-        for key in self._keys:
-            ds = self._dataset(key)
-            kind = storage_kind(ds)
-            if kind is None:
-                raise UserError(
-                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
-                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
-                )
-            kinds.add(kind)
-            self._counts.append(int(ds.shape[0]))
-            if kind != "encoded":
-                shapes.add(tuple(ds.shape[1:3]))
-        if len(kinds) != 1:
-            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
-        self.storage: str = kinds.pop()
+        self._ram: np.ndarray | None = None
+        try:
+            self._validate(hint)
+            if in_memory:
+                self.load_into_memory()
+        except BaseException:
+            self.close()  # a refused cache is not held open
+            raise
+
+    def _validate(self, hint: str) -> None:
+        """Storage, image size and counts from what the classes declare, checked before any pixel
+        is read (an encoded cache's size: from its first image, whose header is checked first)."""
+        self.storage, self._counts, shapes = self._scan_classes(hint)
         if self.storage == "encoded":
             first = next((c for c, n in enumerate(self._counts) if n), 0)
             shapes.add(tuple(self._decode(first, self._read_h5(self._keys[first], slice(0, 1))).shape[1:3]))
         if len(shapes) != 1:
             raise UserError(f"cache {self.path}: classes have different image sizes {sorted(shapes)}; {hint}")
         self.image_size: tuple[int, int] = shapes.pop()
+        self._check_manifest(hint)
         self._offsets = np.concatenate([[0], np.cumsum(self._counts)]).astype(np.int64)
-        self._ram: np.ndarray | None = None
-        if in_memory:
-            self.load_into_memory()
+
+    def _scan_classes(self, hint: str) -> tuple[str, list[int], set[tuple[int, int]]]:
+        """``(storage, images per class, image sizes of decoded classes)`` from what each class
+        dataset declares (link kind, dtype, shape, chunks), before any pixel is read."""
+        counts, shapes, kinds = [], set(), set()
+        for key in self._keys:
+            ds = self._checked_dataset(key, hint)
+            kind = storage_kind(ds)
+            if kind is None:
+                raise UserError(
+                    f"cache {self.path}: class {key} has shape {ds.shape} dtype {ds.dtype}, expected uint8 "
+                    f"(n, H, W, 3), uint8 (n, H, W) or encoded images (variable-length uint8); {hint}"
+                )
+            _check_declared(ds, kind, f"cache {self.path}: class {key}", hint)
+            kinds.add(kind)
+            counts.append(int(ds.shape[0]))
+            if kind != "encoded":
+                shapes.add(tuple(int(n) for n in ds.shape[1:3]))
+        if len(kinds) != 1:
+            raise UserError(f"cache {self.path}: classes are stored in different forms {sorted(kinds)}; {hint}")
+        return kinds.pop(), counts, shapes
+
+    def _checked_dataset(self, key: str, hint: str) -> h5py.Dataset:
+        """The class dataset ``key``, reached through hard links only: a soft or external link
+        (which may point anywhere, itself included) is refused, as is a missing name."""
+        node: h5py.Group | h5py.Dataset = self._h5()
+        for part in key.split("/"):
+            link = node.get(part, getlink=True) if part and isinstance(node, h5py.Group) else None
+            if link is None:
+                break  # a missing name: _dataset says so
+            if not isinstance(link, h5py.HardLink):
+                raise UserError(
+                    f"cache {self.path}: class {key!r} listed in {self.labels_path.name} is a "
+                    f"{type(link).__name__}, not a dataset (links may point anywhere, even at themselves); {hint}"
+                )
+            node = node[part]
+        return self._dataset(key)
+
+    def _check_manifest(self, hint: str) -> None:
+        """What the manifest of a user dataset declares (image size, classes per split) matches."""
+        size, classes = self.layout.image_size, dict(self.layout.class_counts).get(self.split)
+        if size is not None and self.image_size != (size, size):
+            got = "x".join(map(str, self.image_size))
+            raise UserError(f"cache {self.path} holds {got} images, its manifest says {size}x{size}; {hint}")
+        if classes is not None and classes != self.num_classes:
+            raise UserError(f"cache {self.path} holds {self.num_classes} classes, its manifest says {classes}; {hint}")
 
     # -- HDF5 access ------------------------------------------------------------------------------
     def _h5(self) -> h5py.File:
@@ -178,6 +249,9 @@ class SplitData:
             classes = list(labels) if ok else []
         if not ok or not labels:
             raise UserError(f"labels file {self.labels_path} has the wrong layout (expected a non-empty list); {hint}")
+        repeated = next(((k, n) for k, n in Counter(keys).items() if n > 1), None)
+        if repeated:
+            raise UserError(f"labels file {self.labels_path} lists class {repeated[0]!r} {repeated[1]} times; {hint}")
         return keys, classes
 
     # -- public -----------------------------------------------------------------------------------
@@ -204,15 +278,43 @@ class SplitData:
 
     def load_into_memory(self) -> None:
         """Copy every class, decoded, into one contiguous uint8 (N, H, W, 3) array (MiniImageNet
-        train: about 0.8 GB; encoded caches are decoded once here)."""
+        train: about 0.8 GB; encoded caches are decoded once here), a block of images at a time;
+        a :class:`UserError` before allocating when the declared images exceed the memory available."""
         if self._ram is not None:
             return
         h, w = self.image_size
-        ram = np.empty((int(self._offsets[-1]), h, w, 3), dtype=np.uint8)
-        for c, key in enumerate(self._keys):
-            ram[self._offsets[c] : self._offsets[c + 1]] = self._decode(c, self._read_h5(key, ()))
+        total = int(self._offsets[-1])
+        check_memory(
+            self.nbytes,
+            f"cache {self.path}: loading {total:,} images of {h}x{w}",
+            f"free memory, or {_rebuild_hint(self.layout)} if it should not be this large",
+        )
+        ram = np.empty((total, h, w, 3), dtype=np.uint8)
+        for c, start, block in self._blocks():
+            ram[self._offsets[c] + start : self._offsets[c] + start + len(block)] = block
         self._ram = ram
         self.close()
+
+    def _blocks(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        """``(class, first index, decoded images)`` over every image, about 64 MB (encoded: 256
+        images) at a time."""
+        h, w = self.image_size
+        step = 256 if self.storage == "encoded" else max(1, _BLOCK_BYTES // (h * w * 3))
+        for c, key in enumerate(self._keys):
+            for start in range(0, self._counts[c], step):
+                stop = min(start + step, self._counts[c])
+                yield c, start, self._decode(c, self._read_h5(key, slice(start, stop)), range(start, stop))
+
+    def check_all(self) -> None:
+        """Read and decode every image (``metahyper datasets --deep``), a block at a time: a
+        :class:`UserError` at the first that cannot be read."""
+        for c, start, block in self._blocks():
+            if block.shape[1:3] != self.image_size:
+                raise UserError(
+                    f"cache {self.path}: class {self._keys[c]} from image {start} decodes to "
+                    f"{block.shape[2]}x{block.shape[1]}, not {self.image_size[1]}x{self.image_size[0]}; "
+                    f"{_rebuild_hint(self.layout)}"
+                )
 
     def check_readable(self) -> None:
         """Read (and decode) the last image of the last class, at the file's end: a
@@ -270,9 +372,11 @@ class CacheInfo:
     error: str | None = None
 
 
-def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
-    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated, and for
-    caches metahyper built, checked against its recorded hashes (:mod:`metahyper.data.writing`)."""
+def list_caches(root: str | Path | None = None, deep: bool = False) -> list[CacheInfo]:
+    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated from what
+    its files declare (structure, sizes, build identity: :class:`SplitData`) and its last image read;
+    ``deep``: also every byte, against the content hashes recorded at build time
+    (:mod:`metahyper.data.writing`)."""
     root = Path(root) if root is not None else default_root()
     if root.exists() and not root.is_dir():
         raise UserError(f"cache root {root} is a file, not a folder; pass the folder that holds the caches")
@@ -300,7 +404,10 @@ def list_caches(root: str | Path | None = None) -> list[CacheInfo]:
                 info.image_size = "x".join(map(str, data.image_size))
                 data.check_readable()
                 data.close()
-                check(layout.name, info, _rebuild_hint(layout))
+                if deep:
+                    data.check_all()
+                    data.close()
+                    check(layout.name, info, _rebuild_hint(layout))
             except UserError as err:
                 info.error = str(err)
             rows.append(info)

@@ -60,6 +60,9 @@ class Layout:
     decode_size: int | None = None
     decode_crop: float = 1.0
     normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # per-channel (mean, std)
+    # what a manifest declares (user datasets); a cache that differs is refused when opened
+    image_size: int | None = None
+    class_counts: tuple[tuple[str, int], ...] = ()  # (split, classes)
 
     def __post_init__(self) -> None:
         if not self.folder:
@@ -83,7 +86,13 @@ class Layout:
 def user_layout(manifest: Manifest) -> Layout:
     """The :class:`Layout` of a user dataset (per-split layout in ``<root>/<name>/``)."""
     return Layout(
-        manifest.name, manifest.name, manifest.splits, manifest.prepare, normalization=(manifest.mean, manifest.std)
+        manifest.name,
+        manifest.name,
+        manifest.splits,
+        manifest.prepare,
+        normalization=(manifest.mean, manifest.std),
+        image_size=manifest.image_size,
+        class_counts=tuple(sorted(manifest.classes.items())),
     )
 
 

@@ -25,6 +25,7 @@ from metahyper.errors import UserError
 MANIFEST = "manifest.json"
 FORMAT = "metahyper-dataset"
 VERSION = 1
+MIN_STD = 1e-3  # a smaller per-channel std blows normalised pixels up a thousandfold and more
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -86,11 +87,21 @@ def read_manifest(root: Path, name: str) -> Manifest | None:
         )
         if manifest.name != name:
             raise ValueError(f"it names dataset {manifest.name!r}, not its folder's {name!r}")
-        if len(manifest.mean) != 3 or len(manifest.std) != 3 or min(manifest.std) <= 0 or not manifest.splits:
-            raise ValueError("mean/std must be 3 values (std > 0) and splits non-empty")
+        if not manifest.splits:
+            raise ValueError("splits must be non-empty")
+        check_statistics(manifest.mean, manifest.std)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise UserError(f"dataset manifest {path} is invalid ({type(err).__name__}: {err}); {fix}") from None
     return manifest
+
+
+def check_statistics(mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """A ``ValueError`` unless ``mean`` and ``std`` are 3 finite per-channel values of pixels in
+    [0, 1]: mean in [0, 1], std in [:data:`MIN_STD`, 1]."""
+    if len(mean) != 3 or len(std) != 3:
+        raise ValueError(f"mean and std must be 3 values each, got {len(mean)} and {len(std)}")
+    if not all(0 <= v <= 1 for v in mean) or not all(MIN_STD <= v <= 1 for v in std):
+        raise ValueError(f"mean {list(mean)} must lie in [0, 1] and std {list(std)} in [{MIN_STD:g}, 1]")
 
 
 def find_manifests(root: Path) -> dict[str, Manifest]:

@@ -27,6 +27,16 @@ from PIL import Image
 from metahyper.data.writing import write_splits
 from metahyper.errors import UserError
 
+MAX_IMAGE_PIXELS = 50_000_000  # per image, source or cache; ImageNet's largest are about 20 MP
+
+
+def check_image_size(width: int, height: int, what: str) -> None:
+    """A :class:`UserError` (without the fix) when an image declares no pixels or more than
+    :data:`MAX_IMAGE_PIXELS`: checked from the declared size, before any pixel is read."""
+    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+        why = "no pixels" if width < 1 or height < 1 else f"more than the {MAX_IMAGE_PIXELS:,} allowed"
+        raise UserError(f"{what} declares {width}x{height} pixels, {why}")
+
 
 def encoded_dtype() -> np.dtype:
     """The HDF5 variable-length uint8 type torchmeta stores encoded images with."""
@@ -62,9 +72,11 @@ def fit_image(image: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
 
 def decode(blob: np.ndarray | bytes, size: int | None, crop: float, what: str) -> np.ndarray:
     """One encoded image (JPEG, PNG, ... bytes) as uint8 (H, W, 3), fitted by :func:`fit_image`
-    when ``size`` is given; a :class:`UserError` naming ``what`` when PIL cannot decode it."""
+    when ``size`` is given; a :class:`UserError` naming ``what`` when PIL cannot decode it, or when
+    its header declares a size :func:`check_image_size` refuses (checked before decoding)."""
     try:
         with Image.open(io.BytesIO(blob)) as image:
+            check_image_size(*image.size, what)
             image.load()
             if size is None:
                 return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -13,7 +13,11 @@ Every HDF5 file records, as attributes of its root group (ignored by torchmeta):
 * ``metahyper_files``: JSON ``{relative path: sha256}`` of the build's JSON files under its folder;
 * ``metahyper_build``: an id shared by the HDF5 files of one build, when it writes several.
 
-:func:`verify_file` checks them (``metahyper datasets``).
+Every builder, whether it writes through :func:`write_cache` or streams its HDF5 files itself,
+records the last two with :func:`stamp_build` before its files are renamed. :func:`check_build`
+compares them cheaply (attributes and the small JSON files only) whenever a split is opened, so a
+build killed between its final renames is refused by every command; :func:`verify_file` also
+recomputes the content hash (``metahyper datasets --deep``).
 """
 
 from __future__ import annotations
@@ -55,11 +59,33 @@ def _combine(digests: Mapping[str, str]) -> str:
     return hashlib.sha256("".join(f"{k} {digests[k]}\n" for k in sorted(digests)).encode()).hexdigest()
 
 
+def _dataset_digest(key: str, ds: h5py.Dataset, block_bytes: int = 64 << 20) -> str:
+    """:func:`_class_digest` of a stored class, read about ``block_bytes`` at a time (encoded
+    classes: 256 images at a time)."""
+    encoded = h5py.check_vlen_dtype(ds.dtype) is not None
+    if encoded:
+        h = hashlib.sha256(f"{key}\0encoded\0{len(ds)}\0".encode())
+        step = 256
+    else:
+        h = hashlib.sha256(f"{key}\0{tuple(ds.shape)}\0{ds.dtype.str}\0".encode())
+        step = max(1, block_bytes // max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize))
+    for start in range(0, len(ds), step):
+        block = ds[start : start + step]
+        if not encoded:
+            h.update(np.ascontiguousarray(block).data)
+            continue
+        for row in block:
+            row = bytes(np.asarray(row, dtype=np.uint8).data)
+            h.update(len(row).to_bytes(8, "little") + row)
+    return h.hexdigest()
+
+
 def content_sha256(f: h5py.File) -> str:
-    """The content hash of an HDF5 cache: over its datasets sorted by path (names, shapes, bytes)."""
+    """The content hash of an HDF5 cache: over its datasets sorted by path (names, shapes, bytes),
+    read a block at a time (memory stays bounded whatever the classes declare)."""
     keys: list[str] = []
     f.visititems(lambda name, obj: keys.append(name) if isinstance(obj, h5py.Dataset) else None)
-    return _combine({k: _class_digest(k, f[k][()]) for k in keys})
+    return _combine({k: _dataset_digest(k, f[k]) for k in keys})
 
 
 def file_sha256(path: Path) -> str:
@@ -74,12 +100,12 @@ def write_classes_hdf5(
     path: Path,
     items: Iterable[tuple[str, np.ndarray | Sequence[bytes]]],
     progress=None,
-    attrs: Mapping[str, str] | None = None,
 ) -> str:
     """Write one dataset per ``(key, images)`` (keys may contain '/': groups) to ``path`` (a
     temporary file of :func:`~metahyper.io.atomic_files`): uint8 (n, H, W, 3) RGB or (n, H, W)
     grayscale arrays, or a sequence of encoded images (bytes: torchmeta's variable-length rows).
-    Records and returns the content hash, plus ``attrs`` on the root group."""
+    ``items`` may be a generator (streamed writers: one class in memory at a time). Records and
+    returns the content hash; the build's identity is recorded after by :func:`stamp_build`."""
     digests = {}
     with open(path, "wb+") as fh, h5py.File(fh, "w") as f:
         for key, array in items:
@@ -94,8 +120,6 @@ def write_classes_hdf5(
             if progress is not None:
                 progress.update(1)
         f.attrs[HASH_ATTR] = _combine(digests)
-        for name, value in (attrs or {}).items():
-            f.attrs[name] = value
     return _combine(digests)
 
 
@@ -129,24 +153,35 @@ def write_cache(
     replaced or none is; a :class:`UserError` before writing when the disk lacks the space."""
     blobs = {Path(p): _json_bytes(obj) for p, obj in jsons.items()}
     size = estimate_bytes(data) + sum(len(b) for b in blobs.values())
-    build = uuid.uuid4().hex
     paths = [Path(p) for p in data] + list(blobs)
     with atomic_files(paths, size=size) as tmps:
-        for (path, classes), tmp in zip(data.items(), tmps):
-            path = Path(path)
-            companions = {
-                p.relative_to(path.parent).as_posix(): hashlib.sha256(b).hexdigest()
-                for p, b in blobs.items()
-                if p.is_relative_to(path.parent)
-            }
-            attrs = {
-                FILES_ATTR: json.dumps(companions, sort_keys=True),
-                **({BUILD_ATTR: build} if len(data) > 1 else {}),
-            }
-            write_classes_hdf5(tmp, classes.items(), progress, attrs)
+        for classes, tmp in zip(data.values(), tmps):
+            write_classes_hdf5(tmp, classes.items(), progress)
         for tmp, blob in zip(tmps[len(data) :], blobs.values()):
             tmp.write_bytes(blob)
+        stamp_build(dict(zip(paths, tmps)))
     return paths
+
+
+def stamp_build(files: Mapping[Path, Path]) -> str:
+    """Record one build's identity in its HDF5 files, inside an :func:`~metahyper.io.atomic_files`
+    block after every file is written: ``files`` maps each final path to its complete temporary
+    file. Each HDF5 file gets the sha256 of every other file of the build under its folder (by path
+    relative to it), and, when the build writes several, a new build id shared by all. Returns the build id."""
+    build = uuid.uuid4().hex
+    others = {Path(p): file_sha256(t) for p, t in files.items() if Path(p).suffix != ".hdf5"}
+    for path, tmp in files.items():
+        path = Path(path)
+        if path.suffix != ".hdf5":
+            continue
+        companions = {
+            p.relative_to(path.parent).as_posix(): d for p, d in others.items() if p.is_relative_to(path.parent)
+        }
+        with open(tmp, "rb+") as fh, h5py.File(fh, "r+") as f:
+            f.attrs[FILES_ATTR] = json.dumps(companions, sort_keys=True)
+            if sum(Path(p).suffix == ".hdf5" for p in files) > 1:
+                f.attrs[BUILD_ATTR] = build
+    return build
 
 
 def split_paths(root: Path, folder: str, split: str) -> tuple[Path, Path]:
@@ -214,8 +249,38 @@ def _verify(path: Path) -> None:
             files = json.loads(f.attrs.get(FILES_ATTR, "{}"))
             if recorded is not None and content_sha256(f) != recorded:
                 raise UserError(f"cache {path} does not match its recorded content hash (corrupt or modified)")
+    except (OSError, ValueError, TypeError) as err:
+        raise UserError(f"cache {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    _check_companions(path, files)
+
+
+def _build_attrs(path: Path) -> tuple[str | None, dict[str, str]]:
+    """``(build id or None, {companion: sha256})`` recorded in the HDF5 file ``path``."""
+    try:
+        with h5py.File(path, "r") as f:
+            build, files = f.attrs.get(BUILD_ATTR), json.loads(f.attrs.get(FILES_ATTR, "{}"))
     except (OSError, ValueError) as err:
         raise UserError(f"cache {path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    if not isinstance(files, dict):
+        raise UserError(f"cache {path} records its build's files wrongly (corrupt or modified)")
+    return (build.decode() if isinstance(build, bytes) else build), files
+
+
+def check_build(path: Path, siblings: Iterable[Path] = ()) -> None:
+    """The cheap build-identity check, run whenever a split is opened: the small files of the build
+    recorded in ``path`` (labels, manifest) are that build's, and every existing file of
+    ``siblings`` (the dataset's other HDF5 files) carries the same build id. A
+    :class:`UserError` (without the fix) otherwise; caches recording no build (torchmeta's) pass."""
+    build, files = _build_attrs(path)
+    _check_companions(path, files)
+    for other in siblings:
+        if build is None or other == path or not other.is_file():
+            continue
+        if _build_attrs(other)[0] != build:
+            raise UserError(f"cache {path} and {other.name} come from different builds (a rebuild cut short)")
+
+
+def _check_companions(path: Path, files: Mapping[str, str]) -> None:
     for rel, digest in files.items():
         companion = path.parent / rel
         if not companion.is_file():

@@ -122,6 +122,11 @@ def test_wrong_layout_shape_dtype_missing_class(tagged_root):
     (folder / "val_labels.json").write_text(json.dumps(labels + ["n99999999"]))
     with pytest.raises(UserError) as err:
         open_split("miniimagenet", "val", root=tagged_root)
+    assert "val_labels.json comes from another build or was modified" in _one_line(err)
+    with h5py.File(folder / "val_data.hdf5", "a") as f:
+        del f.attrs["metahyper_files"]  # as torchmeta's caches: no build recorded to compare with
+    with pytest.raises(UserError) as err:
+        open_split("miniimagenet", "val", root=tagged_root)
     assert "no class dataset 'datasets/n99999999'" in _one_line(err)
     (folder / "val_labels.json").write_text(json.dumps({"not": "a list"}))
     with pytest.raises(UserError) as err:

@@ -30,17 +30,16 @@ import json
 import math
 import shlex
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS
-from metahyper.data.manifest import MANIFEST, NAME_PATTERN, Manifest
+from metahyper.data.manifest import MANIFEST, MIN_STD, NAME_PATTERN, Manifest
 from metahyper.data.storage import fit_image
-from metahyper.data.writing import check_writable, estimate_size
+from metahyper.data.writing import check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
@@ -219,10 +218,26 @@ class _ChannelStats:
         self.pixels += len(x)
 
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """``(mean, std)`` in [0, 1], rounded to 6 digits; std at least 1e-6."""
+        """``(mean, std)`` in [0, 1], rounded to 6 digits; std at least :data:`MIN_STD` (what a
+        manifest may hold: a channel that barely varies is not blown up when normalised)."""
         mean = self.total / (255.0 * self.pixels)
         std = np.sqrt(np.maximum(self.squares / (255.0**2 * self.pixels) - mean**2, 0.0))
-        return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), 1e-6), 6) for v in std)
+        return tuple(round(float(v), 6) for v in mean), tuple(round(max(float(v), MIN_STD), 6) for v in std)
+
+
+def _class_images(
+    classes: list[str], found: dict[str, list[Path]], image_size: int, stats: _ChannelStats | None, bar
+) -> Iterator[tuple[str, np.ndarray]]:
+    """``(datasets/<class>, uint8 (n, S, S, 3))`` one class at a time; ``stats`` (when given)
+    takes in every image."""
+    for c in sorted(classes):
+        images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
+        for j, image in enumerate(found[c]):
+            images[j] = load_image(image, image_size)
+            bar.update(1)
+        if stats is not None:
+            stats.add(images)
+        yield f"datasets/{c}", images
 
 
 def _write_split_data(
@@ -234,21 +249,11 @@ def _write_split_data(
     stats: _ChannelStats | None,
     progress: bool,
 ) -> None:
-    """Stream one split into the HDF5 file ``path`` (``datasets/<class>``), one class at a time;
-    ``stats`` (when given) takes in every image."""
-    with (
-        open(path, "wb+") as fh,
-        h5py.File(fh, "w") as f,
-        progress_bar(total=sum(len(found[c]) for c in classes), desc=what, unit="img", disable=not progress) as bar,
-    ):
-        for c in sorted(classes):
-            images = np.empty((len(found[c]), image_size, image_size, 3), dtype=np.uint8)
-            for j, image in enumerate(found[c]):
-                images[j] = load_image(image, image_size)
-                bar.update(1)
-            f.create_dataset(f"datasets/{c}", data=images)
-            if stats is not None:
-                stats.add(images)
+    """Stream one split into the HDF5 file ``path`` (``datasets/<class>``, with its content hash),
+    one class in memory at a time; ``stats`` (when given) takes in every image."""
+    total = sum(len(found[c]) for c in classes)
+    with progress_bar(total=total, desc=what, unit="img", disable=not progress) as bar:
+        write_classes_hdf5(path, _class_images(classes, found, image_size, stats, bar))
 
 
 def build_folder(
@@ -300,4 +305,5 @@ def build_folder(
             classes={s: len(c) for s, c in chosen.items()},
         )
         write_json(tmps[-1], manifest.to_dict())
+        stamp_build(dict(zip(outputs, tmps)))  # every split is checked against this build
     return outputs

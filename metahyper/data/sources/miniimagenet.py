@@ -27,6 +27,7 @@ from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources.common import load_pickle, resolve_source, validate_classes
+from metahyper.data.storage import MAX_IMAGE_PIXELS
 from metahyper.data.writing import check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
@@ -34,7 +35,7 @@ from metahyper.progress import progress_bar
 
 IMAGE_SIZE = 84
 PER_CLASS = 600
-MAX_SOURCE_PIXELS = 50_000_000  # per source image; ImageNet's largest are about 20 MP
+MAX_SOURCE_PIXELS = MAX_IMAGE_PIXELS  # per source image
 _BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 PICKLE_NAMES = {
     "torchmeta": {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLITS},

@@ -29,7 +29,7 @@ from PIL import Image
 from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources.common import download_file, resolve_source, validate_classes
 from metahyper.data.storage import fit_image
-from metahyper.data.writing import check_memory, check_writable, estimate_size, write_classes_hdf5
+from metahyper.data.writing import check_memory, check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, check_free_space, write_json
 from metahyper.progress import progress_bar
@@ -194,4 +194,5 @@ def build_omniglot(
         write_classes_hdf5(tmp_data, items)
         for tmp, split in zip(tmp_labels, SPLITS):
             write_json(tmp, sorted(key.split("/") for key in classes[split]))
+        stamp_build(dict(zip(outputs, (tmp_data, *tmp_labels))))
     return outputs

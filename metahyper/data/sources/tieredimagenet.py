@@ -33,7 +33,7 @@ import numpy as np
 from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources.common import load_pickle, resolve_source, stream_pickled_list
 from metahyper.data.storage import decode, encoded_dtype
-from metahyper.data.writing import check_writable
+from metahyper.data.writing import check_writable, stamp_build
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
@@ -263,4 +263,5 @@ def build_tieredimagenet(
             for i, split in enumerate(SPLITS):
                 _write_split(release, split, labels[split], tmps[2 * i], encoded, chunk)
                 write_json(tmps[2 * i + 1], labels[split][1])
+            stamp_build(dict(zip(outputs, tmps)))
     return outputs
