@@ -9,7 +9,6 @@ how builders write is :mod:`metahyper.data.writing`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.storage import storage_kind, to_rgb
 from metahyper.data.writing import BuildCheck
 from metahyper.errors import UserError
+from metahyper.io import read_json
 
 
 def _rebuild_hint(layout: Layout) -> str:
@@ -162,10 +162,7 @@ class SplitData:
     def _read_labels(self, hint: str) -> tuple[list[str], list[str]]:
         """``(HDF5 keys, class names)`` from the labels file: a list of names (per-split layout) or
         of name paths (grouped layouts); else a one-line :class:`UserError` ending in ``hint``."""
-        try:
-            labels = json.loads(self.labels_path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
+        labels = read_json(self.labels_path, "labels file", hint)
         if self.layout.grouped:
             ok = isinstance(labels, list) and all(
                 isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels

@@ -18,13 +18,13 @@ logs or a user's file are never overwritten.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import torch
 
 from metahyper.errors import UserError
+from metahyper.io import read_json
 from metahyper.train.checkpoint import FORMAT
 from metahyper.train.run import check_writable_dir
 
@@ -57,12 +57,18 @@ def file_kind(path: str | os.PathLike) -> str:
         return "other"
     if head.lstrip().startswith(b"{"):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError):
+            data = read_json(path, "file", "")
+        except UserError:
             return "other"
-        if isinstance(data, dict) and {"fingerprint", "accuracies"} <= set(data):
+        if looks_like_eval(data):
             return "eval"
     return "other"
+
+
+def looks_like_eval(data: object) -> bool:
+    """Whether parsed JSON claims to be a result of ``metahyper eval`` (an object with
+    ``fingerprint`` and ``accuracies``), damaged or not."""
+    return isinstance(data, dict) and {"fingerprint", "accuracies"} <= set(data)
 
 
 def check_output(path: str | os.PathLike, kind: str, option: str = "-o") -> Path:
