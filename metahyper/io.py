@@ -281,6 +281,13 @@ def parse_json(
     return data
 
 
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
 def _read_bounded(path: Path, where: str, fix: str, max_bytes: int) -> bytes:
     """The bytes of ``path``, refused in one line when it is missing, unreadable or over ``max_bytes``."""
     try:
@@ -290,7 +297,7 @@ def _read_bounded(path: Path, where: str, fix: str, max_bytes: int) -> bytes:
     except OSError as err:
         raise file_error(where, f"cannot be read ({err.strerror or err})", fix) from None
     if size > max_bytes or len(data) > max_bytes:
-        raise file_error(where, f"is {_mb(max(size, len(data)))}, more than the {_mb(max_bytes)} allowed", fix)
+        raise file_error(where, f"is {_size(max(size, len(data)))}, more than the {_size(max_bytes)} allowed", fix)
     return data
 
 
