@@ -12,7 +12,6 @@ The options of ``prepare`` are generated the same way from the registered datase
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from click.core import ParameterSource
 
 from metahyper.data.registry import DatasetSpec
 from metahyper.errors import UserError
+from metahyper.io import read_json
 from metahyper.options import Spec, specs
 from metahyper.train.run import CONFIG_FILE
 
@@ -144,16 +144,14 @@ def _read_config_file(path: str, cls: type) -> dict:
         raise UserError(
             f"--config {path}: {'no ' + CONFIG_FILE + ' in it' if given.is_dir() else 'no such file'}; {fix}"
         )
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UserError(f"--config {file} is not readable JSON ({err}); {fix}") from None
+    data = read_json(file, "--config", fix)
     if isinstance(data, dict) and "stage" not in data and isinstance(data.get("config"), dict):
         data = data["config"]
     stage = data.get("stage") if isinstance(data, dict) else None
     if stage != cls.stage:
         what = f"a {stage} config" if stage else 'not a run config (no "stage")'
         raise UserError(f"--config {file} is {what}, not {cls.stage}; {fix}")
+    cls.check_keys(data, f"--config {file}")
     return data
 
 

@@ -421,6 +421,10 @@ class MetaTrainConfig(RunOptions):
         return {"source": self.train, "target": self.test[0] if self.test else None, "last": None}[self.select_on]
 
 
+MAML_ONLY = ("eval_inner_steps", "inner_lr", "bn")
+"""The options of :class:`EvalConfig` that only the MAML method uses."""
+
+
 @dataclass(kw_only=True)
 class EvalConfig(CommonOptions):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
@@ -481,6 +485,26 @@ class EvalConfig(CommonOptions):
                 raise UserError(f"{label} lists a value twice ({','.join(map(str, values))}); list each once")
         for name in self.dataset:
             check_dataset("--dataset", name, self.data_root)
+        if self.method == "linear":
+            self.check_method("linear")
+
+    def check_method(self, method: str) -> None:
+        """A one-line :class:`UserError` naming the options given that ``method`` (``maml`` or
+        ``linear``, as resolved from ``auto``) would ignore: the inner loop's options under
+        ``linear``, which fits a head on frozen features."""
+        if method != "linear":
+            return
+        ignored = [s for s in specs(type(self)) if s.name in MAML_ONLY and getattr(self, s.name) is not None]
+        if ignored:
+            flags = ", ".join("/".join((s.flag, *s.opt.aliases)) for s in ignored)
+            how = (
+                "--method linear" if self.method == "linear" else "a pretrain checkpoint (scored with --method linear)"
+            )
+            raise UserError(
+                f"{flags} {'does' if len(ignored) == 1 else 'do'} not apply to {how}: it fits a linear head on "
+                f"frozen features, with no inner loop; drop {'it' if len(ignored) == 1 else 'them'}, or pass "
+                "--method maml to adapt with MAML"
+            )
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,11 @@ half-written one. Temporary files are named ``.<target>.<pid>-<random>.tmp``; th
 that are gone (killed with SIGKILL, power loss) are removed the next time the same target is
 written. A full disk, or a location that cannot be written, ends in a one-line
 :class:`~metahyper.errors.UserError` with nothing replaced.
+
+Every JSON or CSV file the toolkit reads back goes through :func:`read_json` / :func:`read_csv`
+(JSON held elsewhere, such as an HDF5 attribute or a log line: :func:`parse_json`): the size is
+checked before the file is read, the nesting depth is bounded, the types of the fields the caller
+uses are checked, and every fault is one line naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -179,7 +184,164 @@ def write_csv(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fields
     return write_text(path, buf.getvalue())
 
 
-def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The rows of a CSV file with a header, as dicts of strings."""
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+MAX_READ_BYTES = 256 * 2**20
+"""The largest JSON or CSV file :func:`read_json` / :func:`read_csv` read (by default)."""
+MAX_JSON_DEPTH = 100
+"""The deepest nesting of lists and objects :func:`parse_json` accepts (by default)."""
+
+Types = type | tuple[type, ...]
+_TYPE_NAMES = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def _type_name(types: Types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    if set(types) == {int, float}:
+        return "a number"
+    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+
+
+def _is(value: Any, types: Types) -> bool:
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types:  # JSON true is not a number
+        return False
+    return isinstance(value, types)
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests lists and dicts more than ``limit`` levels deep (without recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+def file_error(where: str, problem: str, fix: str) -> UserError:
+    """The one-line :class:`UserError` ``<where> <problem>; <fix>`` of a file read back (an empty
+    ``fix``: ``<where> <problem>``, for callers that gather several files' problems)."""
+    return UserError(f"{where} {problem}; {fix}" if fix else f"{where} {problem}")
+
+
+def check_fields(data: Any, fields: Mapping[str, Types], where: str, fix: str) -> None:
+    """A one-line :class:`UserError` (``where ...; fix``) unless ``data`` is an object holding every
+    key of ``fields`` with a value of its type(s) (``bool`` counts as a number only where listed)."""
+    if not isinstance(data, dict):
+        raise file_error(where, f"holds {_type_name(type(data))}, expected an object", fix)
+    missing = [k for k in fields if k not in data]
+    if missing:
+        raise file_error(where, f"lacks {', '.join(map(repr, missing))}", fix)
+    for key, types in fields.items():
+        if not _is(data[key], types):
+            shown = repr(data[key]) if len(repr(data[key])) <= 40 else _type_name(type(data[key]))
+            raise file_error(where + ":", f"{key!r} is {shown}, expected {_type_name(types)}", fix)
+
+
+def parse_json(
+    text: str | bytes,
+    where: str,
+    fix: str,
+    expect: Types = object,
+    fields: Mapping[str, Types] | None = None,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """``text`` parsed as JSON, of type ``expect`` and (for objects) with ``fields`` (see
+        :func:`check_fields`); anything else (not UTF-8, not JSON, nested more than ``max_depth``
+        levels, another type) is a one-line :class:`UserError` ``where <problem>; fix`` (an empty
+    ``fix``: ``where <problem>``, for callers that gather several files' problems). Never a
+        RecursionError: the parser's own guard is caught and the depth measured without recursion."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8-sig")
+        data = json.loads(text)
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start]
+        raise file_error(
+            where, f"is not valid JSON (not UTF-8 text: byte {byte:#04x} at offset {err.start})", fix
+        ) from None
+    except ValueError as err:
+        raise file_error(where, f"is not valid JSON ({err})", fix) from None
+    except RecursionError:  # nested far deeper than max_depth
+        raise file_error(where, f"is nested more than {max_depth} levels deep", fix) from None
+    if _too_deep(data, max_depth):
+        raise file_error(where, f"is nested more than {max_depth} levels deep", fix)
+    if not _is(data, expect):
+        raise file_error(where, f"holds {_type_name(type(data))}, expected {_type_name(expect)}", fix)
+    if fields is not None:
+        check_fields(data, fields, where, fix)
+    return data
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def _read_bounded(path: Path, where: str, fix: str, max_bytes: int) -> bytes:
+    """The bytes of ``path``, refused in one line when it is missing, unreadable or over ``max_bytes``."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = fh.read(max_bytes + 1) if size <= max_bytes else b""
+    except OSError as err:
+        raise file_error(where, f"cannot be read ({err.strerror or err})", fix) from None
+    if size > max_bytes or len(data) > max_bytes:
+        raise file_error(where, f"is {_size(max(size, len(data)))}, more than the {_size(max_bytes)} allowed", fix)
+    return data
+
+
+def read_json(
+    path: str | os.PathLike,
+    what: str,
+    fix: str,
+    expect: Types = object,
+    fields: Mapping[str, Types] | None = None,
+    max_bytes: int = MAX_READ_BYTES,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Any:
+    """The JSON file ``path``, read back: its size is checked before it is read, then it is
+    parsed by :func:`parse_json`. Every fault is one :class:`UserError` line ``<what> <path>
+    <problem>; <fix>`` (``what``: e.g. ``"labels file"``, ``"--config"``)."""
+    where = f"{what} {path}" if what else str(path)
+    return parse_json(_read_bounded(Path(path), where, fix, max_bytes), where, fix, expect, fields, max_depth)
+
+
+def read_csv(
+    path: str | os.PathLike,
+    what: str = "CSV file",
+    fix: str = "rewrite or remove it",
+    columns: Sequence[str] = (),
+    max_bytes: int = MAX_READ_BYTES,
+) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, as dicts of strings; its size is checked before it is
+    read, and its header must hold ``columns``. A file that is too large, not UTF-8, not CSV
+    (a NUL byte, an oversized field) or lacks a column is one :class:`UserError` line
+    ``<what> <path> <problem>; <fix>``. Short rows have None values, long rows a None key."""
+    where = f"{what} {path}"
+    data = _read_bounded(Path(path), where, fix, max_bytes)
+    try:
+        text = data.decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(reader)
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start]
+        raise file_error(
+            where, f"is not valid CSV (not UTF-8 text: byte {byte:#04x} at offset {err.start})", fix
+        ) from None
+    except csv.Error as err:
+        raise file_error(where, f"is not valid CSV ({err})", fix) from None
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise file_error(where, f"lacks the column{'s' * (len(missing) > 1)} {', '.join(missing)}", fix)
+    return rows

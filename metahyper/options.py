@@ -18,6 +18,7 @@ checks the same metadata, so a bad value raises the same one-line
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import os
@@ -189,12 +190,30 @@ class Options:
         return out
 
     @classmethod
+    def check_keys(cls, data: Mapping[str, Any], where: str) -> None:
+        """A one-line :class:`UserError` naming the keys of ``data`` that are neither ``stage`` nor
+        a field of ``cls`` (under its current or a former name), with the nearest field names."""
+        names = [s.name for s in specs(cls)]
+        known = {"stage", *names, *(old for s in specs(cls) for old in s.old_keys)}
+        unknown = [str(k) for k in data if k not in known]
+        if not unknown:
+            return
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, names, n=1)
+            hints.append(f"{key} (did you mean {close[0]}?)" if close else key)
+        raise UserError(
+            f"{where} has {'an unknown key' if len(unknown) == 1 else 'unknown keys'} {', '.join(hints)}: "
+            f"{cls.stage} has no such option; correct or remove {'it' if len(unknown) == 1 else 'them'}"
+        )
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]):
         """The config from a dict such as a run's ``config.json``: its ``stage`` (if any) must be
         ``cls.stage``; renamed fields are read under their former names too (:meth:`upgrade`);
-        keys that are not fields are ignored (options of other versions)."""
+        a key that is not a field is a :class:`UserError` (:meth:`check_keys`)."""
         stage = data.get("stage", cls.stage)
         if stage != cls.stage:
             raise UserError(f"a {stage} config cannot configure {cls.stage}; pass the config of a {cls.stage} run")
-        names = {s.name for s in specs(cls)}
-        return cls(**{k: v for k, v in cls.upgrade(data).items() if k in names})
+        cls.check_keys(data, f"the {cls.stage} config")
+        return cls(**{k: v for k, v in cls.upgrade(data).items() if k != "stage"})

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metahyper.errors import UserError
-from metahyper.io import atomic_path, read_csv
+from metahyper.io import atomic_path, read_csv, read_json
 from metahyper.models import ModelConfig, layer_label
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.outputs import FIGURE_METADATA, check_output
@@ -31,6 +30,7 @@ from metahyper.train.run import read_config
 
 # The layers of the paper's Figure 4 (a, b, c) in our module paths (WRN-28-4 has 4 blocks per stage).
 PAPER_LAYERS = ("stages.0.1.conv1", "stages.1.1.conv2", "stages.2.3.conv2")
+_LOG_FIX = "leave the run out of the plot or rewrite its logs (meta-train / pretrain --resume rewrites them)"
 
 
 @dataclass
@@ -62,11 +62,8 @@ def _reading(path: Path) -> Iterator[None]:
     :class:`UserError` naming the file."""
     try:
         yield
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as err:
-        raise UserError(
-            f"{path} is damaged ({type(err).__name__}: {err}); leave the run out of the plot or rewrite its logs "
-            "(meta-train / pretrain --resume rewrites them)"
-        ) from None
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}: {err}); {_LOG_FIX}") from None
 
 
 def load_run(path: str | Path) -> PlottedRun:
@@ -79,7 +76,9 @@ def load_run(path: str | Path) -> PlottedRun:
     elif stage == "meta-train":
         curves = path / "curves.json"
         with _reading(curves):
-            label = json.loads(curves.read_text())["model"] if curves.is_file() else path.name
+            label = (
+                read_json(curves, "log", _LOG_FIX, fields={"model": str})["model"] if curves.is_file() else path.name
+            )
     else:
         raise UserError(f"{path} is a {stage} run; plots take pretrain or meta-train run directories")
     return PlottedRun(path, stage, label, cfg)
@@ -125,7 +124,7 @@ def read_movement(run: PlottedRun) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     path = run.path / "movement.csv"
     if not path.is_file():
         raise UserError(f"{run.path} has no movement.csv; pass meta-train run directories")
-    rows = read_csv(path)
+    rows = read_csv(path, "log", _LOG_FIX)
     if not rows:
         raise UserError(f"{path} is empty; the run has not finished an iteration yet")
     layers = [k for k in rows[0] if k != "iteration"]
@@ -209,7 +208,7 @@ def _plot_meta_runs(ax_of: dict[str, Axes], meta: Sequence[PlottedRun], labels: 
     for r in meta:
         label = labels[r.path]
         with _reading(r.path / "val.csv"):
-            val = read_csv(r.path / "val.csv") if (r.path / "val.csv").is_file() else []
+            val = read_csv(r.path / "val.csv", "log", _LOG_FIX) if (r.path / "val.csv").is_file() else []
             if val:
                 x = np.array([int(v["iteration"]) for v in val])
                 y = 100 * np.array([float(v["val_acc"]) for v in val])
@@ -217,7 +216,7 @@ def _plot_meta_runs(ax_of: dict[str, Axes], meta: Sequence[PlottedRun], labels: 
                 (line,) = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
                 ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
         with _reading(r.path / "train.csv"):
-            train = read_csv(r.path / "train.csv") if (r.path / "train.csv").is_file() else []
+            train = read_csv(r.path / "train.csv", "log", _LOG_FIX) if (r.path / "train.csv").is_file() else []
             if train:
                 loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
                 ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
@@ -241,7 +240,7 @@ def _plot_pretrain_runs(
         label = labels[r.path]
         path = r.path / "history.json"
         with _reading(path):
-            history = json.loads(path.read_text()) if path.is_file() else []
+            history = read_json(path, "log", _LOG_FIX, expect=list) if path.is_file() else []
             if not history:
                 continue
             epochs = [h["epoch"] for h in history]

@@ -17,7 +17,6 @@ only an earlier report output of its format (:func:`check_report_outputs`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,41 +24,75 @@ from pathlib import Path
 import numpy as np
 
 from metahyper.errors import UserError
-from metahyper.io import write_csv, write_json, write_text
+from metahyper.io import check_fields, file_error, read_json, write_csv, write_json, write_text
 from metahyper.train.evaluate import mean_ci
-from metahyper.train.outputs import CSV_FIELDS, check_outputs, with_marker
+from metahyper.train.outputs import CSV_FIELDS, check_outputs, looks_like_eval, with_marker
 
-_KEYS = ("model", "method", "dataset", "split", "ways", "shots", "mean", "ci95", "accuracies", "fingerprint")
+_FIELDS = {
+    "model": str,
+    "method": str,
+    "dataset": str,
+    "split": str,
+    "ways": int,
+    "shots": int,
+    "episodes": int,
+    "mean": (int, float),
+    "ci95": (int, float),
+    "accuracies": list,
+    "fingerprint": str,
+}
+_FIX = "repair or delete it, or re-run `metahyper eval` to rewrite it"
 
 
-def _is_eval(data: object) -> bool:
-    return isinstance(data, dict) and all(k in data for k in _KEYS)
+def _check_eval(data: dict, where: str, fix: str) -> None:
+    """The types of the fields the report uses (one-line :class:`UserError` otherwise)."""
+    check_fields(data, _FIELDS, where, fix)
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in data["accuracies"]):
+        raise file_error(where + ":", "'accuracies' must be a list of numbers", fix)
+    if not isinstance(data.get("settings", {}), dict):
+        raise file_error(where + ":", "'settings' must be an object", fix)
+
+
+def _read_found(file: Path) -> dict | None:
+    """A JSON file found in a searched directory: its eval result, None when it is another JSON
+    (a run's config, logs); a :class:`UserError` without a fix when it is damaged."""
+    data = read_json(file, "", "")
+    if not looks_like_eval(data):
+        return None
+    _check_eval(data, str(file), "")
+    return data
 
 
 def collect(paths: Iterable[str | Path]) -> list[dict]:
     """The eval results in ``paths``: eval JSON files, or directories searched recursively for
-    them (other JSON files are skipped). Each result gains ``path``. A :class:`UserError` when a
-    given file is not an eval JSON or nothing is found."""
+    them (JSON files that are not eval results are skipped). Each result gains ``path``. A
+    :class:`UserError` when a given file is not an eval JSON, when any JSON file found is damaged
+    (every one named: it may have been a result), or when nothing is found."""
     results: list[dict] = []
+    damaged: list[str] = []
     for given in map(Path, paths):
-        if given.is_dir():
-            files = sorted(given.rglob("*.json"))
-        elif given.is_file():
-            files = [given]
-        else:
+        if given.is_file():
+            data = read_json(given, "eval JSON", _FIX)
+            if not looks_like_eval(data):
+                raise UserError(f"{given} is not an eval JSON (written by `metahyper eval`)")
+            _check_eval(data, f"eval JSON {given}", _FIX)
+            results.append({**data, "path": str(given)})
+            continue
+        if not given.is_dir():
             raise UserError(f"{given}: no such file or directory; pass eval JSONs or run directories")
-        for file in files:
+        for file in sorted(given.rglob("*.json")):
             try:
-                data = json.loads(file.read_text())
-            except (OSError, UnicodeDecodeError, ValueError) as err:
-                if given.is_file():
-                    raise UserError(f"{file} is not readable JSON ({err})") from None
+                data = _read_found(file)
+            except UserError as err:
+                damaged.append(str(err).strip())
                 continue
-            if not _is_eval(data):
-                if given.is_file():
-                    raise UserError(f"{file} is not an eval JSON (written by `metahyper eval`)")
-                continue
-            results.append({**data, "path": str(file)})
+            if data is not None:
+                results.append({**data, "path": str(file)})
+    if damaged:
+        raise UserError(
+            f"{len(damaged)} damaged JSON file{'s' * (len(damaged) > 1)} among the results: {'; '.join(damaged)}; "
+            "repair or delete them, or pass the intact eval JSONs one by one"
+        )
     if not results:
         raise UserError(f"no eval JSONs in {', '.join(map(str, paths))}; run `metahyper eval` first")
     return results

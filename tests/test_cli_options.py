@@ -130,7 +130,7 @@ def test_config_file_is_overridden_by_the_command_line(built, tmp_path):
     )
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.json").write_text(json.dumps({"stage": "pretrain", **asdict(stored), "removed_option": 1}))
+    (run / "config.json").write_text(json.dumps({"stage": "pretrain", **asdict(stored)}))
     for source in (run, run / "config.json"):
         cfg = built("pretrain", "--config", str(source), "--lr", "0.2", "--out", "new")
         assert (cfg.epochs, cfg.lr, cfg.out, cfg.model, cfg.milestones) == (7, 0.2, "new", "hyper-wrn-10-1", [2, 4])
@@ -158,7 +158,7 @@ def test_eval_config_from_an_eval_result(built, tmp_path):
     "content, expected",
     [
         (None, "no such file"),
-        ("{not json", "not readable JSON"),
+        ("{not json", "is not valid JSON"),
         (json.dumps({"stage": "meta-train"}), "is a meta-train config, not pretrain"),
         (json.dumps([1, 2]), "not a run config"),
     ],

@@ -12,7 +12,6 @@ how builders write is :mod:`metahyper.data.writing`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.data.storage import check_image_size, storage_kind, to_rgb
 from metahyper.data.writing import BuildCheck, check_build, check_memory
 from metahyper.errors import UserError
+from metahyper.io import read_json
 
 _BLOCK_BYTES = 64 << 20  # images read at a time when a whole class is read
 MAX_CHUNK_BYTES = 256 << 20  # HDF5 reads (and decompresses) a stored chunk whole
@@ -233,10 +233,7 @@ class SplitData:
     def _read_labels(self, hint: str) -> tuple[list[str], list[str]]:
         """``(HDF5 keys, class names)`` from the labels file: a list of names (per-split layout) or
         of name paths (grouped layouts); else a one-line :class:`UserError` ending in ``hint``."""
-        try:
-            labels = json.loads(self.labels_path.read_text())
-        except (OSError, ValueError) as err:
-            raise UserError(f"labels file {self.labels_path} is unreadable ({err}); {hint}") from None
+        labels = read_json(self.labels_path, "labels file", hint)
         if self.layout.grouped:
             ok = isinstance(labels, list) and all(
                 isinstance(x, list) and x and all(isinstance(part, str) for part in x) for x in labels

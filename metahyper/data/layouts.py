@@ -32,13 +32,13 @@ Public API: :data:`SPLITS`, :class:`Layout`, :func:`user_layout`, :func:`default
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from metahyper.data.manifest import Manifest
 from metahyper.errors import UserError
+from metahyper.io import read_json
 
 SPLITS = ("train", "val", "test")
 
@@ -129,7 +129,8 @@ def read_split_file(relative: str) -> list[str] | dict:
     path = splits_dir() / relative
     if not path.is_file():
         raise UserError(f"split file {path} is missing; reinstall metahyper or restore datasets/splits/ from git")
-    text = path.read_text()
+    fix = "reinstall metahyper or restore datasets/splits/ from git"
     if path.suffix == ".json":
-        return json.loads(text)
+        return read_json(path, "split file", fix, expect=(list, dict))
+    text = path.read_text()
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]

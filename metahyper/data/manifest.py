@@ -15,12 +15,12 @@ manifest is what makes ``NAME`` a known dataset for every command (:func:`read_m
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from metahyper.errors import UserError
+from metahyper.io import read_json
 
 MANIFEST = "manifest.json"
 FORMAT = "metahyper-dataset"
@@ -65,10 +65,7 @@ def read_manifest(root: Path, name: str) -> Manifest | None:
     if not path.is_file():
         return None
     fix = f"rebuild it with `metahyper prepare folder --source DIR --name {name} --force`"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UserError(f"dataset manifest {path} is unreadable ({err}); {fix}") from None
+    data = read_json(path, "dataset manifest", fix, expect=dict)
     try:
         if data.get("format") != FORMAT or data.get("version") != VERSION:
             raise ValueError(

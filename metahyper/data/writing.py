@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from metahyper.errors import UserError
-from metahyper.io import atomic_files
+from metahyper.io import atomic_files, parse_json
 
 HASH_ATTR = "metahyper_sha256"
 FILES_ATTR = "metahyper_files"
@@ -246,7 +246,7 @@ def _verify(path: Path) -> None:
     try:
         with h5py.File(path, "r") as f:
             recorded = f.attrs.get(HASH_ATTR)
-            files = json.loads(f.attrs.get(FILES_ATTR, "{}"))
+            files = parse_json(f.attrs.get(FILES_ATTR, "{}"), f"cache {path}: the file list", "", expect=dict)
             if recorded is not None and content_sha256(f) != recorded:
                 raise UserError(f"cache {path} does not match its recorded content hash (corrupt or modified)")
     except (OSError, ValueError, TypeError) as err:

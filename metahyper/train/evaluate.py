@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from torch import nn
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
-from metahyper.io import write_csv, write_json, write_text
+from metahyper.io import read_json, write_csv, write_json, write_text
 from metahyper.meta import MAML, MamlSettings
 from metahyper.models import resolve_groups, to_plain
 from metahyper.progress import progress_bar
@@ -184,13 +183,23 @@ def describe_selection(path: Path, extra: dict) -> dict:
 
 def _run_identity(checkpoint: Path) -> dict:
     """``run`` (the checkpoint's run directory) and ``train_seed`` (its ``config.json`` seed, None
-    when there is none): what :mod:`metahyper.report` groups seeds by."""
+    when there is none): what :mod:`metahyper.report` groups seeds by. A damaged ``config.json``
+    is a one-line :class:`UserError`."""
     config = checkpoint.parent / CONFIG_FILE
-    try:
-        seed = json.loads(config.read_text()).get("seed") if config.is_file() else None
-    except (OSError, ValueError):
-        seed = None
+    fix = "the run directory is damaged; restore it, or copy the checkpoint elsewhere to evaluate it alone"
+    seed = read_json(config, "run config", fix, expect=dict).get("seed") if config.is_file() else None
     return {"run": str(checkpoint.parent), "train_seed": seed}
+
+
+def resolve_method(cfg: EvalConfig, extra: dict) -> str:
+    """``cfg.method`` with ``auto`` resolved by the checkpoint's stage (``maml`` for meta-trained
+    checkpoints, ``linear`` otherwise); options the method would ignore are a :class:`UserError`
+    (:meth:`~metahyper.config.EvalConfig.check_method`)."""
+    method = cfg.method  # one of metahyper.config.EVAL_METHODS (checked by the config)
+    if method == "auto":
+        method = "maml" if extra.get("stage") == "meta-train" else "linear"
+    cfg.check_method(method)
+    return method
 
 
 def default_output(checkpoint: Path, cfg: EvalConfig, datasets: Sequence[str], shots: Sequence[int]) -> Path:
@@ -203,9 +212,7 @@ def default_output(checkpoint: Path, cfg: EvalConfig, datasets: Sequence[str], s
 
 def build_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[str, Callable, dict]:
     """``(method, score(list of episodes) -> their accuracies, settings used)`` for a loaded checkpoint."""
-    method = cfg.method  # one of metahyper.config.EVAL_METHODS (checked by the config)
-    if method == "auto":
-        method = "maml" if extra.get("stage") == "meta-train" else "linear"
+    method = resolve_method(cfg, extra)
     if method == "linear":
         settings = {"head_steps": cfg.head_steps, "head_lr": cfg.head_lr, "bn": "frozen"}
         # the backbone is frozen: generate a hyper model's weights once (export), not per forward
@@ -290,6 +297,8 @@ def evaluate_one(
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
     extra = ckpt.extra
+    resolve_method(cfg, extra)
+    identity = _run_identity(ckpt.path)
     image_size = _check_memory(cfg, ckpt, shots, device)
     out = output or default_output(ckpt.path, cfg, [dataset], [shots])
     if write and (ctx is None or ctx.is_main):
@@ -306,7 +315,7 @@ def evaluate_one(
         model=ckpt.model_config.label(), checkpoint=str(ckpt.path), method=method, dataset=dataset, split=cfg.split,
         ways=cfg.ways, shots=shots, queries=cfg.queries, episodes=cfg.episodes, seed=cfg.seed, mean=mean, ci95=ci,
         accuracies=accs, fingerprint=episodes_fingerprint(sampler, indices),
-        settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **_run_identity(ckpt.path)},
+        settings={**settings, "image_size": image_size, "stage": extra.get("stage"), **identity},
         selection=describe_selection(ckpt.path, extra),
     )  # fmt: skip
     if write and (ctx is None or ctx.is_main):
@@ -419,6 +428,8 @@ def _check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tupl
 
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
+    resolve_method(cfg, ckpt.extra)  # before any dataset is opened
+    _run_identity(ckpt.path)
     _check_memory(cfg, ckpt, max(cfg.shots), device)
     table = Path(cfg.output) if cfg.output else default_output(ckpt.path, cfg, cfg.dataset, cfg.shots)
     outputs = {

@@ -21,7 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from metahyper.io import write_text
+from metahyper.errors import UserError
+from metahyper.io import parse_json, write_text
 from metahyper.train.tensorboard import ScalarLog
 
 LOG_FILE = "log.jsonl"
@@ -53,8 +54,8 @@ class RunLogger:
         if resumed_at is not None and self.path.is_file():
             for line in self.path.read_text(errors="replace").splitlines():
                 try:
-                    row = json.loads(line)
-                except ValueError:  # a line cut by a kill
+                    row = parse_json(line, "log line", "")
+                except UserError:  # a line cut by a kill
                     continue
                 if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= resumed_at:
                     kept.append(line + "\n")

@@ -28,7 +28,6 @@ their CSV header (:data:`CSV_FIELDS`), Markdown marker (:func:`with_marker`) and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 import torch
 
 from metahyper.errors import UserError
+from metahyper.io import read_json
 from metahyper.train.checkpoint import FORMAT
 from metahyper.train.run import check_writable_dir
 
@@ -94,8 +94,8 @@ def _checkpoint_kind(path: Path) -> str:
 
 def _json_kind(path: Path) -> str:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
+        data = read_json(path, "file", "")
+    except UserError:
         return "other"
     if isinstance(data, dict):
         for kind, keys in JSON_KEYS.items():
@@ -126,6 +126,12 @@ def file_kind(path: str | os.PathLike) -> str:
         if first == ",".join(fields):
             return kind
     return "other"
+
+
+def looks_like_eval(data: object) -> bool:
+    """Whether parsed JSON claims to be a result of ``metahyper eval`` (an object with
+    ``fingerprint`` and ``accuracies``), damaged or not."""
+    return isinstance(data, dict) and {"fingerprint", "accuracies"} <= set(data)
 
 
 def check_output(path: str | os.PathLike, kind: str, option: str = "-o") -> Path:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import json
 import math
 import os
 import random
@@ -43,7 +42,7 @@ import torch
 from torch import nn
 
 from metahyper.errors import UserError
-from metahyper.io import write_csv, write_json, write_text
+from metahyper.io import read_json, write_csv, write_json, write_text
 from metahyper.train.checkpoint import CHECKPOINT_NAMES, Checkpoint, load_checkpoint, nonfinite_tensors, save_checkpoint
 
 CONFIG_FILE = "config.json"
@@ -71,10 +70,7 @@ def read_config(run_dir: str | Path) -> dict:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"{run_dir} has no {CONFIG_FILE}; pass a run directory written by metahyper")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err}); the run directory is damaged") from None
+    data = read_json(path, "run config", "the run directory is damaged")
     if not isinstance(data, dict) or not isinstance(data.get("stage"), str):
         raise UserError(f'{path} is not a run config (no "stage"); the run directory is damaged')
     return data

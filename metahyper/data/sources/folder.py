@@ -26,7 +26,6 @@ the end, so a failed build leaves an existing cache untouched.
 
 from __future__ import annotations
 
-import json
 import math
 import shlex
 import warnings
@@ -41,7 +40,7 @@ from metahyper.data.manifest import MANIFEST, MIN_STD, NAME_PATTERN, Manifest
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
+from metahyper.io import atomic_files, read_json, write_json
 from metahyper.progress import progress_bar
 
 MIN_IMAGES = 2
@@ -114,10 +113,7 @@ def read_splits(path: str | Path) -> dict[str, list[str]]:
         if not lists:
             raise UserError(f"--splits {path} holds none of train.txt, val.txt, test.txt; {fix}")
     elif path.is_file():
-        try:
-            lists = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            raise UserError(f"--splits {path} is not readable JSON ({err}); {fix}") from None
+        lists = read_json(path, "--splits", fix)
         if (
             not isinstance(lists, dict)
             or not set(lists) <= set(SPLITS)

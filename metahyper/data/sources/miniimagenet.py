@@ -16,7 +16,6 @@ lists ``datasets/splits/miniimagenet/{split}.txt`` (64 / 16 / 20 classes).
 
 from __future__ import annotations
 
-import csv
 import io
 import tarfile
 import zlib
@@ -30,7 +29,7 @@ from metahyper.data.sources.common import load_pickle, resolve_source, validate_
 from metahyper.data.storage import MAX_IMAGE_PIXELS
 from metahyper.data.writing import check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
-from metahyper.io import check_free_space
+from metahyper.io import check_free_space, read_csv
 from metahyper.progress import progress_bar
 
 IMAGE_SIZE = 84
@@ -122,14 +121,11 @@ def _load_pickle_split(where: object, split: str) -> dict[str, np.ndarray]:
 def _read_csv(path: Path) -> dict[str, list[str]]:
     """Ravi & Larochelle CSV -> {wnid: [filename, ...]} in file order."""
     by_class: dict[str, list[str]] = {}
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or [c.strip() for c in rows[0]] != ["filename", "label"]:
-        raise UserError(f"{path} is not a Ravi & Larochelle split CSV (expected a 'filename,label' header)")
-    for row in rows[1:]:
-        if len(row) != 2:
-            raise UserError(f"{path}: bad row {row!r}; expected filename,label")
-        by_class.setdefault(row[1].strip(), []).append(row[0].strip())
+    fix = "give the Ravi & Larochelle split CSVs (a 'filename,label' header, then one image per row)"
+    for row in read_csv(path, "split CSV", fix, columns=("filename", "label")):
+        if None in row or None in row.values() or len(row) != 2:
+            raise UserError(f"{path}: bad row {list(row.values())!r}; expected filename,label")
+        by_class.setdefault(row["label"].strip(), []).append(row["filename"].strip())
     return by_class
 
 

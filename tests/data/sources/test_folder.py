@@ -195,7 +195,7 @@ def test_cli_prepare_datasets_and_every_config_know_the_name(tmp_path, source):
     with pytest.raises(UserError, match="^--dataset: unknown dataset 'mine'"):
         PretrainConfig(dataset="mine", out="r", data_root=str(tmp_path / "elsewhere"))
     (root / "mine" / "manifest.json").write_text("{")
-    with pytest.raises(UserError, match="manifest .* is unreadable"):
+    with pytest.raises(UserError, match="manifest .* is not valid JSON"):
         open_split("mine", "train", root=root)
     [row] = [r for r in list_caches(root) if r.dataset == "mine"]
-    assert "unreadable" in row.error
+    assert "is not valid JSON" in row.error
