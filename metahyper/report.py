@@ -273,16 +273,16 @@ def build_report(results: Sequence[dict], title: str = "") -> Report:
     cells: dict[tuple[str, tuple], Cell] = {}
     seen: set[str] = set()
     sizes: dict[str, set] = {}
-    rules: dict[str, set] = {}
+    rules: dict[tuple[str, str], set] = {}
     for r in results:
         sizes.setdefault(r["model"], set()).add(r.get("settings", {}).get("image_size"))
-        rules.setdefault(r["model"], set()).add(selection_label(r))
+        rules.setdefault((r["model"], r["method"]), set()).add(selection_label(r))
     for r in results:
         key = str(Path(r["path"]).resolve())
         if key in seen:
             continue
         seen.add(key)
-        row, col = row_label(r, len(sizes[r["model"]]) > 1, len(rules[r["model"]]) > 1), column_key(r)
+        row, col = row_label(r, len(sizes[r["model"]]) > 1, len(rules[r["model"], r["method"]]) > 1), column_key(r)
         if row not in rows:
             rows.append(row)
         if col not in columns:
