@@ -347,7 +347,7 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 
 
 @main.command("report")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--title", default="", help="Title line of the table.")
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as markdown.")
 @click.option(
@@ -359,12 +359,35 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=str), help="Also write the table as JSON."
 )
-def report_cmd(paths, title, markdown, csv_path, json_path) -> None:
+@click.option(
+    "--budget",
+    nargs=2,
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=str),
+    metavar="PLAIN HYPER",
+    help="Pretrain runs: first epoch at which HYPER reaches PLAIN's final accuracy, as a share of the budget.",
+)
+def report_cmd(paths, title, markdown, csv_path, json_path, budget) -> None:
     """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
-    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs."""
-    from metahyper.report import build_report, check_report_outputs, collect, write_report
+    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs. With
+    --budget: section 5.2's training budget a hyper run needs to match a plain run."""
+    from metahyper.report import (
+        budget_text,
+        budget_to_match,
+        build_report,
+        check_report_outputs,
+        collect,
+        write_report,
+    )  # fmt: skip
 
+    if not paths and not budget:
+        raise UserError("nothing to report; pass eval JSONs / run directories, or --budget PLAIN HYPER")
     check_report_outputs(markdown, csv_path, json_path)  # before reading the inputs
+    lines = [budget_text(budget_to_match(plain, hyper)) for plain, hyper in budget]  # read all before printing
+    for line in lines:
+        click.echo(line)
+    if not paths:
+        return
     report = build_report(collect(paths), title)
     click.echo(report.text())
     for path in write_report(report, markdown, csv_path, json_path):

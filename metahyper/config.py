@@ -193,6 +193,11 @@ class PretrainConfig(RunOptions):
     variant: int = option(1, "Hypernetwork sharing variant (hyper models).", choices=(1, 2))
     d: int | None = option(None, "Embedding depth d (default C_in).", min=1, flag="--embedding-depth", aliases=("--d",))
     hyper_bias: bool = option(False, "Hypernetwork with bias (Table 1 ablation).")
+    hyper_bias_init: str = option(
+        "uniform",
+        "Initial --hyper-bias: uniform (PyTorch's conv default, +-1/sqrt(d*9)) or zero.",
+        choices=("uniform", "zero"),
+    )
     compressed: bool = option(False, "Seeded frozen embeddings (section 5.3).")
     embedding_seed: int = option(0, "Seed of the frozen embeddings of --compressed.", min=0, max=SEED_MAX)
     stem: str | None = option(

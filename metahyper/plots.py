@@ -202,28 +202,42 @@ def curves_plot(
     return _save(curves_figure(run_dirs, ratio_group, smooth), output)
 
 
+def _validated_columns(row: dict) -> list[str]:
+    """The ``<dataset>_acc`` columns of a ``val.csv`` row (one per validated dataset), else ``val_acc``."""
+    return [k for k in row if k.endswith("_acc") and k not in ("val_acc", "train_acc")] or ["val_acc"]
+
+
 def _plot_meta_runs(ax_of: dict[str, Axes], meta: Sequence[PlottedRun], labels: dict[Path, str], smooth: int) -> None:
     """Figure 5 on the ``meta-val`` and ``meta-loss`` axes: each meta-train run's validation
-    accuracy with its 95% CI band, and its query loss smoothed over ``smooth`` iterations."""
+    accuracy on every dataset it validated on (the selection dataset solid, the others dashed; the
+    cross-domain curves of Figure 5) with its 95% CI band, and its query loss smoothed over
+    ``smooth`` iterations."""
+    domains: set[str] = set()
     for r in meta:
         label = labels[r.path]
         with _reading(r.path / "val.csv"):
             val = read_csv(r.path / "val.csv", "log", _LOG_FIX) if (r.path / "val.csv").is_file() else []
-            if val:
-                x = np.array([int(v["iteration"]) for v in val])
-                y = 100 * np.array([float(v["val_acc"]) for v in val])
-                ci = 100 * np.array([float(v["val_ci95"]) for v in val])
-                (line,) = ax_of["meta-val"].plot(x, y, marker="o", markersize=3, label=label)
-                ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=line.get_color(), alpha=0.2)
+            x = np.array([int(v["iteration"]) for v in val])
+            color = None
+            for column in _validated_columns(val[0]) if val else []:
+                domain = _validated_on(r.config) if column == "val_acc" else column.removesuffix("_acc")
+                domains.add(domain)
+                y = 100 * np.array([float(v[column]) for v in val])
+                ci = 100 * np.array([float(v[column.removesuffix("_acc") + "_ci95"]) for v in val])
+                style = "-" if domain == _validated_on(r.config) else "--"
+                (line,) = ax_of["meta-val"].plot(
+                    x, y, style, color=color, marker="o", markersize=3, label=f"{label}, {domain} val"
+                )
+                color = line.get_color()
+                ax_of["meta-val"].fill_between(x, y - ci, y + ci, color=color, alpha=0.2)
         with _reading(r.path / "train.csv"):
             train = read_csv(r.path / "train.csv", "log", _LOG_FIX) if (r.path / "train.csv").is_file() else []
             if train:
                 loss = _smooth(np.array([float(t["loss"]) for t in train]), smooth)
                 ax_of["meta-loss"].plot(np.arange(len(train) - len(loss) + 1, len(train) + 1), loss, label=label)
-    shots = sorted({r.config.get("shots") for r in meta})
-    where = ", ".join(sorted({_validated_on(r.config) for r in meta}))
+    shots = "/".join(map(str, sorted({r.config.get("shots") for r in meta})))
     ax_of["meta-val"].set(
-        title=f"meta-validation accuracy, {where} val ({'/'.join(map(str, shots))}-shot; Figure 5)",
+        title=f"meta-validation accuracy, {', '.join(sorted(domains))} val ({shots}-shot; Figure 5)",
         xlabel="meta-iteration",
         ylabel="accuracy (%)",
     )

@@ -10,9 +10,15 @@ JSON of its row and column, one per training run:
   (``ddof=1``, the spread over seeds) and, over all their episodes pooled, ``mean +- 1.96 std /
   sqrt(n)``; the JSON and CSV also list every run's own mean and CI.
 
-A column whose runs were scored on different episodes (fingerprints differ) is flagged. Output: a
-printed table, markdown, CSV (one line per run and one per aggregate) and JSON, each replacing
-only an earlier report output of its format (:func:`check_report_outputs`).
+A column whose runs were scored on different episodes (fingerprints differ) is flagged. A model
+scored from checkpoints kept by different rules (``best.pt`` of ``--select-on target`` and the
+``last.pt`` of the same runs, Table 8) gets a row per rule (``, last iterate``, ``, selected on
+<dataset> val``). Output: a printed table, markdown, CSV (one line per run and one per aggregate)
+and JSON, each replacing only an earlier report output of its format (:func:`check_report_outputs`).
+
+:func:`budget_to_match` is section 5.2's "with 70% training budget": for a pair of pretrain runs,
+the first epoch at which the hyper run reaches the plain run's final validation accuracy, as a
+fraction of the hyper run's epochs.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import numpy as np
 
 from metahyper.errors import UserError
 from metahyper.io import check_fields, file_error, read_json, write_csv, write_json, write_text
+from metahyper.models import ModelConfig
 from metahyper.train.evaluate import mean_ci
 from metahyper.train.outputs import CSV_FIELDS, check_outputs, looks_like_eval, with_marker
 
@@ -98,13 +105,28 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
     return results
 
 
-def row_label(result: dict, with_size: bool = False) -> str:
-    """The model label; ``with_size``: and its input size (``32 px``); meta-learners other than
-    plain MAML with the learned head: and their ``--algorithm`` / ``--head``."""
+def selection_label(result: dict) -> str:
+    """How the scored checkpoint was kept, for a row label: ``last iterate`` (``last.pt`` or
+    ``--select-on last``), ``selected on <dataset> val`` (source / target), else the recorded rule."""
+    selection = result.get("selection") or {}
+    rule = selection.get("rule")
+    if rule in ("last", "final"):
+        return "last iterate"
+    if rule in ("source", "target"):
+        return f"selected on {selection.get('dataset')} val"
+    return str(rule)
+
+
+def row_label(result: dict, with_size: bool = False, with_selection: bool = False) -> str:
+    """The model label; ``with_size``: and its input size (``32 px``); ``with_selection``: and how
+    its checkpoint was kept (:func:`selection_label`); meta-learners other than plain MAML with the
+    learned head: and their ``--algorithm`` / ``--head``."""
     settings = result.get("settings", {})
     label = result["model"]
     if with_size:
         label += f" ({settings.get('image_size')} px)"
+    if with_selection:
+        label += f", {selection_label(result)}"
     if result["method"] == "linear":
         return f"{label}, pretrain only (linear head)"
     if settings.get("algorithm", "maml") != "maml":
@@ -285,14 +307,16 @@ def build_report(results: Sequence[dict], title: str = "") -> Report:
     cells: dict[tuple[str, tuple], Cell] = {}
     seen: set[str] = set()
     sizes: dict[str, set] = {}
+    rules: dict[tuple[str, str], set] = {}
     for r in results:
         sizes.setdefault(r["model"], set()).add(r.get("settings", {}).get("image_size"))
+        rules.setdefault((r["model"], r["method"]), set()).add(selection_label(r))
     for r in results:
         key = str(Path(r["path"]).resolve())
         if key in seen:
             continue
         seen.add(key)
-        row, col = row_label(r, len(sizes[r["model"]]) > 1), column_key(r)
+        row, col = row_label(r, len(sizes[r["model"]]) > 1, len(rules[r["model"], r["method"]]) > 1), column_key(r)
         if row not in rows:
             rows.append(row)
         if col not in columns:
@@ -330,3 +354,55 @@ def write_report(
         else:
             written.append(write_json(path, report.to_dict()))
     return written
+
+
+def _history(run: Path) -> tuple[str, list[float], int]:
+    """``(model label, validation accuracy per epoch, planned epochs)`` of a pretrain run directory."""
+    fix = "pass pretrain run directories trained with a validation split"
+    config = read_json(run / "config.json", "run config", fix, expect=dict)
+    history = read_json(run / "history.json", "history", fix, expect=list)
+    try:
+        accs = [float(h["val_acc"]) for h in history]
+        label = ModelConfig(config["model"], config.get("variant", 1)).label()
+        epochs = int(config.get("epochs", len(accs)))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"{run} is not a pretrain run with a validation accuracy per epoch ({type(err).__name__}: {err}); "
+            "pass pretrain run directories trained with a validation split"
+        ) from None
+    if not accs:
+        raise UserError(f"{run} has no finished epoch; train it first")
+    return label, accs, epochs
+
+
+def budget_to_match(plain_run: str | Path, hyper_run: str | Path) -> dict:
+    """The first epoch at which ``hyper_run`` reaches ``plain_run``'s final validation accuracy,
+    and that epoch as a fraction of the hyper run's planned epochs (section 5.2: "with 70 %
+    training budget hyperresnet-34 achieves the similar performance to resnet-34"). ``epoch`` and
+    ``fraction`` are None when it never does; ``finished`` says whether both runs ran every epoch."""
+    plain_label, plain, plain_epochs = _history(Path(plain_run))
+    hyper_label, hyper, hyper_epochs = _history(Path(hyper_run))
+    target = plain[-1]
+    epoch = next((i + 1 for i, acc in enumerate(hyper) if acc >= target), None)
+    return {
+        "plain": plain_label,
+        "hyper": hyper_label,
+        "plain_final_acc": target,
+        "epoch": epoch,
+        "epochs": hyper_epochs,
+        "fraction": epoch / hyper_epochs if epoch is not None else None,
+        "finished": len(plain) >= plain_epochs and len(hyper) >= hyper_epochs,
+    }
+
+
+def budget_text(match: dict) -> str:
+    """:func:`budget_to_match` in one line."""
+    head = f"{match['hyper']} vs {match['plain']} (final {100 * match['plain_final_acc']:.2f} %): "
+    tail = "" if match["finished"] else " (a run is unfinished)"
+    if match["epoch"] is None:
+        return head + f"not reached in {match['epochs']} epochs" + tail
+    return (
+        head
+        + f"reached at epoch {match['epoch']} of {match['epochs']} ({100 * match['fraction']:.0f} % of the budget)"
+        + tail
+    )

@@ -107,7 +107,10 @@ def test_curves_figure_meta_and_pretrain(runs, tmp_path):
         and any("Figure 2" in t for t in titles)
     )
     val = next(ax for ax in fig.axes if "Figure 5" in ax.get_title())
-    assert [line.get_label() for line in val.get_lines()] == ["Hyper-WRN-10-2 (1)", "WRN-10-2"]
+    assert [line.get_label() for line in val.get_lines()] == [
+        "Hyper-WRN-10-2 (1), glyphs-a val",
+        "WRN-10-2, glyphs-a val",
+    ]
     assert list(val.get_lines()[0].get_ydata()) == pytest.approx([34.0, 38.0, 42.0])
     ratio = next(ax for ax in fig.axes if "Figure 2" in ax.get_title())
     assert len(ratio.get_lines()) == 6  # three stages of each run
@@ -127,6 +130,27 @@ def test_plot_commands(runs, tmp_path):
     res = runner.invoke(main, ["curves", str(tmp_path / "empty"), "-o", str(tmp_path / "x.png")])
     assert res.exit_code == 2 and "config.json" in res.output
     assert json.loads((runs[0] / "config.json").read_text())["stage"] == "meta-train"
+
+
+def test_validation_panel_draws_every_validated_dataset(runs):
+    """Figure 5's cross-domain curves: a run that validated on its source and its target draws both,
+    the selection dataset solid, in the run's colour."""
+    hyper, _ = runs
+    rows = [
+        {"iteration": i, "val_acc": 0.3 + 0.01 * i, "val_ci95": 0.02, "glyphs-a_acc": 0.3 + 0.01 * i,
+         "glyphs-a_ci95": 0.02, "glyphs-b_acc": 0.2 + 0.02 * i, "glyphs-b_ci95": 0.03, "train_loss": 1.0,
+         "train_acc": 0.5, "lr": 1e-3}
+        for i in (4, 8, 12)
+    ]  # fmt: skip
+    write_csv(hyper / "val.csv", rows)
+    val = next(ax for ax in curves_figure([hyper]).axes if "Figure 5" in ax.get_title())
+    lines = {line.get_label(): line for line in val.get_lines()}
+    assert set(lines) == {"Hyper-WRN-10-2 (1), glyphs-a val", "Hyper-WRN-10-2 (1), glyphs-b val"}
+    target = lines["Hyper-WRN-10-2 (1), glyphs-b val"]
+    assert list(target.get_ydata()) == pytest.approx([28.0, 36.0, 44.0]) and target.get_linestyle() == "--"
+    assert lines["Hyper-WRN-10-2 (1), glyphs-a val"].get_linestyle() == "-"
+    assert target.get_color() == lines["Hyper-WRN-10-2 (1), glyphs-a val"].get_color()
+    assert "glyphs-a, glyphs-b val" in val.get_title()
 
 
 def test_validation_panel_names_the_validated_dataset():

@@ -4,7 +4,9 @@ A target layer with weight shape ``(C_out, C_in, k, k)`` owns an embedding ``E``
 ``(C_out, d, k, k)``; its hypernetwork is ONE convolution with filter ``H`` of shape
 ``(C_in, d, k, k)``, so the generated weight is ``W = conv2d(E, H, padding=k // 2)``, shaped
 ``(C_out, C_in, k, k)``. The hypernetwork has no bias (section 3, "Correcting the Scale of
-HyperNetwork's Gradients"); ``bias=True`` exists only for the Table 1 ablation.
+HyperNetwork's Gradients"); ``bias=True`` exists only for the Table 1 ablation, its bias
+initialised as PyTorch initialises a convolution's (``bias_init="uniform"``: U(-1/sqrt(fan_in),
+1/sqrt(fan_in)), fan_in = d k^2, about +-0.04 for d = 64) or at zero (``bias_init="zero"``).
 
 A :class:`HyperNetwork` may be shared by several :class:`HyperConv2d` layers (variant 1 shares
 one per stage). The model owns it (under ``model.hypernets``) and each layer keeps an
@@ -54,12 +56,20 @@ def embedding_init_std(in_channels: int, d: int, kernel_size: int) -> float:
     return math.sqrt(target_var / (d * _mean_taps(kernel_size) * hyper_var))
 
 
-class HyperNetwork(nn.Module):
-    """One-layer convolutional hypernetwork: filter ``H`` of shape ``(C_in, d, k, k)``."""
+BIAS_INITS = ("uniform", "zero")
 
-    def __init__(self, in_channels: int, d: int, kernel_size: int = 3, bias: bool = False) -> None:
+
+class HyperNetwork(nn.Module):
+    """One-layer convolutional hypernetwork: filter ``H`` of shape ``(C_in, d, k, k)``; with
+    ``bias``, a bias of ``C_in`` entries initialised by ``bias_init`` (one of :data:`BIAS_INITS`)."""
+
+    def __init__(
+        self, in_channels: int, d: int, kernel_size: int = 3, bias: bool = False, bias_init: str = "uniform"
+    ) -> None:
         super().__init__()
-        self.in_channels, self.d, self.kernel_size = in_channels, d, kernel_size
+        if bias_init not in BIAS_INITS:
+            raise ValueError(f"bias_init must be one of {', '.join(BIAS_INITS)}, got {bias_init!r}")
+        self.in_channels, self.d, self.kernel_size, self.bias_init = in_channels, d, kernel_size, bias_init
         self.weight = nn.Parameter(torch.empty(in_channels, d, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(in_channels)) if bias else None
         self.reset_parameters()
@@ -67,7 +77,10 @@ class HyperNetwork(nn.Module):
     def reset_parameters(self) -> None:
         # Unit-gain fan-in scaling: H mixes the d*k*k embedding taps without changing their scale.
         nn.init.normal_(self.weight, std=1.0 / math.sqrt(self.d * self.kernel_size**2))
-        if self.bias is not None:
+        if self.bias is not None and self.bias_init == "uniform":  # nn.Conv2d's default bias
+            bound = 1.0 / math.sqrt(self.d * self.kernel_size**2)
+            nn.init.uniform_(self.bias, -bound, bound)
+        elif self.bias is not None:
             nn.init.zeros_(self.bias)
 
     def forward(self, embedding: torch.Tensor) -> torch.Tensor:
@@ -76,7 +89,8 @@ class HyperNetwork(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"in_channels={self.in_channels}, d={self.d}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
+            f"in_channels={self.in_channels}, d={self.d}, kernel_size={self.kernel_size}, "
+            f"bias={self.bias_init if self.bias is not None else False}"
         )
 
 

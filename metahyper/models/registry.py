@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from metahyper.errors import UserError
-from metahyper.models.layers import HyperConv2d, HyperNetwork, embedding_init_std
+from metahyper.models.layers import BIAS_INITS, HyperConv2d, HyperNetwork, embedding_init_std
 from metahyper.models.per_step_bn import per_step_batchnorm
 from metahyper.models.resnet import STEMS, ArchSpec, BasicBlock, PreActBlock, ResNet, ResNet12Block, plain_conv3x3
 
@@ -42,6 +42,7 @@ class ModelConfig:
     embedding_seed: int = 0
     stem: str = "cifar"  # a key of metahyper.models.resnet.STEMS
     bn_steps: int = 0  # 0: BatchNorm; S > 0: per-step BatchNorm of S slots (metahyper.models.per_step_bn)
+    hyper_bias_init: str = "uniform"  # with hyper_bias: one of metahyper.models.layers.BIAS_INITS
 
     @property
     def is_hyper(self) -> bool:
@@ -177,6 +178,7 @@ class HyperConvFactory:
     variant: int
     d: int | None = None
     bias: bool = False
+    bias_init: str = "uniform"
     generator: torch.Generator | None = None  # set for compressed models: frozen, seeded embeddings
     hypernets: list[HyperNetwork] = field(default_factory=list)
     _per_stage: dict[int, HyperNetwork] = field(default_factory=dict)
@@ -197,7 +199,7 @@ class HyperConvFactory:
         return HyperConv2d(in_channels, out_channels, 3, hypernet, stride=stride, padding=1, frozen_embedding=frozen)
 
     def _new_hypernet(self, in_channels: int) -> HyperNetwork:
-        hypernet = HyperNetwork(in_channels, self.d or in_channels, 3, bias=self.bias)
+        hypernet = HyperNetwork(in_channels, self.d or in_channels, 3, bias=self.bias, bias_init=self.bias_init)
         self.hypernets.append(hypernet)
         return hypernet
 
@@ -213,16 +215,24 @@ def build_model(
     embedding_seed: int = 0,
     stem: str = "cifar",
     bn_steps: int = 0,
+    hyper_bias_init: str = "uniform",
 ) -> ResNet:
     """Build any architecture by name, e.g. ``build_model("hyper-wrn-28-4", variant=2)``;
     ``stem="imagenet"``: He et al. (2016)'s 7x7 stride-2 stem with max-pool (ImageNet, Table 4);
     ``bn_steps=S``: every BatchNorm per-step with S slots (MAML++; what meta-training with
-    per-step BatchNorm saves, :func:`metahyper.meta.per_step_batchnorm`).
+    per-step BatchNorm saves, :func:`metahyper.meta.per_step_batchnorm`); ``hyper_bias_init``: how
+    the Table 1 hypernetwork bias starts, ``uniform`` (PyTorch's convolution default) or ``zero``.
 
     The returned model carries ``model.config`` (a :class:`ModelConfig`), ``model.hypernets``
     (empty for plain models) and ``model.reset_classifier(num_classes)``.
     """
-    config = ModelConfig(name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem, bn_steps)
+    config = ModelConfig(
+        name, variant, num_classes, compressed, d, hyper_bias, embedding_seed, stem, bn_steps, hyper_bias_init
+    )
+    if hyper_bias_init not in BIAS_INITS:
+        raise UserError(
+            f"unknown hypernetwork bias initialisation {hyper_bias_init!r}; use one of {', '.join(BIAS_INITS)}"
+        )
     spec = arch_spec(config.base_name)
     if stem not in STEMS:
         raise UserError(f"unknown stem {stem!r}; use one of {', '.join(STEMS)}")
@@ -241,7 +251,7 @@ def build_model(
         if d is not None and d < 1:
             raise UserError(f"embedding depth d must be >= 1, got {d}")
         generator = torch.Generator().manual_seed(embedding_seed) if compressed else None
-        factory = HyperConvFactory(variant, d, hyper_bias, generator)
+        factory = HyperConvFactory(variant, d, hyper_bias, hyper_bias_init, generator)
         model = ResNet(spec, num_classes, factory)
         model.hypernets = nn.ModuleList(factory.hypernets)
     else:

@@ -191,7 +191,7 @@ class Pretrainer(Trainer):
         data, self.train_set, self.held, input_size = _datasets(cfg)
         config = ModelConfig(
             cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
-            cfg.model_stem,
+            cfg.model_stem, hyper_bias_init=cfg.hyper_bias_init,
         )  # fmt: skip
         batch = -(-min(cfg.batch_size, len(self.train_set)) // ctx.world_size)
         fix = "lower --batch-size, --image-size or the model (--model, --embedding-depth)"

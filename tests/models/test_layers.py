@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -30,6 +32,19 @@ def test_generated_weights_have_kaiming_scale(cin, cout):
 def test_bias_only_on_request():
     assert HyperNetwork(4, 4).bias is None
     assert HyperNetwork(4, 4, bias=True).bias.shape == (4,)
+
+
+def test_bias_starts_as_pytorch_conv_bias_by_default_and_at_zero_on_request():
+    torch.manual_seed(0)
+    h = HyperNetwork(64, 64, 3, bias=True)
+    bound = 1 / math.sqrt(64 * 9)  # nn.Conv2d(64, 64, 3)'s bias bound: 1/sqrt(fan_in)
+    assert h.bias.abs().max() <= bound and h.bias.abs().max() > 0.8 * bound
+    assert h.bias.std() > 0.4 * bound  # spread over the interval, not a constant
+    conv = torch.nn.Conv2d(64, 64, 3)
+    assert conv.bias.abs().max() <= bound and conv.bias.abs().max() > 0.8 * bound
+    assert torch.equal(HyperNetwork(64, 64, 3, bias=True, bias_init="zero").bias, torch.zeros(64))
+    with pytest.raises(ValueError, match="bias_init"):
+        HyperNetwork(4, 4, bias=True, bias_init="normal")
 
 
 def test_embedding_init_std_positive_for_any_d():

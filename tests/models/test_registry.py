@@ -3,7 +3,7 @@ import torch
 
 from metahyper.errors import UserError
 from metahyper.models import HyperConv2d, build_model, count_parameters, hyper_layers, param_groups, to_plain
-from metahyper.models.registry import FAMILIES, Family, register_family
+from metahyper.models.registry import FAMILIES, Family, build_from_config, register_family
 from metahyper.models.resnet import ArchSpec, PreActBlock
 
 # (name, kwargs, expected parameters with a 100-class head), as docs/models.md ("Parameter counts") derives them.
@@ -81,6 +81,19 @@ def test_backward_reaches_every_embedding_and_hypernetwork(name, variant):
 def test_hyper_bias_ablation_adds_bias():
     model = build_model("hyper-wrn-10-1", variant=2, hyper_bias=True)
     assert all(h.bias is not None for h in model.hypernets)
+
+
+def test_hyper_bias_initialisation_is_recorded_and_rebuilt():
+    uniform = build_model("hyper-wrn-10-1", variant=2, hyper_bias=True)
+    assert uniform.config.hyper_bias_init == "uniform"
+    assert all(h.bias.abs().sum() > 0 for h in uniform.hypernets)
+    zero = build_model("hyper-wrn-10-1", variant=2, hyper_bias=True, hyper_bias_init="zero")
+    assert all(torch.equal(h.bias, torch.zeros_like(h.bias)) for h in zero.hypernets)
+    saved = zero.config.to_dict()
+    assert saved["hyper_bias_init"] == "zero"
+    assert build_from_config(saved).config == zero.config
+    with pytest.raises(UserError, match="bias initialisation"):
+        build_model("hyper-wrn-10-1", hyper_bias=True, hyper_bias_init="normal")
 
 
 def test_groups_partition_parameters():

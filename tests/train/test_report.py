@@ -10,7 +10,7 @@ import pytest
 from metahyper.config import EvalConfig, PretrainConfig
 from metahyper.errors import UserError
 from metahyper.io import read_csv
-from metahyper.report import build_report, collect
+from metahyper.report import budget_to_match, build_report, collect
 from metahyper.train.evaluate import evaluate, mean_ci
 from metahyper.train.pretrain import pretrain
 
@@ -152,3 +152,46 @@ def test_each_meta_learner_gets_its_own_row(evals):
     rows = build_report(maml + variants).rows
     base = {r["model"] for r in maml}
     assert set(rows) == base | {f"{m}, anil" for m in base} | {f"{m}, zero head" for m in base}
+
+
+def test_best_and_last_checkpoints_of_one_model_get_a_row_each(evals):
+    """Table 8 scores best.pt (--select-on target) and last.pt of the same runs: two rows, never one
+    cell mixing both; one rule alone keeps the plain model label."""
+    maml = [{**r, "method": "maml"} for r in collect(evals)]
+    target = [{**r, "path": r["path"] + ".best", "selection": {"rule": "target", "dataset": "glyphs-b"}} for r in maml]
+    last = [{**r, "path": r["path"] + ".last", "selection": {"rule": "final", "checkpoint": "last.pt"}} for r in maml]
+    report = build_report(target + last)
+    base = {r["model"] for r in maml}
+    assert set(report.rows) == {f"{m}, selected on glyphs-b val" for m in base} | {f"{m}, last iterate" for m in base}
+    assert all(cell.n == 2 for cell in report.cells.values())  # the two seeds, one rule per cell
+    assert set(build_report(target).rows) == base
+
+
+def _pretrain_run(path: Path, model: str, accs: list[float], epochs: int) -> Path:
+    path.mkdir()
+    (path / "config.json").write_text(json.dumps({"stage": "pretrain", "model": model, "variant": 2, "epochs": epochs}))
+    rows = [{"epoch": i + 1, "train_loss": 1.0, "val_acc": a} for i, a in enumerate(accs)]
+    (path / "history.json").write_text(json.dumps(rows))
+    return path
+
+
+def test_budget_is_the_first_epoch_the_hyper_run_reaches_the_plain_final_accuracy(tmp_path, cli):
+    plain = _pretrain_run(tmp_path / "plain", "resnet-34", [0.3, 0.5, 0.6, 0.7, 0.71, 0.72, 0.73, 0.7358], 8)
+    hyper = _pretrain_run(tmp_path / "hyper", "hyper-resnet-34", [0.4, 0.6, 0.7, 0.73, 0.7358, 0.74, 0.74, 0.7387], 10)
+    match = budget_to_match(plain, hyper)
+    assert (match["epoch"], match["epochs"], match["fraction"]) == (5, 10, 0.5)
+    assert match["plain_final_acc"] == 0.7358 and not match["finished"]  # the hyper run has 8 of 10 epochs
+    proc = cli("report", "--budget", str(plain), str(hyper))
+    assert (
+        "HyperResNet-34 (2) vs ResNet-34 (final 73.58 %): reached at epoch 5 of 10 (50 % of the budget)" in proc.stdout
+    )
+    slow = _pretrain_run(tmp_path / "slow", "hyper-resnet-34", [0.1, 0.2], 2)
+    assert (
+        budget_to_match(plain, slow)["epoch"] is None
+        and "not reached in 2 epochs" in cli("report", "--budget", str(plain), str(slow)).stdout
+    )
+    (tmp_path / "bare").mkdir()
+    proc = cli("report", "--budget", str(plain), str(tmp_path / "bare"), check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "not a pretrain run" in proc.stderr
+    proc = cli("report", check=False)
+    assert proc.returncode == 2 and "nothing to report" in proc.stderr

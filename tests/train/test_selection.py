@@ -146,3 +146,21 @@ def test_select_on_options_are_checked(glyph_root, pretrained, tmp_path, cli):
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "needs --test" in proc.stderr
+
+
+def test_table8_protocol_one_run_gives_target_selection_and_last_iterate_rows(glyph_root, pretrained, tmp_path):
+    """What tools/reproduce/table8.sh does per seed: one run selected on the target's val classes,
+    both domains' curves logged; best.pt and last.pt scored; report keeps them apart."""
+    from metahyper.report import build_report, collect
+
+    run = tmp_path / "target"
+    meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], run, test=["glyphs-b"], select_on="target", first_order=True))
+    assert {"glyphs-a_acc", "glyphs-b_acc"} <= set(read_csv(run / "val.csv")[0])  # Figure 5's two curves
+    for name, checkpoint in (("best", run), ("last", run / "last.pt")):
+        evaluate(
+            EvalConfig(checkpoint=str(checkpoint), dataset="glyphs-b", shots=1, ways=3, queries=2, episodes=2,
+                       data_root=str(glyph_root), device="cpu", progress=False, output=str(run / f"{name}.json"))
+        )  # fmt: skip
+    results = collect([run])
+    assert sorted(r["selection"]["rule"] for r in results) == ["final", "target"]
+    assert sorted(build_report(results).rows) == ["WRN-10-1, last iterate", "WRN-10-1, selected on glyphs-b val"]

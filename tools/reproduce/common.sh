@@ -47,6 +47,12 @@ cifar() {
     done
 }
 
+# Table 1's hypernetwork bias starts as PyTorch initialises a convolution's bias (uniform in
+# +-1/sqrt(fan_in); the paper states no initialisation): HYPER_BIAS_INIT=zero starts it at zero.
+# The runs are named after it (...-bias-uniform-noreg, ...-bias-zero-noreg).
+HYPER_BIAS_INIT=${HYPER_BIAS_INIT:-uniform}
+case $HYPER_BIAS_INIT in uniform | zero) ;; *) echo "HYPER_BIAS_INIT must be uniform or zero, got '$HYPER_BIAS_INIT'" >&2; exit 2 ;; esac
+
 # cifar_report DATASET NAME...: mean final test accuracy over seeds of each named CIFAR run.
 cifar_report() {
     local dataset=$1
@@ -77,19 +83,25 @@ evaluate() {
 # Few-shot experiments (section 5.4). The paper states the meta-training recipe "Following Sun et al.
 # (2019)": inner SGD lr 0.01, outer Adam 1e-3 halved every 1000 iterations to 1e-4, meta-batch 4,
 # 15 test samples per class. Not in the paper, from Sun et al.'s public code (Meta-Transfer
-# Learning): 50 inner steps in meta-training, 100 at validation / test. Our choice: 5000 iterations
-# (the halving schedule reaches its 1e-4 floor after 3322; Sun et al. meta-train 100 epochs x 100
-# tasks); pretraining with the section 5.1 CIFAR schedule (FC100) and 100 epochs (MiniImageNet).
-# Second order (MAML's exact meta-gradient) with the checkpointed inner loop, whose memory does not
-# grow with the inner steps. Model selection: best.pt on the val classes of the meta-training
-# dataset (--select-on source); the target dataset is opened only by the final test.
+# Learning, pytorch/main.py update_step=50; pytorch/trainer/meta.py runs the same meta forward at
+# meta-training, meta-validation and meta-test): 50 inner steps everywhere (EVAL_INNER_STEPS=100
+# is the 100 of their pretraining-time validation only). Our choices (docs/protocol.md): 5000
+# iterations (the halving schedule reaches its 1e-4 floor after 3322; Sun et al. meta-train 100
+# epochs x 100 tasks); second order (MAML's exact meta-gradient) with the checkpointed inner loop,
+# whose memory does not grow with the inner steps. Their code differs from this recipe elsewhere
+# (only its classifier head adapts, first order, one task per iteration): docs/protocol.md.
 ITERATIONS=${ITERATIONS:-5000}
 INNER_STEPS=${INNER_STEPS:-50}
-EVAL_INNER_STEPS=${EVAL_INNER_STEPS:-100}
+EVAL_INNER_STEPS=${EVAL_INNER_STEPS:-50}
 # The checkpointed inner loop keeps second-order memory about constant in the steps (same
-# meta-gradient, more time); from 20 steps on, every 4th adapted state is kept (the lowest peak
-# measured on Hyper-WRN-16-4, docs/inner-checkpoint.md) unless INNER_CHECKPOINT is set.
+# meta-gradient, about 1.35x the time): from 20 steps on, every 4th adapted state is kept (the lowest
+# peak measured on Hyper-WRN-16-4, docs/inner-checkpoint.md) unless INNER_CHECKPOINT is set.
 INNER_CHECKPOINT=${INNER_CHECKPOINT:-$(( INNER_STEPS >= 20 ? 4 : 0 ))}
+# Which pretraining checkpoint meta-training starts from (the paper does not say): best (default,
+# our choice: best.pt, the epoch best on the 10% of the train split held out) or last (the last
+# pretraining epoch, last.pt).
+PRETRAINED=${PRETRAINED:-best}
+case $PRETRAINED in best | last) ;; *) echo "PRETRAINED must be best or last, got '$PRETRAINED'" >&2; exit 2 ;; esac
 
 # fewshot_pretrain OUT DATASET MODEL EPOCHS MILESTONES [EXTRA...]: classification pretraining on the
 # meta-train split's classes (section 4.2), 10% of each class held out for validation (our choice:
@@ -103,25 +115,46 @@ fewshot_pretrain() {
     done
 }
 
-# fewshot_meta OUT TRAIN TEST INIT SHOTS [EVAL_EXTRA...]: per seed, MAML meta-training (5-way, second
-# order) of INIT/seed<N> on TRAIN's train split, selected on TRAIN's val split, then the 600-episode
-# test on TEST's test split into OUT/seed<N>/test-TEST-<SHOTS>shot.json (EVAL_EXTRA: e.g. --image-size).
+# fewshot_meta OUT TRAIN TEST INIT SHOTS SELECT_ON [EVAL_EXTRA...]: per seed, MAML meta-training
+# (5-way, second order) of INIT/seed<N> (its best.pt, or last.pt with PRETRAINED=last) on TRAIN's
+# train split. Validation every 500 iterations on TRAIN's val classes and, when TEST differs, on
+# TEST's val classes too (the curves of Figure 5); best.pt by SELECT_ON (source: TRAIN val, target:
+# TEST val, last: the last iterate). Then the 600-episode test on TEST's test split of best.pt into
+# OUT/seed<N>/test-TEST-<SHOTS>shot.json and, unless SELECT_ON is last, of the last iterate
+# (last.pt) into test-TEST-<SHOTS>shot-last.json (EVAL_EXTRA: e.g. --image-size).
 fewshot_meta() {
-    local out=$1 train=$2 test=$3 init=$4 shots=$5
-    shift 5
+    local out=$1 train=$2 test=$3 init=$4 shots=$5 select_on=$6 monitor=() start
+    shift 6
+    [[ $test != "$train" ]] && monitor=(--test "$test")
     for seed in $SEEDS; do
-        run_stage "$out/seed$seed" meta-train --train "$train" --select-on source --init "$init/seed$seed" --ways 5 \
-            --shots "$shots" --queries 15 --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" \
+        start="$init/seed$seed"
+        [[ $PRETRAINED == last ]] && start="$init/seed$seed/last.pt"
+        run_stage "$out/seed$seed" meta-train --train "$train" "${monitor[@]}" --select-on "$select_on" --init "$start" \
+            --ways 5 --shots "$shots" --queries 15 --meta-batch 4 --iterations "$ITERATIONS" --inner-steps "$INNER_STEPS" \
             --eval-inner-steps "$EVAL_INNER_STEPS" --inner-checkpoint "$INNER_CHECKPOINT" --inner-lr 0.01 --outer-lr 1e-3 \
             --lr-halve-every 1000 --min-lr 1e-4 --val-every 500 --val-episodes 300 --seed "$seed" --quiet
         evaluate "$out/seed$seed/test-$test-${shots}shot.json" --checkpoint "$out/seed$seed" --dataset "$test" --split test \
             --ways 5 --shots "$shots" --seed 0 "$@"
+        [[ $select_on == last ]] && continue
+        evaluate "$out/seed$seed/test-$test-${shots}shot-last.json" --checkpoint "$out/seed$seed/last.pt" --dataset "$test" \
+            --split test --ways 5 --shots "$shots" --seed 0 "$@"
     done
 }
 
 # table8_runs RES MODEL...: FC100-train pretraining + FC100 -> MiniImageNet meta-training at 1 and 5
 # shots, at input resolution RES: 32 (FC100's own size; MiniImageNet test images downscaled) or 84
-# (MiniImageNet's size; FC100 upscaled). The paper does not say which it used.
+# (MiniImageNet's size; FC100 upscaled). The paper does not say which it used. Selection: SELECT_ON
+# (default target: MiniImageNet val, the only data Figure 5's curves "with experimental setup
+# similar to Table 8" can come from; the last iterate is scored from the same runs; source, FC100
+# val, is our alternative, runs under fc100-RES/to-mini-source/).
+SELECT_ON=${SELECT_ON:-target}
+case $SELECT_ON in target | last | source) ;; *) echo "SELECT_ON must be target, last or source, got '$SELECT_ON'" >&2; exit 2 ;; esac
+
+# table8_meta_dir: the folder (under fc100-RES/) of the meta-training runs of SELECT_ON.
+table8_meta_dir() {
+    if [[ $SELECT_ON == target ]]; then echo to-mini; else echo "to-mini-$SELECT_ON"; fi
+}
+
 table8_runs() {
     local res=$1 model size
     shift
@@ -130,8 +163,8 @@ table8_runs() {
     for model in "$@"; do
         fewshot_pretrain "$RUNS/fc100-$res/pretrain/$model" fc100 "$model" 200 60,120,160 "${size[@]}"
         for shots in 1 5; do
-            fewshot_meta "$RUNS/fc100-$res/to-mini/$model-${shots}shot" fc100 miniimagenet "$RUNS/fc100-$res/pretrain/$model" \
-                "$shots" --image-size "$res"
+            fewshot_meta "$RUNS/fc100-$res/$(table8_meta_dir)/$model-${shots}shot" fc100 miniimagenet \
+                "$RUNS/fc100-$res/pretrain/$model" "$shots" "$SELECT_ON" --image-size "$res"
         done
     done
 }

@@ -1,0 +1,93 @@
+"""tools/reproduce/table8.sh: the paper's protocol by default, our alternatives by one setting, and
+every meta-train / eval command line valid for `metahyper`."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+import metahyper.train.meta_train
+from metahyper.cli import main
+
+SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "reproduce" / "table8.sh"
+
+
+def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    full = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "RUNS": str(tmp_path / "runs"),
+        "METAHYPER": "echo metahyper",
+        "DEVICE": "cpu",
+        "SEEDS": "0",
+        "RESOLUTIONS": "32",
+        "MODELS": "hyper-wrn-16-4",
+        **env,
+    }
+    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=full, timeout=60)
+
+
+def _commands(tmp_path: Path, **env: str) -> list[list[str]]:
+    """The metahyper command lines the script runs (METAHYPER replaced by an echo)."""
+    proc = _run(tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr
+    return [shlex.split(line)[1:] for line in proc.stdout.splitlines() if line.startswith("metahyper ")]
+
+
+def _value(cmd: list[str], flag: str) -> str:
+    return cmd[cmd.index(flag) + 1]
+
+
+def test_default_selects_on_the_target_logs_both_domains_and_scores_the_last_iterate(tmp_path, monkeypatch):
+    commands = _commands(tmp_path)
+    meta = [c for c in commands if c[0] == "meta-train"]
+    assert len(meta) == 2  # 1 and 5 shots
+    for cmd in meta:
+        assert (_value(cmd, "--select-on"), _value(cmd, "--test"), _value(cmd, "--train")) == (
+            "target",
+            "miniimagenet",
+            "fc100",
+        )
+        assert (_value(cmd, "--inner-steps"), _value(cmd, "--eval-inner-steps")) == ("50", "50")  # Sun et al.'s 50
+        assert _value(cmd, "--init").endswith("pretrain/hyper-wrn-16-4/seed0")  # its best.pt
+    scored = [_value(c, "--checkpoint") for c in commands if c[0] == "eval" and "to-mini" in _value(c, "--checkpoint")]
+    assert sorted(Path(s).name for s in scored) == ["last.pt", "last.pt", "seed0", "seed0"]
+    report = next(c for c in commands if c[0] == "report")
+    assert [Path(p).name for p in report if p.startswith(str(tmp_path))][:2] == ["pretrain", "to-mini"]
+    assert _value(report, "--markdown").endswith("table8.md")
+    seen = []
+    monkeypatch.setattr(
+        metahyper.train.meta_train,
+        "meta_train",
+        lambda cfg, ctx: seen.append(cfg) or {"model": "m", "best_val_acc": None},
+    )
+    result = CliRunner().invoke(main, meta[0])
+    assert result.exit_code == 0, result.output
+    cfg = seen[0]
+    assert (cfg.select_on, cfg.validation_domains(), cfg.eval_inner_steps, cfg.inner_checkpoint) == (
+        "target",
+        ["fc100", "miniimagenet"],
+        50,
+        4,
+    )
+
+
+def test_alternatives_are_one_setting_each(tmp_path):
+    source = [c for c in _commands(tmp_path, SELECT_ON="source") if c[0] in ("meta-train", "report")]
+    assert all(_value(c, "--select-on") == "source" for c in source if c[0] == "meta-train")
+    assert all("/to-mini-source/" in _value(c, "--out") for c in source if c[0] == "meta-train")
+    assert _value(source[-1], "--markdown").endswith("table8-source.md")
+    steps = [c for c in _commands(tmp_path, EVAL_INNER_STEPS="100") if c[0] == "meta-train"]
+    assert {_value(c, "--eval-inner-steps") for c in steps} == {"100"}
+    last = [c for c in _commands(tmp_path, PRETRAINED="last") if c[0] == "meta-train"]
+    assert all(_value(c, "--init").endswith("seed0/last.pt") for c in last)
+    only_last = _commands(tmp_path, SELECT_ON="last")
+    assert not any(_value(c, "--checkpoint").endswith("last.pt") for c in only_last if c[0] == "eval")
+    for bad in ({"SELECT_ON": "fc100"}, {"PRETRAINED": "first"}):
+        proc = _run(tmp_path, **bad)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "must be" in proc.stderr
