@@ -22,6 +22,7 @@ from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES, OUTER_SCHEDULES
 from metahyper.meta.rules import INNER_RULES
+from metahyper.meta.settings import MAX_INNER_STEPS
 from metahyper.models import GROUP_NAMES, STEMS
 from metahyper.options import Options, option, required, specs
 from metahyper.train.meta_learner import HEADS
@@ -315,8 +316,10 @@ class MetaTrainConfig(RunOptions):
     meta_batch: int = option(4, "Tasks per meta-batch.", min=1)
     iterations: int = option(5000, "Meta-training iterations (meta-batches).", min=1)
     inner_rule: str = option("sgd", "Inner update rule (metahyper.meta.rules).", choices=tuple(INNER_RULES))
-    inner_steps: int = option(5, "Inner steps in meta-training.", min=0)
-    eval_inner_steps: int = option(10, "Inner steps at validation and test.", min=0, aliases=("--inner-steps-eval",))
+    inner_steps: int = option(5, "Inner steps in meta-training.", min=0, max=MAX_INNER_STEPS)
+    eval_inner_steps: int = option(
+        10, "Inner steps at validation and test.", min=0, max=MAX_INNER_STEPS, aliases=("--inner-steps-eval",)
+    )
     inner_lr: float = option(0.01, "Inner-loop learning rate.", above=0)
     outer_lr: float = option(1e-3, "Outer-loop Adam learning rate.", above=0)
     lr_schedule: str = option(
@@ -458,14 +461,18 @@ class EvalConfig(CommonOptions):
         choices=EVAL_METHODS,
     )
     eval_inner_steps: int | None = option(
-        None, "Inner steps (default: the run's --eval-inner-steps).", min=0, aliases=("--inner-steps",)
+        None,
+        "Inner steps (default: the run's --eval-inner-steps).",
+        min=0,
+        max=MAX_INNER_STEPS,
+        aliases=("--inner-steps",),
     )
     inner_lr: float | None = option(None, "Inner SGD learning rate (default: the run's).", above=0)
     bn: str | None = option(
         None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).", choices=BN_MODES
     )
     backend: str = backend_opt()
-    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1)
+    head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1, max=MAX_INNER_STEPS)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
     image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
     output: str | None = option(None, "JSON file (default: beside the checkpoint).", short="-o", path="file")
@@ -532,8 +539,8 @@ class DemoConfig(CommonOptions):
     meta_iterations: int = option(60, "Meta-training iterations.", min=1)
     meta_batch: int = option(2, "Tasks per meta-batch.", min=1, cli=False)
     meta_shots: int = shots_opt(cli=False)
-    inner_steps: int = option(2, "Inner SGD steps in meta-training.", min=0, cli=False)
-    eval_inner_steps: int = option(5, "Inner SGD steps at validation / test.", min=0, cli=False)
+    inner_steps: int = option(2, "Inner SGD steps in meta-training.", min=0, max=MAX_INNER_STEPS, cli=False)
+    eval_inner_steps: int = option(5, "Inner SGD steps at validation / test.", min=0, max=MAX_INNER_STEPS, cli=False)
     # the paper's 0.01 needs far more iterations than a CPU demo runs
     inner_lr: float = option(0.1, "Inner-loop SGD learning rate.", above=0, cli=False)
     first_order: bool = option(

@@ -10,7 +10,7 @@ torchmeta's caches use three storages, all read as they are:
   the original JPEGs; torchmeta's tieredImageNet: the release's PNGs), decoded at read time with
   PIL and fitted to one size with :func:`fit_image`.
 
-Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_image`,
+Public API: :func:`storage_kind`, :func:`to_rgb`, :func:`decode`, :func:`fit_image`, :func:`to_8bit`,
 :func:`encoded_dtype`, :func:`write_encoded_split`; the other writers are in :mod:`metahyper.data.writing`.
 """
 
@@ -56,11 +56,28 @@ def storage_kind(ds: h5py.Dataset) -> str | None:
     return None
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` with 8-bit channels, ready for ``convert("RGB")`` / ``convert("L")`` (which clip
+    wider values to 255): 16-bit grayscale (PIL modes ``I;16*``, and ``I`` holding 0..65535, as
+    16-bit PNG, TIFF and PGM files open) scaled by 255/65535 to mode ``L``; other integer ranges and
+    floating-point images raise a ValueError naming the range (the callers name the file)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ValueError(f"32-bit values {low}..{high}, outside 16 bits; convert it to 8 or 16 bits")
+        return Image.fromarray(((values.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if image.mode == "F":
+        raise ValueError("floating-point pixels (mode F) have no fixed range; convert it to 8 or 16 bits")
+    return image
+
+
 def fit_image(image: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
-    """An image as uint8 (size, size, 3): resized (PIL LANCZOS) to a square of side
-    ``int(size * crop)``, then its central ``size`` x ``size`` kept. ``crop=1.15`` is the
-    evaluation transform of Chen et al. 2019 (``Resize([int(1.15 S)] * 2)``, ``CenterCrop(S)``)."""
-    image = image.convert("RGB")
+    """An image as uint8 (size, size, 3): brought to 8 bits (:func:`to_8bit`), resized (PIL
+    LANCZOS) to a square of side ``int(size * crop)``, then its central ``size`` x ``size`` kept.
+    ``crop=1.15`` is the evaluation transform of Chen et al. 2019 (``Resize([int(1.15 S)] * 2)``,
+    ``CenterCrop(S)``)."""
+    image = to_8bit(image).convert("RGB")
     side = int(size * crop)
     if image.size != (side, side):
         image = image.resize((side, side), Image.LANCZOS)
@@ -79,7 +96,7 @@ def decode(blob: np.ndarray | bytes, size: int | None, crop: float, what: str) -
             check_image_size(*image.size, what)
             image.load()
             if size is None:
-                return np.asarray(image.convert("RGB"), dtype=np.uint8)
+                return np.asarray(to_8bit(image).convert("RGB"), dtype=np.uint8)
             return fit_image(image, size, crop)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err})") from None

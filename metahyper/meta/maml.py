@@ -40,6 +40,7 @@ from metahyper.errors import UserError
 from metahyper.meta.backends import BACKENDS, Backend, Mode, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
 from metahyper.meta.rules import INNER_RULES, InnerRule
+from metahyper.meta.settings import MAX_INNER_STEPS
 from metahyper.models.per_step_bn import recording_statistics
 
 AUTOCAST_DTYPES = (None, torch.bfloat16, torch.float16)
@@ -93,8 +94,11 @@ def _check(backend: Any, bn: str, autocast: Any, inner_lr: Any, inner_steps: int
         raise UserError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
     if not (isinstance(inner_lr, (int, float)) and math.isfinite(inner_lr) and inner_lr > 0):
         raise UserError(f"inner learning rate must be a positive number, got {inner_lr}")
-    if inner_steps < 0 or eval_inner_steps < 0:
-        raise UserError(f"inner steps must be >= 0, got train {inner_steps}, eval {eval_inner_steps}")
+    if not (0 <= inner_steps <= MAX_INNER_STEPS and 0 <= eval_inner_steps <= MAX_INNER_STEPS):
+        raise UserError(
+            f"inner steps must lie in 0..{MAX_INNER_STEPS}, got train {inner_steps}, eval {eval_inner_steps}; "
+            "lower them (a checkpoint recording more is damaged or crafted)"
+        )
 
 
 def _check_weights(weights: Sequence[float], steps: int) -> list[float]:

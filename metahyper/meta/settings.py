@@ -16,6 +16,9 @@ from typing import Any, ClassVar
 from metahyper.errors import UserError
 
 _RENAMED_IN_2 = {"inner_steps_eval": "eval_inner_steps"}
+# Inner steps of one task (and evaluation's --head-steps): MAML uses 5-10, fine-tuning baselines
+# 100-300; more is a typo (or a crafted checkpoint) that would make every episode's work unbounded.
+MAX_INNER_STEPS = 1000
 
 
 @dataclass(frozen=True)

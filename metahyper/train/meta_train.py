@@ -56,7 +56,7 @@ from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduc
 from metahyper.train.evaluate import episode_accuracies, mean_ci
 from metahyper.train.memory import check_step
 from metahyper.train.meta_learner import build_maml
-from metahyper.train.run import check_finite
+from metahyper.train.run import check_finite, loss_bound
 from metahyper.train.trainer import Trainer, TrainState
 
 
@@ -242,9 +242,8 @@ class MetaTrainer(Trainer):
         validating = bool(self.val_samplers) and (done % cfg.val_every == 0 or done == self.total)
         saving = done % cfg.save_every == 0 or done == self.total
         loss = curves["loss"][it].item()
-        check_finite(
-            f"iteration {done}", "lower --outer-lr / --inner-lr", loss, self.model if validating or saving else None
-        )
+        model = self.model if validating or saving else None
+        check_finite(f"iteration {done}", "lower --outer-lr / --inner-lr", loss, model, loss_bound(cfg.ways))
         moved = {f"movement/{k}": v for k, v in zip(layers, stats[2:].tolist())}
         self.log.scalars(done, {"loss": loss, "acc": stats[1].item(), "lr": curves["lr"][it].item(), **moved}, "train/")
         if it % 5 == 0 or done == self.total:

@@ -56,7 +56,7 @@ from metahyper.progress import progress_bar
 from metahyper.train.distributed import DistContext, all_reduce_sum, convert_batchnorm, shard
 from metahyper.train.memory import check_step
 from metahyper.train.ratios import RatioMeter
-from metahyper.train.run import check_finite
+from metahyper.train.run import check_finite, loss_bound
 from metahyper.train.trainer import Trainer, TrainState
 
 
@@ -273,6 +273,8 @@ class Pretrainer(Trainer):
             [loss_sum, correct.double(), torch.tensor(float(seen), dtype=torch.float64, device=self.device)]
         )
         loss_sum, correct, seen = all_reduce_sum(totals, self.ctx).tolist()  # over the ranks' shares of the epoch
+        bound = loss_bound(len(self.info["classes"]))  # the same on every rank: the loss is reduced
+        check_finite(f"epoch {epoch + 1}", "lower --lr", loss_sum / seen, bound=bound)
         row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_acc": correct / seen}
         self._end_epoch(epoch, row, time.time() - t0)
 

@@ -131,18 +131,37 @@ def set_rng_state(state: Mapping) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def check_finite(where: str, fix: str, loss: float | None = None, model: nn.Module | None = None) -> None:
+EXPLODED = 100.0  # a loss this many times chance level's cross-entropy, ln(classes), is divergence
+
+
+def loss_bound(classes: int) -> float:
+    """The largest loss a healthy run of a ``classes``-way classifier reaches, with a wide margin:
+    :data:`EXPLODED` x ln(classes), 100 times the cross-entropy of guessing (69 for 2 classes,
+    161 for 5, 416 for 64). Above it the logits are wrong by margins of hundreds: the run diverged."""
+    return EXPLODED * math.log(max(classes, 2))
+
+
+def check_finite(
+    where: str,
+    fix: str,
+    loss: float | None = None,
+    model: nn.Module | None = None,
+    bound: float | None = None,
+) -> None:
     """Stop a diverged run: a one-line :class:`UserError` naming ``where`` and ``fix`` when ``loss``
-    or any floating tensor of ``model`` is NaN or infinite. Call it before anything is saved, so
-    the run's checkpoints keep the last finite state."""
+    is NaN, infinite or above ``bound`` (:func:`loss_bound`), or any floating tensor of ``model``
+    is NaN or infinite. Call it before anything is saved, so the run's checkpoints keep the last
+    good state."""
     what = None
     if loss is not None and not math.isfinite(loss):
         what = f"the loss became {loss}"
+    elif loss is not None and bound is not None and loss > bound:
+        what = f"the loss became {loss:.4g}, above {bound:.4g} ({EXPLODED:g} x ln(classes), chance level's loss)"
     elif model is not None and (bad := nonfinite_tensors(model.state_dict())):
         what = f"{len(bad)} weight tensors became non-finite (e.g. {bad[0]})"
     if what:
         raise UserError(
-            f"training diverged at {where}: {what}; nothing of it was saved ({LAST} keeps the last finite state); {fix}"
+            f"training diverged at {where}: {what}; nothing of it was saved ({LAST} keeps the last good state); {fix}"
         )
 
 

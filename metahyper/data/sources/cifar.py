@@ -23,12 +23,20 @@ import io
 import tarfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from metahyper.data.layouts import read_split_file
-from metahyper.data.sources.common import download_failed, load_pickle, resolve_source, validate_classes
+from metahyper.data.sources.common import (
+    check_read_sizes,
+    download_failed,
+    load_pickle,
+    outside_layout,
+    resolve_source,
+    tar_files,
+    validate_classes,
+)
 from metahyper.data.writing import check_writable, estimate_size, write_cache, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
@@ -109,10 +117,18 @@ class _Archive:
         self.tar: tarfile.TarFile | None = None
         self.folder: Path | None = None
         if source.is_file():
+            fix = f"pass the official {fmt.archive}"
             try:
                 self.tar = tarfile.open(source, "r:*")
+                self.files = tar_files(self.tar, source, fix)
             except _BROKEN_ARCHIVE as err:
                 raise UserError(f"{source} is not a readable {fmt.archive} ({err}); re-download it") from None
+            for path in self.files:
+                if path.parts[0] != fmt.folder:
+                    raise outside_layout(source, path, f"{fmt.folder}/<file>", fix)
+            read = {f"{fmt.folder}/{n}": self.files[p].size for n in (*fmt.train, *fmt.test, fmt.meta)
+                    if (p := PurePosixPath(fmt.folder, n)) in self.files}  # fmt: skip
+            check_read_sizes(source, read, 2 * fmt.size, fix)
         elif (source / fmt.meta).is_file():
             self.folder = source
         elif (source / fmt.folder / fmt.meta).is_file():
@@ -130,10 +146,7 @@ class _Archive:
         what = f"{self.source}:{self.fmt.folder}/{name}"
         if self.tar is not None:
             try:
-                member = self.tar.extractfile(f"{self.fmt.folder}/{name}")
-                if member is None:
-                    raise KeyError(name)
-                payload = member.read()
+                payload = self.tar.extractfile(self.files[PurePosixPath(self.fmt.folder, name)]).read()
             except KeyError:
                 raise UserError(
                     f"{self.source} has no member {self.fmt.folder}/{name}; "

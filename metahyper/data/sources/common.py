@@ -1,5 +1,6 @@
 """What the cache builders of :mod:`metahyper.data.sources` share: the restricted unpickler, the
-check of a built split, downloads and the resolution of ``--source``/``--download``.
+check of a built split, downloads, the resolution of ``--source``/``--download``, and the check of
+an archive's members from their headers before any is read.
 
 Only the documented pickle formats are read (CIFAR python pickles, MiniImageNet cache pickles,
 tieredImageNet's release pickles): :func:`load_pickle` and :func:`stream_pickled_list` allow nothing
@@ -12,12 +13,14 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import tarfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 import numpy as np
 
+from metahyper.data.writing import check_memory
 from metahyper.errors import UserError
 
 try:  # numpy >= 2
@@ -243,3 +246,52 @@ def resolve_source(source: str | Path | None, fix: str, download: Callable[[], P
     if not path.exists():
         raise UserError(f"source {path} does not exist; {fix}")
     return path
+
+
+MAX_FILE_BYTES = 64 * 2**20  # one image or text file of a release (CUB's largest JPEG is under 1 MB)
+
+
+def member_path(archive: Path, name: str, fix: str) -> PurePosixPath:
+    """Archive member ``name`` as a path relative to the archive's top (``./`` dropped); a one-line
+    :class:`UserError` when it is absolute or climbs out with ``..`` (no release holds such a
+    member; nothing is extracted, so nothing could be written there)."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise UserError(f"{archive} holds member {name!r}, outside the archive's folder; {fix}")
+    return path
+
+
+def tar_files(tar: tarfile.TarFile, archive: Path, fix: str) -> dict[PurePosixPath, tarfile.TarInfo]:
+    """The regular files of ``tar`` by :func:`member_path`, from the headers only (no member is
+    read; tar's own errors are the caller's); a one-line :class:`UserError` for a member outside
+    the archive's folder or a path stored twice."""
+    files: dict[PurePosixPath, tarfile.TarInfo] = {}
+    for member in tar.getmembers():
+        path = member_path(archive, member.name, fix)
+        if member.isfile():
+            if path in files:
+                raise UserError(f"{archive} holds {path} more than once; {fix}")
+            files[path] = member
+    return files
+
+
+def outside_layout(archive: Path, path: PurePosixPath, layout: str, fix: str) -> UserError:
+    """The one-line error of an archive member outside the release's documented ``layout``."""
+    return UserError(f"{archive} holds {path}, outside the release's layout ({layout}); {fix}")
+
+
+def check_read_sizes(archive: Path, sizes: Mapping[str, int], limit: int, fix: str) -> None:
+    """Members read whole into memory, ``{name: size from its header}``: their sum must be at most
+    ``limit`` bytes (what the documented format holds, with a margin) and twice it (the bytes and
+    what is decoded from them) must fit the memory available; a one-line :class:`UserError`
+    naming the largest member otherwise. Call it before any member is read."""
+    total = sum(sizes.values())
+    if not sizes:
+        return
+    name, size = max(sizes.items(), key=lambda item: item[1])
+    if total > limit:
+        raise UserError(
+            f"{archive}: member {name} is {size / 2**20:,.1f} MB ({total / 2**20:,.1f} MB to read in all), more "
+            f"than the {limit / 2**20:,.1f} MB its format holds; {fix}"
+        )
+    check_memory(2 * total, f"reading {name} ({size / 2**20:,.1f} MB) of {archive}", fix)

@@ -4,8 +4,9 @@ Source (``metahyper prepare cub --source PATH`` or ``--download``): the official
 ``CUB_200_2011.tgz``, its extracted ``CUB_200_2011/`` folder, or a folder holding either. The
 archive holds ``CUB_200_2011/images/<NNN.Name>/<name>.jpg`` (11,788 JPEGs of 200 classes, 41 to
 60 per class), ``images.txt`` (``<id> <class>/<name>.jpg``) and ``classes.txt`` (``<id> <class>``).
-The tgz is read in one pass, member by member (no extraction); every image ``images.txt`` lists
-must be there, so a truncated archive is an error.
+The tgz's headers are read and checked first (layout, member sizes), then its members in one
+more pass (no extraction); every image ``images.txt`` lists must be there, so a truncated archive
+is an error.
 
 The split is torchmeta's (``assets/cub/{split}.json``, Chen et al.'s rule: the i-th class in
 sorted order goes to train when i is even, val when i % 4 == 1, test when i % 4 == 3), shipped as
@@ -27,7 +28,15 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources.common import download_file, resolve_source, validate_classes
+from metahyper.data.sources.common import (
+    MAX_FILE_BYTES,
+    check_read_sizes,
+    download_file,
+    outside_layout,
+    resolve_source,
+    tar_files,
+    validate_classes,
+)
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
@@ -78,18 +87,25 @@ class _Reader:
             self.texts[relative.as_posix()] = payload.decode("utf-8", errors="replace")
 
     def from_tar(self, path: Path) -> None:
+        """Every member under ``CUB_200_2011/`` that the cache uses; the headers are checked first
+        (layout: ``CUB_200_2011/...`` and top-level files such as ``attributes.txt``; sizes)."""
         try:
-            with tarfile.open(path, "r:*") as tar, progress_bar(desc="cub", unit="img", total=IMAGES) as bar:
-                for member in tar:  # one sequential pass: no seeking back in the gzip stream
-                    name = PurePosixPath(member.name)
-                    if not member.isfile() or not name.parts or name.parts[0] != "CUB_200_2011" or ".." in name.parts:
-                        continue
+            with tarfile.open(path, "r:*") as tar:
+                files = tar_files(tar, path, FIX)
+                used = {}
+                for name, member in files.items():
+                    if len(name.parts) > 1 and name.parts[0] != "CUB_200_2011":
+                        raise outside_layout(path, name, "CUB_200_2011/... and top-level files", FIX)
                     relative = PurePosixPath(*name.parts[1:])
-                    is_image = relative.parts[:1] == ("images",)
-                    if is_image or relative.as_posix() in ("images.txt", "classes.txt"):
+                    if relative.parts[:1] == ("images",) or relative.as_posix() in ("images.txt", "classes.txt"):
+                        used[relative] = member
+                largest = max(used.values(), key=lambda m: m.size, default=None)
+                if largest is not None:
+                    check_read_sizes(path, {largest.name: largest.size}, MAX_FILE_BYTES, FIX)
+                with progress_bar(desc="cub", unit="img", total=IMAGES) as bar:
+                    for relative, member in used.items():  # archive order: one more pass, no seeking back
                         self.add(relative, tar.extractfile(member).read(), f"{path}:{member.name}")
-                    if is_image:
-                        bar.update(1)
+                        bar.update(relative.parts[0] == "images")
         except (tarfile.TarError, OSError, EOFError) as err:
             raise UserError(f"{path} is truncated or not a tar archive ({type(err).__name__}: {err}); {FIX}") from None
 

@@ -38,12 +38,13 @@ from PIL import Image
 from metahyper.data.layouts import SPLITS
 from metahyper.data.manifest import MANIFEST, MIN_STD, NAME_PATTERN, Manifest
 from metahyper.data.storage import fit_image
-from metahyper.data.writing import check_writable, estimate_size, stamp_build, write_classes_hdf5
+from metahyper.data.writing import check_memory, check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, read_json, write_json
 from metahyper.progress import progress_bar
 
 MIN_IMAGES = 2
+MAX_IMAGE_SIZE = 1024  # --image-size: 4.5x ImageNet models' 224, 12x MiniImageNet's 84
 DEFAULT_RATIOS = (0.64, 0.16, 0.2)
 RESERVED = ("imagenet",)  # `pretrain --dataset imagenet` reads an ImageNet folder (metahyper.data.imagenet)
 
@@ -198,6 +199,19 @@ def _check_chosen(chosen: dict[str, list[str]], found: dict[str, list[Path]], so
             )
 
 
+def _check_memory(chosen: dict[str, list[str]], found: dict[str, list[Path]], image_size: int) -> None:
+    """The build holds one class at a time (uint8 (n, S, S, 3)) and resizes one image (float32
+    buffers of S x S x 3, twice): that must fit the memory available, checked before any image
+    is read."""
+    largest = max((c for classes in chosen.values() for c in classes), key=lambda c: len(found[c]))
+    image = image_size * image_size * 3
+    check_memory(
+        len(found[largest]) * image + 8 * image,
+        f"prepare folder at {image_size} px (class {largest}: {len(found[largest])} images)",
+        "use a smaller --image-size",
+    )
+
+
 class _ChannelStats:
     """Per-channel mean and std of uint8 RGB images, from exact integer sums of the 0-255 values
     and of their squares."""
@@ -266,8 +280,8 @@ def build_folder(
     """Build user dataset ``name`` from ``source`` (see the module docstring); returns the files
     written. Every check on the arguments, the split and the folder runs before any image is read."""
     name = check_name(name)
-    if image_size < 1:
-        raise UserError(f"--image-size must be >= 1, got {image_size}")
+    if not 1 <= image_size <= MAX_IMAGE_SIZE:
+        raise UserError(f"--image-size {image_size} is outside 1..{MAX_IMAGE_SIZE}; pick a size in that range")
     if splits is not None and (split_ratios is not None or seed is not None):
         raise UserError(f"pass either --splits FILE or --split-ratios{'/--seed' if seed is not None else ''}, not both")
     seed = 0 if seed is None else seed
@@ -279,6 +293,7 @@ def build_folder(
     folder = root / name
     outputs = [folder / f"{s}_{x}" for s in chosen for x in ("data.hdf5", "labels.json")] + [folder / MANIFEST]
     check_writable(outputs, force, name)
+    _check_memory(chosen, found, image_size)
     stats_split = "train" if "train" in chosen else None  # None: the statistics of every split
     stats = _ChannelStats()
     images_total = sum(len(found[c]) for classes in chosen.values() for c in classes)

@@ -2,8 +2,9 @@
 
 Accepted sources (``metahyper prepare miniimagenet --source PATH``):
 
-a. ``mini-imagenet.tar.gz`` or a folder with ``mini-imagenet-cache-{train,val,test}.pkl``: dicts with
-   ``image_data`` uint8 (N, 84, 84, 3) and ``class_dict`` {wnid: row indices};
+a. ``mini-imagenet.tar.gz`` (the pickles at its top) or a folder with
+   ``mini-imagenet-cache-{train,val,test}.pkl``: dicts with ``image_data`` uint8 (N, 84, 84, 3) and
+   ``class_dict`` {wnid: row indices};
 b. learn2learn's ``mini-imagenet-cache-{train,validation,test}.pkl`` (same dict format);
 c. a folder with the Ravi & Larochelle CSVs ``{train,val,test}.csv`` (``filename,label`` rows) and the
    images they name (in ``images/``, the folder itself, or ``<wnid>/``), resized to 84x84 with PIL
@@ -19,14 +20,21 @@ from __future__ import annotations
 import io
 import tarfile
 import zlib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources.common import load_pickle, resolve_source, validate_classes
-from metahyper.data.storage import MAX_IMAGE_PIXELS
+from metahyper.data.sources.common import (
+    check_read_sizes,
+    load_pickle,
+    outside_layout,
+    resolve_source,
+    tar_files,
+    validate_classes,
+)
+from metahyper.data.storage import MAX_IMAGE_PIXELS, to_8bit
 from metahyper.data.writing import check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
 from metahyper.io import check_free_space, read_csv
@@ -34,7 +42,8 @@ from metahyper.progress import progress_bar
 
 IMAGE_SIZE = 84
 PER_CLASS = 600
-MAX_SOURCE_PIXELS = MAX_IMAGE_PIXELS  # per source image
+PICKLE_BYTES = 100 * PER_CLASS * IMAGE_SIZE * IMAGE_SIZE * 3  # the images of the three cache pickles
+MAX_SOURCE_PIXELS = MAX_IMAGE_PIXELS  # per source image; ImageNet's largest are about 20 MP
 _BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 PICKLE_NAMES = {
     "torchmeta": {s: f"mini-imagenet-cache-{s}.pkl" for s in SPLITS},
@@ -78,22 +87,27 @@ def _parse_cache_pickle(obj: object, what: str) -> dict[str, np.ndarray]:
 
 
 def _find_pickles(source: Path) -> dict[str, object] | None:
-    """Per split, a path or tar member holding its cache pickle; None when there are none."""
+    """Per split, a path or tar member holding its cache pickle; None when there are none. In a
+    tar, the pickles lie at its top and nothing lies deeper; their sizes (from the headers) are
+    checked before any is read."""
     if source.is_file():
+        fix = "pass mini-imagenet.tar.gz, the folder of the pickles, or a folder of images with the Ravi CSVs"
         try:
             tar = tarfile.open(source, "r:*")
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            members = tar_files(tar, source, fix)
         except _BROKEN_ARCHIVE as err:
             raise UserError(
                 f"{source} is truncated or not a readable mini-imagenet.tar.gz ({err}); re-download it"
             ) from None
+        for path in members:
+            if len(path.parts) != 1:
+                raise outside_layout(source, path, "mini-imagenet-cache-<split>.pkl at the top", fix)
         for names in PICKLE_NAMES.values():
-            if all(n in members for n in names.values()):
-                return {s: (tar, members[n]) for s, n in names.items()}
-        raise UserError(
-            f"{source} holds no mini-imagenet-cache-{{train,val,test}}.pkl files; pass mini-imagenet.tar.gz, "
-            "the folder of the pickles, or a folder of images with the Ravi CSVs"
-        )
+            if all(PurePosixPath(n) in members for n in names.values()):
+                found = {s: members[PurePosixPath(n)] for s, n in names.items()}
+                check_read_sizes(source, {m.name: m.size for m in found.values()}, 3 * PICKLE_BYTES // 2, fix)
+                return {s: (tar, m) for s, m in found.items()}
+        raise UserError(f"{source} holds no mini-imagenet-cache-{{train,val,test}}.pkl files; {fix}")
     for names in PICKLE_NAMES.values():
         if all((source / n).is_file() for n in names.values()):
             return {s: source / n for s, n in names.items()}
@@ -139,7 +153,7 @@ def _load_image(path: Path) -> np.ndarray:
                     f"image {path} is {im.width}x{im.height} pixels, more than the {MAX_SOURCE_PIXELS:,} "
                     "allowed for a source image; replace or remove it"
                 )
-            im = im.convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
+            im = to_8bit(im).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
             return np.asarray(im, dtype=np.uint8)
     except (OSError, Image.DecompressionBombError, ValueError) as err:
         raise UserError(f"image {path} cannot be read ({type(err).__name__}: {err}); replace or remove it") from None

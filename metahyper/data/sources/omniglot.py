@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import io
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources.common import download_file, resolve_source, validate_classes
-from metahyper.data.storage import fit_image
+from metahyper.data.sources.common import (
+    MAX_FILE_BYTES,
+    check_read_sizes,
+    download_file,
+    member_path,
+    resolve_source,
+    validate_classes,
+)
+from metahyper.data.storage import fit_image, to_8bit
 from metahyper.data.writing import check_memory, check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, check_free_space, write_json
@@ -73,8 +80,11 @@ def _members(source: Path) -> dict[tuple[str, str, str], list[tuple[str, object]
                 infos = [i for i in zf.infolist() if not i.is_dir()]
             except (zipfile.BadZipFile, OSError, EOFError) as err:
                 raise UserError(f"{archive} is truncated or not a zip archive ({err}); {FIX}") from None
+            largest = max(infos, key=lambda i: i.file_size, default=None)
+            if largest is not None:  # the central directory's sizes bound what a read returns
+                check_read_sizes(archive, {largest.filename: largest.file_size}, MAX_FILE_BYTES, FIX)
             for info in infos:
-                path = PurePosixPath(info.filename)
+                path = member_path(archive, info.filename, FIX)
                 if any(x.startswith(".") and x != ".." or x == "__MACOSX" for x in path.parts):
                     continue  # archiver metadata (.DS_Store, __MACOSX/), not drawings
                 if path.parts[0] != part or ".." in path.parts or len(path.parts) != 4 or path.suffix != ".png":
@@ -97,7 +107,7 @@ def _load(name: str, opener, size: int, what: str) -> np.ndarray:
     try:
         payload = opener()
         with Image.open(io.BytesIO(payload)) as image:
-            inverted = Image.fromarray(255 - np.asarray(image.convert("L"), dtype=np.uint8))
+            inverted = Image.fromarray(255 - np.asarray(to_8bit(image).convert("L"), dtype=np.uint8))
     except (OSError, ValueError, SyntaxError, EOFError, zipfile.BadZipFile, Image.DecompressionBombError) as err:
         raise UserError(f"{what}/{name} cannot be read ({type(err).__name__}: {err}); {FIX}") from None
     return fit_image(inverted, size)[..., 0]

@@ -31,7 +31,15 @@ import h5py
 import numpy as np
 
 from metahyper.data.layouts import SPLITS, read_split_file
-from metahyper.data.sources.common import load_pickle, resolve_source, stream_pickled_list
+from metahyper.data.sources.common import (
+    MAX_FILE_BYTES,
+    check_read_sizes,
+    load_pickle,
+    outside_layout,
+    resolve_source,
+    stream_pickled_list,
+    tar_files,
+)
 from metahyper.data.storage import decode, encoded_dtype
 from metahyper.data.writing import check_writable, stamp_build
 from metahyper.errors import UserError
@@ -60,14 +68,17 @@ class _Release:
         if source.is_file():
             try:
                 self.tar = tarfile.open(source, "r:*")
-                members = [m for m in self.tar.getmembers() if m.isfile() and Path(m.name).name in names]
+                files = tar_files(self.tar, source, FIX)
             except (tarfile.TarError, OSError, EOFError) as err:
                 raise UserError(f"{source} is truncated or not a tar archive ({err}); {FIX}") from None
-            found = {Path(m.name).name: m for m in members}
-            if len(found) != len(members):
-                seen: set[str] = set()
-                twice = next(n for n in (Path(m.name).name for m in members) if n in seen or seen.add(n))
-                raise UserError(f"{source} holds {twice} more than once; {FIX}")
+            found = {}
+            for path, member in files.items():
+                if len(path.parts) > 2 or (len(path.parts) == 2 and path.parts[0] != "tiered-imagenet"):
+                    raise outside_layout(source, path, "tiered-imagenet/<file> or <file>", FIX)
+                if path.name in names and found.setdefault(path.name, member) is not member:
+                    raise UserError(f"{source} holds {path.name} more than once; {FIX}")
+            labels = {m.name: m.size for n, m in found.items() if n.endswith("_labels.pkl")}
+            check_read_sizes(source, labels, 3 * MAX_FILE_BYTES, FIX)  # the image lists are streamed
         else:
             folder = source / "tiered-imagenet" if (source / "tiered-imagenet").is_dir() else source
             found = {n: folder / n for n in names if (folder / n).is_file()}

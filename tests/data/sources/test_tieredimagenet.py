@@ -132,7 +132,7 @@ def test_member_twice_in_tar(tmp_path):
     make_tiered(tmp_path / "tiered-imagenet")
     with tarfile.open(tmp_path / "t.tar", "w") as tar:
         tar.add(tmp_path / "tiered-imagenet", arcname="tiered-imagenet")
-        tar.add(tmp_path / "tiered-imagenet" / "val_labels.pkl", arcname="old/val_labels.pkl")
+        tar.add(tmp_path / "tiered-imagenet" / "val_labels.pkl", arcname="val_labels.pkl")
     with pytest.raises(UserError, match="holds val_labels.pkl more than once"):
         prepare("tieredimagenet", root=tmp_path / "data", source=tmp_path / "t.tar", strict=False)
 
