@@ -293,7 +293,7 @@ def _read_bounded(path: Path, where: str, fix: str, max_bytes: int) -> bytes:
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            data = fh.read(max_bytes + 1) if size <= max_bytes else b""
+            data = fh.read(size + 1) if size <= max_bytes else b""  # not a max_bytes buffer
     except OSError as err:
         raise file_error(where, f"cannot be read ({err.strerror or err})", fix) from None
     if size > max_bytes or len(data) > max_bytes:

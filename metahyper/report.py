@@ -359,6 +359,9 @@ def write_report(
 def _history(run: Path) -> tuple[str, list[float], int]:
     """``(model label, validation accuracy per epoch, planned epochs)`` of a pretrain run directory."""
     fix = "pass pretrain run directories trained with a validation split"
+    if not ((run / "config.json").is_file() and (run / "history.json").is_file()):
+        raise UserError(f"{run} is not a pretrain run with a validation accuracy per epoch (no config.json and "
+                        f"history.json); {fix}")  # fmt: skip
     config = read_json(run / "config.json", "run config", fix, expect=dict)
     history = read_json(run / "history.json", "history", fix, expect=list)
     try:
