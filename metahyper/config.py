@@ -56,6 +56,9 @@ ALGORITHMS: dict[str, dict[str, object]] = {
         "min_lr": 1e-5,
     },
 }
+# Evaluation work is bounded like the inner steps (MAX_INNER_STEPS): episodes per evaluation or
+# validation; the paper and Meta-Dataset use 600, large benchmarks 10,000.
+MAX_EPISODES = 100_000
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
@@ -380,7 +383,7 @@ class MetaTrainConfig(RunOptions):
         choices=GROUP_NAMES,
     )
     val_every: int = option(500, "Validate every this many iterations (0: never).", min=0)
-    val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0)
+    val_episodes: int = option(300, "Validation episodes (0: no validation).", min=0, max=MAX_EPISODES)
     val_seed: int = option(0, "Seed of the fixed validation episodes.", min=0, max=SEED_MAX)
     image_size: int | None = image_size_opt("Input size (default: the size the --init model was trained at).")
     num_workers: int = workers_opt("DataLoader worker processes for episodes.")
@@ -452,7 +455,7 @@ class EvalConfig(CommonOptions):
     )
     ways: int = ways_opt()
     queries: int = queries_opt()
-    episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1)
+    episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1, max=MAX_EPISODES)
     split: str = option("test", "Split whose classes make the episodes.", choices=SPLITS)
     method: str = option(
         "auto",
@@ -547,7 +550,7 @@ class DemoConfig(CommonOptions):
         True, "Second-order MAML (slower; the demo default is first order).", flag="--second-order", invert=True
     )
     val_every: int = option(30, "Validate every this many iterations (0: never).", min=0, cli=False)
-    val_episodes: int = option(20, "Validation episodes.", min=0, cli=False)
+    val_episodes: int = option(20, "Validation episodes.", min=0, max=MAX_EPISODES, cli=False)
     eval_episodes: int = option(100, "Test episodes per model and shot.", min=1)
     glyph_images_per_class: int = option(20, "Images per class when the glyphs cache is built.", min=1, cli=False)
     # 1: tiny models gain little from more, and OpenMP spin-waits collapse when cores are shared

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from metahyper.cli import main
-from metahyper.config import MetaTrainConfig, PretrainConfig
+from metahyper.config import MAX_EPISODES, MetaTrainConfig, PretrainConfig
 from metahyper.errors import UserError
 from metahyper.meta import MAML
 from metahyper.meta.settings import MAX_INNER_STEPS
@@ -106,11 +106,28 @@ def test_pretrain_stops_on_an_exploding_finite_loss(glyph_root, tmp_path, monkey
     ids=["eval-inner-steps", "eval-head-steps", "meta-train-eval-inner-steps", "meta-train-inner-steps"],
 )
 def test_unbounded_inner_steps_are_refused_before_any_work(tmp_path, monkeypatch, args):
+    _refused_before_any_work(tmp_path, monkeypatch, args, MAX_INNER_STEPS)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["eval", "--checkpoint", "c", "--dataset", "glyphs-b", "--shots", "1", "--episodes", "1000000000"],
+        ["meta-train", "--train", "glyphs-a", "--test", "glyphs-b", "--init", "p", "--out", "r"]
+        + ["--val-episodes", "1000000000"],
+    ],
+    ids=["eval-episodes", "meta-train-val-episodes"],
+)
+def test_unbounded_episodes_are_refused_before_any_work(tmp_path, monkeypatch, args):
+    _refused_before_any_work(tmp_path, monkeypatch, args, MAX_EPISODES)
+
+
+def _refused_before_any_work(tmp_path, monkeypatch, args, bound: int) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     assert result.output.strip().count("\n") == 0
-    assert f"at most {MAX_INNER_STEPS}" in result.output or f"<= {MAX_INNER_STEPS}" in result.output
+    assert f"at most {bound}" in result.output or f"<= {bound}" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
