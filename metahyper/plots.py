@@ -72,7 +72,8 @@ def load_run(path: str | Path) -> PlottedRun:
     cfg = read_config(path)
     stage = cfg.get("stage")
     if stage == "pretrain":
-        label = _model_label(cfg)
+        with _reading(path / "config.json"):
+            label = _model_label(cfg)
     elif stage == "meta-train":
         curves = path / "curves.json"
         with _reading(curves):

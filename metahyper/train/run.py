@@ -271,14 +271,17 @@ class Run:
 
     def start(self) -> None:
         """Create and lock the directory, check it again (another run may have written it since
-        the check at construction), write ``config.json``; call it once the run's inputs (data,
-        checkpoints, options) have been checked, so a run that fails to start writes nothing."""
+        the check at construction), write ``config.json`` (when resuming: after :meth:`restore`
+        accepted ``last.pt``, so a refused resume leaves the run's config as it was); call it once
+        the run's inputs (data, checkpoints, options) have been checked, so a run that fails to
+        start writes nothing."""
         if self.is_main:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock = lock_run_dir(self.path)
             self.resume = bool(getattr(self.cfg, "resume", False))
             self._check()
-            save_config(self.path, self.cfg)
+            if not self.resume:
+                save_config(self.path, self.cfg)
 
     def close(self) -> None:
         """Release the directory's lock (idempotent)."""
@@ -317,6 +320,8 @@ class Run:
             check(last.extra)
         last.load_into(model)
         set_rng_state(last.extra["state"]["rng"])
+        if self.is_main:
+            save_config(self.path, self.cfg)
         return last.extra
 
     # -- logs -----------------------------------------------------------------------------------

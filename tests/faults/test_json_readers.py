@@ -275,3 +275,10 @@ def test_intact_files_still_read(tmp_path):
     write_tiny(tmp_path, 1)
     assert open_split("miniimagenet", "train", root=tmp_path).num_classes == 3
     assert layouts.read_split_file("omniglot/train.json")
+
+
+@pytest.mark.parametrize("command", ["curves", "movement-plot"])
+def test_a_pretrain_config_without_its_model_is_one_line(tmp_path, command):
+    run = _run_dir(tmp_path, {"stage": "pretrain", "dataset": "glyphs-a"})
+    (run / "history.json").write_text("[]")
+    assert "config.json is damaged (KeyError: 'model')" in _plot(command, run)

@@ -106,13 +106,14 @@ def test_resume_on_a_cache_whose_classes_changed_names_the_dataset(tmp_path):
     write_tiny(root, 1, size=8, classes=3)
     first = _pretrain(root, out)
     assert first.exit_code == 0, first.output
-    before = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"}
+    kept = lambda: {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt" or p.name == "config.json"}  # noqa: E731
+    before = kept()
     write_tiny(root, 1, size=8, classes=4)  # the cache is rebuilt with another class
     result = _pretrain(root, out, "--resume")
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.output.strip().count("\n") == 0
     assert "dataset miniimagenet (train split) changed" in result.output and "3 classes then, 4 now" in result.output
-    assert {p.name: p.read_bytes() for p in out.iterdir() if p.suffix == ".pt"} == before
+    assert kept() == before  # the checkpoints and the run's config.json as they were
     assert load_checkpoint(out / "last.pt").extra["classes"] == ["n00000000", "n00000001", "n00000002"]
 
 
