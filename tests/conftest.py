@@ -1,4 +1,5 @@
-"""Shared test settings: small, deterministic, CPU, two threads; a generator of image folders."""
+"""Shared test settings: small, deterministic, CPU, two threads; a generator of image folders; the
+config of a seconds-long meta-training on the offline glyphs."""
 
 import os
 import shlex
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from metahyper.config import MetaTrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -73,3 +76,16 @@ def make_image_folder(path: Path, counts: dict[str, int], seed: int = 0) -> Path
 def image_folder():
     """:func:`make_image_folder` as a fixture."""
     return make_image_folder
+
+
+def tiny_meta_config(root, init, out, **overrides) -> MetaTrainConfig:
+    """Meta-training that runs in seconds on the offline glyphs (``root``) from the pretrain run
+    ``init``: 3-way 1-shot, 2 queries, meta-batch 2, 3 iterations of 1 inner step, validated on 2
+    episodes of glyphs-a and glyphs-b after every iteration, saved every iteration; ``overrides``
+    win."""
+    base = dict(
+        train="glyphs-a", test="glyphs-b", init=str(init), out=str(out), ways=3, shots=1, queries=2, meta_batch=2,
+        iterations=3, inner_steps=1, eval_inner_steps=1, val_every=1, val_episodes=2, save_every=1,
+        data_root=str(root), device="cpu", progress=False,
+    )  # fmt: skip
+    return MetaTrainConfig(**{**base, **overrides})

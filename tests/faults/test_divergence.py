@@ -18,29 +18,11 @@ from metahyper.models import build_model
 from metahyper.train.meta_train import meta_train
 from metahyper.train.pretrain import pretrain
 from metahyper.train.run import BEST, CONFIG_FILE, LAST, loss_bound
+from tests.conftest import tiny_meta_config
 
 
 def _meta(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(
-        train="glyphs-a",
-        test="glyphs-b",
-        init=str(init),
-        out=str(out),
-        ways=3,
-        shots=1,
-        queries=2,
-        meta_batch=2,
-        iterations=3,
-        inner_steps=1,
-        eval_inner_steps=1,
-        val_every=1,
-        val_episodes=2,
-        save_every=1,
-        data_root=str(root),
-        device="cpu",
-        progress=False,
-    )
-    return MetaTrainConfig(**{**base, **kw})
+    return tiny_meta_config(root, init, out, **kw)
 
 
 @pytest.mark.parametrize("first_order", [True, False], ids=["first-order", "second-order"])

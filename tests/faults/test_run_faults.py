@@ -21,6 +21,7 @@ from metahyper.train.memory import ENV
 from metahyper.train.meta_train import meta_train
 from metahyper.train.pretrain import pretrain
 from metahyper.train.run import LOCK_FILE
+from tests.conftest import tiny_meta_config
 
 
 class Interrupted(Exception):
@@ -45,27 +46,7 @@ def _pre(root, out, **kw) -> PretrainConfig:
 
 
 def _meta(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(
-        train="glyphs-a",
-        test="glyphs-b",
-        init=str(init),
-        out=str(out),
-        ways=3,
-        shots=1,
-        queries=2,
-        meta_batch=2,
-        iterations=3,
-        inner_steps=1,
-        eval_inner_steps=1,
-        val_every=1,
-        val_episodes=2,
-        save_every=2,
-        data_root=str(root),
-        device="cpu",
-        progress=False,
-        first_order=True,
-    )
-    return MetaTrainConfig(**{**base, **kw})
+    return tiny_meta_config(root, init, out, **{"save_every": 2, **kw})
 
 
 def _stop_at(step: int):

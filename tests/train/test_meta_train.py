@@ -9,28 +9,13 @@ from metahyper.io import read_csv
 from metahyper.models import group_of, layer_label
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.meta_train import meta_train
+from tests.conftest import tiny_meta_config
 
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(
-        train="glyphs-a",
-        test="glyphs-b",
-        init=str(init),
-        out=str(out),
-        ways=3,
-        shots=1,
-        queries=2,
-        meta_batch=2,
-        iterations=1,
-        inner_steps=1,
-        eval_inner_steps=2,
-        val_every=0,
-        save_every=1,
-        data_root=str(root),
-        device="cpu",
-        progress=False,
-    )
-    return MetaTrainConfig(**{**base, **kw})
+    """One iteration, no validation."""
+    base = {"iterations": 1, "eval_inner_steps": 2, "val_every": 0, "val_episodes": 300}
+    return tiny_meta_config(root, init, out, **{**base, **kw})
 
 
 def _changed(before: dict, after: dict) -> dict[str, bool]:

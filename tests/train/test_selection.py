@@ -12,28 +12,11 @@ from metahyper.io import read_csv
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.evaluate import evaluate
 from metahyper.train.meta_train import meta_train
+from tests.conftest import tiny_meta_config
 
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
-    base = dict(
-        train="glyphs-a",
-        init=str(init),
-        out=str(out),
-        ways=3,
-        shots=1,
-        queries=2,
-        meta_batch=2,
-        iterations=3,
-        inner_steps=1,
-        eval_inner_steps=1,
-        val_every=1,
-        val_episodes=2,
-        save_every=3,
-        data_root=str(root),
-        device="cpu",
-        progress=False,
-    )
-    return MetaTrainConfig(**{**base, **kw})
+    return tiny_meta_config(root, init, out, **{"test": [], "save_every": 3, **kw})
 
 
 @pytest.fixture
