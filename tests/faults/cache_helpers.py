@@ -1,7 +1,11 @@
-"""Test-only: tiny caches written through the real writer, and a look at what a folder holds."""
+"""Test-only: tiny caches written through the real writer, a look at what a folder holds, and a file
+that fills up like a full disk."""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +38,15 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def temporaries(root: Path) -> list[Path]:
     return [p for p in root.rglob(".*.tmp")]
+
+
+class Quota(io.FileIO):
+    """A file that fails with ENOSPC once the shared byte budget is spent (what a full disk does)."""
+
+    budget = 0
+
+    def write(self, data) -> int:
+        if len(data) > Quota.budget:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        Quota.budget -= len(data)
+        return super().write(data)

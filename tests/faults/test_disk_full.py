@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import shutil
 import subprocess
@@ -18,29 +16,17 @@ import pytest
 from metahyper.data import list_caches, prepare, writing
 from metahyper.data.sources import glyphs
 from metahyper.errors import UserError
-from tests.faults.cache_helpers import snapshot, write_tiny
+from tests.faults.cache_helpers import Quota, snapshot, write_tiny
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class _Quota(io.FileIO):
-    """A file that fails with ENOSPC once the shared byte budget is spent (what a full disk does)."""
-
-    budget = 0
-
-    def write(self, data) -> int:
-        if len(data) > _Quota.budget:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        _Quota.budget -= len(data)
-        return super().write(data)
 
 
 def test_enospc_inside_hdf5_write_keeps_old_cache(tmp_path, monkeypatch):
     root = tmp_path / "data"
     write_tiny(root, 1)
     before = snapshot(root)
-    _Quota.budget = 30_000  # the first split files fit, a later one does not
-    monkeypatch.setattr(writing, "open", lambda path, mode: _Quota(path, mode.replace("b", "")), raising=False)
+    Quota.budget = 30_000  # the first split files fit, a later one does not
+    monkeypatch.setattr(writing, "open", lambda path, mode: Quota(path, mode.replace("b", "")), raising=False)
     with pytest.raises(UserError) as err:
         write_tiny(root, 2, size=32)  # a --force rebuild with another image size
     message = str(err.value)

@@ -4,8 +4,6 @@ changed (the classifier no longer fits): each is one line, and nothing existing 
 
 from __future__ import annotations
 
-import errno
-import io
 import os
 import shutil
 import subprocess
@@ -21,21 +19,9 @@ from metahyper.errors import UserError
 from metahyper.models import build_model
 from metahyper.train import checkpoint
 from metahyper.train.checkpoint import load_checkpoint, save_checkpoint
-from tests.faults.cache_helpers import temporaries, write_tiny
+from tests.faults.cache_helpers import Quota, temporaries, write_tiny
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class _Quota(io.FileIO):
-    """A file that fails with ENOSPC after ``budget`` bytes (what a full disk does)."""
-
-    budget = 0
-
-    def write(self, data) -> int:
-        if len(data) > _Quota.budget:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        _Quota.budget -= len(data)
-        return super().write(data)
 
 
 def test_disk_full_inside_torch_save_is_one_line_and_keeps_the_old_checkpoint(tmp_path, monkeypatch):
@@ -44,8 +30,8 @@ def test_disk_full_inside_torch_save_is_one_line_and_keeps_the_old_checkpoint(tm
     assert CliRunner().invoke(main, export).exit_code == 0
     old = tmp_path / "plain.pt"
     before = old.read_bytes()
-    _Quota.budget = 2_000  # the zip's first records fit, the weights do not
-    monkeypatch.setattr(checkpoint, "open", lambda path, mode, **kw: _Quota(path, "w"), raising=False)
+    Quota.budget = 2_000  # the zip's first records fit, the weights do not
+    monkeypatch.setattr(checkpoint, "open", lambda path, mode, **kw: Quota(path, "w"), raising=False)
     result = CliRunner().invoke(main, export)  # the export repeated, onto a full disk
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.output.strip().count("\n") == 0
