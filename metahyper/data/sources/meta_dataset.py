@@ -7,7 +7,8 @@ them; :func:`metahyper.data.layouts.splits_dir`):
 * ``splits/<source>_splits.json``: ``{"train": [...], "valid": [...], "test": [...]}`` class names
   (:func:`md_splits`);
 * ``dataset_specs/<source>_dataset_spec.json``: ``class_names`` and ``images_per_class``, both
-  ``{class id: ...}``, of every class its conversion wrote (:func:`spec_counts`).
+  ``{class id: ...}``, of every class its conversion wrote (:func:`spec_counts`;
+  :func:`check_spec_counts` checks counts against it, :func:`check_cache_counts` a built cache).
 
 ``source`` is Meta-Dataset's name of a source (``aircraft``, ``dtd``, ``vgg_flower``,
 ``traffic_sign``, ``quickdraw``, ...). A builder lists its release's images per class first, checks
@@ -86,6 +87,21 @@ def check_spec_counts(dataset: str, source: str, counts: dict[str, int]) -> None
     extra = [name for name in counts if name not in expected]
     if extra:
         raise UserError(f"{dataset}: class {extra[0]!r} is not in Meta-Dataset's {source} specification; {fix}")
+
+
+def check_cache_counts(dataset: str, source: str, root: str | Path | None = None) -> None:
+    """:func:`check_spec_counts` on the built cache of ``dataset`` under ``root`` (default: the
+    cache root): the classes and images per class of all its splits, read from what the HDF5
+    files declare (no pixel is read)."""
+    from metahyper.data.cache import open_split  # they import the registry, which imports this module
+    from metahyper.data.registry import layout_for
+
+    counts: dict[str, int] = {}
+    for split in layout_for(dataset, root).splits:
+        data = open_split(dataset, split, root=root)
+        counts.update((name, data.images_per_class(c)) for c, name in enumerate(data.classes))
+        data.close()
+    check_spec_counts(dataset, source, counts)
 
 
 def release_folder(source: Path, marker: str, top: str, fix: str) -> Path:

@@ -69,3 +69,18 @@ def test_refusals_leave_the_cache(tmp_path):
         prepare("md-dtd", root=root, source=tmp_path, strict=False, force=True)
     with pytest.raises(UserError, match="--image-size 2000 is outside 1..1024"):
         prepare("md-dtd", root=root, source=tmp_path / "src", image_size=2000)
+
+
+def test_a_built_cache_is_checked_against_the_specification(tmp_path, monkeypatch):
+    from metahyper.data.sources import meta_dataset
+
+    make_dtd(tmp_path / "src", per_class=2)
+    prepare("md-dtd", root=tmp_path / "data", source=tmp_path / "src", strict=False, image_size=8)
+    with pytest.raises(UserError, match="md-dtd: class 'chequered' has 2 images, Meta-Dataset's dtd specification 120"):
+        meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")
+    built = {c: 2 for classes in PICK.values() for c in classes}
+    monkeypatch.setattr(meta_dataset, "spec_counts", lambda source: built)
+    meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")  # every split's classes, counted
+    monkeypatch.setattr(meta_dataset, "spec_counts", lambda source: {**built, "woven": 3})
+    with pytest.raises(UserError, match="class 'woven' has 2 images, Meta-Dataset's dtd specification 3"):
+        meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")
