@@ -120,11 +120,11 @@ def folder_files(folder: Path, skip: Sequence[str] = ()) -> list[Path]:
 
 
 def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
-    """One image file as uint8 (size, size, 3): converted to RGB, cropped to ``box`` when given
-    (as Meta-Dataset's conversion crops with PIL: a box reaching past the image's edge is filled
-    with black), then resized to a square with LANCZOS
-    (:func:`fit_image`); a one-line :class:`UserError` naming the file when it cannot be read, declares
-    too many pixels, or the box is empty or starts outside it."""
+    """One image file as uint8 (size, size, 3): cropped to ``box`` when given (as Meta-Dataset's
+    conversion crops with PIL: a box reaching past the image's edge is filled with black), then
+    converted to RGB and resized to a square with LANCZOS (:func:`fit_image`); a one-line
+    :class:`UserError` naming the file when it cannot be read, declares too many pixels, or the box
+    is empty or starts outside it."""
     what, fix = f"image {path}", "replace it from the release"
     try:
         with Image.open(path) as image:
@@ -133,7 +133,7 @@ def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
             if box is not None and not (0 <= box[0] < min(box[2], width) and 0 <= box[1] < min(box[3], height)):
                 raise UserError(f"{what}: box {box} is empty or outside its {width}x{height} pixels; {fix}")
             image.load()
-            return fit_image(image if box is None else image.convert("RGB").crop(box), size)
+            return fit_image(image if box is None else image.crop(box), size)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
         raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err}); {fix}") from None
 
@@ -144,16 +144,19 @@ def _chosen(
     """``{metahyper split: class names}`` of the splits that have classes; ``strict``: every class
     and image count of the specification (:func:`check_spec_counts`), else every class listed in
     Meta-Dataset's split file (tiny test sources)."""
+    if not classes:
+        raise UserError(f"{dataset}: the source holds no class of Meta-Dataset's {source} split file")
     splits = md_splits(source)
     if strict:
         check_spec_counts(dataset, source, {c: len(files) for c, files in classes.items()})
+    groups = {"/".join(c.split("/")[:i]) for c in classes for i in range(1, c.count("/") + 1)}
+    nested = [c for c in classes if c in groups or {"", "."} & set(c.split("/"))]
+    if nested:  # a '/' in a name makes HDF5 groups (traffic signs' "km/h"): no name may be another's group
+        raise UserError(f"{dataset}: class name {nested[0]!r} cannot be an HDF5 path; rename the class")
     known = {c for names in splits.values() for c in names}
     stray = [c for c in classes if c not in known]
     if stray:
         raise UserError(f"{dataset}: class {stray[0]!r} is in no split of Meta-Dataset's {source} split file")
-    nested = [c for c in classes if "" in c.split("/") or any(c.startswith(f"{o}/") for o in classes)]
-    if nested:  # a '/' in a name makes HDF5 groups (traffic signs' "km/h"): no name may be another's group
-        raise UserError(f"{dataset}: class name {nested[0]!r} cannot be an HDF5 path; rename the class")
     empty = [c for c, files in classes.items() if not files]
     if empty:
         raise UserError(f"{dataset}: class {empty[0]!r} has no image; pass the complete release")
@@ -161,8 +164,6 @@ def _chosen(
     if missing is not None:
         raise UserError(f"{dataset}: image {missing} is missing; pass the complete release")
     chosen = {SPLIT_NAMES[s]: [c for c in names if c in classes] for s, names in splits.items()}
-    if not classes:
-        raise UserError(f"{dataset}: the source holds no class of Meta-Dataset's {source} split file")
     return {split: names for split, names in chosen.items() if names}
 
 

@@ -57,3 +57,13 @@ def test_missing_layout(tmp_path):
         prepare("md-traffic-sign", root=tmp_path / "data", source=tmp_path, strict=False)
     with pytest.raises(UserError, match="holds neither Final_Training/Images nor GTSRB/Final_Training/Images"):
         prepare("md-traffic-sign", root=tmp_path / "data", source=tmp_path / "GTSRB" / "Final_Training")
+
+
+def test_class_names_that_cannot_be_hdf5_paths(tmp_path):
+    from metahyper.data.sources.meta_dataset import build_md_source
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(image)
+    for names, bad in ((["14.Stop", "14.Stop/x"], "14.Stop"), (["14.Stop/"], "14.Stop/"), (["a/./x"], "a/./x")):
+        with pytest.raises(UserError, match=f"class name '{bad}' cannot be an HDF5 path"):
+            build_md_source(tmp_path, "md-x", "traffic_sign", {n: [(image, None)] for n in names}, 8, False, False)
