@@ -29,16 +29,21 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from metahyper.data.layouts import Layout, default_root, user_layout
+from metahyper.data.layouts import SPLITS, Layout, default_root, user_layout
 from metahyper.data.manifest import NAME_PATTERN, find_manifests, read_manifest
+from metahyper.data.sources.aircraft import build_md_aircraft
 from metahyper.data.sources.cifar import build_cifar10, build_cifar100, build_cifar_fs, build_fc100
 from metahyper.data.sources.cub import build_cub
+from metahyper.data.sources.dtd import build_md_dtd
 from metahyper.data.sources.folder import build_folder
 from metahyper.data.sources.glyphs import DOMAINS as GLYPH_DOMAINS
 from metahyper.data.sources.glyphs import build_glyphs
+from metahyper.data.sources.meta_dataset import MD_STATS
 from metahyper.data.sources.miniimagenet import build_miniimagenet
 from metahyper.data.sources.omniglot import build_omniglot
 from metahyper.data.sources.tieredimagenet import build_tieredimagenet
+from metahyper.data.sources.traffic_sign import build_md_traffic_sign
+from metahyper.data.sources.vgg_flower import build_md_vgg_flower
 from metahyper.errors import UserError
 
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]  # per-channel (mean, std), RGB in [0, 1]
@@ -343,3 +348,20 @@ register(
         },
     )
 )
+# Meta-Dataset's sources (docs/meta-dataset.md): its class splits, checked against its specification
+for _name, _build, _source, _splits in (
+    ("md-aircraft", build_md_aircraft, "the extracted fgvc-aircraft-2013b folder", SPLITS),
+    ("md-dtd", build_md_dtd, "the extracted dtd folder (dtd-r1.0.1.tar.gz)", SPLITS),
+    ("md-vgg-flower", build_md_vgg_flower, "the folder of imagelabels.mat and the extracted jpg/", SPLITS),
+    ("md-traffic-sign", build_md_traffic_sign, "the extracted GTSRB folder (final training set)", ("test",)),
+):
+    register(
+        DatasetSpec(
+            _name,
+            _build,
+            MD_STATS,
+            source=_source,
+            layouts=(Layout(_name, splits=_splits),),
+            options={"image_size": IMAGE_SIZE},
+        )
+    )
