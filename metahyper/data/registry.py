@@ -34,10 +34,14 @@ from metahyper.data.manifest import NAME_PATTERN, find_manifests, read_manifest
 from metahyper.data.sources.cifar import build_cifar10, build_cifar100, build_cifar_fs, build_fc100
 from metahyper.data.sources.cub import build_cub
 from metahyper.data.sources.folder import build_folder
+from metahyper.data.sources.fungi import build_md_fungi
 from metahyper.data.sources.glyphs import DOMAINS as GLYPH_DOMAINS
 from metahyper.data.sources.glyphs import build_glyphs
 from metahyper.data.sources.miniimagenet import build_miniimagenet
+from metahyper.data.sources.mscoco import SPLITS as MSCOCO_SPLITS
+from metahyper.data.sources.mscoco import build_md_mscoco
 from metahyper.data.sources.omniglot import build_omniglot
+from metahyper.data.sources.quickdraw import build_md_quickdraw
 from metahyper.data.sources.tieredimagenet import build_tieredimagenet
 from metahyper.errors import UserError
 
@@ -340,6 +344,43 @@ register(
             "split_ratios": Option("train,val,test fractions of the classes (default 0.64,0.16,0.2)"),
             "seed": Option("seed of the --split-ratios split (default 0)"),
             "image_size": IMAGE_SIZE,
+        },
+    )
+)
+
+# Meta-Dataset sources (docs/meta-dataset.md): Meta-Dataset's own normalisation, x / 127.5 - 1
+MD_STATS = ((0.5,) * 3, (0.5,) * 3)
+register(
+    DatasetSpec(
+        "md-quickdraw",
+        build_md_quickdraw,
+        MD_STATS,
+        source="the folder of QuickDraw's 345 numpy_bitmap <class>.npy files",
+        options={
+            "image_size": IMAGE_SIZE,
+            "max_per_class": Option("keep the first N drawings of each class (default: all)", minimum=1),
+        },
+    )
+)
+register(
+    DatasetSpec(
+        "md-fungi",
+        build_md_fungi,
+        MD_STATS,
+        source="the folder of the FGVCx Fungi 2018 train.json, val.json and images/",
+        options={"image_size": IMAGE_SIZE},
+    )
+)
+register(
+    DatasetSpec(
+        "md-mscoco",
+        build_md_mscoco,
+        MD_STATS,
+        source="the folder of COCO 2017 train2017/ and annotations/instances_train2017.json",
+        layouts=(Layout("md-mscoco", splits=MSCOCO_SPLITS),),
+        options={
+            "image_size": IMAGE_SIZE,
+            "box_scale": Option("enlarge each object's box by this factor about its centre", minimum=1.0),
         },
     )
 )
