@@ -36,11 +36,15 @@ from metahyper.data.sources.cifar import build_cifar10, build_cifar100, build_ci
 from metahyper.data.sources.cub import build_cub
 from metahyper.data.sources.dtd import build_md_dtd
 from metahyper.data.sources.folder import build_folder
+from metahyper.data.sources.fungi import build_md_fungi
 from metahyper.data.sources.glyphs import DOMAINS as GLYPH_DOMAINS
 from metahyper.data.sources.glyphs import build_glyphs
 from metahyper.data.sources.meta_dataset import MD_STATS
 from metahyper.data.sources.miniimagenet import build_miniimagenet
+from metahyper.data.sources.mscoco import SPLITS as MSCOCO_SPLITS
+from metahyper.data.sources.mscoco import build_md_mscoco
 from metahyper.data.sources.omniglot import build_omniglot
+from metahyper.data.sources.quickdraw import build_md_quickdraw
 from metahyper.data.sources.tieredimagenet import build_tieredimagenet
 from metahyper.data.sources.traffic_sign import build_md_traffic_sign
 from metahyper.data.sources.vgg_flower import build_md_vgg_flower
@@ -365,3 +369,37 @@ for _name, _build, _source, _splits in (
             options={"image_size": IMAGE_SIZE},
         )
     )
+register(
+    DatasetSpec(
+        "md-quickdraw",
+        build_md_quickdraw,
+        MD_STATS,
+        source="the folder of QuickDraw's 345 numpy_bitmap <class>.npy files",
+        options={
+            "image_size": IMAGE_SIZE,
+            "max_per_class": Option("keep the first N drawings of each class (default: all)", minimum=1),
+        },
+    )
+)
+register(
+    DatasetSpec(
+        "md-fungi",
+        build_md_fungi,
+        MD_STATS,
+        source="the folder of the FGVCx Fungi 2018 train.json, val.json and images/",
+        options={"image_size": IMAGE_SIZE},
+    )
+)
+register(
+    DatasetSpec(
+        "md-mscoco",
+        build_md_mscoco,
+        MD_STATS,
+        source="the folder of COCO 2017 train2017/ and annotations/instances_train2017.json",
+        layouts=(Layout("md-mscoco", splits=MSCOCO_SPLITS),),
+        options={
+            "image_size": IMAGE_SIZE,
+            "box_scale": Option("enlarge each object's box by this factor about its centre", minimum=1.0),
+        },
+    )
+)

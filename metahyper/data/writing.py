@@ -123,6 +123,39 @@ def write_classes_hdf5(
     return _combine(digests)
 
 
+def write_chunked_hdf5(
+    path: Path,
+    items: Iterable[tuple[str, tuple[int, ...], Iterable[np.ndarray]]],
+    progress=None,
+) -> str:
+    """Write one uint8 dataset per ``(key, shape, chunks)`` to ``path`` (a temporary file of
+    :func:`~metahyper.io.atomic_files`), filled in order from ``chunks`` (arrays of ``shape[1:]``
+    rows that together hold exactly ``shape[0]``): at most one chunk in memory, however large the
+    class. Records and returns the same content hash as :func:`write_classes_hdf5` would for the
+    whole arrays; ``progress`` advances by the rows written."""
+    digests = {}
+    with open(path, "wb+") as fh, h5py.File(fh, "w") as f:
+        for key, shape, chunks in items:
+            name = key.strip("/")
+            ds = f.create_dataset(key, shape, dtype=np.uint8)
+            h = hashlib.sha256(f"{name}\0{tuple(shape)}\0{np.dtype(np.uint8).str}\0".encode())
+            filled = 0
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
+                if chunk.shape[1:] != tuple(shape[1:]) or filled + len(chunk) > shape[0]:
+                    raise ValueError(f"{name}: chunk {chunk.shape} does not fit {tuple(shape)} at row {filled}")
+                ds[filled : filled + len(chunk)] = chunk
+                h.update(chunk.data)
+                filled += len(chunk)
+                if progress is not None:
+                    progress.update(len(chunk))
+            if filled != shape[0]:
+                raise ValueError(f"{name}: {filled} rows written, {shape[0]} declared")
+            digests[name] = h.hexdigest()
+        f.attrs[HASH_ATTR] = _combine(digests)
+    return _combine(digests)
+
+
 def _json_bytes(obj: object) -> bytes:
     return (json.dumps(obj, indent=2) + "\n").encode()
 
