@@ -81,8 +81,8 @@ def check_spec_counts(dataset: str, source: str, counts: dict[str, int]) -> None
             raise UserError(f"{dataset}: class {name!r} of Meta-Dataset's {source} specification is missing; {fix}")
         if counts[name] != count:
             raise UserError(
-                f"{dataset}: class {name!r} has {counts[name]} images, Meta-Dataset's {source} specification "
-                f"{count}; {fix}"
+                f"{dataset}: class {name!r} has {counts[name]} images where Meta-Dataset's {source} specification "
+                f"has {count}; {fix}"
             )
     extra = [name for name in counts if name not in expected]
     if extra:

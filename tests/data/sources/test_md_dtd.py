@@ -35,7 +35,9 @@ def make_dtd(top, per_class: int = 3, seed: int = 0) -> dict[str, list]:
 def test_build_splits_order_and_pixels(tmp_path):
     written = make_dtd(tmp_path / "src")
     root = tmp_path / "data"
-    with pytest.raises(UserError, match="md-dtd: class 'chequered' has 3 images, Meta-Dataset's dtd specification 120"):
+    with pytest.raises(
+        UserError, match="md-dtd: class 'chequered' has 3 images where Meta-Dataset's dtd specification has 120"
+    ):
         prepare("md-dtd", root=root, source=tmp_path / "src")
     assert not root.exists()  # refused before anything is written
     prepare("md-dtd", root=root, source=tmp_path / "src", strict=False, image_size=32)
@@ -76,11 +78,13 @@ def test_a_built_cache_is_checked_against_the_specification(tmp_path, monkeypatc
 
     make_dtd(tmp_path / "src", per_class=2)
     prepare("md-dtd", root=tmp_path / "data", source=tmp_path / "src", strict=False, image_size=8)
-    with pytest.raises(UserError, match="md-dtd: class 'chequered' has 2 images, Meta-Dataset's dtd specification 120"):
+    with pytest.raises(
+        UserError, match="md-dtd: class 'chequered' has 2 images where Meta-Dataset's dtd specification has 120"
+    ):
         meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")
     built = {c: 2 for classes in PICK.values() for c in classes}
     monkeypatch.setattr(meta_dataset, "spec_counts", lambda source: built)
     meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")  # every split's classes, counted
     monkeypatch.setattr(meta_dataset, "spec_counts", lambda source: {**built, "woven": 3})
-    with pytest.raises(UserError, match="class 'woven' has 2 images, Meta-Dataset's dtd specification 3"):
+    with pytest.raises(UserError, match="class 'woven' has 2 images where Meta-Dataset's dtd specification has 3"):
         meta_dataset.check_cache_counts("md-dtd", "dtd", tmp_path / "data")

@@ -33,7 +33,9 @@ def make_gtsrb(top, per_class: int = 4, seed: int = 0) -> None:
 def test_build_test_split_with_named_signs(tmp_path):
     make_gtsrb(tmp_path)
     root = tmp_path / "data"
-    with pytest.raises(UserError, match=r"class '00.Speed limit \(20km/h\)' has 4 images, .* specification 210"):
+    with pytest.raises(
+        UserError, match=r"class '00.Speed limit \(20km/h\)' has 4 images where .* specification has 210"
+    ):
         prepare("md-traffic-sign", root=root, source=tmp_path / "GTSRB")
     files = prepare("md-traffic-sign", root=root, source=tmp_path, strict=False, image_size=20)
     assert sorted(p.name for p in files) == ["test_data.hdf5", "test_labels.json"]  # no train or val classes

@@ -62,7 +62,7 @@ def test_mat_reader(tmp_path, compressed):
 def test_build_groups_images_by_label(tmp_path):
     make_flowers(tmp_path / "src")
     root = tmp_path / "data"
-    with pytest.raises(UserError, match="class '090.canna lily' has 3 images, Meta-Dataset's vgg_flower spec"):
+    with pytest.raises(UserError, match="class '090.canna lily' has 3 images where Meta-Dataset's vgg_flower spec"):
         prepare("md-vgg-flower", root=root, source=tmp_path / "src")
     prepare("md-vgg-flower", root=root, source=tmp_path / "src", strict=False, image_size=12)
     for split, label in (("train", 90), ("val", 10), ("test", 5)):

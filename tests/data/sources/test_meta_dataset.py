@@ -38,7 +38,7 @@ def test_a_mismatch_names_the_class():
     counts = spec_counts("dtd")
     for change, message in (
         (lambda c: c.pop("braided"), "class 'braided' of Meta-Dataset's dtd specification is missing"),
-        (lambda c: c.update(woven=119), "class 'woven' has 119 images, Meta-Dataset's dtd specification 120"),
+        (lambda c: c.update(woven=119), "class 'woven' has 119 images where Meta-Dataset's dtd specification has 120"),
         (lambda c: c.update(paisleyy=120), "class 'paisleyy' is not in Meta-Dataset's dtd specification"),
     ):
         changed = dict(counts)
