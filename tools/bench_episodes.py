@@ -68,20 +68,23 @@ def timed(episodes) -> tuple[int, int, float, float]:
     return n, images, time.perf_counter() - t, time.process_time() - c
 
 
-def report(task: str, reader: str, workers: int, result: tuple[int, int, float, float]) -> None:
+def report(task: str, reader: str, workers: int, result: tuple[int, int, float, float]) -> dict:
+    """Print one table row; return it as a dict."""
     n, images, wall, cpu = result
     per_cpu = f"{images / cpu:>14,.0f}" if workers == 0 else f"{'-':>14}"
     print(f"{task:<26}{reader:<12}{workers:>8}{n / wall:>12.1f}{images / wall:>12,.0f}{per_cpu}{images / n:>10.0f}")
+    return {"task": task, "reader": reader, "workers": workers, "episodes": n, "images": images}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
+    """Run the benchmark; the rows printed, as dicts."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, default=50)
     ap.add_argument("--per-class", type=int, default=200)
     ap.add_argument("--size", type=int, default=84)
     ap.add_argument("--episodes", type=int, default=60)
     ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -93,25 +96,28 @@ def main() -> None:
         print(
             f"{'task':<26}{'reader':<12}{'workers':>8}{'episodes/s':>12}{'images/s':>12}{'images/CPU-s':>14}{'img/ep':>10}"
         )
+        rows = []
         shapes = {"Meta-Dataset (variable)": {}, "5-way 1-shot 15-query": {"ways": 5, "shots": 1, "queries": 15}}
         for task, shape in shapes.items():
             count = args.episodes if not shape else args.episodes * 10
             drop_from_page_cache(path)
             sampler = VariableEpisodeSampler(open_split("miniimagenet", "train", root=root), seed=0, **shape)
-            report(task, "HDF5 cold", 0, timed(sampler.episode(i) for i in range(count)))
-            report(task, "HDF5 warm", 0, timed(sampler.episode(i) for i in range(count)))
+            rows.append(report(task, "HDF5 cold", 0, timed(sampler.episode(i) for i in range(count))))
+            rows.append(report(task, "HDF5 warm", 0, timed(sampler.episode(i) for i in range(count))))
             ram = VariableEpisodeSampler(
                 open_split("miniimagenet", "train", root=root, in_memory=True), seed=0, **shape
             )
-            report(task, "RAM", 0, timed(ram.episode(i) for i in range(count)))
+            rows.append(report(task, "RAM", 0, timed(ram.episode(i) for i in range(count))))
             if args.workers:
                 loader = meta_batches(
                     sampler, 4, num_batches=count // 4 + 2, num_workers=args.workers, prefetch_factor=2
                 )
                 it = iter(loader)
                 next(it), next(it)  # workers started and running
-                report(task, "HDF5 warm", args.workers, timed(ep for _ in range(count // 4) for ep in next(it)))
+                result = timed(ep for _ in range(count // 4) for ep in next(it))
+                rows.append(report(task, "HDF5 warm", args.workers, result))
                 del it, loader
+    return rows
 
 
 if __name__ == "__main__":
