@@ -43,7 +43,7 @@ import torch
 from torch.utils.data import Dataset
 
 from metahyper.data.cache import SplitData
-from metahyper.data.class_groups import ClassGroups
+from metahyper.data.class_groups import ClassGroups, class_groups
 from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng
 from metahyper.data.transforms import to_tensor
 from metahyper.errors import UserError
@@ -94,8 +94,9 @@ class VariableEpisodeSampler(Dataset):
         data: the split (:func:`metahyper.data.open_split`).
         ways, shots, queries: fixed N, K, Q; None (default) draws each by Meta-Dataset's rules.
         seed: episode ``i`` depends only on ``(seed, i)``.
-        groups: how variable ways draw classes (:func:`metahyper.data.class_groups.class_groups`);
-            None: uniformly from the whole split.
+        groups: how variable ways draw classes: ``"auto"`` (default) the dataset's own groups
+            (:func:`metahyper.data.class_groups.class_groups`: ILSVRC's WordNet nodes, Omniglot's
+            alphabets, else none), a :class:`ClassGroups`, or None: uniformly from the whole split.
         image_size, normalization, transform, length: as :class:`EpisodeSampler`'s.
 
     Shapes that some episode could not fill are refused in one line at construction.
@@ -108,7 +109,7 @@ class VariableEpisodeSampler(Dataset):
         shots: int | None = None,
         queries: int | None = None,
         seed: int = 0,
-        groups: ClassGroups | None = None,
+        groups: ClassGroups | str | None = "auto",
         image_size: int | None = None,
         normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -124,6 +125,10 @@ class VariableEpisodeSampler(Dataset):
             self._fixed = EpisodeSampler(data, ways, shots, queries, seed, image_size, normalization, transform, length)
             return
         self._check_shape()
+        if isinstance(groups, str):
+            if groups != "auto":
+                raise UserError(f"class groups must be 'auto', None or ClassGroups, got {groups!r}")
+            groups = class_groups(data) if ways is None else None
         self._kind = groups.kind if groups is not None and ways is None else None
         self._groups = groups.eligible(MIN_WAYS) if self._kind is not None else ()
         if self._kind is not None and not self._groups:

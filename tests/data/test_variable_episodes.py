@@ -197,7 +197,9 @@ def test_omniglot_episodes_stay_in_one_alphabet(tmp_path):
     groups = class_groups(data)
     alphabet = [c.split("/")[1] for c in data.classes]
     assert sorted(len(g) for g in groups.groups) == [3, 25, 26, 26]  # the rotated copy joins Greek
-    sampler = VariableEpisodeSampler(data, groups=groups, seed=1)
+    sampler = VariableEpisodeSampler(data, seed=1)  # groups="auto": omniglot's alphabets
+    uniform = VariableEpisodeSampler(data, groups=None, seed=1)
+    assert all(len({alphabet[c] for c in uniform.plan(i).classes}) > 1 for i in range(20))
     seen = set()
     for i in range(300):
         plan = sampler.plan(i)
