@@ -14,7 +14,7 @@ run, machine and number of DataLoader workers.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -100,7 +100,10 @@ class EpisodeSampler(Dataset):
 
     def draw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Class indices (N,) in label order and image indices (N, K+Q) of episode ``index``."""
-        rng = episode_rng(self.seed, index)
+        return self.draw_from(episode_rng(self.seed, index))
+
+    def draw_from(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`draw` from the generator ``rng`` (advanced by the draw)."""
         classes = rng.choice(self.data.num_classes, size=self.ways, replace=False)
         per_class = self.shots + self.queries
         counts = self._counts[classes]
@@ -134,10 +137,18 @@ class EpisodeSampler(Dataset):
             yield self.episode(i)
 
 
+class EpisodeSource(Protocol):
+    """What :func:`meta_batches` takes: episode ``i`` depends only on ``i`` (and the source's seed)."""
+
+    def __len__(self) -> int: ...
+
+    def episode(self, index: int) -> Episode: ...
+
+
 class _MetaBatches(Dataset):
     """Item ``j`` = episodes ``(start + j) * B + b`` for b < B (``rank::world_size`` of them when sharded)."""
 
-    def __init__(self, sampler: EpisodeSampler, batch_size: int, start: int, count: int, rank: int, world_size: int):
+    def __init__(self, sampler: EpisodeSource, batch_size: int, start: int, count: int, rank: int, world_size: int):
         self.sampler, self.batch_size, self.start, self.count = sampler, batch_size, start, count
         self.rank, self.world_size = rank, world_size
 
@@ -154,7 +165,7 @@ def _as_list(batch: list[Episode]) -> list[Episode]:
 
 
 def meta_batches(
-    sampler: EpisodeSampler,
+    sampler: EpisodeSource,
     batch_size: int,
     start: int = 0,
     num_batches: int | None = None,
