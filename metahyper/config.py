@@ -134,6 +134,26 @@ def out_opt():
     return required("Run directory.", path="dir")
 
 
+def support_chunk_opt(default: int | None):
+    """``--support-chunk``: the inner loop's support gradient in chunks of N images."""
+    return option(
+        default,
+        "Inner loop: accumulate the support gradient over chunks of N images (same gradient; memory of one chunk "
+        "without graph: first order, evaluation). Needs --bn frozen (batch statistics would differ per chunk). "
+        "0: the whole support set" + ("." if default == 0 else " (default: the run's)."),
+        min=0,
+    )
+
+
+def check_support_chunk(chunk: int | None, bn: str | None) -> None:
+    """A one-line :class:`UserError` for support chunks under transductive BatchNorm, before any work."""
+    if chunk and bn == "transductive":
+        raise UserError(
+            f"--support-chunk {chunk} splits the support set, but --bn transductive normalises each chunk with its own "
+            "statistics (a different gradient); add --bn frozen or drop --support-chunk"
+        )
+
+
 def ways_opt(default: int = 5, **kw):
     return option(default, "Classes per task (N-way).", min=2, **kw)
 
@@ -309,8 +329,9 @@ class MetaTrainConfig(RunOptions):
     )
     head: str = option(
         "learned",
-        "Classifier at the start of each task: the meta-learned one, or zero (Ye & Chao 2022: invariant to the "
-        "order of the task's labels).",
+        "Classifier at the start of each task: the meta-learned one (fixed ways), or one built at each task's width "
+        "and adapted: zero (Ye & Chao 2022: invariant to the order of the task's labels) or proto (Proto-MAML, "
+        "Triantafillou et al. 2020: 2 x the support prototypes of the body's features, bias -|prototype|^2).",
         choices=HEADS,
     )
     ways: int = ways_opt()
@@ -365,6 +386,7 @@ class MetaTrainConfig(RunOptions):
         "BatchNorm inside tasks: batch statistics, or the pretrained running statistics.",
         choices=BN_MODES,
     )
+    support_chunk: int = support_chunk_opt(0)
     backend: str = backend_opt()
     autocast: str | None = option(
         None,
@@ -416,6 +438,7 @@ class MetaTrainConfig(RunOptions):
                 "--msl-epochs keeps the graph of every inner step for its query losses, so --inner-checkpoint cannot "
                 "hold memory flat; drop one of them"
             )
+        check_support_chunk(self.support_chunk, self.bn)
         if self.first_order and self.first_order_iterations:
             raise UserError("--first-order-iterations switches from first to second order; drop it or --first-order")
         if len(set(self.test)) != len(self.test):
@@ -432,7 +455,7 @@ class MetaTrainConfig(RunOptions):
         return {"source": self.train, "target": self.test[0] if self.test else None, "last": None}[self.select_on]
 
 
-MAML_ONLY = ("eval_inner_steps", "inner_lr", "bn")
+MAML_ONLY = ("eval_inner_steps", "inner_lr", "bn", "head", "support_chunk")
 """The options of :class:`EvalConfig` that only the MAML method uses."""
 
 
@@ -474,6 +497,13 @@ class EvalConfig(CommonOptions):
     bn: str | None = option(
         None, "BatchNorm inside tasks (default: the run's; pretrain-only: frozen running statistics).", choices=BN_MODES
     )
+    head: str | None = option(
+        None,
+        "Classifier at the start of each task (default: the run's; pretrain-only: learned, a fresh head): learned, "
+        "zero or proto (see meta-train --head).",
+        choices=HEADS,
+    )
+    support_chunk: int | None = support_chunk_opt(None)
     backend: str = backend_opt()
     head_steps: int = option(100, "Adam steps of the linear head (--method linear).", min=1, max=MAX_INNER_STEPS)
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
@@ -502,6 +532,7 @@ class EvalConfig(CommonOptions):
             check_dataset("--dataset", name, self.data_root)
         if self.method == "linear":
             self.check_method("linear")
+        check_support_chunk(self.support_chunk, self.bn)
 
     def check_method(self, method: str) -> None:
         """A one-line :class:`UserError` naming the options given that ``method`` (``maml`` or

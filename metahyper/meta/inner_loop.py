@@ -6,6 +6,13 @@ nothing of the model: the backend hands it ``forward(params, x)`` (e.g. a
 :func:`functorch_grad` to run under :func:`torch.func.vmap`) and an update rule
 (:class:`~metahyper.meta.rules.InnerRule`; default plain SGD).
 
+Support chunks (``support_chunk=N``): each step's support gradient is accumulated over chunks of
+N images (the last one smaller), each chunk's loss weighted by its share of the images: the same
+gradient when ``loss_fn`` is a mean over the images and the forward treats images independently
+(no batch statistics: BatchNorm on running statistics). Without graph (first order, evaluation,
+the forward of a checkpointed segment) only one chunk's activations are alive at a time; with
+graph (second order) every chunk's graph is kept until the meta-backward, as without chunks.
+
 Checkpointing (``inner_checkpoint=N``; Baranchuk et al. 2019, "Memory-efficient MAML", after Chen et al.
 2016). Second order keeps every step's graph until the meta-backward, so memory grows linearly
 with the steps. With checkpointing the steps run in segments of N, each one :class:`_Segment`:
@@ -167,12 +174,25 @@ def _with_graph(step: Callable[[Params, Params, int], tuple[Params, Params]], pa
     return out[1:] if steps else out
 
 
-def _stepper(rule: InnerRule, grad: GradFn, loss_at: Callable[[int], Callable[[Params], Tensor]]) -> Step:
+LossAt = Callable[[int], list[Callable[[Params], Tensor]]]
+
+
+def _gradient(grad: GradFn, losses: list[Callable[[Params], Tensor]], params: Params, create_graph: bool) -> Params:
+    """The gradient of the sum of ``losses`` (one per support chunk) w.r.t. ``params``, one chunk
+    at a time: each chunk's forward and backward are released before the next (without graph)."""
+    total = grad(losses[0], params, create_graph)
+    for loss_of in losses[1:]:
+        grads = grad(loss_of, params, create_graph)
+        total = {n: total[n] + grads[n] for n in total}
+    return total
+
+
+def _stepper(rule: InnerRule, grad: GradFn, loss_at: LossAt) -> Step:
     """One inner step: the gradient of step ``i``'s loss ``loss_at(i)`` (with graph or not), then
     ``rule``'s update (with graph only where the gradient has one)."""
 
     def step(current: Params, state: Params, i: int, create_graph: bool) -> tuple[Params, Params]:
-        grads = grad(loss_at(i), current, create_graph)
+        grads = _gradient(grad, loss_at(i), current, create_graph)
         if create_graph:
             return rule.step(current, grads, i, state)
         with torch.no_grad():
@@ -181,20 +201,23 @@ def _stepper(rule: InnerRule, grad: GradFn, loss_at: Callable[[int], Callable[[P
     return step
 
 
-def _support_loss(
-    forward: Forward, loss_fn: LossFn, x: Tensor, y: Tensor
-) -> Callable[[int], Callable[[Params], Tensor]]:
-    """``loss_at(i)``: the support loss as a function of the parameters, its forward at inner step
-    ``i`` (per-step BatchNorm, :mod:`metahyper.models.per_step_bn`)."""
+def _support_loss(forward: Forward, loss_fn: LossFn, x: Tensor, y: Tensor, chunk: int = 0) -> LossAt:
+    """``loss_at(i)``: the support loss as functions of the parameters whose sum it is, their
+    forwards at inner step ``i`` (per-step BatchNorm, :mod:`metahyper.models.per_step_bn`): one
+    function, or with ``chunk`` one per ``chunk`` images, each weighted by its share of the images
+    (``loss_fn`` is a mean over the images)."""
+    n = x.shape[0]
+    parts = [(x, y)] if not chunk or chunk >= n else [(x[s : s + chunk], y[s : s + chunk]) for s in range(0, n, chunk)]
 
-    def loss_at(i: int) -> Callable[[Params], Tensor]:
+    def loss_of_part(i: int, px: Tensor, py: Tensor) -> Callable[[Params], Tensor]:
         def loss_of(current: Params) -> Tensor:
             with at_inner_step(i):
-                return loss_fn(forward(current, x), y)
+                loss = loss_fn(forward(current, px), py)
+            return loss if len(parts) == 1 else loss * (px.shape[0] / n)
 
         return loss_of
 
-    return loss_at
+    return lambda i: [loss_of_part(i, px, py) for px, py in parts]
 
 
 def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
@@ -203,7 +226,14 @@ def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
     return any(p.requires_grad for p in rule.parameters()) and any(p.requires_grad for p in params.values())
 
 
-def _check(steps: int, inner_checkpoint: int, trajectory: bool) -> None:
+def chunk_size(value: object) -> int:
+    """``support_chunk`` of :func:`inner_loop` (an integer >= 0), or a one-line :class:`UserError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"support_chunk must be an integer >= 0 (0: the whole support set at once), got {value!r}")
+    return value
+
+
+def _check(steps: int, inner_checkpoint: int, trajectory: bool, support_chunk: int) -> None:
     if trajectory and inner_checkpoint:
         raise UserError(
             "the parameters after every inner step (a multi-step loss) keep every step's graph: the checkpointed "
@@ -211,6 +241,7 @@ def _check(steps: int, inner_checkpoint: int, trajectory: bool) -> None:
         )
     if steps < 0:
         raise UserError(f"inner steps must be >= 0, got {steps}")
+    chunk_size(support_chunk)
     if inner_checkpoint < 0:
         raise UserError(
             f"inner-loop checkpoint interval must be >= 0 (0: off, N: every N steps), got {inner_checkpoint}"
@@ -230,6 +261,7 @@ def inner_loop(
     loss_fn: LossFn = F.cross_entropy,
     grad: GradFn = autograd_grad,
     inner_checkpoint: int = 0,
+    support_chunk: int = 0,
     captured: Sequence[Tensor] = (),
     recompute_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
     trajectory: bool = False,
@@ -255,19 +287,18 @@ def inner_loop(
     and ``recompute_context()`` must reproduce whatever else they depend on (kernel choice,
     BatchNorm flags). Raises :class:`UserError` for ``inner_checkpoint < 0``.
 
-    ``trajectory=True``: the list of the parameters after each step (``[params]`` for no step), as
-    the multi-step loss needs (:mod:`metahyper.meta.msl`); not with ``inner_checkpoint``.
+    ``support_chunk=N > 0``: each step's support gradient accumulated over chunks of N images
+    (module docstring). ``trajectory=True``: the list of the parameters after each step
+    (``[params]`` for no step), as the multi-step loss needs (:mod:`metahyper.meta.msl`); not with
+    ``inner_checkpoint``.
     """
-    _check(steps, inner_checkpoint, trajectory)
+    _check(steps, inner_checkpoint, trajectory, support_chunk)
     rule = SGD(params, lr, steps) if rule is None else rule
-
-    loss_at = _support_loss(forward, loss_fn, support_x, support_y)
+    loss_at = _support_loss(forward, loss_fn, support_x, support_y, support_chunk)
     step, state = _stepper(rule, grad, loss_at), rule.init_state(params)
-    if first_order and _learns_through_rule(
-        rule, params
-    ):  # the inner gradients are constants, the updates keep their graph
+    if first_order and _learns_through_rule(rule, params):  # constant inner gradients, updates with graph
         done = _with_graph(
-            lambda p, s, i: rule.step(p, grad(loss_at(i), _detached(p), False), i, s), params, state, steps
+            lambda p, s, i: rule.step(p, _gradient(grad, loss_at(i), _detached(p), False), i, s), params, state, steps
         )
     elif first_order:
         done = _first_order(step, params, state, steps, trajectory)

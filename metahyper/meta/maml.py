@@ -39,6 +39,8 @@ from torch import Tensor, nn
 from metahyper.errors import UserError
 from metahyper.meta.backends import BACKENDS, Backend, Mode, Observer, Task
 from metahyper.meta.batchnorm import BN_MODES, batchnorm_mode
+from metahyper.meta.heads import make_head
+from metahyper.meta.inner_loop import chunk_size
 from metahyper.meta.rules import INNER_RULES, InnerRule
 from metahyper.meta.settings import MAX_INNER_STEPS
 from metahyper.models.per_step_bn import recording_statistics
@@ -109,13 +111,18 @@ def _check_weights(weights: Sequence[float], steps: int) -> list[float]:
     return weights
 
 
-def _zero_init(names: Iterable[str], inner: Sequence[str]) -> tuple[str, ...]:
-    """The zero-initialised parameters: inner ones (a :class:`UserError` otherwise), model order."""
-    names = set(names)
-    if names - set(inner):
-        raise UserError(f"zero_init parameter(s) {sorted(names - set(inner))[:3]} are not inner parameters; a "
-                        "zero-initialised parameter must adapt in the inner loop")  # fmt: skip
-    return tuple(n for n in inner if n in names)
+def _check_chunk(chunk: Any, model: nn.Module, bn: str) -> int:
+    """``support_chunk`` of :class:`MAML`, or a one-line :class:`UserError`."""
+    if (
+        chunk_size(chunk)
+        and bn == "transductive"
+        and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    ):
+        raise UserError(
+            "support_chunk splits the support set, but transductive BatchNorm normalises each forward with its own "
+            "batch's statistics, so chunks would change the gradient; use bn='frozen' (--bn frozen) or no chunks"
+        )
+    return chunk
 
 
 def _build_rule(
@@ -152,10 +159,16 @@ class MAML(nn.Module):
     dtype); ``inner_checkpoint`` (second order; :func:`checkpoint_interval`) keeps only every N-th
     adapted state of the inner loop and recomputes the steps between them in the backward: peak
     memory about constant in the inner steps instead of linear, same meta-gradient, more time
-    (backend ``vmap``: not supported). ``zero_init``: inner parameters set to zero before each
-    task's inner loop (e.g. the classifier: Ye & Chao 2022's zero-initialised head, which makes
-    MAML invariant to the order of a task's labels); they have no initialisation to learn, so
-    they are left out of the outer parameters. Flags given here can be overridden per call.
+    (backend ``vmap``: not supported). ``head``: how each task's classifier starts
+    (:mod:`metahyper.meta.heads`): ``"learned"`` (the model's, fixed width), ``"zero"`` (zeros,
+    Ye & Chao 2022) or ``"proto"`` (Proto-MAML, Triantafillou et al. 2020), the last two built at
+    each task's width (variable ways), adapted and never meta-learned (left out of the outer
+    parameters); ``classifier``: the names of the classifier's weight and bias (needed by
+    ``zero`` and ``proto``; with ``learned`` it lets a task of other ways be refused in one line).
+    ``support_chunk=N``: each inner step's support gradient is accumulated over chunks of N images
+    (same gradient; needs BatchNorm on running statistics, ``bn="frozen"``, where the model has
+    BatchNorm; :func:`~metahyper.meta.inner_loop.inner_loop`). Flags given here can be overridden
+    per call.
     """
 
     def __init__(
@@ -173,21 +186,26 @@ class MAML(nn.Module):
         backend: str | type[Backend] = "func",
         autocast: torch.dtype | None = None,
         inner_checkpoint: bool | int = False,
-        zero_init: Iterable[str] = (),
+        head: str = "learned",
+        classifier: Sequence[str] = (),
+        support_chunk: int = 0,
     ) -> None:
         super().__init__()
         _check(backend, bn, autocast, inner_lr, inner_steps, eval_inner_steps)
         self.model = model
         self.inner_params = _names(model, inner, "inner")
-        self.zero_init = _zero_init(zero_init, self.inner_params)
-        self.outer_params = tuple(n for n in _names(model, outer, "outer") if n not in self.zero_init)
+        self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps)
+        rule = self.inner_rule.name if self.inner_rule.elementwise else ""
+        self.head = make_head(model, head, classifier, self.inner_params, rule)
+        per_task = self.head.names if self.head.per_task else ()
+        self.outer_params = tuple(n for n in _names(model, outer, "outer") if n not in per_task)
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.first_order, self.bn, self.autocast = first_order, bn, autocast
         self.inner_checkpoint = checkpoint_interval(inner_checkpoint)
-        self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps)
+        self.support_chunk = _check_chunk(support_chunk, model, bn)
         backend_cls = BACKENDS[backend] if isinstance(backend, str) else backend
         self.backend = backend_cls(
-            model, self.inner_params, self.outer_params, self.inner_rule, self._settings, zero_init=self.zero_init
+            model, self.inner_params, self.outer_params, self.inner_rule, self._settings, self.head, self.support_chunk
         )
         self._inner_checkpoint(None, not first_order)  # a backend that cannot checkpoint: fail here already
 

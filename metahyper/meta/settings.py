@@ -25,7 +25,7 @@ MAX_INNER_STEPS = 1000
 class MamlSettings:
     """The meta-learner of a run: parameter groups (names of :data:`metahyper.models.GROUPS`),
     the inner rule and its steps and rate, the derivative order, BatchNorm mode, the inner-loop
-    recompute interval, and the task shape it was meta-trained on."""
+    recompute interval, the head, the support chunk, and the task shape it was meta-trained on."""
 
     VERSION: ClassVar[int] = 2
 
@@ -40,13 +40,15 @@ class MamlSettings:
     inner_checkpoint: int = 0
     ways: int = 5
     shots: int = 1
-    head: str = "learned"  # "zero": the classifier starts every task at zero
+    head: str = "learned"  # "zero" / "proto": the classifier is built at each task's width (metahyper.meta.heads)
     algorithm: str = "maml"  # the preset the run was configured by (its options are the fields above)
+    support_chunk: int = 0  # images per chunk of the inner loop's support gradient (0: all at once)
 
     def maml_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :class:`~metahyper.meta.MAML` these settings fix (the parameter
         names of the groups, the backend and autocast are the caller's)."""
-        keys = ("inner_rule", "inner_lr", "inner_steps", "eval_inner_steps", "first_order", "bn", "inner_checkpoint")
+        keys = ("inner_rule", "inner_lr", "inner_steps", "eval_inner_steps", "first_order", "bn", "inner_checkpoint",
+                "support_chunk")  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 
     def to_dict(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from metahyper.models import resolve_groups, to_plain
 from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
-from metahyper.train.memory import check_step
+from metahyper.train.memory import check_step, task_alive
 from metahyper.train.meta_learner import build_maml
 from metahyper.train.outputs import CSV_FIELDS, check_output, check_outputs, with_marker
 from metahyper.train.run import CONFIG_FILE, config_dict
@@ -232,17 +232,19 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
     else:
         groups = resolve_groups(model)
         stored = MamlSettings(inner=groups.inner_groups, outer=groups.outer_groups)
+    given = {"eval_inner_steps": cfg.eval_inner_steps, "inner_lr": cfg.inner_lr, "bn": cfg.bn, "head": cfg.head,
+             "support_chunk": cfg.support_chunk}  # fmt: skip
+    # evaluation keeps no graph: the training-only recompute interval would only bind the backend
+    used = dataclasses.replace(stored, inner_checkpoint=0, **{k: v for k, v in given.items() if v is not None})
     heads = model.fc.out_features
-    if heads != cfg.ways:
+    if heads != cfg.ways and used.head == "learned":  # zero and proto heads are built at each episode's width
         if meta_trained:
             raise UserError(
-                f"checkpoint was meta-trained {heads}-way; evaluate with --ways {heads} or use --method linear"
+                f"checkpoint was meta-trained {heads}-way with a learned head; evaluate with --ways {heads}, --head "
+                "zero|proto, or --method linear"
             )
         torch.manual_seed(cfg.seed)
         model.reset_classifier(cfg.ways)  # pretrain-only: MAML from a fresh head
-    given = {"eval_inner_steps": cfg.eval_inner_steps, "inner_lr": cfg.inner_lr, "bn": cfg.bn}
-    # evaluation keeps no graph: the training-only recompute interval would only bind the backend
-    used = dataclasses.replace(stored, inner_checkpoint=0, **{k: v for k, v in given.items() if v is not None})
     maml = build_maml(model, used, cfg.backend)
     if "inner_rule" in extra:
         maml.inner_rule.load_state_dict(extra["inner_rule"])
@@ -251,6 +253,7 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
         "inner_lr": used.inner_lr,
         "bn": used.bn,
         "inner": list(used.inner),
+        "support_chunk": used.support_chunk,
     }
     return maml, {**settings, "inner_rule": used.inner_rule, "head": used.head, "algorithm": used.algorithm,
                   "backend": cfg.backend}  # fmt: skip
@@ -273,10 +276,11 @@ def _check_memory(cfg: EvalConfig, ckpt, shots: int, device: torch.device) -> in
     """Refuse, before anything is built, episodes of ``shots`` that would not fit the memory
     limit (:func:`~metahyper.train.memory.check_step`); returns the input size used."""
     image_size = cfg.image_size if cfg.image_size is not None else ckpt.extra.get("input_size")
-    images = cfg.ways * (shots + cfg.queries)
-    fix = "lower --ways/--shots/--queries or --image-size"
+    support, query = cfg.ways * shots, cfg.ways * cfg.queries
+    images, alive = support + query, task_alive(support, query, 2, chunk=cfg.support_chunk or 0)
+    fix = "lower --ways/--shots/--queries or --image-size (or use --support-chunk with --bn frozen)"
     check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images", fix, device,
-               graphs=2, states=4)  # fmt: skip
+               states=4, alive=alive)  # fmt: skip
     return image_size
 
 

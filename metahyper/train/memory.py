@@ -110,15 +110,29 @@ def estimate(
     states: int = 1,
     held_images: int = 0,
     logged_steps: int = 0,
+    alive: int | None = None,
 ) -> float:
     """Bytes of a step: ``states`` float32 copies of the parameters (weights, gradients, optimiser
     buffers), ``images`` inputs of ``image_size`` whose activations are kept ``graphs`` times (a
-    forward, its backward, unrolled inner steps), plus ``held_images`` more inputs held at once,
-    plus float64 logs of a few values and every layer for ``logged_steps`` steps."""
+    forward, its backward, unrolled inner steps; ``alive``: the number of one image's activations
+    alive at once, when it is not ``images * graphs``, e.g. :func:`task_alive`), plus
+    ``held_images`` more inputs held at once, plus float64 logs of a few values and every layer for
+    ``logged_steps`` steps."""
     fp = footprint(config, image_size)
     pixels = 3 * (image_size or 0) ** 2
     logs = 8 * logged_steps * (3 + fp.modules)
-    return FLOAT * (states * fp.params + images * graphs * fp.activations + (images + held_images) * pixels) + logs
+    alive = images * graphs if alive is None else alive
+    return FLOAT * (states * fp.params + alive * fp.activations + (images + held_images) * pixels) + logs
+
+
+def task_alive(support: int, query: int, graphs: int, *, chunk: int = 0, prototypes: bool = False) -> int:
+    """One image's activations alive at once in one task of ``support`` and ``query`` images:
+    ``graphs`` per image of both sets, but of one ``chunk`` of the support set where its gradient is
+    accumulated over chunks without graph (the caller passes ``chunk`` only then: first order,
+    evaluation), plus one per support image for Proto-MAML's head in training (the graph of the
+    prototypes' forward, kept until the meta-backward)."""
+    held = min(chunk, support) if chunk else support
+    return graphs * (held + query) + (support if prototypes else 0)
 
 
 def check_model(config: ModelConfig, device: torch.device | str = "cpu") -> None:
@@ -144,10 +158,11 @@ def check_step(
     states: int = 1,
     held_images: int = 0,
     logged_steps: int = 0,
+    alive: int | None = None,
 ) -> None:
     """:func:`check_memory` of :func:`estimate`, with a message such as ``pretraining wrn-10-1
     (N parameters) on batches of 64 images of 32px``; ``batch`` describes the images."""
-    need = estimate(config, image_size, images, graphs, states, held_images, logged_steps)
+    need = estimate(config, image_size, images, graphs, states, held_images, logged_steps, alive)
     check_memory(
         need,
         f"{doing} {config.name} ({footprint(config).params:,} parameters) on {batch} of {image_size}px",

@@ -54,7 +54,7 @@ from metahyper.progress import progress_bar
 from metahyper.train.checkpoint import Checkpoint, load_checkpoint
 from metahyper.train.distributed import DistContext, all_reduce_grads, all_reduce_sum, average_per_step_statistics
 from metahyper.train.evaluate import episode_accuracies, mean_ci
-from metahyper.train.memory import check_step
+from metahyper.train.memory import check_step, task_alive
 from metahyper.train.meta_learner import build_maml
 from metahyper.train.run import check_finite, loss_bound
 from metahyper.train.trainer import Trainer, TrainState
@@ -113,9 +113,12 @@ class MetaTrainer(Trainer):
     def _check_memory(self, init: Checkpoint) -> None:
         """Refuse a meta-batch that cannot fit, before anything large is allocated."""
         cfg = self.cfg
-        task_images, tasks = cfg.ways * (cfg.shots + cfg.queries), -(-cfg.meta_batch // self.ctx.world_size)
+        support, query, tasks = cfg.ways * cfg.shots, cfg.ways * cfg.queries, -(-cfg.meta_batch // self.ctx.world_size)
+        task_images = support + query
         second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
         second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
+        graphs = 2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs
+        chunk = cfg.support_chunk if cfg.first_order else 0  # chunks hold less only without graph
         check_step(
             "meta-training",
             dataclasses.replace(
@@ -124,13 +127,13 @@ class MetaTrainer(Trainer):
             self.image_size,
             task_images,
             f"meta-batches of {tasks} tasks of {task_images} images",
-            "lower --meta-batch, --shots/--queries, --inner-steps or --image-size (or use --inner-checkpoint), "
-            "or --iterations",
+            "lower --meta-batch, --shots/--queries, --inner-steps or --image-size (or use --inner-checkpoint; "
+            "with --first-order, --support-chunk), or --iterations",
             self.device,
-            graphs=2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs,
             states=6,
             held_images=(tasks - 1) * task_images,
             logged_steps=cfg.iterations,
+            alive=task_alive(support, query, graphs, chunk=chunk, prototypes=cfg.head == "proto"),
         )
 
     def _open_data(self) -> None:
@@ -175,6 +178,7 @@ class MetaTrainer(Trainer):
             shots=cfg.shots,
             head=cfg.head,
             algorithm=cfg.algorithm,
+            support_chunk=cfg.support_chunk,
         )
         self.maml = build_maml(model, self.settings, cfg.backend, AUTOCAST[cfg.autocast])
         if cfg.inner_checkpoint and cfg.first_order and self.is_main:

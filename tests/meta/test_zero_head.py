@@ -33,7 +33,7 @@ def query_logits(model, adapted, task):
 def test_relabelling_a_task_permutes_the_logits_and_keeps_loss_and_meta_gradient(kind):
     model = make_model(kind)
     head = resolve_groups(model, "classifier").inner
-    maml = make_maml(model, inner_lr=LR, inner_steps=2, zero_init=head)
+    maml = make_maml(model, inner_lr=LR, inner_steps=2, head="zero", classifier=head)
     assert not set(head) & set(maml.outer_params)  # nothing to learn in a zero start
     task = make_tasks(1)[0]
     losses, grads, logits = [], [], []
@@ -52,7 +52,7 @@ def test_relabelling_a_task_permutes_the_logits_and_keeps_loss_and_meta_gradient
     model.zero_grad(set_to_none=True)
 
 
-def test_zero_init_must_adapt():
+def test_zero_head_must_adapt():
     model = make_model("plain")
     with pytest.raises(UserError, match="are not inner parameters"):
-        make_maml(model, inner_groups=("backbone",), zero_init=resolve_groups(model, "classifier").inner)
+        make_maml(model, inner_groups=("backbone",), head="zero", classifier=resolve_groups(model, "classifier").inner)

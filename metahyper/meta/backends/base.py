@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from metahyper.errors import UserError
+from metahyper.meta.heads import Head, prototype_head
 from metahyper.meta.inner_loop import Forward, GradFn, autograd_grad, inner_loop
 from metahyper.meta.rules import InnerRule, Params
 from metahyper.models.per_step_bn import at_inner_step
@@ -78,11 +79,12 @@ def accuracy(logits: Tensor, y: Tensor) -> float:
 class Backend:
     """Tasks one by one through :func:`torch.func.functional_call` and :func:`autograd_grad`.
 
-    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``
-    (``zero_init``: inner ones that start every task at zero);
+    ``inner`` / ``outer``: names of the adapted and of the meta-learned parameters of ``model``;
     ``rule``: the inner update rule; ``settings()``: the context every computation of a call runs
     in (BatchNorm mode, autocast, grad mode: :class:`~metahyper.meta.MAML` passes its own), entered
-    again around each recomputation of a checkpointed inner segment.
+    again around each recomputation of a checkpointed inner segment; ``head``: how each task's
+    classifier starts (:mod:`metahyper.meta.heads`); ``support_chunk``: images per chunk of the
+    inner loop's support gradient (0: the whole support set at once).
     """
 
     name = "base"
@@ -96,10 +98,11 @@ class Backend:
         outer: Sequence[str],
         rule: InnerRule,
         settings: Callable[[], AbstractContextManager[Any]] = nullcontext,
-        zero_init: Sequence[str] = (),
+        head: Head | None = None,
+        support_chunk: int = 0,
     ) -> None:
         self.model, self.inner, self.outer, self.rule, self.settings = model, tuple(inner), tuple(outer), rule, settings
-        self._outer_set, self.zero_init = frozenset(outer), frozenset(zero_init)
+        self._outer_set, self.head, self.support_chunk = frozenset(outer), head or Head(), support_chunk
 
     def learned(self) -> list[Tensor]:
         """What the meta-gradient reaches: the outer parameters, then the rule's learned ones."""
@@ -112,13 +115,14 @@ class Backend:
         """``(starting inner parameters, constants of the inner forwards)``. An inner parameter that
         is also outer starts as the Parameter itself (graph kept) outside evaluation; inner-only ones
         start as detached leaves (no gradient reaches them). Every other parameter is a detached
-        constant, except outer ones in second order (their graph is needed). Parameters in
-        ``zero_init`` start every task at zero."""
+        constant, except outer ones in second order (their graph is needed). A head built per task
+        (:meth:`head_start`) is in neither."""
         start, constants = {}, {}
+        per_task = self.head.names if self.head.per_task else ()
         for n, p in self.model.named_parameters():
-            if n in self.zero_init:
-                start[n] = torch.zeros_like(p).requires_grad_(mode is Mode.SECOND)
-            elif n in self.inner:
+            if n in per_task:
+                continue
+            if n in self.inner:
                 start[n] = (
                     p
                     if (mode is not Mode.EVAL and n in self._outer_set)
@@ -127,6 +131,36 @@ class Backend:
             elif mode is not Mode.SECOND or n not in self._outer_set:
                 constants[n] = p.detach()
         return start, constants
+
+    def with_head(self, start: Params, mode: Mode, x: Tensor, y: Tensor, ways: int) -> Params:
+        """The starting parameters ``start`` (of :meth:`start`) with the task's head
+        (:meth:`head_start`). A head computed from the other starting parameters (Proto-MAML's) is
+        an independent variable of the inner loss: the inner loop starts from views of those
+        parameters, so that its gradient w.r.t. them is the partial derivative (not the path
+        through the head), while the meta-gradient reaches them through both."""
+        head = self.head_start(start, x, y, ways, mode)
+        if self.head.kind == "proto" and mode is not Mode.EVAL:
+            start = {n: t.view_as(t) if t.requires_grad else t for n, t in start.items()}
+        return {**start, **head}
+
+    def head_start(self, start: Params, x: Tensor, y: Tensor, ways: int, mode: Mode) -> Params:
+        """The classifier a task starts from, at its width ``ways`` (:mod:`metahyper.meta.heads`;
+        empty for the learned head): zeros, or Proto-MAML's from the support ``(x, y)`` and the
+        task's starting parameters ``start``, with graph to them and the outer parameters outside
+        evaluation."""
+        head = self.head
+        if not head.per_task:
+            return {}
+        weight = self.model.get_parameter(head.weight)
+        like = {"dtype": weight.dtype, "device": weight.device}
+        if head.kind == "zero":
+            # no graph to anything (the gradient functions differentiate it as a fresh leaf; under vmap too)
+            return {head.weight: torch.zeros(ways, weight.shape[1], **like), head.bias: torch.zeros(ways, **like)}
+        identity = {head.weight: torch.eye(weight.shape[1], **like), head.bias: torch.zeros(weight.shape[1], **like)}
+        with torch.no_grad() if mode is Mode.EVAL else nullcontext(), at_inner_step(0):  # the first step's body
+            features = self.forward_fn({})(self.query_values({**start, **identity}), x)  # the classifier's input
+        w, b = prototype_head(features.to(weight.dtype), y, ways)
+        return {head.weight: w, head.bias: b}
 
     def query_values(self, adapted: Mapping[str, Tensor]) -> Params:
         """Parameters of the query forward: the adapted ones, outer ones with their graph, the rest
@@ -168,12 +202,21 @@ class Backend:
     # -- one task ------------------------------------------------------------------------------
 
     def adapt(
-        self, x: Tensor, y: Tensor, steps: int, mode: Mode, inner_checkpoint: int = 0, trajectory: bool = False
+        self,
+        x: Tensor,
+        y: Tensor,
+        steps: int,
+        mode: Mode,
+        inner_checkpoint: int = 0,
+        trajectory: bool = False,
+        ways: int | None = None,
     ) -> Params | list[Params]:
         """The adapted inner parameters after ``steps`` steps of the inner rule on ``(x, y)`` in
         ``mode`` (``trajectory``: a list, after each step); ``inner_checkpoint``: the inner loop's
-        recompute interval (second order; 0: off)."""
+        recompute interval (second order; 0: off); ``ways``: the task's (default: from ``y``)."""
+        ways = self.head.ways(y) if ways is None else ways
         start, constants = self.start(mode)
+        start = self.with_head(start, mode, x, y, ways)
         captured = [p for n, p in self.model.named_parameters() if n not in start and n not in constants]
         with self.inner_context(mode, x):
             return inner_loop(
@@ -186,6 +229,7 @@ class Backend:
                 first_order=mode is not Mode.SECOND,
                 grad=self.grad,
                 inner_checkpoint=inner_checkpoint,
+                support_chunk=self.support_chunk,
                 captured=captured,
                 recompute_context=lambda: self.recompute_context(mode, x),
                 trajectory=trajectory,
@@ -228,11 +272,12 @@ class Backend:
         inner loop's recompute interval in second order (0: off)."""
         outer = self.learned()
         outcomes = []
-        for i, task in enumerate(tasks):
-            sx, sy, qx, qy = task_tensors(task, i)
+        tensors = [task_tensors(task, i) for i, task in enumerate(tasks)]
+        widths = [self.head.ways(sy, qy, i) for i, (_, sy, _, qy) in enumerate(tensors)]  # all, before any work
+        for (sx, sy, qx, qy), ways in zip(tensors, widths):
             with self.task_context():
                 mode, path = Mode.of(first_order), step_weights is not None
-                adapted = self.adapt(self.images(sx), sy, steps, mode, inner_checkpoint, trajectory=path)
+                adapted = self.adapt(self.images(sx), sy, steps, mode, inner_checkpoint, trajectory=path, ways=ways)
                 adapted, meta, loss, logits = self.query_loss(adapted, self.images(qx), qy, steps, step_weights)
                 torch.autograd.backward(meta * scale, inputs=outer)
             outcomes.append(TaskOutcome(loss.item(), accuracy(logits.detach(), qy)))
@@ -244,7 +289,8 @@ class Backend:
     def evaluate(self, task: Task, i: int, steps: int) -> float:
         """Query accuracy after ``steps`` steps; no graph to any parameter."""
         sx, sy, qx, qy = task_tensors(task, i)
+        ways = self.head.ways(sy, qy, i)
         with self.task_context():
-            adapted = self.adapt(self.images(sx), sy, steps, Mode.EVAL)
+            adapted = self.adapt(self.images(sx), sy, steps, Mode.EVAL, ways=ways)
             with torch.no_grad():
                 return accuracy(self.query(adapted, self.images(qx), steps), qy)

@@ -1,6 +1,6 @@
 """Backend ``vmap``: the T tasks of a meta-batch as ONE batched computation.
 
-Their tensors are stacked (tasks of unequal shapes are a :class:`UserError`) and one task's
+Their tensors are stacked (tasks of unequal shapes or ways are a :class:`UserError`) and one task's
 meta-loss (:func:`~metahyper.meta.inner_loop.inner_loop` with
 :func:`~metahyper.meta.inner_loop.functorch_grad`, then the query cross-entropy) is
 :func:`torch.func.vmap`-ped over the task dimension; one backward of ``sum(losses) * scale`` gives
@@ -58,6 +58,17 @@ class VmapBackend(Backend):
             )
         super().__init__(model, *args, **kwargs)
 
+    def _common_ways(self, tasks: Sequence[Task]) -> int:
+        """The ways of every task of the meta-batch (one head width for the batched computation),
+        or a one-line :class:`UserError`."""
+        ways = [self.head.ways(t.support_y, t.query_y, i) for i, t in enumerate(tasks)]
+        if len(set(ways)) > 1:
+            raise UserError(
+                f"backend 'vmap' needs tasks of equal ways (one classifier width for the batch), got ways "
+                f"{sorted(set(ways))} across the meta-batch; use backend='func' (tasks one by one) for variable ways"
+            )
+        return ways[0]
+
     def meta_step(
         self,
         tasks: Sequence[Task],
@@ -69,20 +80,23 @@ class VmapBackend(Backend):
         step_weights: Sequence[float] | None = None,
     ) -> list[TaskOutcome]:
         sx, sy, qx, qy = stack_tasks(tasks)
+        ways = self._common_ways(tasks)
         named = dict(self.model.named_parameters())
-        start, constants = self.start(Mode.of(first_order))
-        query_constants = {n: p.detach() for n, p in named.items() if n not in self._outer_set and n not in start}
+        mode = Mode.of(first_order)
+        start, constants = self.start(mode)
+        query_constants = {n: p.detach() for n, p in named.items() if n not in self._outer_set and n not in self.inner}
 
         def one_task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
             adapted = inner_loop(
                 self.forward_fn(constants),
-                start,
+                self.with_head(start, mode, sx, sy, ways),
                 sx,
                 sy,
                 rule=self.rule,
                 steps=steps,
                 first_order=first_order,
                 grad=functorch_grad,
+                support_chunk=self.support_chunk,
                 trajectory=step_weights is not None,
             )
             path = adapted if step_weights is not None else [adapted]

@@ -29,6 +29,7 @@ class InnerRule(nn.Module, ABC):
     ``steps`` the inner steps of meta-training."""
 
     name = "base"
+    elementwise = False  # learns a tensor of each inner parameter's shape (fixes the classifier's width)
 
     def __init__(self, params: Mapping[str, Tensor], lr: float, steps: int) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ class MetaSGD(InnerRule):
     dtype and device."""
 
     name = "meta-sgd"
+    elementwise = True
 
     def __init__(self, params: Mapping[str, Tensor], lr: float, steps: int) -> None:
         super().__init__(params, lr, steps)
