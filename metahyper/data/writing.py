@@ -27,6 +27,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import h5py
@@ -154,6 +155,36 @@ def write_chunked_hdf5(
             digests[name] = h.hexdigest()
         f.attrs[HASH_ATTR] = _combine(digests)
     return _combine(digests)
+
+
+def write_rows_hdf5(
+    paths: Sequence[Path],
+    shapes: Sequence[Mapping[str, tuple[int, ...]]],
+    rows: Iterable[tuple[str, int, np.ndarray]],
+    progress=None,
+) -> None:
+    """Create uint8 dataset ``key`` of ``shapes[i][key]`` in file ``paths[i]`` (temporary files of
+    :func:`~metahyper.io.atomic_files`; keys unique over the files), then write each
+    ``(key, row, image)`` of ``rows`` into its row, in the order given (a source read once in its
+    own order: one image in memory); every row must be written once. Records each file's content
+    hash (:func:`content_sha256`, the same as :func:`write_classes_hdf5`'s); ``progress``
+    advances by the rows written."""
+    with ExitStack() as stack:
+        files = [stack.enter_context(h5py.File(stack.enter_context(open(p, "wb+")), "w")) for p in paths]
+        sets = {
+            key: f.create_dataset(key, shape, np.uint8) for f, keys in zip(files, shapes) for key, shape in keys.items()
+        }
+        written = dict.fromkeys(sets, 0)
+        for key, row, image in rows:
+            sets[key][row] = image
+            written[key] += 1
+            if progress is not None:
+                progress.update(1)
+        short = next((key for key, n in written.items() if n != len(sets[key])), None)
+        if short is not None:
+            raise ValueError(f"{short}: {written[short]} rows written, {len(sets[short])} declared")
+        for f in files:
+            f.attrs[HASH_ATTR] = content_sha256(f)
 
 
 def _json_bytes(obj: object) -> bytes:

@@ -71,4 +71,4 @@ def build_md_aircraft(
     data = next((d for d in (source, source / "data", source / TOP / "data") if (d / "images_box.txt").is_file()), None)
     if data is None:
         raise UserError(f"{source} holds neither {TOP}/data/images_box.txt nor data/images_box.txt; {FIX}")
-    return build_md_source(root, NAME, SOURCE, list_classes(data), image_size, force, strict)
+    return build_md_source(root, NAME, SOURCE, lambda: list_classes(data), image_size, force, strict)

@@ -34,4 +34,4 @@ def build_md_dtd(
     the classes and image counts of Meta-Dataset's specification; otherwise any classes of its
     split file (tiny test sources)."""
     top = release_folder(resolve_source(source, FIX), "images", "dtd", FIX)
-    return build_md_source(root, NAME, SOURCE, list_classes(top), image_size, force, strict)
+    return build_md_source(root, NAME, SOURCE, lambda: list_classes(top), image_size, force, strict)

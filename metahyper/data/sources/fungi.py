@@ -19,7 +19,7 @@ uint8 (n, S, S, 3)) and ``{split}_labels.json`` (the classes in Meta-Dataset's o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -27,11 +27,9 @@ import numpy as np
 from metahyper.data.layouts import SPLITS
 from metahyper.data.sources.common import resolve_source
 from metahyper.data.sources.folder import load_image
-from metahyper.data.sources.meta_dataset import MD_SPLITS, check_spec_counts, md_splits
-from metahyper.data.writing import check_writable, estimate_size, stamp_build, write_chunked_hdf5
+from metahyper.data.sources.meta_dataset import MD_SPLITS, build_md_source, md_splits
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, read_json, write_json
-from metahyper.progress import progress_bar
+from metahyper.io import read_json
 
 NAME = "md-fungi"
 ANNOTATIONS = ("train.json", "val.json")
@@ -80,24 +78,27 @@ def _class_files(source: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _chosen(classes: dict[str, list[Path]], source: Path, strict: bool) -> dict[str, list[str]]:
-    """The classes of each cache split (val: Meta-Dataset's ``valid``): all of the split file
-    (``strict``), else those annotated, at least one per split; a class of no split is an error."""
+def _listing(source: str | Path, strict: bool) -> dict[str, list[Path]]:
+    """``{class: image paths}`` of the annotations (:func:`_class_files`): every class of a split
+    (``strict``: the split file's, else at least one per split), every listed image present."""
+    source = resolve_source(source, FIX)
+    classes = _class_files(source)
     wanted = md_splits("fungi")
     listed = {c for names in wanted.values() for c in names}
     stray = sorted(set(classes) - listed)
     if stray:
         raise UserError(f"{source}: class {stray[0]!r} is in no Meta-Dataset Fungi split; {FIX}")
-    chosen = {split: [c for c in wanted[md] if c in classes or strict] for split, md in zip(SPLITS, MD_SPLITS)}
-    empty = [split for split, names in chosen.items() if not names]
+    empty = [split for split, md in zip(SPLITS, MD_SPLITS) if not any(c in classes or strict for c in wanted[md])]
     if empty:
         raise UserError(f"{source} has no image of a Fungi {empty[0]} class; {FIX}")
-    return chosen
+    absent = next((p for paths in classes.values() for p in paths if not p.is_file()), None)
+    if absent is not None:
+        raise UserError(f"{source}: image {absent} is listed in the annotations but missing; {FIX}")
+    return classes
 
 
-def _images(paths: list[Path], image_size: int, chunk: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(paths), chunk):
-        yield np.stack([load_image(p, image_size) for p in paths[start : start + chunk]])
+def _images(paths: list[Path], image_size: int) -> np.ndarray:
+    return np.stack([load_image(p, image_size) for p in paths])
 
 
 def build_md_fungi(
@@ -108,30 +109,9 @@ def build_md_fungi(
     image_size: int = 84,
     chunk: int = 256,
 ) -> list[Path]:
-    """Build the three Fungi splits (module docstring). ``strict``: the 1,394 classes with
+    """Build the three Fungi splits (module docstring) with
+    :func:`~metahyper.data.sources.meta_dataset.build_md_source`. ``strict``: the 1,394 classes with
     Meta-Dataset's counts; otherwise the classes present must belong to a split (tiny test
     sources). Nothing is replaced unless every split succeeds."""
-    if image_size < 1:
-        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
-    outputs = [root / NAME / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
-    check_writable(outputs, force, NAME)
-    source = resolve_source(source, FIX)
-    classes = _class_files(source)
-    chosen = _chosen(classes, source, strict)
-    if strict:
-        check_spec_counts(NAME, "fungi", {c: len(paths) for c, paths in classes.items()})
-    absent = next((p for paths in classes.values() for p in paths if not p.is_file()), None)
-    if absent is not None:
-        raise UserError(f"{source}: image {absent} is listed in the annotations but missing; {FIX}")
-    total = sum(len(paths) for paths in classes.values())
-    with atomic_files(outputs, size=estimate_size(3, len(classes), total * image_size**2 * 3)) as tmps:
-        for i, (split, names) in enumerate(chosen.items()):
-            items = (
-                (f"datasets/{c}", (len(classes[c]), image_size, image_size, 3), _images(classes[c], image_size, chunk))
-                for c in names
-            )
-            with progress_bar(total=sum(len(classes[c]) for c in names), desc=f"{NAME} {split}", unit="img") as bar:
-                write_chunked_hdf5(tmps[2 * i], items, bar)
-            write_json(tmps[2 * i + 1], names)
-        stamp_build(dict(zip(outputs, tmps)))
-    return outputs
+    listing = partial(_listing, source, strict)
+    return build_md_source(root, NAME, "fungi", listing, image_size, force, strict, read=_images, chunk=chunk)

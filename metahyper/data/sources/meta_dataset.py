@@ -20,7 +20,7 @@ order), for each split that has classes; Meta-Dataset's ``valid`` is metahyper's
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,14 @@ from PIL import Image
 from metahyper.data.layouts import read_split_file
 from metahyper.data.sources.folder import MAX_IMAGE_SIZE
 from metahyper.data.storage import check_image_size, fit_image
-from metahyper.data.writing import check_memory, check_writable, estimate_size, stamp_build, write_classes_hdf5
+from metahyper.data.writing import (
+    check_memory,
+    check_writable,
+    estimate_size,
+    stamp_build,
+    write_chunked_hdf5,
+    write_rows_hdf5,
+)
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, write_json
 from metahyper.progress import progress_bar
@@ -138,17 +145,21 @@ def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
         raise UserError(f"{what} cannot be decoded ({type(err).__name__}: {err}); {fix}") from None
 
 
-def _chosen(
-    dataset: str, source: str, classes: Mapping[str, Sequence[ImageFile]], strict: bool
-) -> dict[str, list[str]]:
+Items = Sequence  # a class's images as its source lists them: files, archive members, memory-mapped rows
+Reader = Callable[[Items, int], np.ndarray]  # (some items of a class, S) -> uint8 (k, S, S[, 3]) images
+Rows = Callable[[Mapping[str, Items], int], Iterator[tuple[str, int, np.ndarray]]]  # -> (class, row, image)
+
+
+def _chosen(dataset: str, source: str, classes: Mapping[str, Items], strict: bool, files: bool) -> dict[str, list[str]]:
     """``{metahyper split: class names}`` of the splits that have classes; ``strict``: every class
     and image count of the specification (:func:`check_spec_counts`), else every class listed in
-    Meta-Dataset's split file (tiny test sources)."""
+    Meta-Dataset's split file (tiny test sources). ``files``: the items are :data:`ImageFile`
+    pairs, each of which must exist."""
     if not classes:
         raise UserError(f"{dataset}: the source holds no class of Meta-Dataset's {source} split file")
     splits = md_splits(source)
     if strict:
-        check_spec_counts(dataset, source, {c: len(files) for c, files in classes.items()})
+        check_spec_counts(dataset, source, {c: len(items) for c, items in classes.items()})
     groups = {"/".join(c.split("/")[:i]) for c in classes for i in range(1, c.count("/") + 1)}
     nested = [c for c in classes if c in groups or {"", "."} & set(c.split("/"))]
     if nested:  # a '/' in a name makes HDF5 groups (traffic signs' "km/h"): no name may be another's group
@@ -157,56 +168,99 @@ def _chosen(
     stray = [c for c in classes if c not in known]
     if stray:
         raise UserError(f"{dataset}: class {stray[0]!r} is in no split of Meta-Dataset's {source} split file")
-    empty = [c for c, files in classes.items() if not files]
+    empty = [c for c, items in classes.items() if not len(items)]
     if empty:
         raise UserError(f"{dataset}: class {empty[0]!r} has no image; pass the complete release")
-    missing = next((path for files in classes.values() for path, _ in files if not path.is_file()), None)
+    missing = (
+        next((path for items in classes.values() for path, _ in items if not path.is_file()), None) if files else None
+    )
     if missing is not None:
         raise UserError(f"{dataset}: image {missing} is missing; pass the complete release")
     chosen = {SPLIT_NAMES[s]: [c for c in names if c in classes] for s, names in splits.items()}
     return {split: names for split, names in chosen.items() if names}
 
 
-def _class_images(
-    names: list[str], classes: Mapping[str, Sequence[ImageFile]], size: int, bar
-) -> Iterator[tuple[str, np.ndarray]]:
-    """``(datasets/<class>, uint8 (n, S, S, 3))`` one class at a time, in ``names`` order."""
-    for name in names:
-        images = np.empty((len(classes[name]), size, size, 3), dtype=np.uint8)
-        for j, (path, box) in enumerate(classes[name]):
-            images[j] = load_image(path, size, box)
-            bar.update(1)
-        yield f"datasets/{name}", images
+def read_files(items: Sequence[ImageFile], size: int) -> np.ndarray:
+    """The default :data:`Reader`: :func:`load_image` of each ``(file, box)``."""
+    return np.stack([load_image(path, size, box) for path, box in items])
+
+
+def _chunks(items: Items, read: Reader, size: int, chunk: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(items), chunk):
+        yield read(items[start : start + chunk], size)
+
+
+def _write(tmps: list[Path], chosen: dict, classes: dict, shape: tuple, read, rows, chunk: int, bar) -> None:
+    """The HDF5 file of each split of ``chosen``, one way of :func:`build_md_source`'s three."""
+    shapes = [{f"datasets/{c}": (len(classes[c]), *shape) for c in names} for names in chosen.values()]
+    if rows is not None:
+        keyed = ((f"datasets/{c}", row, image) for c, row, image in rows(classes, shape[0]))
+        write_rows_hdf5(tmps, shapes, keyed, bar)
+        return
+    for tmp, names, keys in zip(tmps, chosen.values(), shapes):
+        streams = (_chunks(classes[c], read or read_files, shape[0], chunk) for c in names)
+        write_chunked_hdf5(tmp, ((k, s, x) for (k, s), x in zip(keys.items(), streams)), bar)
+
+
+def md_outputs(root: Path, dataset: str, source: str) -> list[Path]:
+    """The cache files of ``dataset``: ``{split}_data.hdf5`` and ``{split}_labels.json`` of each
+    split that has classes in Meta-Dataset's split file of ``source``."""
+    splits = [SPLIT_NAMES[s] for s, names in md_splits(source).items() if names]
+    return [root / dataset / f"{split}_{x}" for split in splits for x in ("data.hdf5", "labels.json")]
 
 
 def build_md_source(
     root: Path,
     dataset: str,
     source: str,
-    classes: Mapping[str, Sequence[ImageFile]],
+    classes: Mapping[str, Items] | Callable[[], Mapping[str, Items]],
     image_size: int,
     force: bool,
     strict: bool = True,
+    *,
+    read: Reader | None = None,
+    rows: Rows | None = None,
+    channels: int = 3,
+    chunk: int = 256,
+    max_per_class: int | None = None,
 ) -> list[Path]:
-    """Write the cache of ``dataset`` (a Meta-Dataset source, ``source``) from ``classes``
-    (``{class name: [(image file, crop box or None), ...]}``, images in the order they are stored);
-    returns the files written. The image size, the classes and counts (:func:`_chosen`), an existing
-    cache (without ``force``), the memory of one class and the disk space are checked before any
-    image is read; one class is in memory at a time, and every file replaces the old one together
-    at the end, so a failed build leaves an existing cache as it was."""
+    """Write the cache of ``dataset`` (Meta-Dataset source ``source``); returns the files written.
+
+    ``classes``: ``{class name: items}``, a class's images in the order they are stored, or a
+    function giving it, called after the output paths are checked (an existing cache needs
+    ``force``), so that it may read the source's annotations or headers. Then the classes and
+    counts (:func:`_chosen`; with ``max_per_class`` the counts checked are the source's and the
+    first N items are stored), the memory and the disk space are checked before any image is decoded. Images are uint8
+    (S, S, 3), or (S, S) with ``channels=1``, written one way of three:
+
+    * default: items are :data:`ImageFile` pairs (each must exist), read by :func:`read_files`
+      ``chunk`` at a time, class after class;
+    * ``read``: any items (memory-mapped rows, ...), ``read(items[i:i + chunk], S)`` class after
+      class (:func:`~metahyper.data.writing.write_chunked_hdf5`): memory holds one chunk;
+    * ``rows``: ``rows(classes, S)`` yields ``(class, row, image)`` in the source's own order, every
+      row of the stored classes once (an archive read in one pass, an image decoded once for all
+      its crops; :func:`~metahyper.data.writing.write_rows_hdf5`): memory holds one image.
+
+    Every file replaces the old one together at the end, so a failed build leaves an existing
+    cache as it was."""
     if not 1 <= image_size <= MAX_IMAGE_SIZE:
         raise UserError(f"--image-size {image_size} is outside 1..{MAX_IMAGE_SIZE}; pick a size in that range")
-    chosen = _chosen(dataset, source, classes, strict)
+    if max_per_class is not None and max_per_class < 1:
+        raise UserError(f"--max-per-class must be >= 1, got {max_per_class}")
+    check_writable(md_outputs(root, dataset, source), force, dataset)
+    listed = classes() if callable(classes) else classes
+    chosen = _chosen(dataset, source, listed, strict, files=read is None and rows is None)
     outputs = [root / dataset / f"{split}_{x}" for split in chosen for x in ("data.hdf5", "labels.json")]
-    check_writable(outputs, force, dataset)
-    image = image_size * image_size * 3
-    largest = max((c for names in chosen.values() for c in names), key=lambda c: len(classes[c]))
-    check_memory((len(classes[largest]) + 8) * image, f"{dataset} at {image_size} px", "use a smaller --image-size")
-    total = sum(len(classes[c]) for names in chosen.values() for c in names)
-    size = estimate_size(len(chosen), sum(map(len, chosen.values())), total * image)
+    classes = {c: listed[c][:max_per_class] for names in chosen.values() for c in names}
+    shape = (image_size, image_size) if channels == 1 else (image_size, image_size, channels)
+    image = int(np.prod(shape))
+    held = 1 if rows is not None else min(chunk, max(map(len, classes.values())))
+    check_memory((held + 8) * image, f"{dataset} at {image_size} px", "use a smaller --image-size")
+    total = sum(map(len, classes.values()))
+    size = estimate_size(len(chosen), len(classes), total * image)
     with atomic_files(outputs, size=size) as tmps, progress_bar(total=total, desc=dataset, unit="img") as bar:
-        for i, names in enumerate(chosen.values()):
-            write_classes_hdf5(tmps[2 * i], _class_images(names, classes, image_size, bar))
-            write_json(tmps[2 * i + 1], names)
+        _write(tmps[0::2], chosen, classes, shape, read, rows, chunk, bar)
+        for tmp, names in zip(tmps[1::2], chosen.values()):
+            write_json(tmp, names)
         stamp_build(dict(zip(outputs, tmps)))
     return outputs

@@ -17,7 +17,7 @@ are kept, as Meta-Dataset keeps them (its counts are all 860,001 annotations).
 
 The annotations are checked before any image is read: 80 categories named as Meta-Dataset's split
 file, the counts against its specification (``strict``), and every annotated image must exist. The
-images are read in the order of their first annotation, each once, and every crop written straight
+images are read in file-name order, each once, and every crop written straight
 into its class's row, so memory holds one image. A class's crops keep the annotations' order.
 Writes ``md-mscoco/{val,test}_data.hdf5`` (``datasets/<category>``, uint8 (n, S, S, 3)) and
 ``{split}_labels.json`` (Meta-Dataset's class order).
@@ -25,20 +25,19 @@ Writes ``md-mscoco/{val,test}_data.hdf5`` (``datasets/<category>``, uint8 (n, S,
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image
 
 from metahyper.data.sources.common import resolve_source
-from metahyper.data.sources.meta_dataset import check_spec_counts, md_splits
+from metahyper.data.sources.meta_dataset import build_md_source, md_splits
 from metahyper.data.storage import check_image_size, fit_image
-from metahyper.data.writing import HASH_ATTR, check_memory, check_writable, content_sha256, estimate_size, stamp_build
+from metahyper.data.writing import check_memory
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, read_json, write_json
-from metahyper.progress import progress_bar
+from metahyper.io import read_json
 
 NAME = "md-mscoco"
 SPLITS = ("val", "test")  # Meta-Dataset's valid and test; its MSCOCO has no train class
@@ -112,22 +111,38 @@ def crop_box(box: list[float], width: int, height: int, scale: float) -> tuple[i
     return left, top, right, bottom
 
 
-Plan = dict[int, list[tuple[tuple[int, int, int, int], str, int]]]  # image id -> (crop box, class, row)
+Crop = tuple[Path, tuple[int, int, int, int], tuple[int, int]]  # image file, crop box, image (width, height)
 
 
-def _plan(notes: list[dict], names: dict[int, str], sizes: dict, scale: float) -> tuple[Plan, dict[str, int]]:
-    """``({image id: [(box, class, row)]}, {class: crops})``: every annotation with a non-empty
-    crop (by the image sizes the file lists), each class's rows in annotation order, the images in
-    the order of their first annotation."""
-    counts = dict.fromkeys(names.values(), 0)
-    plan: Plan = {}
+def _listing(source: str | Path, strict: bool, scale: float) -> dict[str, list[Crop]]:
+    """``{class: crops in annotation order}`` of the split file's categories: every annotation
+    with a non-empty crop (by the image sizes the file lists); every image they crop must exist."""
+    source = resolve_source(source, FIX)
+    names, notes, sizes = _annotations(source)
+    _chosen(names, source, strict)
+    folder = source / "train2017"
+    classes: dict[str, list[Crop]] = {}
     for note in notes:
-        name = names[note["category_id"]]
-        box = crop_box(note["bbox"], *sizes[note["image_id"]], scale)
+        image_id, name = note["image_id"], names[note["category_id"]]
+        box = crop_box(note["bbox"], *sizes[image_id], scale)
         if box[2] > box[0] and box[3] > box[1]:
-            plan.setdefault(note["image_id"], []).append((box, name, counts[name]))
-            counts[name] += 1
-    return plan, counts
+            classes.setdefault(name, []).append((folder / f"{image_id:012d}.jpg", box, sizes[image_id]))
+    absent = next((path for crops in classes.values() for path, _, _ in crops if not path.is_file()), None)
+    if absent is not None:
+        raise UserError(f"{source}: image train2017/{absent.name} is annotated but missing; {FIX}")
+    return classes
+
+
+def _rows(classes: Mapping[str, Sequence[Crop]], size: int) -> Iterator[tuple[str, int, np.ndarray]]:
+    """``(class, row, crop resized to size)`` of every crop, image after image in file-name order,
+    each image opened once for all its crops."""
+    by_image: dict[tuple[Path, tuple[int, int]], list] = {}
+    for name, crops in classes.items():
+        for row, (path, box, dims) in enumerate(crops):
+            by_image.setdefault((path, dims), []).append((name, row, box))
+    for path, dims in sorted(by_image):
+        image = _image(path, dims)
+        yield from ((name, row, fit_image(image.crop(box), size)) for name, row, box in by_image[path, dims])
 
 
 def _image(path: Path, size: tuple[int, int]) -> Image.Image:
@@ -143,29 +158,6 @@ def _image(path: Path, size: tuple[int, int]) -> Image.Image:
         raise UserError(f"image {path} cannot be read ({type(err).__name__}: {err}); {FIX}") from None
 
 
-def _write(tmps: list[Path], chosen: dict, plan: Plan, counts: dict, sizes: dict, folder: Path, size: int) -> None:
-    """Crop every planned annotation into its class's row of the split files ``tmps`` (HDF5 of
-    val, of test), one image in memory at a time, then record each file's content hash."""
-    with ExitStack() as stack:
-        handles = [stack.enter_context(h5py.File(stack.enter_context(open(t, "wb+")), "w")) for t in tmps]
-        sets = {
-            c: f.create_dataset(f"datasets/{c}", (counts[c], size, size, 3), np.uint8)
-            for f, classes in zip(handles, chosen.values())
-            for c in classes
-        }
-        with progress_bar(total=sum(counts[c] for c in sets), desc=NAME, unit="img") as bar:
-            for image_id, crops in plan.items():
-                crops = [crop for crop in crops if crop[1] in sets]
-                if not crops:
-                    continue
-                image = _image(folder / f"{image_id:012d}.jpg", sizes[image_id])
-                for box, name, row in crops:
-                    sets[name][row] = fit_image(image.crop(box), size)
-                bar.update(len(crops))
-        for f in handles:
-            f.attrs[HASH_ATTR] = content_sha256(f)
-
-
 def build_md_mscoco(
     root: Path,
     source: str | Path,
@@ -174,32 +166,12 @@ def build_md_mscoco(
     image_size: int = 84,
     box_scale: float = 1.2,
 ) -> list[Path]:
-    """Build the MSCOCO val and test splits (module docstring). ``strict``: the 80 categories with
+    """Build the MSCOCO val and test splits (module docstring) with
+    :func:`~metahyper.data.sources.meta_dataset.build_md_source`. ``strict``: the 80 categories with
     Meta-Dataset's counts; otherwise the categories present must belong to a split (tiny test
     sources). Every check runs before the first image is read; nothing is replaced unless both
     splits succeed."""
-    if image_size < 1:
-        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
     if not box_scale >= 1.0:
         raise UserError(f"--box-scale must be >= 1 (the box is enlarged, never shrunk), got {box_scale}")
-    outputs = [root / NAME / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
-    check_writable(outputs, force, NAME)
-    source = resolve_source(source, FIX)
-    names, notes, sizes = _annotations(source)
-    chosen = _chosen(names, source, strict)
-    plan, counts = _plan(notes, names, sizes, box_scale)
-    if strict:
-        check_spec_counts(NAME, "mscoco", counts)
-    kept = {c for classes in chosen.values() for c in classes}
-    folder = source / "train2017"
-    needed = [i for i, crops in plan.items() if any(name in kept for _, name, _ in crops)]
-    absent = next((i for i in needed if not (folder / f"{i:012d}.jpg").is_file()), None)
-    if absent is not None:
-        raise UserError(f"{source}: image train2017/{absent:012d}.jpg is annotated but missing; {FIX}")
-    total = sum(counts[c] for c in kept)
-    with atomic_files(outputs, size=estimate_size(2, len(kept), total * image_size**2 * 3)) as tmps:
-        _write(tmps[0::2], chosen, plan, counts, sizes, folder, image_size)
-        for tmp, classes in zip(tmps[1::2], chosen.values()):
-            write_json(tmp, classes)
-        stamp_build(dict(zip(outputs, tmps)))
-    return outputs
+    listing = partial(_listing, source, strict, box_scale)
+    return build_md_source(root, NAME, "mscoco", listing, image_size, force, strict, rows=_rows)

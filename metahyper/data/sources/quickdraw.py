@@ -18,7 +18,6 @@ all of them, Meta-Dataset's counts: about 50 million, 356 GB at 84 px). Each dra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +25,8 @@ from PIL import Image
 
 from metahyper.data.layouts import SPLITS
 from metahyper.data.sources.common import resolve_source
-from metahyper.data.sources.meta_dataset import MD_SPLITS, check_spec_counts, md_splits
-from metahyper.data.writing import check_writable, estimate_size, stamp_build, write_chunked_hdf5
+from metahyper.data.sources.meta_dataset import MD_SPLITS, build_md_source, md_splits
 from metahyper.errors import UserError
-from metahyper.io import atomic_files, write_json
-from metahyper.progress import progress_bar
 
 NAME = "md-quickdraw"
 SIDE = 28  # the release's drawings are 28x28, flattened to 784 values
@@ -58,10 +54,11 @@ def _open(path: Path) -> np.ndarray:
     return drawings
 
 
-def _chosen(files: dict[str, Path], source: Path, strict: bool) -> dict[str, list[str]]:
-    """The classes of each cache split (val: Meta-Dataset's ``valid``) that get built: all of the
-    split file (``strict``), else those with a file, at least one per split; a file of no split
-    is an error."""
+def _listing(source: str | Path, strict: bool) -> dict[str, np.ndarray]:
+    """``{class: memory-mapped drawings}`` of the source's files, every one of a split (``strict``:
+    every class of the split file, else at least one per split); only the headers are read."""
+    source = resolve_source(source, FIX)
+    files = _files(source)
     wanted = md_splits("quickdraw")
     listed = {c for classes in wanted.values() for c in classes}
     stray = sorted(set(files) - listed)
@@ -70,23 +67,21 @@ def _chosen(files: dict[str, Path], source: Path, strict: bool) -> dict[str, lis
     missing = [c for c in listed if c not in files]
     if strict and missing:
         raise UserError(f"{source} has no {missing[0]}.npy (QuickDraw class {missing[0]!r}); {FIX}")
-    chosen = {split: [c for c in wanted[md] if c in files] for split, md in zip(SPLITS, MD_SPLITS)}
-    empty = [split for split, classes in chosen.items() if not classes]
+    empty = [split for split, md in zip(SPLITS, MD_SPLITS) if not any(c in files for c in wanted[md])]
     if empty:
         raise UserError(f"{source} holds no .npy file of a QuickDraw {empty[0]} class; {FIX}")
-    return chosen
+    return {c: _open(path) for c, path in files.items()}
 
 
-def _resized(drawings: np.ndarray, count: int, image_size: int, chunk: int) -> Iterator[np.ndarray]:
-    """The first ``count`` drawings as uint8 (n, S, S), ``chunk`` at a time."""
-    for start in range(0, count, chunk):
-        rows = np.asarray(drawings[start : min(start + chunk, count)])
-        rows = rows.astype(np.uint8) * 255 if rows.dtype == np.bool_ else rows
-        out = np.empty((len(rows), image_size, image_size), dtype=np.uint8)
-        for j, row in enumerate(rows):
-            image = Image.fromarray(row.reshape(SIDE, SIDE), "L")
-            out[j] = np.asarray(image if image_size == SIDE else image.resize((image_size,) * 2, Image.LANCZOS))
-        yield out
+def _resized(drawings: np.ndarray, image_size: int) -> np.ndarray:
+    """Memory-mapped drawings (k, 784) as uint8 (k, S, S)."""
+    rows = np.asarray(drawings)
+    rows = rows.astype(np.uint8) * 255 if rows.dtype == np.bool_ else rows
+    out = np.empty((len(rows), image_size, image_size), dtype=np.uint8)
+    for j, row in enumerate(rows):
+        image = Image.fromarray(row.reshape(SIDE, SIDE), "L")
+        out[j] = np.asarray(image if image_size == SIDE else image.resize((image_size,) * 2, Image.LANCZOS))
+    return out
 
 
 def build_md_quickdraw(
@@ -98,32 +93,21 @@ def build_md_quickdraw(
     max_per_class: int | None = None,
     chunk: int = 4096,
 ) -> list[Path]:
-    """Build the three QuickDraw splits (module docstring). ``strict``: all 345 classes with
+    """Build the three QuickDraw splits (module docstring) with
+    :func:`~metahyper.data.sources.meta_dataset.build_md_source`. ``strict``: all 345 classes with
     Meta-Dataset's counts; otherwise the files present must belong to a split (tiny test sources).
     Every check runs on the headers before the first drawing is read; nothing is replaced unless
     every split succeeds."""
-    if image_size < 1:
-        raise UserError(f"--image-size must be a positive number of pixels, got {image_size}")
-    if max_per_class is not None and max_per_class < 1:
-        raise UserError(f"--max-per-class must be >= 1, got {max_per_class}")
-    outputs = [root / NAME / f"{s}_{x}" for s in SPLITS for x in ("data.hdf5", "labels.json")]
-    check_writable(outputs, force, NAME)
-    source = resolve_source(source, FIX)
-    files = _files(source)
-    chosen = _chosen(files, source, strict)
-    drawings = {c: _open(files[c]) for classes in chosen.values() for c in classes}
-    if strict:
-        check_spec_counts(NAME, "quickdraw", {c: len(d) for c, d in drawings.items()})
-    kept = {c: len(d) if max_per_class is None else min(len(d), max_per_class) for c, d in drawings.items()}
-    size = estimate_size(len(chosen), len(kept), sum(kept.values()) * image_size**2)
-    with atomic_files(outputs, size=size) as tmps:  # the free space is checked before the first drawing
-        for i, (split, classes) in enumerate(chosen.items()):
-            items = (
-                (f"datasets/{c}", (kept[c], image_size, image_size), _resized(drawings[c], kept[c], image_size, chunk))
-                for c in classes
-            )
-            with progress_bar(total=sum(kept[c] for c in classes), desc=f"{NAME} {split}", unit="img") as bar:
-                write_chunked_hdf5(tmps[2 * i], items, bar)
-            write_json(tmps[2 * i + 1], classes)
-        stamp_build(dict(zip(outputs, tmps)))
-    return outputs
+    return build_md_source(
+        root,
+        NAME,
+        "quickdraw",
+        lambda: _listing(source, strict),
+        image_size,
+        force,
+        strict,
+        read=_resized,
+        channels=1,
+        chunk=chunk,
+        max_per_class=max_per_class,
+    )

@@ -39,4 +39,4 @@ def build_md_traffic_sign(
     """Build ``md-traffic-sign`` (test split only). ``strict``: the 43 classes and the image counts
     of Meta-Dataset's specification; otherwise the class folders present (tiny test sources)."""
     top = release_folder(resolve_source(source, FIX), "Final_Training/Images", "GTSRB", FIX)
-    return build_md_source(root, NAME, SOURCE, list_classes(top), image_size, force, strict)
+    return build_md_source(root, NAME, SOURCE, lambda: list_classes(top), image_size, force, strict)

@@ -110,4 +110,4 @@ def build_md_vgg_flower(
     """Build ``md-vgg-flower``. ``strict``: the 102 classes and 8,189 images of Meta-Dataset's
     specification; otherwise the classes that the labels name (tiny test sources)."""
     top = release_folder(resolve_source(source, FIX), "imagelabels.mat", "102flowers", FIX)
-    return build_md_source(root, NAME, SOURCE, list_classes(top), image_size, force, strict)
+    return build_md_source(root, NAME, SOURCE, lambda: list_classes(top), image_size, force, strict)
