@@ -16,6 +16,15 @@ from metahyper.data.layouts import Layout
 from metahyper.data.registry import layout_for
 from metahyper.errors import UserError
 from tests.conftest import make_image_folder
+from tests.data.sources.test_md_aircraft import make_aircraft
+from tests.data.sources.test_md_dtd import make_dtd
+from tests.data.sources.test_md_fungi import PICK as FUNGI
+from tests.data.sources.test_md_fungi import make_fungi
+from tests.data.sources.test_md_mscoco import make_coco
+from tests.data.sources.test_md_quickdraw import PICK as QUICKDRAW
+from tests.data.sources.test_md_quickdraw import make_quickdraw
+from tests.data.sources.test_md_traffic_sign import make_gtsrb
+from tests.data.sources.test_md_vgg_flower import make_flowers
 from tests.data.sources.test_omniglot import make_omniglot
 from tests.data.sources.test_tieredimagenet import make_tiered
 from tests.faults.cache_helpers import write_tiny
@@ -46,8 +55,32 @@ def _glyph_like(root: Path, src: Path, rebuild: bool) -> list[Path]:
     return write_tiny(root, 7 if rebuild else 5, folders=("glyphs-a",))
 
 
+# Meta-Dataset's sources (build_md_source): tiny sources in each release's layout, rebuilt at another size
+MD_SOURCES = {
+    "md-aircraft": make_aircraft,
+    "md-dtd": make_dtd,
+    "md-vgg-flower": make_flowers,
+    "md-traffic-sign": make_gtsrb,
+    "md-quickdraw": lambda src: make_quickdraw(src, dict.fromkeys((c for cs in QUICKDRAW.values() for c in cs), 2)),
+    "md-fungi": lambda src: make_fungi(src, dict.fromkeys((c for cs in FUNGI.values() for c in cs), 2)),
+    "md-mscoco": make_coco,
+}
+
+
+def _md(name: str):
+    def build(root: Path, src: Path, rebuild: bool) -> list[Path]:
+        if not src.exists():
+            MD_SOURCES[name](src)
+        if rebuild and name == "md-traffic-sign":  # one split: the rebuild's labels must differ too
+            shutil.rmtree(min((src / "GTSRB" / "Final_Training" / "Images").iterdir()))
+        return prepare(name, root=root, source=src, strict=False, image_size=12 if rebuild else 16)
+
+    return build
+
+
 BUILDERS = {"folder": (_folder, "mine"), "tieredimagenet": (_tiered, "tieredimagenet")}
 BUILDERS |= {"omniglot": (_omniglot, "omniglot"), "glyphs": (_glyph_like, "glyphs-a")}
+BUILDERS |= {name: (_md(name), name) for name in MD_SOURCES}
 
 
 def _layout(name: str, root: Path) -> Layout:
