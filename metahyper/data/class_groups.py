@@ -114,14 +114,18 @@ def omniglot_groups(data: SplitData) -> ClassGroups:
     if unknown is not None:
         raise UserError(
             f"{data.name} {data.split}: class {unknown!r} is no character of Meta-Dataset's Omniglot spec; "
-            f"rebuild it with `metahyper prepare omniglot --force`"
+            f"rebuild it with `metahyper prepare {data.name} --force`"
         )
     alphabets = np.array([alphabet_of[n] for n in names])
     return ClassGroups("superclass", tuple(np.flatnonzero(alphabets == a) for a in np.unique(alphabets)))
 
 
 # dataset name -> how its split's classes are grouped; builders of other Meta-Dataset sources add theirs
-GROUPS_OF_DATASET: dict[str, Callable[[SplitData], ClassGroups]] = {"omniglot": omniglot_groups}
+GROUPS_OF_DATASET: dict[str, Callable[[SplitData], ClassGroups]] = {
+    "omniglot": omniglot_groups,
+    "md-omniglot": omniglot_groups,
+    "md-ilsvrc": ilsvrc_groups,
+}
 
 
 def class_groups(data: SplitData) -> ClassGroups | None:

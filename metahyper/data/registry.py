@@ -33,17 +33,18 @@ from metahyper.data.layouts import SPLITS, Layout, default_root, user_layout
 from metahyper.data.manifest import NAME_PATTERN, find_manifests, read_manifest
 from metahyper.data.sources.aircraft import build_md_aircraft
 from metahyper.data.sources.cifar import build_cifar10, build_cifar100, build_cifar_fs, build_fc100
-from metahyper.data.sources.cub import build_cub
+from metahyper.data.sources.cub import build_cub, build_md_cub
 from metahyper.data.sources.dtd import build_md_dtd
 from metahyper.data.sources.folder import build_folder
 from metahyper.data.sources.fungi import build_md_fungi
 from metahyper.data.sources.glyphs import DOMAINS as GLYPH_DOMAINS
 from metahyper.data.sources.glyphs import build_glyphs
+from metahyper.data.sources.ilsvrc import build_md_ilsvrc
 from metahyper.data.sources.meta_dataset import MD_STATS
 from metahyper.data.sources.miniimagenet import build_miniimagenet
 from metahyper.data.sources.mscoco import SPLITS as MSCOCO_SPLITS
 from metahyper.data.sources.mscoco import build_md_mscoco
-from metahyper.data.sources.omniglot import build_omniglot
+from metahyper.data.sources.omniglot import build_md_omniglot, build_omniglot
 from metahyper.data.sources.quickdraw import build_md_quickdraw
 from metahyper.data.sources.tieredimagenet import build_tieredimagenet
 from metahyper.data.sources.traffic_sign import build_md_traffic_sign
@@ -358,6 +359,8 @@ for _name, _build, _source, _splits in (
     ("md-dtd", build_md_dtd, "the extracted dtd folder (dtd-r1.0.1.tar.gz)", SPLITS),
     ("md-vgg-flower", build_md_vgg_flower, "the folder of imagelabels.mat and the extracted jpg/", SPLITS),
     ("md-traffic-sign", build_md_traffic_sign, "the extracted GTSRB folder (final training set)", ("test",)),
+    ("md-cub", build_md_cub, "the extracted CUB_200_2011 folder", SPLITS),
+    ("md-ilsvrc", build_md_ilsvrc, "the extracted ILSVRC-2012 train folder (train/<wnid>/*.JPEG)", SPLITS),
 ):
     register(
         DatasetSpec(
@@ -369,6 +372,16 @@ for _name, _build, _source, _splits in (
             options={"image_size": IMAGE_SIZE},
         )
     )
+register(
+    DatasetSpec(
+        "md-omniglot",
+        build_md_omniglot,
+        MD_STATS,
+        source="the folder of images_background.zip and images_evaluation.zip (or of their extracted folders)",
+        download=True,
+        options={"image_size": IMAGE_SIZE},
+    )
+)
 register(
     DatasetSpec(
         "md-quickdraw",

@@ -16,6 +16,8 @@ et al.'s evaluation transform does: resized to a square of ``1.15 * image_size``
 bytes, and the reader fits those the same way, so both caches give the same pixels. Writes
 ``cub/{split}_data.hdf5`` (``datasets/<NNN.Name>``, uint8 (n, S, S, 3), images in file-name order
 as torchmeta) and ``cub/{split}_labels.json``.
+
+``md-cub`` (:func:`build_md_cub`) reads the extracted release into Meta-Dataset's split.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from metahyper.data.sources.common import (
     tar_files,
     validate_classes,
 )
+from metahyper.data.sources.meta_dataset import build_md_source, release_folder
 from metahyper.data.storage import fit_image
 from metahyper.data.writing import check_memory, check_writable, estimate_size, write_splits
 from metahyper.errors import UserError
@@ -204,3 +207,31 @@ def build_cub(
     splits = _split(reader, source, image_size, strict)
     write_splits(root, {("cub", split): (classes, sorted(classes)) for split, classes in splits.items()})  # all or none
     return outputs
+
+
+MD_NAME, MD_SOURCE = "md-cub", "cu_birds"
+MD_FIX = f"extract {ARCHIVE} ({URL}) and pass its CUB_200_2011 folder"
+
+
+def md_classes(top: Path) -> dict[str, list[tuple[Path, None]]]:
+    """``{NNN.Name: [(image, None), ...]}``: the images ``images.txt`` of the extracted release's
+    folder ``top`` lists, each class's in file-name order."""
+    listed = _listed((top / "images.txt").read_text(encoding="utf-8", errors="replace"), f"{top}/images.txt")
+    classes: dict[str, list[tuple[Path, None]]] = {}
+    for relative in sorted(listed):
+        parts = PurePosixPath(relative).parts
+        if len(parts) != 2:
+            raise UserError(f"{top}/images.txt lists {relative!r}, not <class>/<image>; {MD_FIX}")
+        classes.setdefault(parts[0], []).append((top / "images" / parts[0] / parts[1], None))
+    return classes
+
+
+def build_md_cub(
+    root: Path, source: str | Path | None = None, force: bool = False, strict: bool = True, image_size: int = 84
+) -> list[Path]:
+    """Build ``md-cub``: CUB-200-2011 with Meta-Dataset's 140 / 30 / 30 split, whole images resized
+    to ``image_size`` square (no crop, aspect ratio not kept, as Meta-Dataset;
+    :func:`~metahyper.data.sources.meta_dataset.build_md_source`). ``strict``: the specification's
+    200 classes and 11,788 images; otherwise any classes of its split file (tiny test sources)."""
+    top = release_folder(resolve_source(source, MD_FIX), "images.txt", "CUB_200_2011", MD_FIX)
+    return build_md_source(root, MD_NAME, MD_SOURCE, md_classes(top), image_size, force, strict)

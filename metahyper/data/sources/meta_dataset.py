@@ -11,7 +11,12 @@ them; :func:`metahyper.data.layouts.splits_dir`):
   :func:`check_spec_counts` checks counts against it, :func:`check_cache_counts` a built cache).
 
 ``source`` is Meta-Dataset's name of a source (``aircraft``, ``dtd``, ``vgg_flower``,
-``traffic_sign``, ``quickdraw``, ...). A builder lists its release's images per class first, checks
+``traffic_sign``, ``quickdraw``, ...). Two sources have no split file: Omniglot's splits are
+alphabets (the specification's ``superclasses_per_split``: the first 25 alphabets train, the next 5
+valid, the last 20 test), and ILSVRC-2012's are the leaves of each split's WordNet subgraph
+(``split_subgraphs``), their image counts in ``ilsvrc_2012_num_leaf_images.json``.
+
+A builder lists its release's images per class first, checks
 the classes and their image counts against the specification (:func:`check_spec_counts`), and only
 then decodes and writes them (:func:`build_md_source`): ``<root>/<dataset>/{split}_data.hdf5``
 (``datasets/<class>``, uint8 (n, S, S, 3)) and ``{split}_labels.json`` (the split file's class
@@ -20,8 +25,10 @@ order), for each split that has classes; Meta-Dataset's ``valid`` is metahyper's
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -47,14 +54,76 @@ FIX = "reinstall metahyper or restore datasets/splits/meta-dataset/ from git"
 # Meta-Dataset maps every source's pixels to [-1, 1] (x / 127.5 - 1): mean 0.5, std 0.5 per channel
 MD_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
+SPECS = "meta-dataset/dataset_specs"
+SPEC_SPLITS = ("TRAIN", "VALID", "TEST")  # the specification's names of MD_SPLITS
+
+
+class Member(NamedTuple):
+    """An image inside an archive: ``name`` (``archive:member``, for messages) and ``read``, which
+    returns its bytes."""
+
+    name: str
+    read: Callable[[], bytes]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 Box = tuple[int, int, int, int]  # (left, upper, right, lower), PIL's crop box
-ImageFile = tuple[Path, Box | None]  # an image of a class, and the box it is cropped to (or None)
+ImageFile = tuple[Path | Member, Box | None]  # an image of a class, and the box it is cropped to (or None)
+
+
+def _spec(source: str) -> dict:
+    spec = read_split_file(f"{SPECS}/{source}_dataset_spec.json")
+    if not isinstance(spec, dict) or not isinstance(spec.get("class_names"), dict):
+        raise UserError(f"Meta-Dataset specification of {source} lacks class_names; {FIX}")
+    return spec
+
+
+def _class_ids(spec: dict, source: str) -> list[str]:
+    """The specification's class names in class-id order."""
+    try:
+        return [str(spec["class_names"][i]) for i in sorted(spec["class_names"], key=int)]
+    except (TypeError, ValueError):
+        raise UserError(f"Meta-Dataset specification of {source} has a non-integer class id; {FIX}") from None
+
+
+def _omniglot_splits() -> list[list[str]]:
+    """Omniglot's characters of each split: its alphabets in id order, ``superclasses_per_split`` of
+    them per split, each alphabet's ``classes_per_superclass`` characters in class-id order."""
+    spec = _spec("omniglot")
+    names = _class_ids(spec, "omniglot")
+    try:
+        sizes = [int(spec["classes_per_superclass"][k]) for k in sorted(spec["classes_per_superclass"], key=int)]
+        per_split = [int(spec["superclasses_per_split"][s]) for s in SPEC_SPLITS]
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"Meta-Dataset specification of omniglot lacks its alphabets per split; {FIX}") from None
+    ends = np.cumsum([0, *sizes])
+    bounds = np.cumsum([0, *per_split])
+    return [names[ends[bounds[i]] : ends[bounds[i + 1]]] for i in range(len(SPEC_SPLITS))]
+
+
+def _ilsvrc_splits() -> list[list[str]]:
+    """ILSVRC-2012's leaves of each split's WordNet subgraph, in class-id order."""
+    spec = _spec("ilsvrc_2012")
+    names = _class_ids(spec, "ilsvrc_2012")
+    try:
+        leaves = [{n["wn_id"] for n in spec["split_subgraphs"][s] if not n["children_ids"]} for s in SPEC_SPLITS]
+    except (KeyError, TypeError):
+        raise UserError(f"Meta-Dataset specification of ilsvrc_2012 lacks its split subgraphs; {FIX}") from None
+    return [[c for c in names if c in split] for split in leaves]
+
+
+_DERIVED_SPLITS = {"omniglot": _omniglot_splits, "ilsvrc_2012": _ilsvrc_splits}  # sources without a split file
 
 
 def md_splits(source: str) -> dict[str, list[str]]:
     """Meta-Dataset's ``train`` / ``valid`` / ``test`` class names of ``source``, in the file's
-    order (an empty list for a split without classes); a one-line :class:`UserError` when the file
-    is missing or malformed."""
+    order (an empty list for a split without classes; Omniglot and ILSVRC-2012 from their
+    specifications, in class-id order); a one-line :class:`UserError` when the file is missing or
+    malformed."""
+    if source in _DERIVED_SPLITS:
+        return dict(zip(MD_SPLITS, _DERIVED_SPLITS[source]()))
     data = read_split_file(f"meta-dataset/splits/{source}_splits.json")
     lists = [data.get(s, []) for s in MD_SPLITS] if isinstance(data, dict) else None
     if lists is None or any(not isinstance(x, list) or not all(isinstance(c, str) for c in x) for x in lists):
@@ -64,8 +133,12 @@ def md_splits(source: str) -> dict[str, list[str]]:
 
 def spec_counts(source: str) -> dict[str, int]:
     """``{class name: images}`` of ``source`` as Meta-Dataset's dataset specification records them,
-    in class-id order."""
-    spec = read_split_file(f"meta-dataset/dataset_specs/{source}_dataset_spec.json")
+    in class-id order (for ``ilsvrc_2012``: its 1,000 leaves, counted in its
+    ``num_leaf_images`` file)."""
+    if source == "ilsvrc_2012":
+        leaves = read_split_file(f"{SPECS}/ilsvrc_2012_num_leaf_images.json")
+        return {c: int(leaves[c]) for c in _class_ids(_spec(source), source) if c in leaves}
+    spec = read_split_file(f"{SPECS}/{source}_dataset_spec.json")
     names = spec.get("class_names") if isinstance(spec, dict) else None
     counts = spec.get("images_per_class") if isinstance(spec, dict) else None
     if not isinstance(names, dict) or not isinstance(counts, dict) or set(names) != set(counts):
@@ -127,14 +200,14 @@ def folder_files(folder: Path, skip: Sequence[str] = ()) -> list[Path]:
 
 
 def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
-    """One image file as uint8 (size, size, 3): cropped to ``box`` when given (as Meta-Dataset's
-    conversion crops with PIL: a box reaching past the image's edge is filled with black), then
-    converted to RGB and resized to a square with LANCZOS (:func:`fit_image`); a one-line
+    """One image file (or archive :class:`Member`) as uint8 (size, size, 3): cropped to ``box``
+    when given (as Meta-Dataset's conversion crops with PIL: a box reaching past the image's edge
+    is filled with black), then converted to RGB and resized to a square with LANCZOS (:func:`fit_image`); a one-line
     :class:`UserError` naming the file when it cannot be read, declares too many pixels, or the box
     is empty or starts outside it."""
     what, fix = f"image {path}", "replace it from the release"
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(path.read()) if isinstance(path, Member) else path) as image:
             check_image_size(*image.size, what)
             width, height = image.size
             if box is not None and not (0 <= box[0] < min(box[2], width) and 0 <= box[1] < min(box[3], height)):
@@ -171,9 +244,8 @@ def _chosen(dataset: str, source: str, classes: Mapping[str, Items], strict: boo
     empty = [c for c, items in classes.items() if not len(items)]
     if empty:
         raise UserError(f"{dataset}: class {empty[0]!r} has no image; pass the complete release")
-    missing = (
-        next((path for items in classes.values() for path, _ in items if not path.is_file()), None) if files else None
-    )
+    listed = (path for items in classes.values() for path, _ in items if isinstance(path, Path)) if files else ()
+    missing = next((path for path in listed if not path.is_file()), None)
     if missing is not None:
         raise UserError(f"{dataset}: image {missing} is missing; pass the complete release")
     chosen = {SPLIT_NAMES[s]: [c for c in names if c in classes] for s, names in splits.items()}

@@ -15,6 +15,8 @@ torchmeta stores the same at 105x105. Labels ``omniglot/vinyals_{split}_labels.j
 characters), shipped as ``datasets/splits/omniglot/{split}.json``. With ``rotations=True`` every
 character also gives three classes, rotated by 90, 180 and 270 degrees (``<character>_rot90`` ...),
 in every split, as Vinyals et al. augment (4,112 / 688 / 1,692 classes); off by default.
+
+``md-omniglot`` (:func:`build_md_omniglot`) reads the same release into Meta-Dataset's split.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from metahyper.data.sources.common import (
     resolve_source,
     validate_classes,
 )
+from metahyper.data.sources.meta_dataset import Member, build_md_source
 from metahyper.data.storage import fit_image, to_8bit
 from metahyper.data.writing import check_memory, check_writable, estimate_size, stamp_build, write_classes_hdf5
 from metahyper.errors import UserError
@@ -206,3 +209,35 @@ def build_omniglot(
             write_json(tmp, sorted(key.split("/") for key in classes[split]))
         stamp_build(dict(zip(outputs, (tmp_data, *tmp_labels))))
     return outputs
+
+
+MD_NAME, MD_SOURCE = "md-omniglot", "omniglot"
+
+
+def md_classes(source: Path) -> dict[str, list[tuple[Member, None]]]:
+    """``{<alphabet>-<character>: [(drawing, None), ...]}`` of the release at ``source`` (read as
+    :func:`_members` reads it), Meta-Dataset's class names, drawings in file-name order."""
+    return {
+        f"{alphabet}-{character}": [
+            (Member(f"{source}:{part}/{alphabet}/{character}/{name}", opener), None)
+            for name, opener in sorted(drawings, key=lambda item: item[0])
+        ]
+        for (part, alphabet, character), drawings in sorted(_members(source).items())
+    }
+
+
+def build_md_omniglot(
+    root: Path,
+    source: str | Path | None = None,
+    download: bool = False,
+    force: bool = False,
+    strict: bool = True,
+    image_size: int = 84,
+) -> list[Path]:
+    """Build ``md-omniglot``: Meta-Dataset's Omniglot (25 / 5 / 20 alphabets; classes named
+    ``<alphabet>-<character>`` as its specification names them), drawings stored as they are
+    (black strokes on white, RGB, not inverted) at ``image_size``
+    (:func:`~metahyper.data.sources.meta_dataset.build_md_source`). ``strict``: the specification's
+    1,623 characters of 20 drawings; otherwise any characters of it (tiny test sources)."""
+    source = resolve_source(source, FIX, (lambda: download_zips(root)) if download else None)
+    return build_md_source(root, MD_NAME, MD_SOURCE, md_classes(source), image_size, force, strict)
