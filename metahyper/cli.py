@@ -283,18 +283,30 @@ def meta_train_cmd(**options) -> None:
     click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")
 
 
+def _eval_shape(values: dict, given: set) -> None:
+    """``--shots`` is required (or from ``--config``) unless ``--benchmark`` (variable shots)."""
+    if values.get("benchmark") is None and values.get("shots") is None:
+        raise UserError("missing option --shots; pass it, or --config with a run that sets it")
+
+
 @main.command("eval")
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
     several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
-    from metahyper.train import evaluate
+    from metahyper.train import benchmark, evaluate
 
     def stage(cfg: EvalConfig, ctx) -> Any:
+        if cfg.benchmark is not None:
+            return benchmark.evaluate_benchmark(cfg, ctx)
         return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
 
-    _, result = _run(EvalConfig, options, stage)
+    _, result = _run(EvalConfig, options, stage, _eval_shape)
     if result is None:
+        return
+    if isinstance(result, dict):
+        click.echo(benchmark.benchmark_text(result))
+        click.echo(f"wrote {', '.join(result['files'])}")
         return
     click.echo(result.line())
     written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
