@@ -381,14 +381,17 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 )
 def report_cmd(paths, title, markdown, csv_path, json_path, budget) -> None:
     """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
-    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs. With
-    --budget: section 5.2's training budget a hyper run needs to match a plain run."""
+    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs. `eval --benchmark`
+    JSONs: their sources side by side, with the average rank. With --budget: section 5.2's
+    training budget a hyper run needs to match a plain run."""
     from metahyper.report import (
+        benchmark_comparison,
         budget_text,
         budget_to_match,
         build_report,
         check_report_outputs,
         collect,
+        collect_benchmarks,
         write_report,
     )  # fmt: skip
 
@@ -399,6 +402,13 @@ def report_cmd(paths, title, markdown, csv_path, json_path, budget) -> None:
     for line in lines:
         click.echo(line)
     if not paths:
+        return
+    benchmarks = collect_benchmarks(paths)  # `eval --benchmark` results: sources x checkpoints, average rank
+    if benchmarks is not None:
+        text, written = benchmark_comparison(benchmarks, markdown, csv_path, json_path)
+        click.echo(text)
+        for path in written:
+            click.echo(f"wrote {path}")
         return
     report = build_report(collect(paths), title)
     click.echo(report.text())

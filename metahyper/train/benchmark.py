@@ -195,10 +195,12 @@ def average_ranks(results: Sequence[dict]) -> list[float | None]:
     return [float(v) for v in ranks.mean(axis=0)]
 
 
-def benchmark_markdown(results: Sequence[dict]) -> str:
+def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> str:
     """Meta-Dataset's table: a row per source, a column per result (checkpoint), ``mean +- 95% CI``
     in %, then the average over sources and, for several results, the average rank (over the
-    sources that all of them scored). A source a result did not score shows ``-``."""
+    sources that all of them scored). A source a result did not score shows ``-``; sources whose
+    episodes differ between results (fingerprints) are named under the table. ``kind``: the
+    marker line (:func:`~metahyper.train.outputs.with_marker`)."""
     labels = [f"{r['model']} [{r['method']}]" for r in results]
     sources = list(dict.fromkeys(s for r in results for s in BENCHMARKS.get(r["benchmark"], r["sources"])))
     cells = [{x["source"]: f"{100 * x['mean']:.2f} +- {100 * x['ci95']:.2f}" for x in r["results"]} for r in results]
@@ -209,8 +211,12 @@ def benchmark_markdown(results: Sequence[dict]) -> str:
         ranks = average_ranks(results)
         lines.append("| average rank | " + " | ".join("-" if v is None else f"{v:.2f}" for v in ranks) + " |")
     missing = sorted({s for r in results for s in r["missing"]})
-    note = f"\nNot built, skipped: {', '.join(missing)}.\n" if missing else ""
-    return with_marker("benchmark.md", "\n".join(lines) + "\n" + note)
+    notes = [f"Not built, skipped: {', '.join(missing)}."] if missing else []
+    prints = [{x["source"]: x["fingerprint"] for x in r["results"]} for r in results]
+    differ = [s for s in sources if len({p[s] for p in prints if s in p}) > 1]
+    if differ:
+        notes.append(f"Episodes differ between the results on {', '.join(differ)} (other seed or episode shape).")
+    return with_marker(kind, "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes))
 
 
 def benchmark_text(result: dict) -> str:

@@ -117,7 +117,7 @@ def test_largest_episode_and_python_refusals(pretrained, tmp_path):
 
 
 def _result(means: dict[str, float], missing=()) -> dict:
-    rows = [{"source": s, "mean": m, "ci95": 0.01} for s, m in means.items()]
+    rows = [{"source": s, "mean": m, "ci95": 0.01, "fingerprint": s} for s, m in means.items()]
     return {"benchmark": "meta-dataset", "model": "m", "method": "maml", "sources": list(means),
             "results": rows, "average": float(np.mean(list(means.values()))), "missing": list(missing)}  # fmt: skip
 
@@ -130,3 +130,24 @@ def test_average_rank_over_the_shared_sources():
     table = benchmark_markdown([a, b, c])
     assert "| average rank | 1.75 | 1.25 | 3.00 |" in table
     assert "| md-fungi | 10.00 +- 1.00 | - | - |" in table and "Not built, skipped: md-fungi." in table
+
+
+def test_report_compares_checkpoints_with_their_average_rank(md_root, pretrained, tmp_path):
+    outs = []
+    for head in ("zero", "proto"):
+        out = tmp_path / f"{head}.json"
+        cfg = EvalConfig(checkpoint=str(pretrained["wrn-10-1"]), benchmark="meta-dataset", skip_missing=True,
+                         method="maml", head=head, episodes=2, eval_inner_steps=1, data_root=str(md_root),
+                         device="cpu", progress=False, output=str(out))  # fmt: skip
+        outs.append(evaluate_benchmark(cfg))
+    files = [str(tmp_path / "zero.json"), str(tmp_path / "proto.json")]
+    table = tmp_path / "cmp.md"
+    result = CliRunner().invoke(main, ["report", *files, "--markdown", str(table)])
+    assert result.exit_code == 0, result.output
+    ranks = average_ranks(outs)
+    assert sum(ranks) == pytest.approx(3.0)  # two results over the same sources
+    assert f"| average rank | {ranks[0]:.2f} | {ranks[1]:.2f} |" in table.read_text()
+    assert "Episodes differ" not in table.read_text()  # same seed and shape: the same episodes
+    (tmp_path / "notes.json").write_text("{}")
+    mixed = CliRunner().invoke(main, ["report", files[0], str(tmp_path / "notes.json")])
+    assert mixed.exit_code == 2 and "not an `eval --benchmark` JSON" in mixed.output
