@@ -195,13 +195,24 @@ def average_ranks(results: Sequence[dict]) -> list[float | None]:
     return [float(v) for v in ranks.mean(axis=0)]
 
 
+def _labels(results: Sequence[dict]) -> list[str]:
+    """Column names: ``model [method, head]``, and the checkpoint where two would read the same."""
+
+    def label(r: dict) -> str:
+        head = (r.get("settings") or {}).get("head") if r["method"] == "maml" else None
+        return f"{r['model']} [{r['method']}{f', {head} head' if head else ''}]"
+
+    labels = [label(r) for r in results]
+    return [f"{t} {r.get('checkpoint', '')}" if labels.count(t) > 1 else t for t, r in zip(labels, results)]
+
+
 def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> str:
     """Meta-Dataset's table: a row per source, a column per result (checkpoint), ``mean +- 95% CI``
     in %, then the average over sources and, for several results, the average rank (over the
     sources that all of them scored). A source a result did not score shows ``-``; sources whose
     episodes differ between results (fingerprints) are named under the table. ``kind``: the
     marker line (:func:`~metahyper.train.outputs.with_marker`)."""
-    labels = [f"{r['model']} [{r['method']}]" for r in results]
+    labels = _labels(results)
     sources = list(dict.fromkeys(s for r in results for s in BENCHMARKS.get(r["benchmark"], r["sources"])))
     cells = [{x["source"]: f"{100 * x['mean']:.2f} +- {100 * x['ci95']:.2f}" for x in r["results"]} for r in results]
     lines = ["| source | " + " | ".join(labels) + " |", "|" + "---|" * (len(results) + 1)]
@@ -210,7 +221,7 @@ def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> s
     if len(results) > 1:
         ranks = average_ranks(results)
         lines.append("| average rank | " + " | ".join("-" if v is None else f"{v:.2f}" for v in ranks) + " |")
-    missing = sorted({s for r in results for s in r["missing"]})
+    missing = [s for s in sources if any(s in r["missing"] for r in results)]
     notes = [f"Not built, skipped: {', '.join(missing)}."] if missing else []
     prints = [{x["source"]: x["fingerprint"] for x in r["results"]} for r in results]
     differ = [s for s in sources if len({p[s] for p in prints if s in p}) > 1]

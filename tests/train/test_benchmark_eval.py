@@ -130,6 +130,9 @@ def test_average_rank_over_the_shared_sources():
     table = benchmark_markdown([a, b, c])
     assert "| average rank | 1.75 | 1.25 | 3.00 |" in table
     assert "| md-fungi | 10.00 +- 1.00 | - | - |" in table and "Not built, skipped: md-fungi." in table
+    assert "| source | m [maml] /a | m [maml] /b |" in benchmark_markdown(
+        [{**a, "checkpoint": "/a"}, {**b, "checkpoint": "/b"}]
+    )
 
 
 def test_report_compares_checkpoints_with_their_average_rank(md_root, pretrained, tmp_path):
@@ -148,6 +151,7 @@ def test_report_compares_checkpoints_with_their_average_rank(md_root, pretrained
     assert sum(ranks) == pytest.approx(3.0)  # two results over the same sources
     assert f"| average rank | {ranks[0]:.2f} | {ranks[1]:.2f} |" in table.read_text()
     assert "Episodes differ" not in table.read_text()  # same seed and shape: the same episodes
+    assert "| source | WRN-10-1 [maml, zero head] | WRN-10-1 [maml, proto head] |" in table.read_text()
     (tmp_path / "notes.json").write_text("{}")
     mixed = CliRunner().invoke(main, ["report", files[0], str(tmp_path / "notes.json")])
     assert mixed.exit_code == 2 and "not an `eval --benchmark` JSON" in mixed.output
