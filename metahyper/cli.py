@@ -283,18 +283,30 @@ def meta_train_cmd(**options) -> None:
     click.echo(f"meta-trained {summary['model']} for {cfg.iterations} iterations: {shown}; run in {cfg.out}")
 
 
+def _eval_shape(values: dict, given: set) -> None:
+    """``--shots`` is required (or from ``--config``) unless ``--benchmark`` (variable shots)."""
+    if values.get("benchmark") is None and values.get("shots") is None:
+        raise UserError("missing option --shots; pass it, or --config with a run that sets it")
+
+
 @main.command("eval")
 @config_options(EvalConfig, from_file=True)
 def eval_cmd(**options) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
     several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
-    from metahyper.train import evaluate
+    from metahyper.train import benchmark, evaluate
 
     def stage(cfg: EvalConfig, ctx) -> Any:
+        if cfg.benchmark is not None:
+            return benchmark.evaluate_benchmark(cfg, ctx)
         return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
 
-    _, result = _run(EvalConfig, options, stage)
+    _, result = _run(EvalConfig, options, stage, _eval_shape)
     if result is None:
+        return
+    if isinstance(result, dict):
+        click.echo(benchmark.benchmark_text(result))
+        click.echo(f"wrote {', '.join(result['files'])}")
         return
     click.echo(result.line())
     written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
@@ -369,14 +381,17 @@ def curves_cmd(runs, output, ratio_group, smooth) -> None:
 )
 def report_cmd(paths, title, markdown, csv_path, json_path, budget) -> None:
     """Eval JSONs (files, or run directories searched for them) as a table: models x datasets x
-    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs. With
-    --budget: section 5.2's training budget a hyper run needs to match a plain run."""
+    shots, mean +- 95% CI over episodes; several runs (seeds): mean +- sd over runs. `eval --benchmark`
+    JSONs: their sources side by side, with the average rank. With --budget: section 5.2's
+    training budget a hyper run needs to match a plain run."""
     from metahyper.report import (
+        benchmark_comparison,
         budget_text,
         budget_to_match,
         build_report,
         check_report_outputs,
         collect,
+        collect_benchmarks,
         write_report,
     )  # fmt: skip
 
@@ -387,6 +402,13 @@ def report_cmd(paths, title, markdown, csv_path, json_path, budget) -> None:
     for line in lines:
         click.echo(line)
     if not paths:
+        return
+    benchmarks = collect_benchmarks(paths)  # `eval --benchmark` results: sources x checkpoints, average rank
+    if benchmarks is not None:
+        text, written = benchmark_comparison(benchmarks, markdown, csv_path, json_path)
+        click.echo(text)
+        for path in written:
+            click.echo(f"wrote {path}")
         return
     report = build_report(collect(paths), title)
     click.echo(report.text())

@@ -61,6 +61,13 @@ ALGORITHMS: dict[str, dict[str, object]] = {
 MAX_EPISODES = 100_000
 AUTOCAST = {None: None, "bf16": torch.bfloat16}  # --autocast name -> the dtype MAML autocasts forwards to
 EVAL_METHODS = ("auto", "maml", "linear")  # metahyper.train.evaluate.build_scorer
+# eval --benchmark: the test sources of each benchmark (metahyper.train.benchmark)
+BENCHMARKS = {
+    "meta-dataset": (
+        "md-ilsvrc", "md-omniglot", "md-aircraft", "md-cub", "md-dtd", "md-quickdraw", "md-fungi", "md-vgg-flower",
+        "md-traffic-sign", "md-mscoco",
+    ),
+}  # fmt: skip
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
 PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_flip
 LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
@@ -470,14 +477,20 @@ class EvalConfig(CommonOptions):
     meta-trained checkpoints, linear for pretrained ones)."""
 
     checkpoint: str = required("Run directory (best.pt, else last.pt) or .pt file.", path="any")
-    dataset: list[str] = dataset_opt(
-        "Datasets whose --split classes make the episodes, comma-separated (several: one table, a row per dataset)."
+    dataset: list[str] = option(
+        [],
+        "Datasets whose --split classes make the episodes, comma-separated (several: one table, a row per dataset). "
+        f"A built-in ({', '.join(DATASETS)}) or a user dataset (`prepare folder`); required unless --benchmark.",
     )
-    shots: list[int] = option(
-        [1], "Support images per class (K-shot), comma-separated (several: a column each).", min=1, required=True
+    # None: 1-shot (the command line requires --shots), 5-way, 15 queries; with --benchmark: variable
+    shots: list[int] | None = option(
+        None,
+        "Support images per class (K-shot), comma-separated (several: a column each); required unless --benchmark "
+        "(variable shots unless given).",
+        min=1,
     )
-    ways: int = ways_opt()
-    queries: int = queries_opt()
+    ways: int | None = option(None, "Classes per task (N-way; default 5, with --benchmark variable).", min=2)
+    queries: int | None = option(None, "Query images per class (default 15, with --benchmark variable).", min=1)
     episodes: int = option(600, "Test episodes (mean +- 1.96 std / sqrt(n)).", min=1, max=MAX_EPISODES)
     split: str = option("test", "Split whose classes make the episodes.", choices=SPLITS)
     method: str = option(
@@ -509,6 +522,13 @@ class EvalConfig(CommonOptions):
     head_lr: float = option(0.01, "Adam learning rate of the linear head (--method linear).", above=0)
     image_size: int | None = image_size_opt("Input size (default: the size the model was trained at).")
     output: str | None = option(None, "JSON file (default: beside the checkpoint).", short="-o", path="file")
+    benchmark: str | None = option(
+        None,
+        "Instead of --dataset: every test source of the benchmark built under --data-root (meta-dataset: md-*), "
+        "variable-way variable-shot episodes unless --ways/--shots/--queries fix them; one table, a row per source.",
+        choices=tuple(BENCHMARKS),
+    )
+    skip_missing: bool = option(False, "With --benchmark: skip (and list) the sources not built instead of refusing.")
 
     stage = "eval"
 
@@ -522,9 +542,19 @@ class EvalConfig(CommonOptions):
             self.dataset = [name for name in self.dataset.split(",") if name]
         if isinstance(self.shots, int) and not isinstance(self.shots, bool):
             self.shots = [self.shots]
+        if self.benchmark is None:  # fixed episodes: the defaults
+            self.shots = [1] if self.shots is None else self.shots
+            self.ways = 5 if self.ways is None else self.ways
+            self.queries = 15 if self.queries is None else self.queries
         super().validate()
+        if self.benchmark is not None:
+            self._check_benchmark()
+        elif self.skip_missing:
+            raise UserError("--skip-missing applies to --benchmark only; drop it or pass --benchmark")
         for label, values in (("--dataset", self.dataset), ("--shots", self.shots)):
-            if not values:
+            if values is None and self.benchmark:
+                continue
+            if not values and not (self.benchmark and label == "--dataset"):
                 raise UserError(f"{label} needs at least one value")
             if len(set(values)) != len(values):
                 raise UserError(f"{label} lists a value twice ({','.join(map(str, values))}); list each once")
@@ -533,6 +563,13 @@ class EvalConfig(CommonOptions):
         if self.method == "linear":
             self.check_method("linear")
         check_support_chunk(self.support_chunk, self.bn)
+
+    def _check_benchmark(self) -> None:
+        """--benchmark replaces --dataset and takes one shot count; --skip-missing needs it."""
+        if self.dataset:
+            raise UserError(f"--benchmark {self.benchmark} names its own datasets; drop --dataset")
+        if self.shots is not None and len(self.shots) > 1:
+            raise UserError("--benchmark takes one --shots value (or none: variable shots); pass one")
 
     def check_method(self, method: str) -> None:
         """A one-line :class:`UserError` naming the options given that ``method`` (``maml`` or

@@ -16,6 +16,10 @@ scored from checkpoints kept by different rules (``best.pt`` of ``--select-on ta
 <dataset> val``). Output: a printed table, markdown, CSV (one line per run and one per aggregate)
 and JSON, each replacing only an earlier report output of its format (:func:`check_report_outputs`).
 
+Results of ``eval --benchmark`` (:func:`collect_benchmarks`) are compared instead in Meta-Dataset's
+layout: a row per source, a column per checkpoint, the average over sources and the average rank
+(:func:`benchmark_comparison`).
+
 :func:`budget_to_match` is section 5.2's "with 70% training budget": for a pair of pretrain runs,
 the first epoch at which the hyper run reaches the plain run's final validation accuracy, as a
 fraction of the hyper run's epochs.
@@ -33,7 +37,7 @@ from metahyper.errors import UserError
 from metahyper.io import check_fields, file_error, read_json, write_csv, write_json, write_text
 from metahyper.models import ModelConfig
 from metahyper.train.evaluate import mean_ci
-from metahyper.train.outputs import CSV_FIELDS, check_outputs, looks_like_eval, with_marker
+from metahyper.train.outputs import CSV_FIELDS, check_outputs, file_kind, looks_like_eval, with_marker
 
 _FIELDS = {
     "model": str,
@@ -103,6 +107,54 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
     if not results:
         raise UserError(f"no eval JSONs in {', '.join(map(str, paths))}; run `metahyper eval` first")
     return results
+
+
+_BENCHMARK_FIELDS = {
+    "benchmark": str, "model": str, "method": str, "sources": list, "missing": list, "average": (int, float),
+    "results": list,
+}  # fmt: skip
+_SOURCE_FIELDS = {"source": str, "mean": (int, float), "ci95": (int, float), "fingerprint": str}
+
+
+def collect_benchmarks(paths: Sequence[str | Path]) -> list[dict] | None:
+    """The ``eval --benchmark`` results (JSON files) in ``paths``, to compare side by side
+    (:func:`~metahyper.train.benchmark.benchmark_markdown`); None when no path is one. A one-line
+    :class:`UserError` when they are mixed with other results, damaged, or of different benchmarks."""
+    files = [Path(p) for p in paths]
+    found = [p.is_file() and file_kind(p) == "benchmark.json" for p in files]
+    if not any(found):
+        return None
+    if not all(found):
+        other = files[found.index(False)]
+        raise UserError(f"{other} is not an `eval --benchmark` JSON like the others; report the two kinds separately")
+    results = []
+    for file in files:
+        where = f"benchmark JSON {file}"
+        data = read_json(file, "benchmark JSON", _FIX, expect=dict, fields=_BENCHMARK_FIELDS)
+        for row in data["results"]:
+            check_fields(row, _SOURCE_FIELDS, where + ": a source", _FIX)
+        results.append(data)
+    if len({r["benchmark"] for r in results}) > 1:
+        raise UserError("these results are of different benchmarks; compare results of one benchmark at a time")
+    return results
+
+
+def benchmark_comparison(
+    results: Sequence[dict],
+    markdown: str | Path | None = None,
+    csv: str | Path | None = None,
+    json_path: str | Path | None = None,
+) -> tuple[str, list[Path]]:
+    """``(table text, paths written)`` of :func:`collect_benchmarks`' results side by side with
+    their average rank, written as a report's Markdown (``markdown``); ``csv`` and ``json_path``
+    are refused in one line (each result's own CSV and JSON hold the numbers)."""
+    from metahyper.train.benchmark import benchmark_markdown
+
+    if csv or json_path:
+        raise UserError("--csv and --json are not written for `eval --benchmark` results; use --markdown")
+    text = benchmark_markdown(results, "report.md")
+    written = [write_text(path, text) for path, _ in check_report_outputs(markdown)]
+    return text.split("\n", 1)[1], written  # the marker line is for files only
 
 
 def selection_label(result: dict) -> str:

@@ -56,12 +56,18 @@ def mean_ci(accuracies: Sequence[float]) -> tuple[float, float]:
 
 
 def episodes_fingerprint(sampler, indices: Sequence[int]) -> str:
-    """SHA-256 of the (class, image) indices of the given episodes: equal iff same tasks."""
+    """SHA-256 of the (class, image) indices of the given episodes: equal iff same tasks. A
+    :class:`~metahyper.data.variable_episodes.VariableEpisodeSampler` (it has ``plan``) is hashed
+    from each ``plan(i)``: its classes, shots per class, queries and every class's image indices."""
     h = hashlib.sha256()
     for i in indices:
-        classes, images = sampler.draw(i)
-        h.update(np.asarray(classes, dtype=np.int64).tobytes())
-        h.update(np.asarray(images, dtype=np.int64).tobytes())
+        if hasattr(sampler, "plan"):
+            plan = sampler.plan(i)
+            parts = [plan.classes, plan.shots, [plan.queries], *plan.images]
+        else:
+            parts = sampler.draw(i)
+        for part in parts:
+            h.update(np.asarray(part, dtype=np.int64).tobytes())
     return h.hexdigest()
 
 
@@ -274,9 +280,14 @@ def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True
 
 def _check_memory(cfg: EvalConfig, ckpt, shots: int, device: torch.device) -> int | None:
     """Refuse, before anything is built, episodes of ``shots`` that would not fit the memory
-    limit (:func:`~metahyper.train.memory.check_step`); returns the input size used."""
+    limit (:func:`check_episode_memory`); returns the input size used."""
+    return check_episode_memory(cfg, ckpt, cfg.ways * shots, cfg.ways * cfg.queries, device)
+
+
+def check_episode_memory(cfg: EvalConfig, ckpt, support: int, query: int, device: torch.device) -> int | None:
+    """Refuse, before anything is built, episodes of ``support`` + ``query`` images that would
+    not fit the memory limit (:func:`~metahyper.train.memory.check_step`); returns the input size used."""
     image_size = cfg.image_size if cfg.image_size is not None else ckpt.extra.get("input_size")
-    support, query = cfg.ways * shots, cfg.ways * cfg.queries
     images, alive = support + query, task_alive(support, query, 2, chunk=cfg.support_chunk or 0)
     fix = "lower --ways/--shots/--queries or --image-size (or use --support-chunk with --bn frozen)"
     check_step("evaluating", ckpt.model_config, image_size, images, f"episodes of {images} images", fix, device,

@@ -11,6 +11,8 @@ content (:func:`file_kind`), not its name:
 * ``eval-table.json`` / ``.csv`` / ``.md``: the table of an ``eval`` over several datasets or shot
   counts (JSON: an object with ``datasets``, ``shots`` and ``results``; CSV: exactly the header
   :data:`CSV_FIELDS` names; Markdown: its first line is the marker of :data:`MARKDOWN_MARKERS`);
+* ``benchmark.json`` / ``.csv`` / ``.md``: the table of ``eval --benchmark`` (JSON: an object with
+  ``benchmark``, ``sources`` and ``results``; CSV and Markdown as the eval table's);
 * ``report.json`` / ``.csv`` / ``.md``: what ``metahyper report`` writes (JSON: ``title``,
   ``rows``, ``columns`` and ``cells``; CSV and Markdown as the eval table's);
 * ``export``: a checkpoint written by ``metahyper export``;
@@ -44,6 +46,9 @@ KINDS = {
     "eval-table.json": "the JSON of an eval table",
     "eval-table.csv": "the CSV of an eval table",
     "eval-table.md": "the Markdown of an eval table",
+    "benchmark.json": "the JSON of an eval --benchmark table",
+    "benchmark.csv": "the CSV of an eval --benchmark table",
+    "benchmark.md": "the Markdown of an eval --benchmark table",
     "report.json": "the JSON of a report",
     "report.csv": "the CSV of a report",
     "report.md": "the Markdown of a report",
@@ -55,10 +60,12 @@ KINDS = {
 JSON_KEYS = {
     "eval": {"fingerprint", "accuracies"},
     "eval-table.json": {"datasets", "shots", "results"},
+    "benchmark.json": {"benchmark", "sources", "results"},
     "report.json": {"title", "rows", "columns", "cells"},
 }
 CSV_FIELDS = {
     "eval-table.csv": ("dataset", "shots", "mean", "ci95", "episodes", "fingerprint", "json"),
+    "benchmark.csv": ("source", "mean", "ci95", "episodes", "fingerprint"),
     "report.csv": (
         "model", "dataset", "split", "ways", "shots", "kind", "train_seed", "runs", "mean", "ci95", "sd",
         "pooled_mean", "pooled_ci95", "episodes", "source",
@@ -66,6 +73,7 @@ CSV_FIELDS = {
 }  # fmt: skip
 MARKDOWN_MARKERS = {
     "eval-table.md": "<!-- metahyper eval table -->",
+    "benchmark.md": "<!-- metahyper benchmark table -->",
     "report.md": "<!-- metahyper report -->",
 }
 FIGURE_METADATA = {"Software": "metahyper"}  # a PNG text chunk, before the image data
