@@ -39,6 +39,17 @@ SPLIT_NAMES = {"train": "train", "valid": "val", "test": "test"}  # Meta-Dataset
 FIX = "reinstall metahyper or restore datasets/splits/meta-dataset/ from git"
 # Meta-Dataset maps every source's pixels to [-1, 1] (x / 127.5 - 1): mean 0.5, std 0.5 per channel
 MD_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+# Meta-Dataset's eight training sources (its "all sources" setting), the datasets of `--train md-all`
+TRAINING_SOURCES = (
+    "md-ilsvrc",
+    "md-omniglot",
+    "md-aircraft",
+    "md-cub",
+    "md-dtd",
+    "md-quickdraw",
+    "md-fungi",
+    "md-vgg-flower",
+)
 
 Box = tuple[int, int, int, int]  # (left, upper, right, lower), PIL's crop box
 ImageFile = tuple[Path, Box | None]  # an image of a class, and the box it is cropped to (or None)
