@@ -473,9 +473,22 @@ class MetaTrainConfig(RunOptions):
             raise UserError("--select-on target needs --test (its first dataset is the target)")
 
     def _check_variable_episodes(self) -> None:
-        """One line for what cannot take episodes of varying ways and shapes, before any work."""
+        """One line for what cannot take episodes of varying ways and shapes, or would be ignored,
+        before any work."""
+        if self.source_weights != "uniform" and len(self.train_sources()) == 1:
+            raise UserError(
+                f"--source-weights {self.source_weights} weighs several --train datasets, but {self.train} is one; "
+                "drop it or name more datasets"
+            )
         if self.episodes != "variable":
             return
+        defaults = {s.name: s.default for s in specs(type(self))}
+        for name in ("ways", "shots", "queries"):
+            if getattr(self, name) != defaults[name]:
+                raise UserError(
+                    f"--{name} {getattr(self, name)} does not apply to --episodes variable, which draws the ways, "
+                    f"shots and queries of each episode; drop --{name} or use --episodes fixed"
+                )
         if self.head == "learned":
             raise UserError(
                 "--episodes variable draws 5 to 50 ways per episode, but --head learned is a classifier of fixed "

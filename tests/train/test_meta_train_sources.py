@@ -21,6 +21,7 @@ TWO = "glyphs-a,glyphs-b"
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
     base = dict(train=TWO, test=[], episodes="variable", head="zero", bn="frozen", iterations=3, save_every=1)
+    base.update(ways=5, queries=15)  # the defaults: variable episodes draw them
     return tiny_meta_config(root, init, out, **{**base, **kw})
 
 
@@ -83,7 +84,9 @@ def test_variable_episodes_differ_in_ways_and_shots(glyph_root, pretrained, tmp_
 
 
 def test_fixed_episodes_from_two_sources_keep_the_learned_head(glyph_root, pretrained, tmp_path):
-    meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "run", episodes="fixed", head="learned"))
+    meta_train(
+        _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "run", episodes="fixed", head="learned", ways=3, queries=2)
+    )
     rows = read_csv(tmp_path / "run" / "val.csv")
     assert len(rows) == 3 and all({"glyphs-a_acc", "glyphs-b_acc"} <= set(r) for r in rows)
 
@@ -97,6 +100,9 @@ def test_fixed_episodes_from_two_sources_keep_the_learned_head(glyph_root, pretr
         (dict(train="glyphs-a,glyphs-a"), "--train lists a dataset twice"),
         (dict(train=","), "names no dataset"),
         (dict(train="glyphs-a,nope"), "--train: .*nope"),
+        (dict(ways=3), "--ways 3 does not apply to --episodes variable"),
+        (dict(queries=2), "--queries 2 does not apply to --episodes variable"),
+        (dict(train="glyphs-a", source_weights="size"), "--source-weights size weighs several --train datasets"),
     ],
 )
 def test_what_cannot_take_variable_or_several_sources_is_refused_in_one_line(glyph_root, tmp_path, kw, message):
