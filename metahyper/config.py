@@ -18,6 +18,7 @@ import torch
 
 from metahyper.data.layouts import SPLITS
 from metahyper.data.registry import LAYOUTS, layout_for
+from metahyper.data.sources.meta_dataset import TRAINING_SOURCES as MD_TRAINING_SOURCES
 from metahyper.data.transforms import PAD_MODES as TRANSFORM_PAD_MODES
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS, BN_MODES, OUTER_SCHEDULES
@@ -71,6 +72,9 @@ BENCHMARKS = {
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
 PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_flip
 LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
+EPISODE_KINDS = ("fixed", "variable")  # meta-train --episodes: EpisodeSampler or VariableEpisodeSampler
+SOURCE_WEIGHTS = ("uniform", "size")  # metahyper.data.variable_episodes.MultiSourceSampler's weights
+SOURCE_SETS = {"md-all": MD_TRAINING_SOURCES}  # --train names that stand for several datasets
 
 
 def check_dataset(label: str, name: str, data_root: str | None, also: tuple[str, ...] = ()) -> None:
@@ -312,7 +316,22 @@ class MetaTrainConfig(RunOptions):
     inner embeddings+classifier, outer hypernetworks+classifier+backbone; plain: everything in
     both)."""
 
-    train: str = dataset_opt("Dataset whose train split gives the meta-training tasks.")
+    train: str = dataset_opt(
+        "Dataset whose train split gives the meta-training tasks, or several, comma-separated (or md-all: "
+        "Meta-Dataset's 8 training sources), each episode's source drawn per episode (--source-weights)."
+    )
+    episodes: str = option(
+        "fixed",
+        "Training and validation episodes: fixed (--ways/--shots/--queries) or variable (Meta-Dataset's: 5 to 50 "
+        "ways, up to 500 support images, up to 10 queries per class; needs --head zero or proto).",
+        choices=EPISODE_KINDS,
+    )
+    source_weights: str = option(
+        "uniform",
+        "Several --train datasets: each episode's source drawn uniformly (Meta-Dataset's default) or in "
+        "proportion to its train images (size).",
+        choices=SOURCE_WEIGHTS,
+    )
     init: str = required("Pretrain run directory or checkpoint.", path="any")
     test: list[str] = option(
         [],
@@ -433,7 +452,14 @@ class MetaTrainConfig(RunOptions):
         if isinstance(self.test, str):  # one name or a comma list (config.json of earlier versions)
             self.test = [t for t in self.test.replace(" ", "").split(",") if t]
         super().validate()
-        check_dataset("--train", self.train, self.data_root)
+        sources = self.train_sources()
+        if not sources:
+            raise UserError(f"--train {self.train!r} names no dataset; pass one, a comma list or md-all")
+        if len(set(sources)) != len(sources):
+            raise UserError(f"--train lists a dataset twice: {','.join(sources)}")
+        for name in sources:
+            check_dataset("--train", name, self.data_root)
+        self._check_variable_episodes()
         for name in self.test:
             check_dataset("--test", name, self.data_root)
         if self.min_lr > self.outer_lr:
@@ -453,12 +479,57 @@ class MetaTrainConfig(RunOptions):
         if self.select_on == "target" and not self.test:
             raise UserError("--select-on target needs --test (its first dataset is the target)")
 
+    def _check_variable_episodes(self) -> None:
+        """One line for what cannot take episodes of varying ways and shapes, or would be ignored,
+        before any work."""
+        if self.source_weights != "uniform" and len(self.train_sources()) == 1:
+            raise UserError(
+                f"--source-weights {self.source_weights} weighs several --train datasets, but {self.train} is one; "
+                "drop it or name more datasets"
+            )
+        if self.episodes != "variable":
+            return
+        defaults = {s.name: s.default for s in specs(type(self))}
+        for name in ("ways", "shots", "queries"):
+            if getattr(self, name) != defaults[name]:
+                raise UserError(
+                    f"--{name} {getattr(self, name)} does not apply to --episodes variable, which draws the ways, "
+                    f"shots and queries of each episode; drop --{name} or use --episodes fixed"
+                )
+        if self.head == "learned":
+            raise UserError(
+                "--episodes variable draws 5 to 50 ways per episode, but --head learned is a classifier of fixed "
+                "width; add --head zero or --head proto"
+            )
+        if self.inner_rule == "meta-sgd":
+            raise UserError(
+                "--inner-rule meta-sgd learns a rate per element of a fixed-width classifier, but --episodes variable "
+                "changes the ways every episode; use --inner-rule lslr or sgd, or --episodes fixed"
+            )
+        if self.backend == "vmap":
+            raise UserError(
+                "--backend vmap batches tasks of one shape, but --episodes variable draws episodes of different "
+                "sizes; use --backend func or higher"
+            )
+
+    def train_sources(self) -> list[str]:
+        """The datasets of ``--train``: its comma-separated names, each name of :data:`SOURCE_SETS`
+        (``md-all``) replaced by its datasets."""
+        names = [n for n in self.train.replace(" ", "").split(",") if n]
+        return [d for n in names for d in SOURCE_SETS.get(n, (n,))]
+
     def validation_domains(self) -> list[str]:
-        """The datasets whose val split is validated: the source (``train``), then ``test``."""
-        return list(dict.fromkeys([self.train, *self.test]))
+        """The datasets whose val split is validated: the sources (``train``), then ``test``."""
+        return list(dict.fromkeys([*self.train_sources(), *self.test]))
+
+    def selection_domains(self) -> list[str]:
+        """The datasets whose mean val accuracy picks ``best.pt`` (and is logged as ``val_acc``): the
+        sources (``--select-on source`` or ``last``), or the first ``--test`` dataset (``target``)."""
+        return [self.test[0]] if self.select_on == "target" and self.test else self.train_sources()
 
     def selection_domain(self) -> str | None:
-        """The dataset whose val accuracy picks ``best.pt`` (None for ``--select-on last``)."""
+        """The name of what picks ``best.pt`` (None for ``--select-on last``): ``train`` as given
+        (one dataset, a comma list or ``md-all``), or the first ``--test`` dataset."""
         return {"source": self.train, "target": self.test[0] if self.test else None, "last": None}[self.select_on]
 
 

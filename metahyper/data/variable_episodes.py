@@ -240,6 +240,25 @@ class VariableEpisodeSampler(Dataset):
         """Images in the split."""
         return int(self._counts.sum())
 
+    def largest_episode(self) -> tuple[int, int, int]:
+        """Upper bounds of any episode's ``(ways, support images, query images)``, from the class
+        counts alone (what a memory check is fed): ``N <= min(50, classes)``; the support set at most
+        ``min(500, sum of min(100, |c|))`` over the N largest classes; ``n * Q`` queries, ``Q`` at most
+        the rule's value for the n-th largest class (the smallest of n classes is no larger)."""
+        if self._fixed is not None:
+            return self.ways, self.ways * self.shots, self.ways * self.queries
+        ways = self.ways if self.ways is not None else min(MAX_WAYS, self.data.num_classes)
+        top = np.sort(self._counts)[::-1][:ways]
+        if self.shots is not None:
+            support = ways * self.shots
+            per_class = np.minimum(MAX_QUERY, top - self.shots)
+        else:
+            support = int(min(MAX_SUPPORT, np.minimum(MAX_SUPPORT_PER_CLASS, top).sum()))
+            per_class = np.minimum(MAX_QUERY, top // 2)
+        if self.queries is not None:
+            per_class = np.full(ways, self.queries)
+        return ways, support, int((np.arange(1, ways + 1) * per_class).max())
+
 
 class MultiSourceSampler(Dataset):
     """Episodes from several splits: episode ``i`` draws its source, then its episode from that
@@ -274,6 +293,12 @@ class MultiSourceSampler(Dataset):
 
     def __getitem__(self, index: int) -> Episode:
         return self.episode(index)
+
+    def largest_episode(self) -> tuple[int, int, int]:
+        """Upper bounds of any episode's ``(ways, support images, query images)``: the largest of
+        each over the sources (:meth:`VariableEpisodeSampler.largest_episode`)."""
+        bounds = np.array([s.largest_episode() for s in self.samplers])
+        return tuple(int(b) for b in bounds.max(axis=0))
 
     def source_and_plan(self, index: int) -> tuple[int, EpisodePlan]:
         """The source (index into ``samplers``) and :class:`EpisodePlan` of episode ``index``."""

@@ -3,7 +3,12 @@
 1. Load the pretrained model (``--init``) and replace its classifier by a fresh N-way linear layer
    (section 4.2).
 2. Each iteration ``j`` takes the meta-batch of episodes ``j*B .. j*B+B-1`` of the training
-   dataset's train split (:func:`metahyper.data.meta_batches`), adapts the inner groups on each
+   dataset's train split (:func:`metahyper.data.meta_batches`): fixed N-way K-shot episodes, or with
+   ``--episodes variable`` Meta-Dataset's variable-way variable-shot ones
+   (:class:`~metahyper.data.variable_episodes.VariableEpisodeSampler`; heads ``zero`` / ``proto``
+   only); several ``--train`` datasets (``md-all``: Meta-Dataset's 8 training sources) draw each
+   episode's source per episode (:class:`~metahyper.data.variable_episodes.MultiSourceSampler`) and
+   are read in place, not loaded into RAM. It adapts the inner groups on each
    support set and accumulates the meta-gradient of the mean query loss over the B tasks into the
    outer groups (:meth:`metahyper.meta.MAML.meta_step`); Adam steps, the learning rate halves every
    ``lr_halve_every`` iterations down to ``min_lr``. Plain models: every parameter in both loops
@@ -12,9 +17,10 @@
    (stem, stage-first convs of variant 1, shortcuts, BatchNorm): by default they learn in the outer
    loop and do not adapt (:mod:`metahyper.meta.maml`). ``--inner`` / ``--outer`` change both sets.
 3. Every ``val_every`` iterations: accuracy on fixed episodes of the val split of the training
-   dataset (the source) and of every ``--test`` dataset (mean +- 95% CI each; Figure 5 curves).
-   ``best.pt`` is the model selected by ``--select-on``: best on the source's val classes
-   (default), best on the first ``--test`` dataset's val classes (``target``), or the final model
+   dataset (the source; each of several) and of every ``--test`` dataset (mean +- 95% CI each;
+   Figure 5 curves), episodes of the training kind. ``best.pt`` is the model selected by
+   ``--select-on``: best on the source's val classes (default; several sources: the mean of their
+   accuracies), best on the first ``--test`` dataset's val classes (``target``), or the final model
    (``last``); its ``selection`` entry records the rule, dataset and iteration. With
    ``--select-on source`` the ``--test`` datasets are monitored only: they never change which
    model is kept, and without ``--test`` no other dataset is opened.
@@ -40,6 +46,7 @@ statistics, recorded per rank, are averaged after each meta-step); only rank 0 w
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any
 
@@ -91,8 +98,9 @@ class MetaTrainer(Trainer):
                 "(or use --resume to continue meta-training)"
             )
         self.image_size = cfg.image_size if cfg.image_size is not None else init.extra.get("input_size")
-        self._check_memory(init)
         self._open_data()
+        self._check_memory(init)
+        self._load_data()
         self._build(init)
         n, layers = cfg.iterations, self.movement.layers
         curves = {k: torch.zeros(n, dtype=torch.float64) for k in ("loss", "acc", "lr")}
@@ -104,6 +112,8 @@ class MetaTrainer(Trainer):
             "stage": "meta-train",
             "input_size": self.image_size,
             "train_dataset": cfg.train,
+            "train_datasets": cfg.train_sources(),
+            "episodes": cfg.episodes,
             "test_datasets": list(cfg.test),
             "pretrain": str(init.path),
             "maml": self.settings.to_dict(),
@@ -113,8 +123,10 @@ class MetaTrainer(Trainer):
     def _check_memory(self, init: Checkpoint) -> None:
         """Refuse a meta-batch that cannot fit, before anything large is allocated."""
         cfg = self.cfg
-        support, query, tasks = cfg.ways * cfg.shots, cfg.ways * cfg.queries, -(-cfg.meta_batch // self.ctx.world_size)
+        ways, support, query = self.largest
+        tasks = -(-cfg.meta_batch // self.ctx.world_size)
         task_images = support + query
+        up_to = "" if self.in_memory else "up to "  # variable or several sources: the largest possible episode
         second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
         second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
         graphs = 2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs
@@ -122,11 +134,11 @@ class MetaTrainer(Trainer):
         check_step(
             "meta-training",
             dataclasses.replace(
-                init.model_config, num_classes=cfg.ways, bn_steps=cfg.inner_steps + 1 if cfg.per_step_bn else 0
+                init.model_config, num_classes=ways, bn_steps=cfg.inner_steps + 1 if cfg.per_step_bn else 0
             ),
             self.image_size,
             task_images,
-            f"meta-batches of {tasks} tasks of {task_images} images",
+            f"meta-batches of {tasks} tasks of {up_to}{task_images} images",
             "lower --meta-batch, --shots/--queries, --inner-steps or --image-size (or use --inner-checkpoint; "
             "with --first-order, --support-chunk), or --iterations",
             self.device,
@@ -137,22 +149,56 @@ class MetaTrainer(Trainer):
         )
 
     def _open_data(self) -> None:
-        """The training sampler and one fixed-episode sampler per validated domain."""
-        from metahyper.data import EpisodeSampler, open_split
+        """The training sampler (several sources: :class:`MultiSourceSampler`) and one sampler per
+        validated domain, on the caches as they lie (what their files declare; no image read), and
+        ``largest``: bounds of any of their episodes' ``(ways, support, query)`` images."""
+        from metahyper.data import open_split
+        from metahyper.data.variable_episodes import MultiSourceSampler
 
         cfg = self.cfg
-        train_data = open_split(cfg.train, "train", root=cfg.data_root, in_memory=True)
-        self.sampler = EpisodeSampler(
-            train_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.seed, image_size=self.image_size
-        )
-        self.val_samplers: dict[str, EpisodeSampler] = {}
+        sources = cfg.train_sources()
+        # fixed episodes of one source: its splits are loaded into RAM (_load_data); else read in place
+        self.in_memory = cfg.episodes == "fixed" and len(sources) == 1
+        if len(sources) == 1:
+            self.sampler = self._sampler(open_split(sources[0], "train", root=cfg.data_root), cfg.seed)
+        else:
+            parts = [self._sampler(open_split(d, "train", root=cfg.data_root), cfg.seed) for d in sources]
+            self.sampler = MultiSourceSampler(parts, seed=cfg.seed, weights=cfg.source_weights)
+        self.val_samplers = {}
         if cfg.val_every and cfg.val_episodes:
             for domain in cfg.validation_domains():
-                val_data = open_split(domain, "val", root=cfg.data_root, in_memory=True)
-                self.val_samplers[domain] = EpisodeSampler(
-                    val_data, cfg.ways, cfg.shots, cfg.queries, seed=cfg.val_seed, image_size=self.image_size
-                )
-        self.primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the source when nothing is selected
+                self.val_samplers[domain] = self._sampler(open_split(domain, "val", root=cfg.data_root), cfg.val_seed)
+        bounds = [self._largest(s) for s in (self.sampler, *self.val_samplers.values())]
+        self.largest = tuple(max(b[k] for b in bounds) for k in range(3))
+        self.primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the sources when nothing is selected
+        self.averaged = cfg.selection_domains()  # val_acc is their mean
+
+    def _sampler(self, data, seed: int):
+        """Episodes of one split: :class:`EpisodeSampler` (fixed episodes of one source, as
+        always), else :class:`VariableEpisodeSampler` (Meta-Dataset's episodes, or with
+        ``--episodes fixed`` the same fixed ones, which :class:`MultiSourceSampler` takes)."""
+        from metahyper.data import EpisodeSampler
+        from metahyper.data.variable_episodes import VariableEpisodeSampler
+
+        cfg = self.cfg
+        if cfg.episodes == "variable":
+            return VariableEpisodeSampler(data, seed=seed, image_size=self.image_size)
+        if not self.in_memory:
+            return VariableEpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
+        return EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
+
+    def _largest(self, sampler) -> tuple[int, int, int]:
+        """Bounds of ``sampler``'s episodes' ``(ways, support, query)`` images."""
+        if hasattr(sampler, "largest_episode"):
+            return sampler.largest_episode()
+        cfg = self.cfg
+        return cfg.ways, cfg.ways * cfg.shots, cfg.ways * cfg.queries
+
+    def _load_data(self) -> None:
+        """Fixed episodes of one source: every split into RAM (each load checks its memory first)."""
+        if self.in_memory:
+            for sampler in (self.sampler, *self.val_samplers.values()):
+                sampler.data.load_into_memory()
 
     def _build(self, init: Checkpoint) -> None:
         """The model with a fresh N-way head (section 4.2), its MAML, the outer optimiser."""
@@ -247,7 +293,7 @@ class MetaTrainer(Trainer):
         saving = done % cfg.save_every == 0 or done == self.total
         loss = curves["loss"][it].item()
         model = self.model if validating or saving else None
-        check_finite(f"iteration {done}", "lower --outer-lr / --inner-lr", loss, model, loss_bound(cfg.ways))
+        check_finite(f"iteration {done}", "lower --outer-lr / --inner-lr", loss, model, loss_bound(self.largest[0]))
         moved = {f"movement/{k}": v for k, v in zip(layers, stats[2:].tolist())}
         self.log.scalars(done, {"loss": loss, "acc": stats[1].item(), "lr": curves["lr"][it].item(), **moved}, "train/")
         if it % 5 == 0 or done == self.total:
@@ -274,7 +320,7 @@ class MetaTrainer(Trainer):
                 desc=f"validate {domain}",
             )
             row[f"{domain}_acc"], row[f"{domain}_ci95"] = mean_ci(accs)
-        mean, ci = row[f"{self.primary}_acc"], row[f"{self.primary}_ci95"]
+        mean, ci = self._selected(row)
         window = slice(max(0, done - cfg.val_every), done)
         row.update(
             val_acc=mean,
@@ -296,11 +342,21 @@ class MetaTrainer(Trainer):
         best = f" (best on {self.primary} {100 * self.state.best:.2f} %)" if cfg.select_on != "last" else ""
         self.log.message(f"iteration {done}: val {shown}{best}")
 
+    def _selected(self, row: dict[str, Any]) -> tuple[float, float]:
+        """``val_acc`` and ``val_ci95``: one domain's; of several, the mean of their accuracies and
+        its 95% half-width from theirs (independent episodes: ``sqrt(sum ci^2) / k``)."""
+        if len(self.averaged) == 1:
+            return row[f"{self.averaged[0]}_acc"], row[f"{self.averaged[0]}_ci95"]
+        accs = [row[f"{d}_acc"] for d in self.averaged]
+        cis = [row[f"{d}_ci95"] for d in self.averaged]
+        return sum(accs) / len(accs), math.sqrt(sum(c * c for c in cis)) / len(cis)
+
     def selection(self, done: int, mean: float | None, ci: float | None) -> dict[str, Any]:
         """How ``best.pt`` was chosen (``extra["selection"]``)."""
         return {
             "rule": self.cfg.select_on,
             "dataset": self.cfg.selection_domain(),
+            "datasets": self.averaged if self.cfg.select_on != "last" else None,
             "split": "val" if mean is not None else None,
             "iteration": done,
             "val_acc": mean,
@@ -344,6 +400,7 @@ class MetaTrainer(Trainer):
                 "model": self.model.config.label(),
                 "ways": self.cfg.ways,
                 "shots": self.cfg.shots,
+                "episodes": self.cfg.episodes,
                 "validation": history,
                 "layers": layers,
                 "val_on": self.primary,

@@ -53,6 +53,17 @@ SPLIT_NAMES = {"train": "train", "valid": "val", "test": "test"}  # Meta-Dataset
 FIX = "reinstall metahyper or restore datasets/splits/meta-dataset/ from git"
 # Meta-Dataset maps every source's pixels to [-1, 1] (x / 127.5 - 1): mean 0.5, std 0.5 per channel
 MD_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+# Meta-Dataset's eight training sources (its "all sources" setting), the datasets of `--train md-all`
+TRAINING_SOURCES = (
+    "md-ilsvrc",
+    "md-omniglot",
+    "md-aircraft",
+    "md-cub",
+    "md-dtd",
+    "md-quickdraw",
+    "md-fungi",
+    "md-vgg-flower",
+)
 
 SPECS = "meta-dataset/dataset_specs"
 SPEC_SPLITS = ("TRAIN", "VALID", "TEST")  # the specification's names of MD_SPLITS
