@@ -501,11 +501,6 @@ class MetaTrainConfig(RunOptions):
                 "--episodes variable draws 5 to 50 ways per episode, but --head learned is a classifier of fixed "
                 "width; add --head zero or --head proto"
             )
-        if self.inner_rule == "meta-sgd":
-            raise UserError(
-                "--inner-rule meta-sgd learns a rate per element of a fixed-width classifier, but --episodes variable "
-                "changes the ways every episode; use --inner-rule lslr or sgd, or --episodes fixed"
-            )
         if self.backend == "vmap":
             raise UserError(
                 "--backend vmap batches tasks of one shape, but --episodes variable draws episodes of different "

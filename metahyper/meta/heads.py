@@ -40,8 +40,10 @@ class Head:
     """A :class:`MAML`'s head: ``kind`` (one of :data:`HEADS`), the names of the classifier's
     ``weight`` (``ways x features``) and ``bias`` (``None``: not known, e.g. a learned head of a
     model whose classifier was not named), its meta-learned ``width`` (rows), and ``fixed``: whether
-    a task must have ``width`` ways (the learned head; or an inner rule with one learned rate per
-    element of the classifier, e.g. Meta-SGD)."""
+    a task must have ``width`` ways (the learned head; or a per-task head with an already built
+    inner rule that learns a tensor of each parameter's shape, e.g. Meta-SGD's rates: built by
+    :class:`MAML` from its name instead, such a rule learns one row for the head, shared by the
+    classes)."""
 
     kind: str = "learned"
     weight: str | None = None
@@ -85,8 +87,9 @@ class Head:
                 "variable ways use a head built per task: --head zero or --head proto (MAML(head='zero'|'proto'))"
             )
         return (
-            f"inner rule {self.rule!r} learns one rate per element of the {self.width}-way classifier, but task "
-            f"{task} has {ways} ways; for variable ways use an inner rule without per-element rates (sgd, lslr)"
+            f"the built inner rule {self.rule!r} learns a tensor of the {self.width}-way classifier's shape, but task "
+            f"{task} has {ways} ways; pass MAML the rule's name or class instead (inner_rule={self.rule!r}): it then "
+            "learns one row for a per-task head, shared by every class"
         )
 
 

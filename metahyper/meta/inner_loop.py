@@ -220,10 +220,11 @@ def _support_loss(forward: Forward, loss_fn: LossFn, x: Tensor, y: Tensor, chunk
     return lambda i: [loss_of_part(i, px, py) for px, py in parts]
 
 
-def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor]) -> bool:
+def _learns_through_rule(rule: InnerRule, params: Mapping[str, Tensor], training: bool | None) -> bool:
     """First order with a learned rule in training: its parameters need the graph of the updates
-    (the inner gradients stay constants)."""
-    return any(p.requires_grad for p in rule.parameters()) and any(p.requires_grad for p in params.values())
+    (the inner gradients stay constants). ``training`` None: training when a parameter requires grad."""
+    training = any(p.requires_grad for p in params.values()) if training is None else training
+    return training and any(p.requires_grad for p in rule.parameters())
 
 
 def chunk_size(value: object) -> int:
@@ -265,6 +266,7 @@ def inner_loop(
     captured: Sequence[Tensor] = (),
     recompute_context: Callable[[], AbstractContextManager[Any]] = nullcontext,
     trajectory: bool = False,
+    training: bool | None = None,
 ) -> Params | list[Params]:
     """Adapt ``params`` by ``steps`` steps of ``rule`` (default: SGD at rate ``lr``) on
     ``loss_fn(forward(params, support_x), support_y)``; gradients are taken w.r.t. ``params`` only.
@@ -276,7 +278,10 @@ def inner_loop(
     (identity Jacobian), or the detached adapted tensor where ``p`` does not require grad
     (evaluation); with learned rule parameters (training) the updates keep their graph, so the
     result is ``p - Σ_k α ∘ g_k`` differentiable w.r.t. ``p`` (identity) and the rule's parameters
-    (e.g. ``-Σ_k g_k`` for Meta-SGD's rates). ``steps=0`` returns ``params``. Raises
+    (e.g. ``-Σ_k g_k`` for Meta-SGD's rates). Training is told by ``training`` (default: whether
+    some of ``params`` requires grad; a task whose adapted parameters all start as constants, e.g.
+    a zero head on a body adapted from detached copies, still trains the rule's parameters when
+    ``training=True``). ``steps=0`` returns ``params``. Raises
     :class:`UserError` for ``steps < 0``.
 
     ``inner_checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted
@@ -296,7 +301,7 @@ def inner_loop(
     rule = SGD(params, lr, steps) if rule is None else rule
     loss_at = _support_loss(forward, loss_fn, support_x, support_y, support_chunk)
     step, state = _stepper(rule, grad, loss_at), rule.init_state(params)
-    if first_order and _learns_through_rule(rule, params):  # constant inner gradients, updates with graph
+    if first_order and _learns_through_rule(rule, params, training):  # constant inner gradients, updates with graph
         done = _with_graph(
             lambda p, s, i: rule.step(p, _gradient(grad, loss_at(i), _detached(p), False), i, s), params, state, steps
         )

@@ -126,9 +126,17 @@ def _check_chunk(chunk: Any, model: nn.Module, bn: str) -> int:
 
 
 def _build_rule(
-    rule: str | type[InnerRule] | InnerRule, model: nn.Module, inner: Sequence[str], lr: float, steps: int
+    rule: str | type[InnerRule] | InnerRule,
+    model: nn.Module,
+    inner: Sequence[str],
+    lr: float,
+    steps: int,
+    one_row: Sequence[str] = (),
 ) -> InnerRule:
-    """The inner rule of :class:`MAML` from a name, a class or a built rule."""
+    """The inner rule of :class:`MAML` from a name, a class or a built rule. The parameters named
+    in ``one_row`` (a per-task head's, whose rows are each task's classes) are given to the rule
+    as their first row, so a rule that learns a tensor of each parameter's shape (Meta-SGD) learns
+    one row for them, shared by every class of every task and broadcast to the task's width."""
     if isinstance(rule, InnerRule):
         return rule
     if isinstance(rule, str):
@@ -138,7 +146,7 @@ def _build_rule(
     if not (isinstance(rule, type) and issubclass(rule, InnerRule)):
         raise UserError(f"inner_rule must be a name, an InnerRule subclass or an InnerRule, got {rule!r}")
     named = dict(model.named_parameters())
-    return rule({n: named[n] for n in inner}, lr, steps)
+    return rule({n: named[n][:1] if n in one_row else named[n] for n in inner}, lr, steps)
 
 
 class MAML(nn.Module):
@@ -194,10 +202,10 @@ class MAML(nn.Module):
         _check(backend, bn, autocast, inner_lr, inner_steps, eval_inner_steps)
         self.model = model
         self.inner_params = _names(model, inner, "inner")
-        self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps)
-        rule = self.inner_rule.name if self.inner_rule.elementwise else ""
-        self.head = make_head(model, head, classifier, self.inner_params, rule)
+        built = isinstance(inner_rule, InnerRule) and inner_rule.elementwise  # its tensors' widths are its own
+        self.head = make_head(model, head, classifier, self.inner_params, inner_rule.name if built else "")
         per_task = self.head.names if self.head.per_task else ()
+        self.inner_rule = _build_rule(inner_rule, model, self.inner_params, inner_lr, inner_steps, per_task)
         self.outer_params = tuple(n for n in _names(model, outer, "outer") if n not in per_task)
         self.inner_lr, self.inner_steps, self.eval_inner_steps = inner_lr, inner_steps, eval_inner_steps
         self.first_order, self.bn, self.autocast = first_order, bn, autocast

@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from metahyper.errors import UserError
 from metahyper.meta import MAML
+from metahyper.meta.rules import MetaSGD
 from metahyper.models import resolve_groups
 from tests.meta.test_maml import LR, SIZE, make_model, rel_err
 
@@ -48,13 +49,15 @@ def maml_of(model, head: str, **kwargs) -> MAML:
     return MAML(model, inner=inner, outer=outer, head=head, classifier=CLASSIFIER, inner_lr=LR, **kwargs)
 
 
-def reference_meta_grads(model, tasks, inner, outer, head, *, steps, first_order):
+def reference_meta_grads(model, tasks, inner, outer, head, *, steps, first_order, rates=None):
     """The update rule written out: per task the classifier starts at the task's width (zeros, or
     ``2 c_k`` / ``-||c_k||^2`` with ``c_k`` the mean of the fc layer's input over class k's support
     images, from a forward with the meta-parameters), then ``steps`` SGD steps on the inner
     parameters, each step's gradient the partial derivative of the support loss w.r.t. each inner
     parameter (:func:`torch.func.grad`; first order: detached); the mean query loss is differentiated
-    w.r.t. the outer parameters. Forwards on cloned buffers, BatchNorm on batch statistics."""
+    w.r.t. the outer parameters. Forwards on cloned buffers, BatchNorm on batch statistics.
+    ``rates`` (Meta-SGD, name -> leaf tensor): step ``p - rates[p] * g`` elementwise, the head's
+    one-row rates repeated over the task's classes; their gradients are returned as ``rate:<name>``."""
     model.train()
     params = dict(model.named_parameters())
     buffers = dict(model.named_buffers())
@@ -80,12 +83,14 @@ def reference_meta_grads(model, tasks, inner, outer, head, *, steps, first_order
                     lambda own, fast=fast, t=t: F.cross_entropy(forward({**fast, **own}, t.support_x), t.support_y)
                 )({n: fast[n] for n in inner})
                 for n, g in grads.items():
-                    fast[n] = fast[n] - LR * (g.detach() if first_order else g)
+                    rate = LR if rates is None else rates[n].expand(ways, *g.shape[1:]) if n in CLASSIFIER else rates[n]
+                    fast[n] = fast[n] - rate * (g.detach() if first_order else g)
             total = total + F.cross_entropy(forward(fast, t.query_x), t.query_y) / len(tasks)
     finally:
         hook.remove()
-    grads = torch.autograd.grad(total, [params[n] for n in outer], allow_unused=True)
-    return dict(zip(outer, grads))
+    rates = rates or {}
+    grads = torch.autograd.grad(total, [params[n] for n in outer] + list(rates.values()), allow_unused=True)
+    return dict(zip([*outer, *(f"rate:{n}" for n in rates)], grads))
 
 
 @pytest.mark.parametrize("kind", ["plain", "hyper1"])
@@ -124,6 +129,36 @@ def test_meta_gradients_on_variable_ways_match_the_update_rule(kind, head, first
     model.zero_grad(set_to_none=True)
 
 
+@pytest.mark.parametrize("head", ["proto", "zero"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_meta_sgd_learns_one_row_of_head_rates_shared_by_the_classes(head, first_order):
+    model = make_model("hyper1")
+    tasks = variable_tasks()
+    base = maml_of(model, head, inner_rule="meta-sgd", inner_steps=2)
+    rates = base.inner_lrs
+    assert rates["fc/weight"].shape == (1, model.fc.in_features) and rates["fc/bias"].shape == (1,)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for r in rates.values():  # distinct rates, so that a wrong index or broadcast shows
+            r.copy_(LR * (0.5 + torch.rand(r.shape, generator=g, dtype=r.dtype)))
+    leaves = {n: rates[n.replace(".", "/")].detach().clone().requires_grad_() for n in base.inner_params}
+    ref = reference_meta_grads(
+        model, tasks, base.inner_params, base.outer_params, head, steps=2, first_order=first_order, rates=leaves
+    )
+    assert all(g is not None and g.abs().sum() > 0 for g in ref.values())
+    for backend in ("func", "higher"):
+        model.zero_grad(set_to_none=True)
+        maml = maml_of(model, head, inner_rule="meta-sgd", inner_steps=2, backend=backend)
+        maml.load_state_dict(base.state_dict())
+        maml.meta_step(tasks, first_order=first_order)
+        got = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        got.update({f"rate:{n}": maml.inner_lrs[n.replace(".", "/")].grad for n in leaves})
+        assert set(got) == set(ref), backend
+        for n in ref:
+            assert rel_err(got[n], ref[n]) < 1e-8, (backend, n, rel_err(got[n], ref[n]))
+    model.zero_grad(set_to_none=True)
+
+
 def test_vmap_takes_equal_ways_and_refuses_variable_ways():
     model = make_model("plain")
     equal = [make_task([2, 1, 1, 2], seed=s) for s in (1, 2)]
@@ -156,8 +191,10 @@ def test_learned_head_refuses_other_ways_before_any_work():
 
 def test_refusals_of_heads_and_chunks():
     model = make_model("plain")
-    with pytest.raises(UserError, match="one rate per element of the 3-way classifier"):
-        maml_of(model, "zero", inner_rule="meta-sgd").evaluate(make_task([1, 1, 1, 1]))
+    _, _, inner, _ = resolve_groups(model)
+    built = MetaSGD({n: p for n, p in model.named_parameters() if n in inner}, LR, 1)
+    with pytest.raises(UserError, match="built inner rule 'meta-sgd' learns a tensor of the 3-way classifier's shape"):
+        maml_of(model, "zero", inner_rule=built).evaluate(make_task([1, 1, 1, 1]))
     with pytest.raises(UserError, match="labels 0..ways-1 with a support image for each class"):
         maml_of(model, "proto").evaluate(
             SimpleNamespace(**{**vars(make_task([1, 1])), "support_y": torch.tensor([0, 2])})

@@ -47,9 +47,9 @@ def test_variable_episodes_from_two_sources_validate_each_and_select_on_their_me
     }
 
 
-@pytest.mark.parametrize("head", ["zero", "proto"])
-def test_variable_multi_source_run_resumes_bit_identically(glyph_root, pretrained, tmp_path, head):
-    kw = dict(head=head, source_weights="size", val_every=2, val_episodes=2, seed=3)
+@pytest.mark.parametrize(("head", "algorithm"), [("zero", "maml"), ("proto", "maml"), ("zero", "meta-sgd")])
+def test_variable_multi_source_run_resumes_bit_identically(glyph_root, pretrained, tmp_path, head, algorithm):
+    kw = dict(head=head, algorithm=algorithm, source_weights="size", val_every=2, val_episodes=2, seed=3)
     init = pretrained["hyper-wrn-10-1"]
     meta_train(_cfg(glyph_root, init, tmp_path / "full", **kw))
 
@@ -63,6 +63,10 @@ def test_variable_multi_source_run_resumes_bit_identically(glyph_root, pretraine
     full, cut = load_checkpoint(tmp_path / "full" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
     assert full.extra["iteration"] == cut.extra["iteration"] == 3
     assert all(torch.equal(v, cut.state_dict[k]) for k, v in full.state_dict.items())
+    rule = full.extra["inner_rule"]
+    assert all(torch.equal(v, cut.extra["inner_rule"][k]) for k, v in rule.items())
+    if algorithm == "meta-sgd":  # the head's rates: one row, shared by the classes of every episode
+        assert rule["lrs.fc/weight"].shape[0] == rule["lrs.fc/bias"].shape[0] == 1
     for name in ("train.csv", "val.csv"):
         assert (tmp_path / "full" / name).read_text() == (tmp_path / "cut" / name).read_text(), name
 
@@ -95,7 +99,6 @@ def test_fixed_episodes_from_two_sources_keep_the_learned_head(glyph_root, pretr
     ("kw", "message"),
     [
         (dict(head="learned"), "--head learned is a classifier of fixed width; add --head zero or --head proto"),
-        (dict(algorithm="meta-sgd"), "--inner-rule meta-sgd learns a rate per element"),
         (dict(backend="vmap"), "--backend vmap batches tasks of one shape"),
         (dict(train="glyphs-a,glyphs-a"), "--train lists a dataset twice"),
         (dict(train=","), "names no dataset"),

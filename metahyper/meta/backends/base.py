@@ -233,6 +233,7 @@ class Backend:
                 captured=captured,
                 recompute_context=lambda: self.recompute_context(mode, x),
                 trajectory=trajectory,
+                training=mode is not Mode.EVAL,
             )
 
     def query_loss(

@@ -98,6 +98,7 @@ class VmapBackend(Backend):
                 grad=functorch_grad,
                 support_chunk=self.support_chunk,
                 trajectory=step_weights is not None,
+                training=True,
             )
             path = adapted if step_weights is not None else [adapted]
             query = []

@@ -25,11 +25,12 @@ Params = dict[str, Tensor]
 class InnerRule(nn.Module, ABC):
     """Base of inner update rules. Subclasses take ``(params, lr, steps)`` in their constructor:
     ``params`` the model's inner parameters (name -> tensor, in the model's order; shapes and
-    devices, not values, matter), ``lr`` the inner learning rate of ``MAML(inner_lr=...)`` and
+    devices, not values, matter; a per-task head's weight and bias come as their first row, as
+    each task has its own width), ``lr`` the inner learning rate of ``MAML(inner_lr=...)`` and
     ``steps`` the inner steps of meta-training."""
 
     name = "base"
-    elementwise = False  # learns a tensor of each inner parameter's shape (fixes the classifier's width)
+    elementwise = False  # learns a tensor of each inner parameter's shape (broadcast over a per-task head's rows)
 
     def __init__(self, params: Mapping[str, Tensor], lr: float, steps: int) -> None:
         super().__init__()

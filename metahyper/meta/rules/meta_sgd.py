@@ -1,6 +1,12 @@
 """Meta-SGD (Li et al. 2017, "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning"):
 ``θ' = θ - α ∘ ∇L``, with ``α`` a learned tensor of ``θ``'s shape (one rate per element),
-initialised at the inner learning rate and meta-learned with ``θ`` by the outer optimiser."""
+initialised at the inner learning rate and meta-learned with ``θ`` by the outer optimiser.
+
+With a head built per task (``MAML(head="zero"|"proto")``) the classifier's width is the task's,
+so :class:`~metahyper.meta.MAML` gives this rule the classifier's first row: its rates are one row,
+a rate per feature (and one for the bias) shared by every class and broadcast to each task's
+width. The classes of a task are in random order, so rates per class could learn nothing a shared
+row cannot; and the rule then takes variable ways."""
 
 from __future__ import annotations
 
