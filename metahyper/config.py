@@ -69,6 +69,13 @@ BENCHMARKS = {
         "md-traffic-sign", "md-mscoco",
     ),
 }  # fmt: skip
+
+
+def benchmark_sources(benchmark: str) -> tuple[str, ...]:
+    """The test sources of ``--benchmark``: a name of :data:`BENCHMARKS`, or a comma list of datasets."""
+    return BENCHMARKS.get(benchmark) or tuple(name for name in benchmark.split(",") if name)
+
+
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
 PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_flip
 LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
@@ -590,9 +597,9 @@ class EvalConfig(CommonOptions):
     output: str | None = option(None, "JSON file (default: beside the checkpoint).", short="-o", path="file")
     benchmark: str | None = option(
         None,
-        "Instead of --dataset: every test source of the benchmark built under --data-root (meta-dataset: md-*), "
-        "variable-way variable-shot episodes unless --ways/--shots/--queries fix them; one table, a row per source.",
-        choices=tuple(BENCHMARKS),
+        "Instead of --dataset: every test source of the benchmark built under --data-root (meta-dataset: the ten "
+        "md-*; or a comma list of datasets), variable-way variable-shot episodes unless --ways/--shots/--queries fix "
+        "them; one table, a row per source.",
     )
     skip_missing: bool = option(False, "With --benchmark: skip (and list) the sources not built instead of refusing.")
 
@@ -636,6 +643,16 @@ class EvalConfig(CommonOptions):
             raise UserError(f"--benchmark {self.benchmark} names its own datasets; drop --dataset")
         if self.shots is not None and len(self.shots) > 1:
             raise UserError("--benchmark takes one --shots value (or none: variable shots); pass one")
+        if self.benchmark in BENCHMARKS:
+            return
+        sources = benchmark_sources(self.benchmark)
+        if not sources or len(set(sources)) != len(sources):
+            raise UserError(
+                f"--benchmark {self.benchmark!r} is neither {' nor '.join(BENCHMARKS)} nor a comma list of distinct "
+                "datasets; pass one of those"
+            )
+        for name in sources:
+            check_dataset("--benchmark", name, self.data_root, also=tuple(BENCHMARKS))
 
     def check_method(self, method: str) -> None:
         """A one-line :class:`UserError` naming the options given that ``method`` (``maml`` or

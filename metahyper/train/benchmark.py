@@ -1,4 +1,5 @@
-"""``metahyper eval --benchmark meta-dataset``: one checkpoint on every test source of a benchmark.
+"""``metahyper eval --benchmark meta-dataset``: one checkpoint on every test source of a benchmark
+(Meta-Dataset's ten, or any comma list of datasets: :func:`~metahyper.config.benchmark_sources`).
 
 Each source built under the data root (its ``--split`` cache exists) is scored on ``cfg.episodes``
 episodes of :class:`~metahyper.data.variable_episodes.VariableEpisodeSampler` (Meta-Dataset's
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from metahyper.config import BENCHMARKS, EvalConfig
+from metahyper.config import EvalConfig, benchmark_sources
 from metahyper.data.variable_episodes import MAX_QUERY, MAX_SUPPORT, MAX_WAYS, VariableEpisodeSampler
 from metahyper.errors import UserError
 from metahyper.io import write_csv, write_json, write_text
@@ -73,7 +74,7 @@ def find_sources(cfg: EvalConfig) -> tuple[list[str], list[str]]:
 
     root = Path(cfg.data_root) if cfg.data_root else default_root()
     built, missing = [], []
-    for name in BENCHMARKS[cfg.benchmark]:
+    for name in benchmark_sources(cfg.benchmark):
         try:
             found = layout_for(name, root).data_file(root, cfg.split).is_file()
         except UserError:  # not registered in this install
@@ -81,7 +82,7 @@ def find_sources(cfg: EvalConfig) -> tuple[list[str], list[str]]:
         (built if found else missing).append(name)
     where = f"under {root} ({cfg.split} split)"
     if not built:
-        raise UserError(f"no {cfg.benchmark} source is built {where}; build them with `metahyper prepare md-...`")
+        raise UserError(f"no {cfg.benchmark} source is built {where}; build them with `metahyper prepare`")
     if missing and not cfg.skip_missing:
         raise UserError(
             f"{cfg.benchmark}: {', '.join(missing)} not built {where}; build them with `metahyper prepare`, or pass "
@@ -108,7 +109,8 @@ def _check_head(cfg: EvalConfig, extra: dict, method: str, fc_width: int) -> Non
 def default_table(checkpoint: Path, cfg: EvalConfig) -> Path:
     """``eval-<benchmark>-<split>-<shape>-seed<seed>.json`` beside the checkpoint."""
     folder = Path(cfg.checkpoint) if Path(cfg.checkpoint).is_dir() else checkpoint.parent
-    return folder / f"eval-{cfg.benchmark}-{cfg.split}-{shape_label(cfg)}-seed{cfg.seed}.json"
+    name = cfg.benchmark.replace(",", "+")  # a comma list of datasets
+    return folder / f"eval-{name}-{cfg.split}-{shape_label(cfg)}-seed{cfg.seed}.json"
 
 
 def _prepare(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple:
@@ -213,7 +215,7 @@ def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> s
     episodes differ between results (fingerprints) are named under the table. ``kind``: the
     marker line (:func:`~metahyper.train.outputs.with_marker`)."""
     labels = _labels(results)
-    sources = list(dict.fromkeys(s for r in results for s in BENCHMARKS.get(r["benchmark"], r["sources"])))
+    sources = list(dict.fromkeys(s for r in results for s in benchmark_sources(r["benchmark"])))
     cells = [{x["source"]: f"{100 * x['mean']:.2f} +- {100 * x['ci95']:.2f}" for x in r["results"]} for r in results]
     lines = ["| source | " + " | ".join(labels) + " |", "|" + "---|" * (len(results) + 1)]
     lines += [f"| {s} | " + " | ".join(c.get(s, "-") for c in cells) + " |" for s in sources]

@@ -15,7 +15,13 @@ from metahyper.data import open_split
 from metahyper.data.variable_episodes import VariableEpisodeSampler
 from metahyper.data.writing import write_splits
 from metahyper.errors import UserError
-from metahyper.train.benchmark import average_ranks, benchmark_markdown, evaluate_benchmark, largest_episode
+from metahyper.train.benchmark import (
+    average_ranks,
+    benchmark_markdown,
+    default_table,
+    evaluate_benchmark,
+    largest_episode,
+)
 from metahyper.train.evaluate import episodes_fingerprint
 from metahyper.train.memory import ENV
 from metahyper.train.outputs import MARKDOWN_MARKERS
@@ -155,3 +161,21 @@ def test_report_compares_checkpoints_with_their_average_rank(md_root, pretrained
     (tmp_path / "notes.json").write_text("{}")
     mixed = CliRunner().invoke(main, ["report", files[0], str(tmp_path / "notes.json")])
     assert mixed.exit_code == 2 and "not an `eval --benchmark` JSON" in mixed.output
+
+
+def test_a_comma_list_of_datasets_is_a_benchmark_of_its_own(md_root, pretrained, tmp_path):
+    out = tmp_path / "two.json"
+    result = _eval(str(pretrained["wrn-10-1"]), "--benchmark", "md-dtd,md-aircraft", "--method", "maml", "--head",
+                   "zero", "--episodes", "2", "--inner-steps", "1", "--data-root", str(md_root),
+                   "-o", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["benchmark"] == "md-dtd,md-aircraft" and data["missing"] == []
+    assert [r["source"] for r in data["results"]] == ["md-dtd", "md-aircraft"]  # the order given
+    rows = [line.split(" | ")[0] for line in out.with_suffix(".md").read_text().splitlines()[3:5]]
+    assert rows == ["| md-dtd", "| md-aircraft"]
+    cfg = EvalConfig(checkpoint=str(tmp_path), benchmark="md-dtd,md-aircraft", data_root=str(md_root))
+    assert default_table(tmp_path, cfg).name == "eval-md-dtd+md-aircraft-test-variable-seed0.json"
+    for benchmark, message in (("md-dtd,md-dtd", "comma list of distinct datasets"), ("md-dtd,nope", "--benchmark: ")):
+        refused = _eval(str(pretrained["wrn-10-1"]), "--benchmark", benchmark, "--data-root", str(md_root))
+        assert refused.exit_code == 2 and message in refused.output, refused.output
