@@ -17,8 +17,8 @@ scored from checkpoints kept by different rules (``best.pt`` of ``--select-on ta
 and JSON, each replacing only an earlier report output of its format (:func:`check_report_outputs`).
 
 Results of ``eval --benchmark`` (:func:`collect_benchmarks`) are compared instead in Meta-Dataset's
-layout: a row per source, a column per checkpoint, the average over sources and the average rank
-(:func:`benchmark_comparison`).
+layout: a row per source, a column per learner (its runs merged as above: mean +- sd over seeds,
+:func:`merge_runs`), the average over sources and the average rank (:func:`benchmark_comparison`).
 
 :func:`budget_to_match` is section 5.2's "with 70% training budget": for a pair of pretrain runs,
 the first epoch at which the hyper run reaches the plain run's final validation accuracy, as a
@@ -139,6 +139,37 @@ def collect_benchmarks(paths: Sequence[str | Path]) -> list[dict] | None:
     return results
 
 
+def merge_runs(results: Sequence[dict]) -> list[dict]:
+    """Benchmark results that read the same (:func:`~metahyper.train.benchmark.result_label`: model,
+    method, algorithm, head) are runs (seeds) of one learner, as a cell of :func:`build_report`
+    holds every run of its row: one result each, in order of first appearance, whose sources are
+    those every run scored, each with the mean of the runs' means and their ``sd`` (ddof=1), and
+    whose ``fingerprint`` joins the runs' (equal between learners run on the same seeds). A label
+    of one run keeps its result as it is."""
+    from metahyper.train.benchmark import result_label
+
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(result_label(r), []).append(r)
+    merged = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            merged.append(runs[0])
+            continue
+        by_source = [{x["source"]: x for x in r["results"]} for r in runs]
+        sources = [s for s in runs[0]["sources"] if all(s in b for b in by_source)]
+        rows = []
+        for source in sources:
+            means = np.array([b[source]["mean"] for b in by_source], dtype=np.float64)
+            prints = "+".join(b[source]["fingerprint"] for b in by_source)
+            rows.append({"source": source, "mean": float(means.mean()), "sd": float(means.std(ddof=1)),
+                         "fingerprint": prints})  # fmt: skip
+        merged.append({**runs[0], "checkpoint": "", "runs": len(runs), "sources": sources, "results": rows,
+                       "missing": sorted({m for r in runs for m in r["missing"]}),
+                       "average": float(np.mean([x["mean"] for x in rows])) if rows else float("nan")})  # fmt: skip
+    return merged
+
+
 def benchmark_comparison(
     results: Sequence[dict],
     markdown: str | Path | None = None,
@@ -152,7 +183,7 @@ def benchmark_comparison(
 
     if csv or json_path:
         raise UserError("--csv and --json are not written for `eval --benchmark` results; use --markdown")
-    text = benchmark_markdown(results, "report.md")
+    text = benchmark_markdown(merge_runs(results), "report.md")
     written = [write_text(path, text) for path, _ in check_report_outputs(markdown)]
     return text.split("\n", 1)[1], written  # the marker line is for files only
 

@@ -278,11 +278,8 @@ def inner_loop(
     (identity Jacobian), or the detached adapted tensor where ``p`` does not require grad
     (evaluation); with learned rule parameters (training) the updates keep their graph, so the
     result is ``p - Σ_k α ∘ g_k`` differentiable w.r.t. ``p`` (identity) and the rule's parameters
-    (e.g. ``-Σ_k g_k`` for Meta-SGD's rates). Training is told by ``training`` (default: whether
-    some of ``params`` requires grad; a task whose adapted parameters all start as constants, e.g.
-    a zero head on a body adapted from detached copies, still trains the rule's parameters when
-    ``training=True``). ``steps=0`` returns ``params``. Raises
-    :class:`UserError` for ``steps < 0``.
+    (e.g. ``-Σ_k g_k`` for Meta-SGD's rates). ``training`` tells training (default: some of ``params``
+    requires grad; none may, e.g. a zero head on a detached body). UserError for ``steps < 0``.
 
     ``inner_checkpoint=N > 0`` (second order; first order ignores it): keep only every N-th adapted
     state and recompute the steps between them in the backward (module docstring); same result and
@@ -295,8 +292,7 @@ def inner_loop(
     ``support_chunk=N > 0``: each step's support gradient accumulated over chunks of N images
     (module docstring). ``trajectory=True``: the list of the parameters after each step
     (``[params]`` for no step), as the multi-step loss needs (:mod:`metahyper.meta.msl`); not with
-    ``inner_checkpoint``.
-    """
+    ``inner_checkpoint``. ``steps=0`` returns ``params``."""
     _check(steps, inner_checkpoint, trajectory, support_chunk)
     rule = SGD(params, lr, steps) if rule is None else rule
     loss_at = _support_loss(forward, loss_fn, support_x, support_y, support_chunk)

@@ -197,15 +197,29 @@ def average_ranks(results: Sequence[dict]) -> list[float | None]:
     return [float(v) for v in ranks.mean(axis=0)]
 
 
+def result_label(result: dict) -> str:
+    """``model [method, algorithm, head]`` of a result (the algorithm when not plain MAML)."""
+    settings = result.get("settings") or {}
+    parts = [result["method"]]
+    if result["method"] == "maml":
+        algorithm, head = settings.get("algorithm", "maml"), settings.get("head")
+        parts += [algorithm] if algorithm != "maml" else []
+        parts += [f"{head} head"] if head else []
+    return f"{result['model']} [{', '.join(parts)}]"
+
+
 def _labels(results: Sequence[dict]) -> list[str]:
-    """Column names: ``model [method, head]``, and the checkpoint where two would read the same."""
-
-    def label(r: dict) -> str:
-        head = (r.get("settings") or {}).get("head") if r["method"] == "maml" else None
-        return f"{r['model']} [{r['method']}{f', {head} head' if head else ''}]"
-
-    labels = [label(r) for r in results]
+    """Column names: :func:`result_label` (with the runs merged into it), and the checkpoint where
+    two would read the same."""
+    labels = [result_label(r) + (f" ({r['runs']} runs)" if r.get("runs", 1) > 1 else "") for r in results]
     return [f"{t} {r.get('checkpoint', '')}" if labels.count(t) > 1 else t for t, r in zip(labels, results)]
+
+
+def _cell(row: dict) -> str:
+    """``mean +- 95% CI`` of one run, ``mean +- sd sd`` of runs merged (``sd`` over their means)."""
+    if "sd" in row:
+        return f"{100 * row['mean']:.2f} +- {100 * row['sd']:.2f} sd"
+    return f"{100 * row['mean']:.2f} +- {100 * row['ci95']:.2f}"
 
 
 def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> str:
@@ -216,7 +230,7 @@ def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> s
     marker line (:func:`~metahyper.train.outputs.with_marker`)."""
     labels = _labels(results)
     sources = list(dict.fromkeys(s for r in results for s in benchmark_sources(r["benchmark"])))
-    cells = [{x["source"]: f"{100 * x['mean']:.2f} +- {100 * x['ci95']:.2f}" for x in r["results"]} for r in results]
+    cells = [{x["source"]: _cell(x) for x in r["results"]} for r in results]
     lines = ["| source | " + " | ".join(labels) + " |", "|" + "---|" * (len(results) + 1)]
     lines += [f"| {s} | " + " | ".join(c.get(s, "-") for c in cells) + " |" for s in sources]
     lines.append("| average | " + " | ".join(f"{100 * r['average']:.2f}" for r in results) + " |")
@@ -225,6 +239,11 @@ def benchmark_markdown(results: Sequence[dict], kind: str = "benchmark.md") -> s
         lines.append("| average rank | " + " | ".join("-" if v is None else f"{v:.2f}" for v in ranks) + " |")
     missing = [s for s in sources if any(s in r["missing"] for r in results)]
     notes = [f"Not built, skipped: {', '.join(missing)}."] if missing else []
+    if any(r.get("runs", 1) > 1 for r in results):
+        notes.append(
+            "Accuracy (%): one run: mean +- 95% CI over its episodes; several runs (seeds): the mean of their means "
+            "+- the standard deviation of their means; the average and its rank from those means."
+        )
     prints = [{x["source"]: x["fingerprint"] for x in r["results"]} for r in results]
     differ = [s for s in sources if len({p[s] for p in prints if s in p}) > 1]
     if differ:

@@ -15,6 +15,7 @@ from metahyper.data import open_split
 from metahyper.data.variable_episodes import VariableEpisodeSampler
 from metahyper.data.writing import write_splits
 from metahyper.errors import UserError
+from metahyper.report import merge_runs
 from metahyper.train.benchmark import (
     average_ranks,
     benchmark_markdown,
@@ -179,3 +180,25 @@ def test_a_comma_list_of_datasets_is_a_benchmark_of_its_own(md_root, pretrained,
     for benchmark, message in (("md-dtd,md-dtd", "comma list of distinct datasets"), ("md-dtd,nope", "--benchmark: ")):
         refused = _eval(str(pretrained["wrn-10-1"]), "--benchmark", benchmark, "--data-root", str(md_root))
         assert refused.exit_code == 2 and message in refused.output, refused.output
+
+
+def test_runs_of_one_learner_are_merged_into_mean_and_sd_over_seeds():
+    def run(model, seed, means):
+        r = _result(means)
+        for row in r["results"]:
+            row["fingerprint"] = f"{row['source']}-seed{seed}"
+        return {**r, "model": model, "checkpoint": f"/{model}/seed{seed}", "settings": {"head": "proto"}}
+
+    a = [run("A", s, {"md-dtd": 0.4 + 0.1 * s, "md-cub": 0.5}) for s in range(3)]
+    b = [run("B", s, {"md-dtd": 0.3, "md-cub": 0.6 + 0.1 * s}) for s in range(2)]
+    merged = merge_runs([a[0], b[0], a[1], b[1], a[2]])
+    assert [(m["model"], m["runs"]) for m in merged] == [("A", 3), ("B", 2)]
+    dtd = merged[0]["results"][0]
+    assert dtd["mean"] == pytest.approx(0.5) and dtd["sd"] == pytest.approx(0.1)
+    assert dtd["fingerprint"] == "md-dtd-seed0+md-dtd-seed1+md-dtd-seed2"
+    assert merged[1]["average"] == pytest.approx((0.3 + 0.65) / 2)
+    table = benchmark_markdown(merged)
+    assert "| source | A [maml, proto head] (3 runs) | B [maml, proto head] (2 runs) |" in table
+    assert "| md-dtd | 50.00 +- 10.00 sd | 30.00 +- 0.00 sd |" in table
+    assert "standard deviation of their means" in table
+    assert merge_runs([a[0]]) == [a[0]]  # one run: as it is
