@@ -79,6 +79,7 @@ def benchmark_sources(benchmark: str) -> tuple[str, ...]:
 SELECT_RULES = ("source", "target", "last")  # metahyper.train.meta_train: which model becomes best.pt
 PAD_MODES = tuple(TRANSFORM_PAD_MODES)  # metahyper.data.transforms.random_crop_flip
 LR_SCHEDULES = ("step", "swa")  # metahyper.train.pretrain.lr_factor
+FIXED_EPISODES = {"ways": 5, "shots": 1, "queries": 15}  # meta-train --episodes fixed without --ways/--shots/--queries
 EPISODE_KINDS = ("fixed", "variable")  # meta-train --episodes: EpisodeSampler or VariableEpisodeSampler
 SOURCE_WEIGHTS = ("uniform", "size")  # metahyper.data.variable_episodes.MultiSourceSampler's weights
 SOURCE_SETS = {"md-all": MD_TRAINING_SOURCES}  # --train names that stand for several datasets
@@ -367,9 +368,15 @@ class MetaTrainConfig(RunOptions):
         "Triantafillou et al. 2020: 2 x the support prototypes of the body's features, bias -|prototype|^2).",
         choices=HEADS,
     )
-    ways: int = ways_opt()
-    shots: int = shots_opt()
-    queries: int = queries_opt()
+    ways: int | None = option(
+        None, "Classes per task (N-way; default 5; with --episodes variable drawn unless given).", min=2
+    )
+    shots: int | None = option(
+        None, "Support images per class (K-shot; default 1; with --episodes variable drawn unless given).", min=1
+    )
+    queries: int | None = option(
+        None, "Query images per class (default 15; with --episodes variable drawn unless given).", min=1
+    )
     meta_batch: int = option(4, "Tasks per meta-batch.", min=1)
     iterations: int = option(5000, "Meta-training iterations (meta-batches).", min=1)
     inner_rule: str = option("sgd", "Inner update rule (metahyper.meta.rules).", choices=tuple(INNER_RULES))
@@ -458,6 +465,9 @@ class MetaTrainConfig(RunOptions):
     def validate(self) -> None:
         if isinstance(self.test, str):  # one name or a comma list (config.json of earlier versions)
             self.test = [t for t in self.test.replace(" ", "").split(",") if t]
+        if self.episodes == "fixed":
+            for name, value in FIXED_EPISODES.items():
+                setattr(self, name, value if getattr(self, name) is None else getattr(self, name))
         super().validate()
         sources = self.train_sources()
         if not sources:
@@ -496,17 +506,10 @@ class MetaTrainConfig(RunOptions):
             )
         if self.episodes != "variable":
             return
-        defaults = {s.name: s.default for s in specs(type(self))}
-        for name in ("ways", "shots", "queries"):
-            if getattr(self, name) != defaults[name]:
-                raise UserError(
-                    f"--{name} {getattr(self, name)} does not apply to --episodes variable, which draws the ways, "
-                    f"shots and queries of each episode; drop --{name} or use --episodes fixed"
-                )
-        if self.head == "learned":
+        if self.head == "learned" and self.ways is None:
             raise UserError(
                 "--episodes variable draws 5 to 50 ways per episode, but --head learned is a classifier of fixed "
-                "width; add --head zero or --head proto"
+                "width; add --head zero or --head proto, or fix the ways with --ways N"
             )
         if self.backend == "vmap":
             raise UserError(

@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from metahyper.config import AUTOCAST, MetaTrainConfig
+from metahyper.config import AUTOCAST, FIXED_EPISODES, MetaTrainConfig
 from metahyper.errors import UserError
 from metahyper.meta import MamlSettings, make_outer_optimizer
 from metahyper.meta.msl import msl_weights
@@ -175,15 +175,14 @@ class MetaTrainer(Trainer):
 
     def _sampler(self, data, seed: int):
         """Episodes of one split: :class:`EpisodeSampler` (fixed episodes of one source, as
-        always), else :class:`VariableEpisodeSampler` (Meta-Dataset's episodes, or with
-        ``--episodes fixed`` the same fixed ones, which :class:`MultiSourceSampler` takes)."""
+        always), else :class:`VariableEpisodeSampler` (Meta-Dataset's episodes, with the counts of
+        ``--ways`` / ``--shots`` / ``--queries`` given fixed; or with ``--episodes fixed`` the same
+        fixed episodes as :class:`EpisodeSampler`, which :class:`MultiSourceSampler` takes)."""
         from metahyper.data import EpisodeSampler
         from metahyper.data.variable_episodes import VariableEpisodeSampler
 
         cfg = self.cfg
-        if cfg.episodes == "variable":
-            return VariableEpisodeSampler(data, seed=seed, image_size=self.image_size)
-        if not self.in_memory:
+        if cfg.episodes == "variable" or not self.in_memory:
             return VariableEpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
         return EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
 
@@ -204,7 +203,7 @@ class MetaTrainer(Trainer):
         """The model with a fresh N-way head (section 4.2), its MAML, the outer optimiser."""
         cfg = self.cfg
         model = init.build_model()
-        model.reset_classifier(cfg.ways)  # updates model.config
+        model.reset_classifier(cfg.ways or FIXED_EPISODES["ways"])  # updates model.config; variable ways: unused
         if cfg.per_step_bn:  # MAML++: every step's BatchNorm starts as the pretrained one
             per_step_batchnorm(model, cfg.inner_steps + 1)
             model.config = dataclasses.replace(model.config, bn_steps=cfg.inner_steps + 1)

@@ -3,10 +3,6 @@ every command line it runs valid for `metahyper` (each stage replaced by a recor
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +13,8 @@ import metahyper.train.benchmark
 import metahyper.train.meta_train
 import metahyper.train.pretrain
 from metahyper.cli import main
+from tests.tools.conftest import flag_value, run_script, script_commands
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "reproduce" / "meta_dataset.sh"
 RAW = {
     "md-ilsvrc": "ILSVRC2012/train",
     "md-omniglot": "omniglot",
@@ -33,34 +29,23 @@ RAW = {
 }
 
 
-def _run(tmp_path: Path, raw: bool = True, **env: str) -> subprocess.CompletedProcess:
+def _prepare_folders(tmp_path: Path, raw: bool) -> dict[str, str]:
     if raw:
         for folder in RAW.values():
             (tmp_path / "raw" / folder).mkdir(parents=True, exist_ok=True)
     (tmp_path / "data").mkdir(parents=True, exist_ok=True)
-    full = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "RUNS": str(tmp_path / "runs"),
-        "RAW": str(tmp_path / "raw"),
-        "DATA": str(tmp_path / "data"),
-        "METAHYPER": "echo metahyper",
-        "DEVICE": "cpu",
-        "SEEDS": "0",
-        **env,
-    }
-    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=full, timeout=60)
+    return {"RAW": str(tmp_path / "raw"), "DATA": str(tmp_path / "data"), "SEEDS": "0"}
+
+
+def _run(tmp_path: Path, raw: bool = True, **env: str):
+    return run_script("meta_dataset.sh", tmp_path, **{**_prepare_folders(tmp_path, raw), **env})
 
 
 def _commands(tmp_path: Path, **env: str) -> list[list[str]]:
-    """The metahyper command lines the script runs (METAHYPER replaced by an echo)."""
-    proc = _run(tmp_path, **env)
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line)[1:] for line in proc.stdout.splitlines() if line.startswith("metahyper ")]
+    return script_commands("meta_dataset.sh", tmp_path, **{**_prepare_folders(tmp_path, True), **env})
 
 
-def _value(cmd: list[str], flag: str) -> str:
-    return cmd[cmd.index(flag) + 1]
+_value = flag_value
 
 
 def test_every_command_is_valid_and_carries_meta_datasets_recipes(tmp_path, monkeypatch):

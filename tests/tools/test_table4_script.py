@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
 import metahyper.train.pretrain
 from metahyper.cli import main
-
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "reproduce" / "table4.sh"
+from tests.tools.conftest import script_commands
 
 
 def _commands(tmp_path: Path, **env: str) -> list[list[str]]:
-    """The metahyper command lines the script runs (METAHYPER replaced by an echo)."""
-    full = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "RUNS": str(tmp_path / "runs"),
-        "METAHYPER": "echo metahyper",
-        "DEVICE": "cpu",
-        **env,
-    }
-    proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=full, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line)[1:] for line in proc.stdout.splitlines() if line.startswith("metahyper ")]
+    return script_commands("table4.sh", tmp_path, **env)
 
 
 def test_imagenet_column_runs_the_section_5_2_recipe(tmp_path, monkeypatch):

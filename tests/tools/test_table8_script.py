@@ -3,44 +3,26 @@ every meta-train / eval command line valid for `metahyper`."""
 
 from __future__ import annotations
 
-import os
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 from click.testing import CliRunner
 
 import metahyper.train.meta_train
 from metahyper.cli import main
+from tests.tools.conftest import flag_value, run_script, script_commands
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "reproduce" / "table8.sh"
+SMALL = {"SEEDS": "0", "RESOLUTIONS": "32", "MODELS": "hyper-wrn-16-4"}
 
 
-def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
-    full = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "RUNS": str(tmp_path / "runs"),
-        "METAHYPER": "echo metahyper",
-        "DEVICE": "cpu",
-        "SEEDS": "0",
-        "RESOLUTIONS": "32",
-        "MODELS": "hyper-wrn-16-4",
-        **env,
-    }
-    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env=full, timeout=60)
+def _run(tmp_path: Path, **env: str):
+    return run_script("table8.sh", tmp_path, **{**SMALL, **env})
 
 
 def _commands(tmp_path: Path, **env: str) -> list[list[str]]:
-    """The metahyper command lines the script runs (METAHYPER replaced by an echo)."""
-    proc = _run(tmp_path, **env)
-    assert proc.returncode == 0, proc.stderr
-    return [shlex.split(line)[1:] for line in proc.stdout.splitlines() if line.startswith("metahyper ")]
+    return script_commands("table8.sh", tmp_path, **{**SMALL, **env})
 
 
-def _value(cmd: list[str], flag: str) -> str:
-    return cmd[cmd.index(flag) + 1]
+_value = flag_value
 
 
 def test_default_selects_on_the_target_logs_both_domains_and_scores_the_last_iterate(tmp_path, monkeypatch):

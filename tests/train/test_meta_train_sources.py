@@ -21,7 +21,7 @@ TWO = "glyphs-a,glyphs-b"
 
 def _cfg(root, init, out, **kw) -> MetaTrainConfig:
     base = dict(train=TWO, test=[], episodes="variable", head="zero", bn="frozen", iterations=3, save_every=1)
-    base.update(ways=5, queries=15)  # the defaults: variable episodes draw them
+    base.update(ways=None, shots=None, queries=None)  # none given: variable episodes draw them
     return tiny_meta_config(root, init, out, **{**base, **kw})
 
 
@@ -87,6 +87,38 @@ def test_variable_episodes_differ_in_ways_and_shots(glyph_root, pretrained, tmp_
     assert len(set(seen)) > 1  # not one shape
 
 
+@pytest.mark.parametrize("kw", [dict(ways=5, head="learned"), dict(shots=2, queries=3), dict(ways=6, queries=2)])
+def test_counts_given_with_variable_episodes_are_fixed_and_the_rest_drawn(
+    glyph_root, pretrained, tmp_path, monkeypatch, kw
+):
+    from metahyper.meta import MAML
+
+    seen: list[tuple[int, int, int]] = []
+    real = MAML.meta_step
+
+    def spy(self, tasks, **kwargs):
+        for t in tasks:
+            ways = int(t.support_y.max()) + 1
+            seen.append((ways, len(t.support_y), len(t.query_y)))
+        return real(self, tasks, **kwargs)
+
+    monkeypatch.setattr(MAML, "meta_step", spy)
+    meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "run", train="glyphs-b", val_every=0, **kw))
+    assert len(seen) == 6
+    if "ways" in kw:
+        assert {w for w, _, _ in seen} == {kw["ways"]}
+    else:
+        assert len({w for w, _, _ in seen}) > 1  # drawn
+    if "shots" in kw:
+        assert all(s == w * kw["shots"] for w, s, _ in seen)
+    else:
+        assert len({s / w for w, s, _ in seen}) > 1  # drawn
+    if "queries" in kw:
+        assert all(q == w * kw["queries"] for w, _, q in seen)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert {k: config[k] for k in ("ways", "shots", "queries")} == {k: kw.get(k) for k in ("ways", "shots", "queries")}
+
+
 def test_fixed_episodes_from_two_sources_keep_the_learned_head(glyph_root, pretrained, tmp_path):
     meta_train(
         _cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "run", episodes="fixed", head="learned", ways=3, queries=2)
@@ -98,13 +130,14 @@ def test_fixed_episodes_from_two_sources_keep_the_learned_head(glyph_root, pretr
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        (dict(head="learned"), "--head learned is a classifier of fixed width; add --head zero or --head proto"),
+        (
+            dict(head="learned"),
+            "--head learned is a classifier of fixed width; add --head zero or --head proto, or fix",
+        ),
         (dict(backend="vmap"), "--backend vmap batches tasks of one shape"),
         (dict(train="glyphs-a,glyphs-a"), "--train lists a dataset twice"),
         (dict(train=","), "names no dataset"),
         (dict(train="glyphs-a,nope"), "--train: .*nope"),
-        (dict(ways=3), "--ways 3 does not apply to --episodes variable"),
-        (dict(queries=2), "--queries 2 does not apply to --episodes variable"),
         (dict(train="glyphs-a", source_weights="size"), "--source-weights size weighs several --train datasets"),
     ],
 )

@@ -64,11 +64,11 @@
 # Evaluation: `eval --benchmark meta-dataset` of every meta-trained best.pt, EVAL_EPISODES=600
 # variable episodes per test source, all from EVAL_SEED=0, so every checkpoint sees the same tasks;
 # `metahyper report` writes $RUNS/meta-dataset-ilsvrc.md and $RUNS/meta-dataset-all.md: a row per
-# source, a column per checkpoint (each model and seed), the average and the average rank.
+# source, a column per model and algorithm (mean +- sd over the seeds), the average and the average rank.
 #
 # Knobs (environment): RAW (default ~/data), DATA (cache root, default $METAHYPER_DATA or
 # datasets/data), IMAGE_SIZE (84), QUICKDRAW_MAX_PER_CLASS (all), MODELS, TRAIN_SETS ("md-ilsvrc
-# md-all"), ALGORITHMS (maml; meta-sgd is refused with variable episodes), HEAD (proto; or zero),
+# md-all"), ALGORITHMS (maml; e.g. "maml meta-sgd"), HEAD (proto; or zero),
 # ORDER (first; second: second-order MAML), ITERATIONS (75000), META_BATCH (1), IN_/ALL_
 # INNER_STEPS, EVAL_INNER_STEPS, INNER_LR, OUTER_LR, LR_HALVE_EVERY (table above), MIN_LR, BN,
 # SUPPORT_CHUNK (0), VAL_EVERY, VAL_EPISODES, PRE_EPOCHS (30), PRE_MILESTONES (10,20),
