@@ -285,17 +285,22 @@ def broken_archive(archive: Path, err: BaseException, fix: str) -> UserError:
     return UserError(f"{archive} is truncated or not a tar archive ({type(err).__name__}: {detail}); {fix}")
 
 
-def tar_listing(archive: Path, fix: str, used: Callable[[PurePosixPath], bool]) -> dict[PurePosixPath, int]:
+def tar_listing(archive: Path, top: str, fix: str, used: Callable[[PurePosixPath], bool]) -> dict[PurePosixPath, int]:
     """``{path: size}`` of the regular files of the tar ``archive`` (any compression) for which
     ``used(path)`` holds, from one pass over its headers (no member is read or extracted;
-    :func:`tar_files` refuses members outside the archive's folder); the compressed stream is read
+    :func:`tar_files` refuses members outside the archive's folder, and a file in a folder other
+    than the release's ``top`` is refused as :func:`outside_layout`); the compressed stream is read
     to its end, so that its checksum refuses a cut or damaged archive here, before any image is
     decoded. Every used member is read whole later, so the largest must fit
     :data:`MAX_FILE_BYTES` (:func:`check_read_sizes`). A one-line :class:`UserError` ending in
     ``fix`` for a truncated or corrupt archive."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            files = {path: info.size for path, info in tar_files(tar, archive, fix).items() if used(path)}
+            listed = tar_files(tar, archive, fix)
+            stray = next((path for path in listed if len(path.parts) > 1 and path.parts[0] != top), None)
+            if stray is not None:
+                raise outside_layout(archive, stray, f"{top}/... and top-level files", fix)
+            files = {path: info.size for path, info in listed.items() if used(path)}
             while tar.fileobj.read(2**20):  # the padding after the last member, and gzip's or xz's trailer
                 pass
     except BROKEN_ARCHIVE as err:

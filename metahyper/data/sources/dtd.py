@@ -38,7 +38,7 @@ def archive_classes(archive: Path) -> dict[str, list[tuple[PurePosixPath, None]]
     files ``dtd/images/<class>/<image>`` in sorted order, hidden classes and files and anything in
     a class's subfolders left out (as :func:`list_classes`); a one-line :class:`UserError` when the
     archive holds no such member."""
-    files = tar_listing(archive, FIX, lambda path: path.parts[:2] == IMAGES.parts and len(path.parts) > 3)
+    files = tar_listing(archive, "dtd", FIX, lambda path: path.parts[:2] == IMAGES.parts and len(path.parts) > 3)
     classes: dict[str, list[tuple[PurePosixPath, None]]] = {}
     for path in sorted(files):
         name = path.parts[2]

@@ -114,7 +114,7 @@ def archive_classes(top: Path) -> dict[str, list[tuple[PurePosixPath, None]]]:
     """:func:`list_classes` with the members ``jpg/image_NNNNN.jpg`` of ``top/102flowers.tgz``, from
     its headers; a one-line :class:`UserError` naming the first labelled image it lacks."""
     archive = top / ARCHIVE
-    files = tar_listing(archive, FIX, lambda path: path.parts[0] == "jpg")
+    files = tar_listing(archive, "jpg", FIX, lambda path: path.parts[0] == "jpg")
     classes = list_classes(top, lambda name: PurePosixPath("jpg", name))
     missing = next((path for items in classes.values() for path, _ in items if path not in files), None)
     if missing is not None:
