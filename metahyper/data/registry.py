@@ -354,13 +354,19 @@ register(
     )
 )
 # Meta-Dataset's sources (docs/meta-dataset.md): its class splits, checked against its specification
-for _name, _build, _source, _splits in (
-    ("md-aircraft", build_md_aircraft, "the extracted fgvc-aircraft-2013b folder", SPLITS),
-    ("md-dtd", build_md_dtd, "the extracted dtd folder (dtd-r1.0.1.tar.gz)", SPLITS),
-    ("md-vgg-flower", build_md_vgg_flower, "the folder of imagelabels.mat and the extracted jpg/", SPLITS),
-    ("md-traffic-sign", build_md_traffic_sign, "the extracted GTSRB folder (final training set)", ("test",)),
-    ("md-cub", build_md_cub, "the extracted CUB_200_2011 folder", SPLITS),
-    ("md-ilsvrc", build_md_ilsvrc, "the extracted ILSVRC-2012 train folder (train/<wnid>/*.JPEG)", SPLITS),
+for _name, _build, _source, _splits, _download in (
+    ("md-aircraft", build_md_aircraft, "the extracted fgvc-aircraft-2013b folder", SPLITS, False),
+    ("md-dtd", build_md_dtd, "dtd-r1.0.1.tar.gz, a folder holding it, or the extracted dtd folder", SPLITS, True),
+    (
+        "md-vgg-flower",
+        build_md_vgg_flower,
+        "the folder of imagelabels.mat and 102flowers.tgz (or its extracted jpg/)",
+        SPLITS,
+        True,
+    ),
+    ("md-traffic-sign", build_md_traffic_sign, "the extracted GTSRB folder (final training set)", ("test",), False),
+    ("md-cub", build_md_cub, "the extracted CUB_200_2011 folder", SPLITS, False),
+    ("md-ilsvrc", build_md_ilsvrc, "the extracted ILSVRC-2012 train folder (train/<wnid>/*.JPEG)", SPLITS, False),
 ):
     register(
         DatasetSpec(
@@ -368,6 +374,7 @@ for _name, _build, _source, _splits in (
             _build,
             MD_STATS,
             source=_source,
+            download=_download,
             layouts=(Layout(_name, splits=_splits),),
             options={"image_size": IMAGE_SIZE},
         )

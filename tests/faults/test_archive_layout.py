@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from metahyper.cli import main
 from metahyper.data import prepare
 from metahyper.errors import UserError
 from tests.data.conftest import make_cifar100, mini_pickle
+from tests.data.sources.md_helpers import tar_folder
 from tests.data.sources.test_cub import make_cub
+from tests.data.sources.test_md_dtd import make_dtd
+from tests.data.sources.test_md_vgg_flower import make_flowers_archive
 from tests.data.sources.test_tieredimagenet import make_tiered
 
 
@@ -108,3 +112,32 @@ def test_cub_refuses_members_outside_the_layout(tmp_path, monkeypatch, member, e
     with pytest.raises(UserError, match=expected):
         prepare("cub", root=tmp_path / "data", source=source, strict=False)
     assert files_under(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize(
+    "dataset, member, expected",
+    [
+        ("md-dtd", "dtd/images/banded/../../../../escape.jpg", "outside the archive's folder"),
+        ("md-dtd", "/tmp/metahyper-escape.jpg", "holds member '/tmp/metahyper-escape.jpg', outside the archive's"),
+        ("md-dtd", "other/images/banded/x.jpg", "holds other/images/banded/x.jpg, outside the release's layout (dtd/"),
+        ("md-vgg-flower", "../image_00001.jpg", "holds member '../image_00001.jpg', outside the archive's folder"),
+        (
+            "md-vgg-flower",
+            "old/jpg/image_00001.jpg",
+            "holds old/jpg/image_00001.jpg, outside the release's layout (jpg/",
+        ),
+    ],
+)
+def test_md_archives_refuse_members_outside_the_layout(tmp_path, monkeypatch, dataset, member, expected):
+    if dataset == "md-dtd":
+        make_dtd(tmp_path / "extracted")
+        source = tar_folder(tmp_path / "extracted", tmp_path / "src" / "dtd-r1.0.1.tar.gz", "dtd")
+    else:
+        make_flowers_archive(tmp_path / "src")
+        source = tmp_path / "src" / "102flowers.tgz"
+    copy_with(source, tmp_path / "copy.tgz", {member: b"x"}).replace(source)
+    no_member_is_read(monkeypatch)
+    with pytest.raises(UserError, match=re.escape(expected)) as err:
+        prepare(dataset, root=tmp_path / "data", source=tmp_path / "src", strict=False)
+    assert "\n" not in str(err.value) and files_under(tmp_path / "data") == []
+    assert not (tmp_path / "escape.jpg").exists() and not Path("/tmp/metahyper-escape.jpg").exists()

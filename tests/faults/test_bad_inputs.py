@@ -48,6 +48,8 @@ def test_truncated_archive(tmp_path, keep):
         ("cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
         ("omniglot", "https://github.com/brendenlake/omniglot/raw/master/python/images_background.zip"),
         ("cub", "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz"),
+        ("md-dtd", "https://www.robots.ox.ac.uk/~vgg/data/dtd/download/dtd-r1.0.1.tar.gz"),
+        ("md-vgg-flower", "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/imagelabels.mat"),
     ],
 )
 def test_download_without_network(tmp_path, monkeypatch, dataset, url):

@@ -16,6 +16,7 @@ from metahyper.data.layouts import Layout
 from metahyper.data.registry import layout_for
 from metahyper.errors import UserError
 from tests.conftest import make_image_folder
+from tests.data.sources.md_helpers import tar_folder
 from tests.data.sources.test_md_aircraft import make_aircraft
 from tests.data.sources.test_md_dtd import make_dtd
 from tests.data.sources.test_md_fungi import PICK as FUNGI
@@ -24,7 +25,7 @@ from tests.data.sources.test_md_mscoco import make_coco
 from tests.data.sources.test_md_quickdraw import PICK as QUICKDRAW
 from tests.data.sources.test_md_quickdraw import make_quickdraw
 from tests.data.sources.test_md_traffic_sign import make_gtsrb
-from tests.data.sources.test_md_vgg_flower import make_flowers
+from tests.data.sources.test_md_vgg_flower import make_flowers, make_flowers_archive
 from tests.data.sources.test_omniglot import make_omniglot
 from tests.data.sources.test_tieredimagenet import make_tiered
 from tests.faults.cache_helpers import write_tiny
@@ -81,6 +82,26 @@ def _md(name: str):
 BUILDERS = {"folder": (_folder, "mine"), "tieredimagenet": (_tiered, "tieredimagenet")}
 BUILDERS |= {"omniglot": (_omniglot, "omniglot"), "glyphs": (_glyph_like, "glyphs-a")}
 BUILDERS |= {name: (_md(name), name) for name in MD_SOURCES}
+
+
+def _md_archive(name: str, pack):
+    """A Meta-Dataset source read in place from its release archive (``pack(src)`` writes it)."""
+
+    def build(root: Path, src: Path, rebuild: bool) -> list[Path]:
+        if not src.exists():
+            pack(src)
+        return prepare(name, root=root, source=src, strict=False, image_size=12 if rebuild else 16)
+
+    return build
+
+
+def _dtd_archive(src: Path) -> None:
+    make_dtd(src.parent / "dtd-src")
+    tar_folder(src.parent / "dtd-src", src / "dtd-r1.0.1.tar.gz", "dtd")
+
+
+BUILDERS |= {"md-dtd-archive": (_md_archive("md-dtd", _dtd_archive), "md-dtd")}
+BUILDERS |= {"md-vgg-flower-archive": (_md_archive("md-vgg-flower", make_flowers_archive), "md-vgg-flower")}
 
 
 def _layout(name: str, root: Path) -> Layout:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from metahyper.data.layouts import read_split_file
 from metahyper.data.sources.common import (
+    BROKEN_ARCHIVE,
     check_read_sizes,
     download_failed,
     load_pickle,
@@ -41,8 +41,6 @@ from metahyper.data.writing import check_writable, estimate_size, write_cache, w
 from metahyper.errors import UserError
 from metahyper.io import check_free_space
 from metahyper.progress import progress_bar
-
-_BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,7 @@ def download(kind: str, root: Path) -> Path:
     check_free_space(root, 3 * fmt.size, f"the {fmt.archive} download and its extracted files")
     try:
         download_and_extract_archive(fmt.url, download_root=str(target), filename=fmt.archive, md5=fmt.md5)
-    except (OSError, RuntimeError, ValueError, *_BROKEN_ARCHIVE) as err:
+    except (OSError, RuntimeError, ValueError, *BROKEN_ARCHIVE) as err:
         raise download_failed(fmt.url, target, err, f"download {fmt.archive} by hand and pass --source FILE") from None
     return target / fmt.folder
 
@@ -121,7 +119,7 @@ class _Archive:
             try:
                 self.tar = tarfile.open(source, "r:*")
                 self.files = tar_files(self.tar, source, fix)
-            except _BROKEN_ARCHIVE as err:
+            except BROKEN_ARCHIVE as err:
                 raise UserError(f"{source} is not a readable {fmt.archive} ({err}); re-download it") from None
             for path in self.files:
                 if path.parts[0] != fmt.folder:
@@ -152,7 +150,7 @@ class _Archive:
                     f"{self.source} has no member {self.fmt.folder}/{name}; "
                     f"is it the right archive ({self.fmt.archive})?"
                 ) from None
-            except _BROKEN_ARCHIVE as err:
+            except BROKEN_ARCHIVE as err:
                 raise UserError(
                     f"{self.source} is truncated or corrupt ({type(err).__name__}: {err}); "
                     f"re-download {self.fmt.archive} (or use --download)"

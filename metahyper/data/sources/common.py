@@ -14,7 +14,8 @@ import codecs
 import io
 import pickle
 import tarfile
-from collections.abc import Callable, Mapping, Sequence
+import zlib
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -273,6 +274,60 @@ def tar_files(tar: tarfile.TarFile, archive: Path, fix: str) -> dict[PurePosixPa
                 raise UserError(f"{archive} holds {path} more than once; {fix}")
             files[path] = member
     return files
+
+
+BROKEN_ARCHIVE = (tarfile.TarError, EOFError, zlib.error, OSError)  # what a cut or damaged .tar.gz raises
+
+
+def broken_archive(archive: Path, err: BaseException, fix: str) -> UserError:
+    """The one-line error of a tar ``archive`` that ``err`` (one of :data:`BROKEN_ARCHIVE`) cut short."""
+    detail = str(err).splitlines()[0].rstrip(":") if str(err) else ""
+    return UserError(f"{archive} is truncated or not a tar archive ({type(err).__name__}: {detail}); {fix}")
+
+
+def tar_listing(archive: Path, top: str, fix: str, used: Callable[[PurePosixPath], bool]) -> dict[PurePosixPath, int]:
+    """``{path: size}`` of the regular files of the tar ``archive`` (any compression) for which
+    ``used(path)`` holds, from one pass over its headers (no member is read or extracted;
+    :func:`tar_files` refuses members outside the archive's folder, and a file in a folder other
+    than the release's ``top`` is refused as :func:`outside_layout`); the compressed stream is read
+    to its end, so that its checksum refuses a cut or damaged archive here, before any image is
+    decoded. Every used member is read whole later, so the largest must fit
+    :data:`MAX_FILE_BYTES` (:func:`check_read_sizes`). A one-line :class:`UserError` ending in
+    ``fix`` for a truncated or corrupt archive."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            listed = tar_files(tar, archive, fix)
+            stray = next((path for path in listed if len(path.parts) > 1 and path.parts[0] != top), None)
+            if stray is not None:
+                raise outside_layout(archive, stray, f"{top}/... and top-level files", fix)
+            files = {path: info.size for path, info in listed.items() if used(path)}
+            while tar.fileobj.read(2**20):  # the padding after the last member, and gzip's or xz's trailer
+                pass
+    except BROKEN_ARCHIVE as err:
+        raise broken_archive(archive, err, fix) from None
+    if files:
+        largest = max(files, key=files.__getitem__)
+        check_read_sizes(archive, {str(largest): files[largest]}, MAX_FILE_BYTES, fix)
+    return files
+
+
+def tar_members(archive: Path, wanted: Collection[PurePosixPath], fix: str) -> Iterator[tuple[PurePosixPath, bytes]]:
+    """``(path, bytes)`` of each regular file of the tar ``archive`` whose :func:`member_path` is in
+    ``wanted``, in the archive's order, from one streamed pass: memory holds one member. A one-line
+    :class:`UserError` ending in ``fix`` for a truncated or corrupt archive, or when a wanted member
+    is not there (the archive changed since :func:`tar_listing`)."""
+    left = set(wanted)
+    try:
+        with tarfile.open(archive, "r|*") as tar:
+            for member in tar:
+                path = member_path(archive, member.name, fix)
+                if member.isfile() and path in left:
+                    left.discard(path)
+                    yield path, tar.extractfile(member).read()
+    except BROKEN_ARCHIVE as err:
+        raise broken_archive(archive, err, fix) from None
+    if left:
+        raise UserError(f"{archive} no longer holds {min(left)}; it changed while being read, {fix}")
 
 
 def outside_layout(archive: Path, path: PurePosixPath, layout: str, fix: str) -> UserError:

@@ -31,7 +31,9 @@ from PIL import Image
 
 from metahyper.data.layouts import SPLITS, read_split_file
 from metahyper.data.sources.common import (
+    BROKEN_ARCHIVE,
     MAX_FILE_BYTES,
+    broken_archive,
     check_read_sizes,
     download_file,
     outside_layout,
@@ -109,8 +111,8 @@ class _Reader:
                     for relative, member in used.items():  # archive order: one more pass, no seeking back
                         self.add(relative, tar.extractfile(member).read(), f"{path}:{member.name}")
                         bar.update(relative.parts[0] == "images")
-        except (tarfile.TarError, OSError, EOFError) as err:
-            raise UserError(f"{path} is truncated or not a tar archive ({type(err).__name__}: {err}); {FIX}") from None
+        except BROKEN_ARCHIVE as err:
+            raise broken_archive(path, err, FIX) from None
 
     def from_folder(self, folder: Path) -> None:
         files = sorted(folder.glob("images/*/*")) + [folder / "images.txt", folder / "classes.txt"]

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from metahyper.data.layouts import read_split_file
+from metahyper.data.sources.common import tar_members
 from metahyper.data.sources.folder import MAX_IMAGE_SIZE
 from metahyper.data.storage import check_image_size, fit_image
 from metahyper.data.writing import (
@@ -195,13 +196,20 @@ def check_cache_counts(dataset: str, source: str, root: str | Path | None = None
     check_spec_counts(dataset, source, counts)
 
 
-def release_folder(source: Path, marker: str, top: str, fix: str) -> Path:
+def release_folder(source: Path, marker: str, top: str, fix: str, archive: str | None = None) -> Path:
     """The release's top folder: ``source`` itself when it holds ``marker`` (a relative path), else
-    ``source/top`` when that does; a one-line :class:`UserError` ending in ``fix`` otherwise."""
+    ``source/top`` when that does. With ``archive`` (the release archive's file name) it may also be
+    the archive, read in place: ``source`` when it is a file, else ``source/archive`` when no folder
+    holds ``marker``. A one-line :class:`UserError` ending in ``fix`` otherwise."""
+    if archive is not None and source.is_file():
+        return source
     for folder in (source, source / top):
         if (folder / marker).exists():
             return folder
-    raise UserError(f"{source} holds neither {marker} nor {top}/{marker}; {fix}")
+    if archive is not None and (source / archive).is_file():
+        return source / archive
+    also = f" nor {archive}" if archive is not None else ""
+    raise UserError(f"{source} holds neither {marker} nor {top}/{marker}{also}; {fix}")
 
 
 def folder_files(folder: Path, skip: Sequence[str] = ()) -> list[Path]:
@@ -232,6 +240,22 @@ def load_image(path: Path, size: int, box: Box | None = None) -> np.ndarray:
 Items = Sequence  # a class's images as its source lists them: files, archive members, memory-mapped rows
 Reader = Callable[[Items, int], np.ndarray]  # (some items of a class, S) -> uint8 (k, S, S[, 3]) images
 Rows = Callable[[Mapping[str, Items], int], Iterator[tuple[str, int, np.ndarray]]]  # -> (class, row, image)
+
+
+def tar_rows(archive: Path, fix: str) -> Rows:
+    """The :data:`Rows` of a release read in place from the tar ``archive`` (any compression): the
+    items are ``(member path, box)`` pairs (paths as :func:`~metahyper.data.sources.common.tar_listing`
+    gives them), each read in one streamed pass in the archive's order and decoded as
+    :func:`load_image` decodes a file, so the cache holds the same bytes as one built from the
+    extracted folder; memory holds one member and one image."""
+
+    def rows(classes: Mapping[str, Items], size: int) -> Iterator[tuple[str, int, np.ndarray]]:
+        where = {path: (name, row, box) for name, items in classes.items() for row, (path, box) in enumerate(items)}
+        for path, payload in tar_members(archive, where, fix):
+            name, row, box = where[path]
+            yield name, row, load_image(Member(f"{archive}:{path}", lambda payload=payload: payload), size, box)
+
+    return rows
 
 
 def _chosen(dataset: str, source: str, classes: Mapping[str, Items], strict: bool, files: bool) -> dict[str, list[str]]:

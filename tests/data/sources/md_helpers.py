@@ -4,7 +4,11 @@ the split file, the specification's counts) runs on a tiny generated source."""
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
+
+import h5py
+import numpy as np
 
 from metahyper.data import layouts
 
@@ -27,3 +31,35 @@ def fake_meta_dataset(monkeypatch, folder: Path, source: str, splits: dict[str, 
     }
     (md / "dataset_specs" / f"{source}_dataset_spec.json").write_text(json.dumps(spec))
     monkeypatch.setattr(layouts, "splits_dir", lambda: folder)
+
+
+def tar_folder(folder: Path, archive: Path, top: str) -> Path:
+    """``archive`` (gzipped tar) of ``folder/top`` with member names ``top/...``, written in reverse
+    sorted order, so that a reader relying on the archive's order is caught; returns it."""
+    paths = sorted(p for p in (folder / top).rglob("*"))
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in [folder / top, *reversed(paths)]:
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return archive
+
+
+def _datasets(group: h5py.Group) -> list[str]:
+    keys: list[str] = []
+    group.visititems(lambda key, item: keys.append(key) if isinstance(item, h5py.Dataset) else None)
+    return sorted(keys)
+
+
+def assert_same_cache(root: Path, other: Path, dataset: str) -> None:
+    """The two builds of ``dataset`` hold the same splits, class lists and HDF5 datasets."""
+    files = sorted(p.name for p in (root / dataset).iterdir() if p.suffix in (".hdf5", ".json"))
+    assert files == sorted(p.name for p in (other / dataset).iterdir() if p.suffix in (".hdf5", ".json"))
+    for name in files:
+        if name.endswith("_labels.json"):
+            assert json.loads((root / dataset / name).read_text()) == json.loads((other / dataset / name).read_text())
+        elif name.endswith("_data.hdf5"):
+            with h5py.File(root / dataset / name, "r") as a, h5py.File(other / dataset / name, "r") as b:
+                keys = _datasets(a["datasets"])
+                assert keys and keys == _datasets(b["datasets"])
+                for key in keys:
+                    np.testing.assert_array_equal(a["datasets"][key][()], b["datasets"][key][()])

@@ -1,8 +1,15 @@
-"""md-vgg-flower on a tiny 102 Flowers release: imagelabels.mat (MATLAB 5) beside the extracted jpg/."""
+"""md-vgg-flower on a tiny 102 Flowers release: imagelabels.mat (MATLAB 5) beside 102flowers.tgz or its
+extracted jpg/."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import shutil
+import socket
 import struct
+import tarfile
 import zlib
 
 import numpy as np
@@ -10,8 +17,10 @@ import pytest
 from PIL import Image
 
 from metahyper.data import open_split, prepare
+from metahyper.data.sources import vgg_flower
 from metahyper.data.sources.vgg_flower import read_mat_vector
 from metahyper.errors import UserError
+from tests.data.sources.md_helpers import assert_same_cache, tar_folder
 
 # image i (from 1) has label LABELS[i - 1]: 90 canna lily (train), 10 globe thistle (valid), 5 english marigold (test)
 LABELS = [90, 5, 10, 90, 5, 90, 10, 5]
@@ -89,3 +98,69 @@ def test_bad_label_files(tmp_path):
     (tmp_path / "short" / "jpg" / "image_00008.jpg").unlink()
     with pytest.raises(UserError, match="image .*image_00008.jpg is missing"):
         prepare("md-vgg-flower", root=tmp_path / "data", source=tmp_path / "short", strict=False)
+
+
+def make_flowers_archive(top, labels=LABELS) -> None:
+    """:func:`make_flowers`, its jpg/ packed into ``top/102flowers.tgz`` (reverse order) and removed."""
+    make_flowers(top, labels)
+    tar_folder(top, top / vgg_flower.ARCHIVE, "jpg")
+    shutil.rmtree(top / "jpg")
+
+
+def test_the_tgz_read_in_place_gives_the_folders_cache(tmp_path):
+    make_flowers(tmp_path / "src")
+    make_flowers_archive(tmp_path / "tgz")
+    prepare("md-vgg-flower", root=tmp_path / "folder", source=tmp_path / "src", strict=False, image_size=12)
+    prepare("md-vgg-flower", root=tmp_path / "tar", source=tmp_path / "tgz", strict=False, image_size=12)
+    assert_same_cache(tmp_path / "folder", tmp_path / "tar", "md-vgg-flower")
+    assert sorted(p.name for p in (tmp_path / "tgz").iterdir()) == [
+        "102flowers.tgz",
+        "imagelabels.mat",
+    ]  # not extracted
+    archive = tmp_path / "tgz" / vgg_flower.ARCHIVE
+    prepare("md-vgg-flower", root=tmp_path / "file", source=archive, strict=False, image_size=12)  # the mat beside it
+    assert_same_cache(tmp_path / "folder", tmp_path / "file", "md-vgg-flower")
+
+
+def test_bad_tgz_is_refused_before_decoding(tmp_path, monkeypatch):
+    from metahyper.data.sources import meta_dataset
+
+    make_flowers_archive(tmp_path / "src")
+    (tmp_path / "src" / "imagelabels.mat").write_bytes(mat_file("labels", [*LABELS, 5]))  # image 9: not in the tgz
+    monkeypatch.setattr(meta_dataset, "tar_members", lambda *args: pytest.fail("members read before the checks"))
+    with pytest.raises(UserError, match=r"image .*102flowers.tgz:jpg/image_00009.jpg is missing") as err:
+        prepare("md-vgg-flower", root=tmp_path / "data", source=tmp_path / "src", strict=False)
+    archive = tmp_path / "src" / vgg_flower.ARCHIVE
+    archive.write_bytes(archive.read_bytes()[:-200])
+    with pytest.raises(UserError, match="102flowers.tgz is truncated or not a tar archive") as cut:
+        prepare("md-vgg-flower", root=tmp_path / "data", source=tmp_path / "src", strict=False)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("/jpg/image_00001.jpg"), io.BytesIO())  # add() would strip the "/"
+    with pytest.raises(UserError, match="holds member '/jpg/image_00001.jpg', outside the archive's folder") as out:
+        prepare("md-vgg-flower", root=tmp_path / "data", source=tmp_path / "src", strict=False)
+    archive.unlink()
+    with pytest.raises(UserError, match="holds imagelabels.mat but neither 102flowers.tgz nor jpg/") as none:
+        prepare("md-vgg-flower", root=tmp_path / "data", source=tmp_path / "src", strict=False)
+    assert all("\n" not in str(e.value) for e in (err, cut, out, none)) and not (tmp_path / "data").exists()
+
+
+def test_download_takes_good_copies_in_the_download_folder(tmp_path, monkeypatch):
+    """No network: torchvision keeps the files already in <root>/downloads/vgg_flower/ when their md5s match."""
+    root = tmp_path / "data"
+    folder = root / "downloads" / "vgg_flower"
+    make_flowers_archive(folder)
+    md5 = {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in vgg_flower.MD5}
+    monkeypatch.setattr(vgg_flower, "MD5", md5)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: pytest.fail("went to the network"))
+    prepare("md-vgg-flower", root=root, download=True, strict=False, image_size=12)
+    make_flowers(tmp_path / "src")
+    prepare("md-vgg-flower", root=tmp_path / "folder", source=tmp_path / "src", strict=False, image_size=12)
+    assert_same_cache(tmp_path / "folder", root, "md-vgg-flower")
+
+
+@pytest.mark.skipif(os.environ.get("METAHYPER_NETWORK_TESTS") != "1", reason="set METAHYPER_NETWORK_TESTS=1")
+def test_download_official(tmp_path):
+    """The real release (about 330 MB): 71 / 15 / 16 classes, 8,189 images."""
+    prepare("md-vgg-flower", root=tmp_path, download=True, image_size=16)
+    counts = [open_split("md-vgg-flower", s, root=tmp_path).num_classes for s in ("train", "val", "test")]
+    assert counts == [71, 15, 16]
