@@ -47,3 +47,40 @@ def script_commands(name: str, tmp_path: Path, **env: str) -> list[list[str]]:
 def flag_value(cmd: list[str], flag: str) -> str:
     """The value after ``flag`` in a command line."""
     return cmd[cmd.index(flag) + 1]
+
+
+def replay_commands(commands: list[list[str]], monkeypatch, tmp_path: Path) -> dict[str, list]:
+    """Invoke every ``prepare`` / ``pretrain`` / ``meta-train`` / ``eval`` command line through the
+    CLI with each stage replaced by a recorder (every option parsed and validated, nothing run);
+    other commands (``report``, the plots) are skipped: they read results the recorders did not
+    write. The recorded configs per command (``prepare``: ``(name, options)``)."""
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    import metahyper.data
+    import metahyper.train.benchmark
+    import metahyper.train.evaluate
+    import metahyper.train.meta_train
+    import metahyper.train.pretrain
+    from metahyper.cli import main
+
+    seen: dict[str, list] = {"prepare": [], "pretrain": [], "meta-train": [], "eval": []}
+
+    def record(kind: str, result):
+        return lambda cfg, ctx: seen[kind].append(cfg) or result
+
+    run = {"model": "m", "best_val_acc": None}
+    table = {"model": "m", "method": "maml", "benchmark": "b", "split": "test", "sources": ["s"]}
+    table.update(results=[], average=0.0, missing=[], files=[])
+    one = SimpleNamespace(line=lambda: "", settings={"output": "o"})
+    monkeypatch.setattr(metahyper.data, "prepare", lambda name, **kw: seen["prepare"].append((name, kw)) or [tmp_path])
+    monkeypatch.setattr(metahyper.train.pretrain, "pretrain", record("pretrain", run))
+    monkeypatch.setattr(metahyper.train.meta_train, "meta_train", record("meta-train", run))
+    monkeypatch.setattr(metahyper.train.benchmark, "evaluate_benchmark", record("eval", table))
+    monkeypatch.setattr(metahyper.train.evaluate, "evaluate", record("eval", one))
+    for cmd in commands:
+        if cmd[0] in seen:
+            result = CliRunner().invoke(main, cmd)
+            assert result.exit_code == 0, (cmd, result.output)
+    return seen

@@ -6,14 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-import metahyper.data
-import metahyper.train.benchmark
-import metahyper.train.meta_train
-import metahyper.train.pretrain
-from metahyper.cli import main
-from tests.tools.conftest import flag_value, run_script, script_commands
+from tests.tools.conftest import flag_value, replay_commands, run_script, script_commands
 
 RAW = {
     "md-ilsvrc": "ILSVRC2012/train",
@@ -52,23 +46,7 @@ def test_every_command_is_valid_and_carries_meta_datasets_recipes(tmp_path, monk
     commands = _commands(tmp_path)
     kinds = [c[0] for c in commands]
     assert kinds == ["prepare"] * 10 + ["pretrain"] * 4 + (["meta-train", "eval"] * 4 + ["report"]) * 2
-    seen: dict[str, list] = {"prepare": [], "pretrain": [], "meta-train": [], "eval": []}
-
-    def record(kind: str, result: dict):
-        return lambda cfg, ctx: seen[kind].append(cfg) or result
-
-    run = {"model": "m", "best_val_acc": None}
-    table = {"model": "m", "method": "maml", "benchmark": "meta-dataset", "split": "test", "sources": ["s"]}
-    table.update(results=[], average=0.0, missing=[], files=[])
-    monkeypatch.setattr(metahyper.data, "prepare", lambda name, **kw: seen["prepare"].append((name, kw)) or [tmp_path])
-    monkeypatch.setattr(metahyper.train.pretrain, "pretrain", record("pretrain", run))
-    monkeypatch.setattr(metahyper.train.meta_train, "meta_train", record("meta-train", run))
-    monkeypatch.setattr(metahyper.train.benchmark, "evaluate_benchmark", record("eval", table))
-    for cmd in commands:
-        if cmd[0] == "report":
-            continue  # it reads the eval JSONs, which the stubbed run did not write
-        result = CliRunner().invoke(main, cmd)
-        assert result.exit_code == 0, (cmd, result.output)
+    seen = replay_commands(commands, monkeypatch, tmp_path)
 
     assert [(name, Path(kw["source"]).relative_to(tmp_path / "raw").as_posix()) for name, kw in seen["prepare"]] == [
         (name, folder) for name, folder in RAW.items()

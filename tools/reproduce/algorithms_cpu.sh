@@ -14,38 +14,19 @@
 # Knobs (environment): RUNS (default runs/algorithms-cpu), SEEDS ("0 1 2"), ALGORITHMS ("maml fomaml
 # anil boil meta-sgd maml++"), HEAD (learned), METAHYPER, DATA, PRE_EPOCHS, PRE_MILESTONES, ITERATIONS,
 # VAL_EVERY, EPISODES. Finished steps are skipped, so the script can be started again after a crash.
-set -euo pipefail
 RUNS=${RUNS:-runs/algorithms-cpu}
-SEEDS=${SEEDS:-0 1 2}
+source "$(dirname "$0")/cpu_common.sh"
 ALGORITHMS=${ALGORITHMS:-maml fomaml anil boil meta-sgd maml++}
 HEAD=${HEAD:-learned}
-METAHYPER=${METAHYPER:-metahyper}
-DATA=${DATA:-$RUNS/data}
-PRE_EPOCHS=${PRE_EPOCHS:-6}
-PRE_MILESTONES=${PRE_MILESTONES:-3,4}
 ITERATIONS=${ITERATIONS:-50}
 VAL_EVERY=${VAL_EVERY:-25}
-EPISODES=${EPISODES:-100}
-MODELS=(wrn-10-1 hyper-wrn-10-1)
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}  # tiny models: one thread is fastest on shared cores
-start=$(date +%s)
-mkdir -p "$RUNS"
-
-# shellcheck disable=SC2086  # METAHYPER may be "python -m metahyper"
-mh() { $METAHYPER "$@"; }
-
-if ! mh datasets --root "$DATA" | grep -q "glyphs-b *test.*ok"; then
-    mh prepare glyphs --root "$DATA" --image-size 16 --force
-fi
 
 # lane MODEL: every seed of MODEL, one step after another (the two models' lanes run side by side).
 lane() {
-    local model=$1 seed dir algorithm shots meta json t0 extra
+    local model=$1 seed dir algorithm shots meta json extra
     for seed in $SEEDS; do
         dir="$RUNS/seed$seed/$model"
-        [[ -f "$dir/pretrain/summary.json" ]] || mh pretrain --dataset glyphs-a --model "$model" --variant 1 \
-            --out "$dir/pretrain" --epochs "$PRE_EPOCHS" --batch-size 64 --lr 0.05 --milestones "$PRE_MILESTONES" \
-            --val-fraction 0.1 --seed "$seed" --data-root "$DATA" --device cpu --quiet
+        pretrain_glyphs "$model" "$seed" "$dir/pretrain"
         for algorithm in $ALGORITHMS; do
             for shots in 1 5; do
                 meta="$dir/$algorithm-$HEAD-${shots}shot"
@@ -53,13 +34,11 @@ lane() {
                     extra=()
                     [[ $algorithm == maml++ ]] && extra=(--iterations-per-epoch 1 --msl-epochs $(( (ITERATIONS + 9) / 10 ))
                                                          --first-order-iterations $(( ITERATIONS / 3 )))
-                    t0=$(date +%s)
-                    mh meta-train --train glyphs-a --select-on source --init "$dir/pretrain" --out "$meta" \
+                    timed "$meta" meta-train --train glyphs-a --select-on source --init "$dir/pretrain" --out "$meta" \
                         --algorithm "$algorithm" --head "$HEAD" --ways 5 --shots "$shots" --queries 5 --meta-batch 2 \
                         --iterations "$ITERATIONS" --inner-steps 5 --eval-inner-steps 10 --inner-lr 0.1 --outer-lr 1e-3 \
                         --lr-halve-every 1000 --val-every "$VAL_EVERY" --val-episodes 20 --save-every "$VAL_EVERY" \
                         --seed "$seed" --data-root "$DATA" --device cpu --quiet "${extra[@]}"
-                    echo $(( $(date +%s) - t0 )) > "$meta/meta-train.seconds"
                 fi
                 json="$meta/test-glyphs-b-${shots}shot.json"
                 [[ -f "$json" ]] || mh eval --checkpoint "$meta" --dataset glyphs-b --split test --ways 5 \
@@ -69,20 +48,10 @@ lane() {
         done
     done
 }
-pids=()
-for model in "${MODELS[@]}"; do
-    lane "$model" > "$RUNS/lane-$model.log" 2>&1 &
-    pids+=($!)
-done
-failed=0
-for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-if (( failed )); then
-    echo "a lane failed; see $RUNS/lane-*.log" >&2
-    exit 1
-fi
+run_lanes
 
 title="5-way accuracy (%) on glyphs-b test, meta-trained on glyphs-a by each preset ($HEAD head), $EPISODES episodes"
 # shellcheck disable=SC2046
 mh report $(for s in $SEEDS; do echo "$RUNS/seed$s"; done) --title "$title, mean +- sd over seeds $SEEDS" \
     --markdown "$RUNS/table.md" --csv "$RUNS/table.csv" --json "$RUNS/table.json"
-echo "wall time: $(( $(date +%s) - start )) s" | tee "$RUNS/wall-time.txt"
+wall_time
