@@ -31,6 +31,7 @@ LAYERS: dict[str, tuple[int, str]] = {
     "metahyper": (0, "base"),  # the package's own __init__ only (version string)
     "metahyper.errors": (0, "base"),
     "metahyper.io": (0, "base"),
+    "metahyper.limits": (0, "base"),  # $METAHYPER_MAX_MEMORY_GB and the memory available
     "metahyper.progress": (0, "base"),  # the progress display (tqdm or log lines)
     "metahyper.data": (1, "data"),
     "metahyper.models": (1, "models"),

@@ -35,6 +35,7 @@ import numpy as np
 
 from metahyper.errors import UserError
 from metahyper.io import atomic_files, parse_json
+from metahyper.limits import ENV, GB, available_memory, memory_override
 
 HASH_ATTR = "metahyper_sha256"
 FILES_ATTR = "metahyper_files"
@@ -379,27 +380,16 @@ class BuildCheck:
                 row.error = f"the splits of {dataset} come from different builds; {hint}"
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to new allocations (Linux ``MemAvailable``), None where unknown."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_memory(nbytes: int, what: str, fix: str, limit: int | None = None) -> None:
-    """A :class:`UserError` when ``what`` needs more than ``limit`` bytes of memory (default: the
-    memory available now); ``fix`` says what to change."""
-    kind = "allowed" if limit is not None else "available"
-    limit = limit if limit is not None else available_memory()
+    """A :class:`UserError` when ``what`` needs more than ``limit`` bytes of memory (an option of
+    the command), else than ``$METAHYPER_MAX_MEMORY_GB`` when set (:mod:`metahyper.limits`), else
+    than the memory available now; ``fix`` says what to change."""
+    kind = "allowed"
+    if limit is None:
+        limit, kind = memory_override(), f"that ${ENV} allows"
+    if limit is None:
+        limit, kind = available_memory(), "available"
     if limit is not None and nbytes > limit:
         raise UserError(
-            f"{what} needs about {nbytes / 2**30:.1f} GB of memory, more than the {limit / 2**30:.1f} GB {kind}; {fix}"
+            f"{what} needs about {nbytes / GB:.1f} GB of memory, more than the {limit / GB:.1f} GB {kind}; {fix}"
         )

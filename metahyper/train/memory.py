@@ -15,7 +15,6 @@ higher one overrides the check.
 from __future__ import annotations
 
 import functools
-import math
 import os
 from dataclasses import dataclass
 
@@ -23,11 +22,10 @@ import torch
 from torch import nn
 
 from metahyper.errors import UserError
+from metahyper.limits import ENV, GB, memory_override
 from metahyper.models import ModelConfig, build_from_config
 
-ENV = "METAHYPER_MAX_MEMORY_GB"
 FLOAT = 4  # bytes per float32 value
-GB = 2**30
 
 
 @dataclass(frozen=True)
@@ -74,15 +72,9 @@ def footprint(config: ModelConfig, image_size: int | None = None) -> Footprint:
 def memory_limit(device: torch.device | str = "cpu") -> int:
     """Bytes a run on ``device`` may plan to use: ``$METAHYPER_MAX_MEMORY_GB`` if set, else the
     device's total memory."""
-    value = os.environ.get(ENV)
-    if value:
-        try:
-            gb = float(value)
-        except ValueError:
-            gb = math.nan
-        if not math.isfinite(gb) or gb <= 0:
-            raise UserError(f"${ENV} must be a positive number of GB, got {value!r}")
-        return int(gb * GB)
+    override = memory_override()
+    if override is not None:
+        return override
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory

@@ -18,6 +18,7 @@ from metahyper.data import open_split, prepare
 from metahyper.data.sources.folder import MAX_IMAGE_SIZE
 from metahyper.data.storage import to_8bit
 from metahyper.errors import UserError
+from metahyper.limits import ENV
 from tests.data.conftest import make_cifar100
 from tests.data.sources.test_cub import make_cub
 from tests.faults.test_archive_layout import copy_with, files_under, no_member_is_read
@@ -65,6 +66,23 @@ def test_members_that_do_not_fit_memory_are_refused_before_reading(tmp_path, mon
     no_member_is_read(monkeypatch)
     with pytest.raises(UserError, match=r"reading cifar-100-python/train .* needs about .* GB of memory"):
         prepare("fc100", root=tmp_path / "d", source=tmp_path / "cifar-100-python.tar.gz", strict=False)
+
+
+def test_the_memory_override_bounds_builds_as_it_bounds_runs(tmp_path, monkeypatch):
+    """``$METAHYPER_MAX_MEMORY_GB`` replaces the memory available in a build's check: lower refuses,
+    higher lets a build through that the memory available now would refuse."""
+    make_cifar100(tmp_path / "cifar-100-python.tar.gz")
+    source = tmp_path / "cifar-100-python.tar.gz"
+    monkeypatch.setenv(ENV, "0.0001")
+    with pytest.raises(UserError, match=rf"more than the 0.0 GB that \${ENV} allows"):
+        prepare("fc100", root=tmp_path / "low", source=source, strict=False)
+    assert files_under(tmp_path / "low") == []
+    monkeypatch.setattr("metahyper.data.writing.available_memory", lambda: 1_000_000)
+    monkeypatch.setenv(ENV, "64")
+    assert prepare("fc100", root=tmp_path / "high", source=source, strict=False)
+    monkeypatch.setenv(ENV, "lots")
+    with pytest.raises(UserError, match=rf"\${ENV} must be a positive number of GB, got 'lots'"):
+        prepare("fc100", root=tmp_path / "bad", source=source, strict=False)
 
 
 def test_miniimagenet_pickle_larger_than_the_dataset_is_refused(tmp_path, monkeypatch):
