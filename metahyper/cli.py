@@ -294,12 +294,12 @@ def _eval_shape(values: dict, given: set) -> None:
 def eval_cmd(**options) -> None:
     """Few-shot accuracy on seeded episodes: mean +- 1.96 std / sqrt(n) (same seed: same episodes);
     several --dataset / --shots values: one table (rows: datasets, columns: shots)."""
-    from metahyper.train import benchmark, evaluate
+    from metahyper.train import benchmark, eval_matrix, evaluate
 
     def stage(cfg: EvalConfig, ctx) -> Any:
         if cfg.benchmark is not None:
             return benchmark.evaluate_benchmark(cfg, ctx)
-        return evaluate.evaluate(cfg, ctx) if cfg.single else evaluate.evaluate_matrix(cfg, ctx)
+        return evaluate.evaluate(cfg, ctx) if cfg.single else eval_matrix.evaluate_matrix(cfg, ctx)
 
     _, result = _run(EvalConfig, options, stage, _eval_shape)
     if result is None:
@@ -309,7 +309,7 @@ def eval_cmd(**options) -> None:
         click.echo(f"wrote {', '.join(result['files'])}")
         return
     click.echo(result.line())
-    written = result.files if isinstance(result, evaluate.EvalMatrix) else [result.settings["output"]]
+    written = result.files if isinstance(result, eval_matrix.EvalMatrix) else [result.settings["output"]]
     click.echo(f"wrote {', '.join(written)}")
 
 

@@ -44,7 +44,7 @@ class EvalConfig(CommonOptions):
     """Few-shot evaluation on seeded test episodes: mean accuracy +- 1.96 std / sqrt(n).
     ``dataset`` and ``shots`` are lists (a single name or number, or a comma-separated string of
     names, is turned into one): several give the cross-domain matrix, one evaluation per
-    (dataset, shots) pair (:func:`metahyper.train.evaluate.evaluate_matrix`). ``method``:
+    (dataset, shots) pair (:func:`metahyper.train.eval_matrix.evaluate_matrix`). ``method``:
     ``maml`` (adapt the checkpoint's inner groups), ``linear`` (frozen features, a fresh N-way
     linear head fitted on the support set: the pretrain-only baseline), ``auto`` (maml for
     meta-trained checkpoints, linear for pretrained ones)."""

@@ -31,7 +31,6 @@ from metahyper.meta import MamlSettings
 from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, resolve_device
 from metahyper.train.evaluate import (
-    _run_identity,
     build_scorer,
     check_episode_memory,
     describe_selection,
@@ -39,6 +38,7 @@ from metahyper.train.evaluate import (
     episodes_fingerprint,
     mean_ci,
     resolve_method,
+    run_identity,
 )
 from metahyper.train.outputs import CSV_FIELDS, check_outputs, with_marker
 from metahyper.train.run import config_dict
@@ -125,7 +125,7 @@ def _prepare(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple:
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
     method = resolve_method(cfg, ckpt.extra)
-    _run_identity(ckpt.path)
+    run_identity(ckpt.path)
     _check_head(cfg, ckpt.extra, method, ckpt.model_config.num_classes)
     image_size = check_episode_memory(cfg, ckpt, *largest_episode(cfg), device)
     ways, shots, queries = episode_shape(cfg)
@@ -164,7 +164,7 @@ def evaluate_benchmark(cfg: EvalConfig, ctx: DistContext | None = None, write: b
         "queries": queries, "sources": [r["source"] for r in rows], "missing": missing,
         "average": float(np.mean([r["mean"] for r in rows])), "results": rows,
         "settings": {**settings, "image_size": image_size, "stage": ckpt.extra.get("stage"),
-                     **_run_identity(ckpt.path)},
+                     **run_identity(ckpt.path)},
         "selection": describe_selection(ckpt.path, ckpt.extra),
     }  # fmt: skip
     result["files"] = []

@@ -35,7 +35,7 @@ from torch import nn
 
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
-from metahyper.io import read_json, write_csv, write_json, write_text
+from metahyper.io import read_json, write_json
 from metahyper.meta import MAML, MamlSettings
 from metahyper.models import resolve_groups, to_plain
 from metahyper.progress import progress_bar
@@ -43,7 +43,7 @@ from metahyper.train.checkpoint import load_checkpoint
 from metahyper.train.distributed import DistContext, all_gather_list, resolve_device, shard
 from metahyper.train.memory import check_step, task_alive
 from metahyper.train.meta_learner import build_maml
-from metahyper.train.outputs import CSV_FIELDS, check_output, check_outputs, with_marker
+from metahyper.train.outputs import check_output
 from metahyper.train.run import CONFIG_FILE, config_dict
 
 
@@ -187,7 +187,7 @@ def describe_selection(path: Path, extra: dict) -> dict:
     return out
 
 
-def _run_identity(checkpoint: Path) -> dict:
+def run_identity(checkpoint: Path) -> dict:
     """``run`` (the checkpoint's run directory) and ``train_seed`` (its ``config.json`` seed, None
     when there is none): what :mod:`metahyper.report` groups seeds by. A damaged ``config.json``
     is a one-line :class:`UserError`."""
@@ -267,13 +267,13 @@ def _maml_scorer(model: nn.Module, extra: dict, cfg: EvalConfig) -> tuple[MAML, 
 
 def evaluate(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalResult:
     """Evaluate a checkpoint on ``cfg.episodes`` seeded episodes of its one dataset and shot count
-    (:func:`evaluate_matrix` for several); print-free (the CLI prints). Writes the JSON
-    (``cfg.output`` or beside the checkpoint) on the main process."""
+    (:func:`~metahyper.train.eval_matrix.evaluate_matrix` for several); print-free (the CLI
+    prints). Writes the JSON (``cfg.output`` or beside the checkpoint) on the main process."""
     cfg.validate()
     if not cfg.single:
         raise UserError(
             f"evaluate() scores one dataset and one shot count, got --dataset {','.join(cfg.dataset)} "
-            f"--shots {','.join(map(str, cfg.shots))}; use evaluate_matrix()"
+            f"--shots {','.join(map(str, cfg.shots))}; use evaluate_matrix() (metahyper.train.eval_matrix)"
         )
     return evaluate_one(cfg, cfg.dataset[0], cfg.shots[0], ctx, Path(cfg.output) if cfg.output else None, write)
 
@@ -313,7 +313,7 @@ def evaluate_one(
     ckpt = load_checkpoint(cfg.checkpoint)
     extra = ckpt.extra
     resolve_method(cfg, extra)
-    identity = _run_identity(ckpt.path)
+    identity = run_identity(ckpt.path)
     image_size = _check_memory(cfg, ckpt, shots, device)
     out = output or default_output(ckpt.path, cfg, [dataset], [shots])
     if write and (ctx is None or ctx.is_main):
@@ -338,120 +338,3 @@ def evaluate_one(
         # "config": `eval --config FILE` repeats exactly this evaluation
         write_json(out, {**result.to_dict(), "config": {**config_dict(cfg), "dataset": dataset, "shots": shots}})
     return result
-
-
-@dataclass
-class EvalMatrix:
-    """Cross-domain matrix: one checkpoint scored on each dataset (rows) at each shot count
-    (columns); every cell is an :class:`EvalResult` equal to that single evaluation's."""
-
-    datasets: list[str]
-    shots: list[int]
-    cells: dict[tuple[str, int], EvalResult]
-    files: list[str]
-
-    def rows(self) -> list[dict]:
-        """One row per cell: dataset, shots, mean, ci95 and what identifies the cell."""
-        return [
-            {
-                "dataset": d,
-                "shots": k,
-                "mean": c.mean,
-                "ci95": c.ci95,
-                "episodes": c.episodes,
-                "fingerprint": c.fingerprint,
-                "json": c.settings.get("output", ""),
-            }
-            for (d, k), c in self.cells.items()
-        ]
-
-    def _grid(self) -> list[list[str]]:
-        head = ["dataset", *(f"{k}-shot" for k in self.shots)]
-        body = [
-            [d, *(f"{100 * self.cells[d, k].mean:.2f} +- {100 * self.cells[d, k].ci95:.2f}" for k in self.shots)]
-            for d in self.datasets
-        ]
-        return [head, *body]
-
-    def line(self) -> str:
-        """The table as aligned text, under a line saying what was evaluated."""
-        first = next(iter(self.cells.values()))
-        grid = self._grid()
-        widths = [max(len(row[i]) for row in grid) for i in range(len(grid[0]))]
-        text = [
-            "  ".join(
-                cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))
-            ).rstrip()
-            for row in grid
-        ]
-        return "\n".join(
-            [
-                f"{first.model} [{first.method}], {first.split} split, {first.ways}-way, {first.episodes} episodes, "
-                "accuracy % (mean +- 95% CI):",
-                *text,
-            ]
-        )
-
-    def markdown(self) -> str:
-        head, *body = self._grid()
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(r) + " |" for r in body)]
-        return with_marker("eval-table.md", "\n".join(lines) + "\n")
-
-    def to_dict(self) -> dict:
-        first = next(iter(self.cells.values()))
-        keep = ("model", "checkpoint", "method", "split", "ways", "queries", "episodes", "seed")
-        return {
-            **{k: getattr(first, k) for k in keep},
-            "datasets": self.datasets,
-            "shots": self.shots,
-            "results": self.rows(),
-        }
-
-
-def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalMatrix:
-    """:func:`evaluate_one` for every dataset of ``cfg.dataset`` and shot count of ``cfg.shots``
-    (each cell writes its own JSON beside the table, named as a single evaluation's). The table is
-    written as ``.json`` (``"config"``: ``eval --config FILE`` repeats it), ``.csv`` (a row per
-    cell) and ``.md`` at ``cfg.output`` (default :func:`default_output`) on the main process.
-    Every input (the checkpoint, each dataset's cache, the memory of the largest episodes) and
-    every output is checked before the first episode is scored or any file written
-    (:func:`_check_matrix`)."""
-    cfg.validate()
-    table, outputs, splits = _check_matrix(cfg, ctx, write)
-    cells: dict[tuple[str, int], EvalResult] = {}
-    for dataset in cfg.dataset:
-        data = splits.pop(dataset)  # one dataset in memory at a time
-        data.load_into_memory()
-        for shots in cfg.shots:
-            cells[dataset, shots] = evaluate_one(cfg, dataset, shots, ctx, outputs[dataset, shots], write, data=data)
-    matrix = EvalMatrix(list(cfg.dataset), list(cfg.shots), cells, [])
-    if write and (ctx is None or ctx.is_main):
-        files = [table.with_suffix(".json"), table.with_suffix(".csv"), table.with_suffix(".md")]
-        write_json(files[0], {**matrix.to_dict(), "config": config_dict(cfg)})
-        write_csv(files[1], matrix.rows(), CSV_FIELDS["eval-table.csv"])
-        write_text(files[2], matrix.markdown())
-        matrix.files = [str(f) for f in files]
-    return matrix
-
-
-def _check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple[Path, dict, dict]:
-    """``(table path, {(dataset, shots): cell JSON path}, {dataset: opened split, not yet in
-    memory})`` of :func:`evaluate_matrix`, after checking the checkpoint (it loads), the memory of
-    the largest episodes, every dataset's cache and, when writing, every output file
-    (:func:`~metahyper.train.outputs.check_outputs`)."""
-    from metahyper.data import open_split
-
-    device = ctx.device if ctx is not None else resolve_device(cfg.device)
-    ckpt = load_checkpoint(cfg.checkpoint)
-    resolve_method(cfg, ckpt.extra)  # before any dataset is opened
-    _run_identity(ckpt.path)
-    _check_memory(cfg, ckpt, max(cfg.shots), device)
-    table = Path(cfg.output) if cfg.output else default_output(ckpt.path, cfg, cfg.dataset, cfg.shots)
-    outputs = {
-        (d, k): table.with_name(default_output(ckpt.path, cfg, [d], [k]).name) for d in cfg.dataset for k in cfg.shots
-    }
-    splits = {d: open_split(d, cfg.split, root=cfg.data_root) for d in cfg.dataset}
-    if write and (ctx is None or ctx.is_main):
-        tables = [(table.with_suffix(ext), f"eval-table{ext}", "-o") for ext in (".json", ".csv", ".md")]
-        check_outputs([*((out, "eval", "-o") for out in outputs.values()), *tables])
-    return table, outputs, splits

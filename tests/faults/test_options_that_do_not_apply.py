@@ -14,7 +14,8 @@ from metahyper import data
 from metahyper.cli import main
 from metahyper.config import EvalConfig, MetaTrainConfig, PretrainConfig
 from metahyper.errors import UserError
-from metahyper.train.evaluate import evaluate, evaluate_matrix
+from metahyper.train.eval_matrix import evaluate_matrix
+from metahyper.train.evaluate import evaluate
 
 
 def _refused(args: list[str]) -> str:

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from metahyper.cli import main
 from metahyper.config import EvalConfig
 from metahyper.errors import UserError
-from metahyper.train.evaluate import evaluate, evaluate_matrix
+from metahyper.train.eval_matrix import evaluate_matrix
+from metahyper.train.evaluate import evaluate
 
 
 def _invoke(*args: str) -> str:

@@ -1,4 +1,4 @@
-"""``metahyper report``: eval JSONs gathered into the paper's table layout.
+"""``metahyper report`` on eval JSONs: the paper's table layout.
 
 Rows are models (the eval JSON's ``model`` label, with the input size when one model was scored
 at several; ``, pretrain only (linear head)`` appended for ``--method linear`` results), columns
@@ -15,14 +15,6 @@ scored from checkpoints kept by different rules (``best.pt`` of ``--select-on ta
 ``last.pt`` of the same runs, Table 8) gets a row per rule (``, last iterate``, ``, selected on
 <dataset> val``). Output: a printed table, markdown, CSV (one line per run and one per aggregate)
 and JSON, each replacing only an earlier report output of its format (:func:`check_report_outputs`).
-
-Results of ``eval --benchmark`` (:func:`collect_benchmarks`) are compared instead in Meta-Dataset's
-layout: a row per source, a column per learner (its runs merged as above: mean +- sd over seeds,
-:func:`merge_runs`), the average over sources and the average rank (:func:`benchmark_comparison`).
-
-:func:`budget_to_match` is section 5.2's "with 70% training budget": for a pair of pretrain runs,
-the first epoch at which the hyper run reaches the plain run's final validation accuracy, as a
-fraction of the hyper run's epochs.
 """
 
 from __future__ import annotations
@@ -35,9 +27,8 @@ import numpy as np
 
 from metahyper.errors import UserError
 from metahyper.io import check_fields, file_error, read_json, write_csv, write_json, write_text
-from metahyper.models import ModelConfig
 from metahyper.train.evaluate import mean_ci
-from metahyper.train.outputs import CSV_FIELDS, check_outputs, file_kind, looks_like_eval, with_marker
+from metahyper.train.outputs import CSV_FIELDS, check_outputs, looks_like_eval, with_marker
 
 _FIELDS = {
     "model": str,
@@ -52,7 +43,7 @@ _FIELDS = {
     "accuracies": list,
     "fingerprint": str,
 }
-_FIX = "repair or delete it, or re-run `metahyper eval` to rewrite it"
+FIX = "repair or delete it, or re-run `metahyper eval` to rewrite it"
 
 
 def _check_eval(data: dict, where: str, fix: str) -> None:
@@ -83,10 +74,10 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
     damaged: list[str] = []
     for given in map(Path, paths):
         if given.is_file():
-            data = read_json(given, "eval JSON", _FIX)
+            data = read_json(given, "eval JSON", FIX)
             if not looks_like_eval(data):
                 raise UserError(f"{given} is not an eval JSON (written by `metahyper eval`)")
-            _check_eval(data, f"eval JSON {given}", _FIX)
+            _check_eval(data, f"eval JSON {given}", FIX)
             results.append({**data, "path": str(given)})
             continue
         if not given.is_dir():
@@ -107,85 +98,6 @@ def collect(paths: Iterable[str | Path]) -> list[dict]:
     if not results:
         raise UserError(f"no eval JSONs in {', '.join(map(str, paths))}; run `metahyper eval` first")
     return results
-
-
-_BENCHMARK_FIELDS = {
-    "benchmark": str, "model": str, "method": str, "sources": list, "missing": list, "average": (int, float),
-    "results": list,
-}  # fmt: skip
-_SOURCE_FIELDS = {"source": str, "mean": (int, float), "ci95": (int, float), "fingerprint": str}
-
-
-def collect_benchmarks(paths: Sequence[str | Path]) -> list[dict] | None:
-    """The ``eval --benchmark`` results (JSON files) in ``paths``, to compare side by side
-    (:func:`~metahyper.train.benchmark.benchmark_markdown`); None when no path is one. A one-line
-    :class:`UserError` when they are mixed with other results, damaged, or of different benchmarks."""
-    files = [Path(p) for p in paths]
-    found = [p.is_file() and file_kind(p) == "benchmark.json" for p in files]
-    if not any(found):
-        return None
-    if not all(found):
-        other = files[found.index(False)]
-        raise UserError(f"{other} is not an `eval --benchmark` JSON like the others; report the two kinds separately")
-    results = []
-    for file in files:
-        where = f"benchmark JSON {file}"
-        data = read_json(file, "benchmark JSON", _FIX, expect=dict, fields=_BENCHMARK_FIELDS)
-        for row in data["results"]:
-            check_fields(row, _SOURCE_FIELDS, where + ": a source", _FIX)
-        results.append(data)
-    if len({r["benchmark"] for r in results}) > 1:
-        raise UserError("these results are of different benchmarks; compare results of one benchmark at a time")
-    return results
-
-
-def merge_runs(results: Sequence[dict]) -> list[dict]:
-    """Benchmark results that read the same (:func:`~metahyper.train.benchmark.result_label`: model,
-    method, algorithm, head) are runs (seeds) of one learner, as a cell of :func:`build_report`
-    holds every run of its row: one result each, in order of first appearance, whose sources are
-    those every run scored, each with the mean of the runs' means and their ``sd`` (ddof=1), and
-    whose ``fingerprint`` joins the runs' (equal between learners run on the same seeds). A label
-    of one run keeps its result as it is."""
-    from metahyper.train.benchmark import result_label
-
-    groups: dict[str, list[dict]] = {}
-    for r in results:
-        groups.setdefault(result_label(r), []).append(r)
-    merged = []
-    for runs in groups.values():
-        if len(runs) == 1:
-            merged.append(runs[0])
-            continue
-        by_source = [{x["source"]: x for x in r["results"]} for r in runs]
-        sources = [s for s in runs[0]["sources"] if all(s in b for b in by_source)]
-        rows = []
-        for source in sources:
-            means = np.array([b[source]["mean"] for b in by_source], dtype=np.float64)
-            prints = "+".join(b[source]["fingerprint"] for b in by_source)
-            rows.append({"source": source, "mean": float(means.mean()), "sd": float(means.std(ddof=1)),
-                         "fingerprint": prints})  # fmt: skip
-        merged.append({**runs[0], "checkpoint": "", "runs": len(runs), "sources": sources, "results": rows,
-                       "missing": sorted({m for r in runs for m in r["missing"]}),
-                       "average": float(np.mean([x["mean"] for x in rows])) if rows else float("nan")})  # fmt: skip
-    return merged
-
-
-def benchmark_comparison(
-    results: Sequence[dict],
-    markdown: str | Path | None = None,
-    csv: str | Path | None = None,
-    json_path: str | Path | None = None,
-) -> tuple[str, list[Path]]:
-    """``(table text, paths written)`` of :func:`collect_benchmarks`' results side by side with
-    their average rank, written as a report's Markdown (``markdown``); ``csv`` and ``json_path``
-    are refused in one line (each result's own CSV and JSON hold the numbers)."""
-    from metahyper.train.benchmark import benchmark_markdown
-
-    if csv or json_path:
-        raise UserError("--csv and --json are not written for `eval --benchmark` results; use --markdown")
-    text = benchmark_markdown(merge_runs(results), "report.md")
-    written = [write_text(path, text) for path, _ in check_report_outputs(markdown)]
-    return text.split("\n", 1)[1], written  # the marker line is for files only
 
 
 def selection_label(result: dict) -> str:
@@ -437,58 +349,3 @@ def write_report(
         else:
             written.append(write_json(path, report.to_dict()))
     return written
-
-
-def _history(run: Path) -> tuple[str, list[float], int]:
-    """``(model label, validation accuracy per epoch, planned epochs)`` of a pretrain run directory."""
-    fix = "pass pretrain run directories trained with a validation split"
-    if not ((run / "config.json").is_file() and (run / "history.json").is_file()):
-        raise UserError(f"{run} is not a pretrain run with a validation accuracy per epoch (no config.json and "
-                        f"history.json); {fix}")  # fmt: skip
-    config = read_json(run / "config.json", "run config", fix, expect=dict)
-    history = read_json(run / "history.json", "history", fix, expect=list)
-    try:
-        accs = [float(h["val_acc"]) for h in history]
-        label = ModelConfig(config["model"], config.get("variant", 1)).label()
-        epochs = int(config.get("epochs", len(accs)))
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"{run} is not a pretrain run with a validation accuracy per epoch ({type(err).__name__}: {err}); "
-            "pass pretrain run directories trained with a validation split"
-        ) from None
-    if not accs:
-        raise UserError(f"{run} has no finished epoch; train it first")
-    return label, accs, epochs
-
-
-def budget_to_match(plain_run: str | Path, hyper_run: str | Path) -> dict:
-    """The first epoch at which ``hyper_run`` reaches ``plain_run``'s final validation accuracy,
-    and that epoch as a fraction of the hyper run's planned epochs (section 5.2: "with 70 %
-    training budget hyperresnet-34 achieves the similar performance to resnet-34"). ``epoch`` and
-    ``fraction`` are None when it never does; ``finished`` says whether both runs ran every epoch."""
-    plain_label, plain, plain_epochs = _history(Path(plain_run))
-    hyper_label, hyper, hyper_epochs = _history(Path(hyper_run))
-    target = plain[-1]
-    epoch = next((i + 1 for i, acc in enumerate(hyper) if acc >= target), None)
-    return {
-        "plain": plain_label,
-        "hyper": hyper_label,
-        "plain_final_acc": target,
-        "epoch": epoch,
-        "epochs": hyper_epochs,
-        "fraction": epoch / hyper_epochs if epoch is not None else None,
-        "finished": len(plain) >= plain_epochs and len(hyper) >= hyper_epochs,
-    }
-
-
-def budget_text(match: dict) -> str:
-    """:func:`budget_to_match` in one line."""
-    head = f"{match['hyper']} vs {match['plain']} (final {100 * match['plain_final_acc']:.2f} %): "
-    tail = "" if match["finished"] else " (a run is unfinished)"
-    if match["epoch"] is None:
-        return head + f"not reached in {match['epochs']} epochs" + tail
-    return (
-        head
-        + f"reached at epoch {match['epoch']} of {match['epochs']} ({100 * match['fraction']:.0f} % of the budget)"
-        + tail
-    )
