@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from metahyper.data.cache import IN_MEMORY
 from metahyper.data.registry import LAYOUTS, layout_for
 from metahyper.errors import UserError
 from metahyper.meta import BACKENDS
@@ -138,6 +139,12 @@ class RunOptions(CommonOptions):
 
     out: str = out_opt()
     num_workers: int = workers_opt("DataLoader worker processes.")
+    in_memory: str = option(
+        "auto",
+        "Load the cache's splits into memory (yes), read them in place (no: same numbers, slower), or auto: "
+        "load them when they take at most half the memory (each torchrun process loads its own copy).",
+        choices=IN_MEMORY,
+    )
     save_every: int = save_every_opt(1, "Epochs")
     resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
     tensorboard: bool = option(

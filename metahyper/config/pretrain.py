@@ -113,6 +113,10 @@ class PretrainConfig(RunOptions):
             raise UserError(
                 "--eval-split does not apply to --dataset imagenet, which validates on DIR/val/; leave it out"
             )
+        if self.dataset == "imagenet" and self.in_memory != "auto":
+            raise UserError(
+                "--in-memory does not apply to --dataset imagenet (image files read by torchvision); leave it out"
+            )
         if self.swa_start is not None and not 0 <= self.swa_start < self.epochs:
             raise UserError(f"--swa-start must be an epoch in [0, {self.epochs}), got {self.swa_start}")
         if self.nesterov and self.momentum == 0:

@@ -8,6 +8,7 @@ Public API::
         # or a user dataset built by prepare("folder", source=DIR, name=NAME) (its manifest.json)
     SplitData: .name .split .classes .num_classes .images_per_class(c) .image_size (H, W)
                .read(c, indices) -> uint8 (n, H, W, 3)  .read_many(classes, indices)  .load_into_memory()
+    load_splits(splits, mode="auto"|"yes"|"no", processes=1) -> bool   # into memory, or read in place
     EpisodeSampler(data, ways, shots, queries, seed=0, image_size=None, normalization=None,
                    transform=None, length=10**9); .episode(i) / [i] -> Episode
     Episode(support_x, support_y, query_x, query_y, classes); .to(device)
@@ -23,7 +24,7 @@ Public API::
 
 from __future__ import annotations
 
-from metahyper.data.cache import CacheInfo, SplitData, list_caches, open_split
+from metahyper.data.cache import IN_MEMORY, CacheInfo, SplitData, list_caches, load_splits, open_split
 from metahyper.data.classification import ClassificationData, cifar_standard
 from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng, meta_batches
 from metahyper.data.layouts import default_root
@@ -41,6 +42,7 @@ from metahyper.data.transforms import random_crop_flip, resize, to_tensor
 
 __all__ = [
     "DATASETS",
+    "IN_MEMORY",
     "LAYOUTS",
     "CacheInfo",
     "ClassificationData",
@@ -54,6 +56,7 @@ __all__ = [
     "known_datasets",
     "layout_for",
     "list_caches",
+    "load_splits",
     "meta_batches",
     "normalization_for",
     "open_split",

@@ -28,6 +28,7 @@ from metahyper.data.storage import check_image_size, storage_kind, to_rgb
 from metahyper.data.writing import BuildCheck, check_build, check_memory
 from metahyper.errors import UserError
 from metahyper.io import read_json
+from metahyper.limits import available_memory, memory_override
 
 _BLOCK_BYTES = 64 << 20  # images read at a time when a whole class is read
 MAX_CHUNK_BYTES = 256 << 20  # HDF5 reads (and decompresses) a stored chunk whole
@@ -354,6 +355,30 @@ def open_split(name: str, split: str, root: str | Path | None = None, in_memory:
     """Open split ``split`` of dataset ``name`` from the cache root (default :func:`default_root`)."""
     root = Path(root) if root is not None else default_root()
     return SplitData(layout_for(name, root), split, root, in_memory=in_memory)
+
+
+IN_MEMORY = ("auto", "yes", "no")  # the --in-memory choices of load_splits
+
+
+def load_splits(splits: Sequence[SplitData], mode: str = "auto", processes: int = 1) -> bool:
+    """Load ``splits`` into memory or leave them read in place (through memory maps and the page
+    cache: the same images, so the same numbers, only the speed differs); returns whether they were
+    loaded. ``mode``: ``yes`` loads them (each load refused in one line when it does not fit);
+    ``no`` reads in place; ``auto`` loads them when together they take at most half the memory
+    that each of ``processes`` (torchrun's processes on one machine each load their own copy) may
+    use: ``$METAHYPER_MAX_MEMORY_GB`` when set, else the memory available (loaded when unknown).
+    Meta-Dataset's ILSVRC (27 GB at 84 px), QuickDraw and Fungi are read in place on most machines."""
+    if mode not in IN_MEMORY:
+        raise UserError(f"unknown --in-memory {mode!r}; choose from {', '.join(IN_MEMORY)}")
+    unique = list({id(s): s for s in splits}.values())
+    if mode == "auto":
+        limit = memory_override()
+        limit = available_memory() if limit is None else limit
+        mode = "yes" if limit is None or 2 * processes * sum(s.nbytes for s in unique) <= limit else "no"
+    if mode == "yes":
+        for split in unique:
+            split.load_into_memory()
+    return mode == "yes"
 
 
 @dataclass

@@ -7,8 +7,9 @@
    ``--episodes variable`` Meta-Dataset's variable-way variable-shot ones
    (:class:`~metahyper.data.variable_episodes.VariableEpisodeSampler`; heads ``zero`` / ``proto``
    only); several ``--train`` datasets (``md-all``: Meta-Dataset's 8 training sources) draw each
-   episode's source per episode (:class:`~metahyper.data.variable_episodes.MultiSourceSampler`) and
-   are read in place, not loaded into RAM. It adapts the inner groups on each
+   episode's source per episode (:class:`~metahyper.data.variable_episodes.MultiSourceSampler`).
+   The splits are loaded into memory or read in place (``--in-memory``,
+   :func:`~metahyper.data.load_splits`: the same episodes either way). It adapts the inner groups on each
    support set and accumulates the meta-gradient of the mean query loss over the B tasks into the
    outer groups (:meth:`metahyper.meta.MAML.meta_step`); Adam steps, the learning rate halves every
    ``lr_halve_every`` iterations down to ``min_lr``. Plain models: every parameter in both loops
@@ -126,7 +127,7 @@ class MetaTrainer(Trainer):
         ways, support, query = self.largest
         tasks = -(-cfg.meta_batch // self.ctx.world_size)
         task_images = support + query
-        up_to = "" if self.in_memory else "up to "  # variable or several sources: the largest possible episode
+        up_to = "" if self.fixed_one else "up to "  # variable or several sources: the largest possible episode
         second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
         second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
         graphs = 2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs
@@ -157,17 +158,15 @@ class MetaTrainer(Trainer):
 
         cfg = self.cfg
         sources = cfg.train_sources()
-        # fixed episodes of one source: its splits are loaded into RAM (_load_data); else read in place
-        self.in_memory = cfg.episodes == "fixed" and len(sources) == 1
-        if len(sources) == 1:
-            self.sampler = self._sampler(open_split(sources[0], "train", root=cfg.data_root), cfg.seed)
-        else:
-            parts = [self._sampler(open_split(d, "train", root=cfg.data_root), cfg.seed) for d in sources]
-            self.sampler = MultiSourceSampler(parts, seed=cfg.seed, weights=cfg.source_weights)
+        self.fixed_one = cfg.episodes == "fixed" and len(sources) == 1  # EpisodeSampler, as always
+        parts = [self._sampler(open_split(d, "train", root=cfg.data_root), cfg.seed) for d in sources]
+        several = len(parts) > 1
+        self.sampler = MultiSourceSampler(parts, seed=cfg.seed, weights=cfg.source_weights) if several else parts[0]
         self.val_samplers = {}
         if cfg.val_every and cfg.val_episodes:
             for domain in cfg.validation_domains():
                 self.val_samplers[domain] = self._sampler(open_split(domain, "val", root=cfg.data_root), cfg.val_seed)
+        self.splits = [s.data for s in (*parts, *self.val_samplers.values())]
         bounds = [self._largest(s) for s in (self.sampler, *self.val_samplers.values())]
         self.largest = tuple(max(b[k] for b in bounds) for k in range(3))
         self.primary = cfg.selection_domain() or cfg.train  # val_acc of the logs; the sources when nothing is selected
@@ -182,7 +181,7 @@ class MetaTrainer(Trainer):
         from metahyper.data.variable_episodes import VariableEpisodeSampler
 
         cfg = self.cfg
-        if cfg.episodes == "variable" or not self.in_memory:
+        if not self.fixed_one:
             return VariableEpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
         return EpisodeSampler(data, cfg.ways, cfg.shots, cfg.queries, seed=seed, image_size=self.image_size)
 
@@ -194,10 +193,11 @@ class MetaTrainer(Trainer):
         return cfg.ways, cfg.ways * cfg.shots, cfg.ways * cfg.queries
 
     def _load_data(self) -> None:
-        """Fixed episodes of one source: every split into RAM (each load checks its memory first)."""
-        if self.in_memory:
-            for sampler in (self.sampler, *self.val_samplers.values()):
-                sampler.data.load_into_memory()
+        """Every split into memory or read in place, as ``--in-memory`` says
+        (:func:`~metahyper.data.load_splits`: same episodes either way)."""
+        from metahyper.data import load_splits
+
+        load_splits(self.splits, self.cfg.in_memory, self.ctx.world_size)
 
     def _build(self, init: Checkpoint) -> None:
         """The model with a fresh N-way head (section 4.2), its MAML, the outer optimiser."""

@@ -113,23 +113,26 @@ def epoch_order(n: int, seed: int, epoch: int, ctx: DistContext) -> list[int]:
     return order[ctx.rank :: ctx.world_size]
 
 
-def _datasets(cfg: PretrainConfig):
-    from metahyper.data import ClassificationData, open_split
+def _datasets(cfg: PretrainConfig, processes: int = 1):
+    """``(split, training set, held-out set or None, input size)``; the split (and ``--eval-split``)
+    loaded into memory or read in place as ``--in-memory`` says (:func:`~metahyper.data.load_splits`)."""
+    from metahyper.data import ClassificationData, load_splits, open_split
     from metahyper.data.imagenet import IMAGE_SIZE, imagenet_folders
 
     if cfg.dataset == "imagenet":
         train, val = imagenet_folders(cfg.data_root, cfg.image_size or IMAGE_SIZE)
         return train, train, val, cfg.image_size or IMAGE_SIZE
-    data = open_split(cfg.dataset, cfg.split, root=cfg.data_root, in_memory=True)
+    data = open_split(cfg.dataset, cfg.split, root=cfg.data_root)
+    other = open_split(cfg.dataset, cfg.eval_split, root=cfg.data_root) if cfg.eval_split else None
+    if other is not None and list(other.classes) != list(data.classes):
+        raise UserError(
+            f"{cfg.dataset} {cfg.eval_split} has other classes than {cfg.split}; "
+            "--eval-split works for cifar10/cifar100 train/test; use --val-fraction for few-shot splits"
+        )
+    load_splits([data] if other is None else [data, other], cfg.in_memory, processes)
     held = None
     part, fraction = "all", 0.0
-    if cfg.eval_split:
-        other = open_split(cfg.dataset, cfg.eval_split, root=cfg.data_root, in_memory=True)
-        if list(other.classes) != list(data.classes):
-            raise UserError(
-                f"{cfg.dataset} {cfg.eval_split} has other classes than {cfg.split}; "
-                "--eval-split works for cifar10/cifar100 train/test; use --val-fraction for few-shot splits"
-            )
+    if other is not None:
         held = ClassificationData(other, image_size=cfg.image_size)
     elif cfg.val_fraction > 0:
         part, fraction = "train", cfg.val_fraction
@@ -188,7 +191,7 @@ class Pretrainer(Trainer):
 
     def setup(self) -> None:
         cfg, ctx = self.cfg, self.ctx
-        data, self.train_set, self.held, input_size = _datasets(cfg)
+        data, self.train_set, self.held, input_size = _datasets(cfg, ctx.world_size)
         config = ModelConfig(
             cfg.model, cfg.variant, data.num_classes, cfg.compressed, cfg.d, cfg.hyper_bias, cfg.embedding_seed,
             cfg.model_stem, hyper_bias_init=cfg.hyper_bias_init,

@@ -51,7 +51,7 @@ BEST = "best.pt"
 T = TypeVar("T")
 LOCK_FILE = "run.lock"
 # Options that may differ between a run and its --resume without changing the results.
-RESUME_FREE = frozenset({"resume", "out", "device", "num_workers", "progress", "data_root", "tensorboard"})
+RESUME_FREE = frozenset({"resume", "out", "device", "num_workers", "in_memory", "progress", "data_root", "tensorboard"})
 _HELD: dict[tuple[int, int], int] = {}  # run directory (device, inode) -> descriptor of the lock this process holds
 
 

@@ -165,3 +165,14 @@ def test_memory_check_is_fed_the_largest_possible_episode(glyph_root, pretrained
         meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / "run", train="glyphs-b"))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(train="glyphs-a", episodes="fixed", ways=3, shots=1, queries=2)])
+def test_in_memory_or_in_place_meta_trains_the_same_model(glyph_root, pretrained, tmp_path, kw):
+    init = pretrained["wrn-10-1"]
+    for mode in ("yes", "no"):
+        meta_train(_cfg(glyph_root, init, tmp_path / mode, in_memory=mode, val_every=2, val_episodes=2, **kw))
+    ram, disk = (load_checkpoint(tmp_path / mode / "last.pt") for mode in ("yes", "no"))
+    assert all(torch.equal(v, disk.state_dict[k]) for k, v in ram.state_dict.items())
+    for name in ("train.csv", "val.csv"):
+        assert (tmp_path / "yes" / name).read_text() == (tmp_path / "no" / name).read_text(), name

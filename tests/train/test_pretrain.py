@@ -115,3 +115,14 @@ def test_pretrain_resume_after_sigkill_matches_uninterrupted_run(glyph_root, tmp
     assert json.loads((tmp_path / "full" / "history.json").read_text()) == json.loads(
         (tmp_path / "killed" / "history.json").read_text()
     )
+
+
+def test_in_memory_or_in_place_trains_the_same_model_and_may_change_on_resume(glyph_root, tmp_path):
+    pretrain(_cfg(glyph_root, tmp_path / "ram", epochs=1, in_memory="yes"))
+    pretrain(_cfg(glyph_root, tmp_path / "disk", epochs=1, in_memory="no"))
+    ram, disk = (load_checkpoint(tmp_path / run / "last.pt") for run in ("ram", "disk"))
+    assert all(torch.equal(v, disk.state_dict[k]) for k, v in ram.state_dict.items())
+    assert (tmp_path / "ram" / "history.csv").read_text() == (tmp_path / "disk" / "history.csv").read_text()
+    pretrain(_cfg(glyph_root, tmp_path / "disk", epochs=1, in_memory="yes", resume=True))  # not refused
+    with pytest.raises(UserError, match="--in-memory does not apply to --dataset imagenet"):
+        _cfg(glyph_root, tmp_path / "i", dataset="imagenet", in_memory="no").validate()
