@@ -62,6 +62,15 @@ def workers_opt(help: str):
     return option(0, help, flag="--workers", min=0)
 
 
+def in_memory_opt():
+    return option(
+        "auto",
+        "Load the cache's splits into memory (yes), read them in place (no: same numbers, slower), or auto: "
+        "load them when they take at most half the memory (each torchrun process loads its own copy).",
+        choices=IN_MEMORY,
+    )
+
+
 def check_workers(workers: int) -> None:
     """More worker processes than CPUs only cost memory and start-up time."""
     cpus = os.cpu_count() or 1
@@ -139,12 +148,7 @@ class RunOptions(CommonOptions):
 
     out: str = out_opt()
     num_workers: int = workers_opt("DataLoader worker processes.")
-    in_memory: str = option(
-        "auto",
-        "Load the cache's splits into memory (yes), read them in place (no: same numbers, slower), or auto: "
-        "load them when they take at most half the memory (each torchrun process loads its own copy).",
-        choices=IN_MEMORY,
-    )
+    in_memory: str = in_memory_opt()
     save_every: int = save_every_opt(1, "Epochs")
     resume: bool = resume_opt("Continue the run in --out exactly where its last.pt left it.")
     tensorboard: bool = option(

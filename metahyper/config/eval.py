@@ -13,6 +13,7 @@ from metahyper.config.common import (
     check_dataset,
     check_support_chunk,
     image_size_opt,
+    in_memory_opt,
     support_chunk_opt,
 )
 from metahyper.data.layouts import SPLITS
@@ -102,6 +103,7 @@ class EvalConfig(CommonOptions):
         "them; one table, a row per source.",
     )
     skip_missing: bool = option(False, "With --benchmark: skip (and list) the sources not built instead of refusing.")
+    in_memory: str = in_memory_opt()
 
     stage = "eval"
 

@@ -360,25 +360,36 @@ def open_split(name: str, split: str, root: str | Path | None = None, in_memory:
 IN_MEMORY = ("auto", "yes", "no")  # the --in-memory choices of load_splits
 
 
-def load_splits(splits: Sequence[SplitData], mode: str = "auto", processes: int = 1) -> bool:
-    """Load ``splits`` into memory or leave them read in place (through memory maps and the page
-    cache: the same images, so the same numbers, only the speed differs); returns whether they were
-    loaded. ``mode``: ``yes`` loads them (each load refused in one line when it does not fit);
-    ``no`` reads in place; ``auto`` loads them when together they take at most half the memory
-    that each of ``processes`` (torchrun's processes on one machine each load their own copy) may
-    use: ``$METAHYPER_MAX_MEMORY_GB`` when set, else the memory available (loaded when unknown).
-    Meta-Dataset's ILSVRC (27 GB at 84 px), QuickDraw and Fungi are read in place on most machines."""
+def keep_in_memory(splits: Sequence[SplitData], mode: str = "auto", processes: int = 1) -> bool:
+    """Whether ``splits`` are to be loaded into memory (:func:`load_splits`) or read in place
+    (through memory maps and the page cache: the same images, so the same numbers, only the speed
+    differs). ``mode``: ``yes`` (a one-line :class:`UserError` when together they do not fit the
+    memory), ``no``, or ``auto``: loaded when together they take at most half the memory that each
+    of ``processes`` (torchrun's processes on one machine each load their own copy) may use:
+    ``$METAHYPER_MAX_MEMORY_GB`` when set, else the memory available (loaded when unknown).
+    Meta-Dataset's ILSVRC (18 GiB decoded at 84 px) and QuickDraw are read in place on most machines."""
     if mode not in IN_MEMORY:
         raise UserError(f"unknown --in-memory {mode!r}; choose from {', '.join(IN_MEMORY)}")
     unique = list({id(s): s for s in splits}.values())
-    if mode == "auto":
-        limit = memory_override()
-        limit = available_memory() if limit is None else limit
-        mode = "yes" if limit is None or 2 * processes * sum(s.nbytes for s in unique) <= limit else "no"
+    nbytes = processes * sum(s.nbytes for s in unique)
     if mode == "yes":
-        for split in unique:
-            split.load_into_memory()
-    return mode == "yes"
+        names = ", ".join(f"{s.name} {s.split}" for s in unique)
+        check_memory(nbytes, f"--in-memory yes: loading {names}", "free memory, or pass --in-memory auto or no")
+        return True
+    if mode == "no":
+        return False
+    limit = memory_override()
+    limit = available_memory() if limit is None else limit
+    return limit is None or 2 * nbytes <= limit
+
+
+def load_splits(splits: Sequence[SplitData], mode: str = "auto", processes: int = 1) -> bool:
+    """Load ``splits`` into memory when :func:`keep_in_memory` says so; returns whether it did."""
+    loaded = keep_in_memory(splits, mode, processes)
+    if loaded:
+        for split in splits:
+            split.load_into_memory()  # a split given twice is loaded once
+    return loaded
 
 
 @dataclass

@@ -11,7 +11,8 @@ line before any work, or with ``--skip-missing`` listed as missing and skipped.
 Everything is checked before the first episode: the checkpoint, the head (a learned head has one
 width and cannot start variable-way tasks: ``--head zero|proto``), the memory of the largest
 possible episode (500 support images and 50 x 10 queries, or what the fixed shape allows), every
-source's cache and episode shape, and every output file. The result is written as JSON, CSV and a
+source's cache and episode shape, whether each is loaded into memory (``--in-memory``, one source at
+a time; :func:`~metahyper.data.cache.keep_in_memory`), and every output file. The result is written as JSON, CSV and a
 Markdown table in Meta-Dataset's layout (sources as rows); :func:`benchmark_markdown` puts several
 results (checkpoints) side by side with their average rank (``metahyper report`` on their JSONs).
 """
@@ -115,8 +116,9 @@ def default_table(checkpoint: Path, cfg: EvalConfig) -> Path:
 
 def _prepare(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple:
     """Every check of :func:`evaluate_benchmark`, in order, before any episode is scored:
-    ``(checkpoint, method, device, image size, {source: sampler}, missing, table path)``."""
-    from metahyper.data import open_split
+    ``(checkpoint, method, device, image size, {source: sampler}, {source: whether to load it into
+    memory}, missing, table path)``."""
+    from metahyper.data.cache import keep_in_memory, open_split
 
     cfg.validate()
     if cfg.benchmark is None:
@@ -136,20 +138,25 @@ def _prepare(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple:
         )
         for name in built
     }  # fmt: skip
+    processes = ctx.world_size if ctx is not None else 1
+    loaded = {name: keep_in_memory([s.data], cfg.in_memory, processes) for name, s in samplers.items()}
     table = Path(cfg.output) if cfg.output else default_table(ckpt.path, cfg)
     if write and (ctx is None or ctx.is_main):
         check_outputs([(table.with_suffix(ext), f"benchmark{ext}", "-o") for ext in (".json", ".csv", ".md")])
-    return ckpt, method, device, image_size, samplers, missing, table
+    return ckpt, method, device, image_size, samplers, loaded, missing, table
 
 
 def evaluate_benchmark(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> dict:
     """Score ``cfg.checkpoint`` on every built test source of ``cfg.benchmark`` (this module's
     docstring); returns the result (what the JSON holds) and writes its ``.json``, ``.csv`` and
     ``.md`` (``cfg.output`` or :func:`default_table`) on the main process."""
-    ckpt, method, device, image_size, samplers, missing, table = _prepare(cfg, ctx, write)
+    ckpt, method, device, image_size, samplers, loaded, missing, table = _prepare(cfg, ctx, write)
     rows, settings = [], {}
     indices = list(range(cfg.episodes))
-    for name, sampler in samplers.items():
+    for name in list(samplers):
+        sampler = samplers.pop(name)  # one source in memory at a time: the previous one is freed
+        if loaded[name]:
+            sampler.data.load_into_memory()
         model = ckpt.build_model().to(device)  # afresh per source: every source scores the same model
         _, score, settings = build_scorer(model, ckpt.extra, cfg)
         accs = episode_accuracies(score, sampler, indices, device, ctx, cfg.progress, desc=f"eval {name}")

@@ -97,18 +97,19 @@ class EvalMatrix:
 def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool = True) -> EvalMatrix:
     """:func:`~metahyper.train.evaluate.evaluate_one` for every dataset of ``cfg.dataset`` and shot
     count of ``cfg.shots`` (each cell writes its own JSON beside the table, named as a single
-    evaluation's). The table is
-    written as ``.json`` (``"config"``: ``eval --config FILE`` repeats it), ``.csv`` (a row per
-    cell) and ``.md`` at ``cfg.output`` (default :func:`~metahyper.train.evaluate.default_output`) on the main process.
-    Every input (the checkpoint, each dataset's cache, the memory of the largest episodes) and
-    every output is checked before the first episode is scored or any file written
-    (:func:`check_matrix`)."""
+    evaluation's). The table is written as ``.json`` (``"config"``: ``eval --config FILE`` repeats
+    it), ``.csv`` (a row per cell) and ``.md`` at ``cfg.output`` (default
+    :func:`~metahyper.train.evaluate.default_output`) on the main process. Every input (the
+    checkpoint, each dataset's cache, the memory of the largest episodes and, ``--in-memory yes``,
+    of each dataset loaded) and every output is checked before the first episode is scored or any
+    file written (:func:`check_matrix`). One dataset is in memory at a time."""
     cfg.validate()
-    table, outputs, splits = check_matrix(cfg, ctx, write)
+    table, outputs, splits, loaded = check_matrix(cfg, ctx, write)
     cells: dict[tuple[str, int], EvalResult] = {}
     for dataset in cfg.dataset:
-        data = splits.pop(dataset)  # one dataset in memory at a time
-        data.load_into_memory()
+        data = splits.pop(dataset)  # the previous dataset is freed
+        if loaded[dataset]:
+            data.load_into_memory()
         for shots in cfg.shots:
             cells[dataset, shots] = evaluate_one(cfg, dataset, shots, ctx, outputs[dataset, shots], write, data=data)
     matrix = EvalMatrix(list(cfg.dataset), list(cfg.shots), cells, [])
@@ -121,12 +122,13 @@ def evaluate_matrix(cfg: EvalConfig, ctx: DistContext | None = None, write: bool
     return matrix
 
 
-def check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple[Path, dict, dict]:
+def check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple[Path, dict, dict, dict]:
     """``(table path, {(dataset, shots): cell JSON path}, {dataset: opened split, not yet in
-    memory})`` of :func:`evaluate_matrix`, after checking the checkpoint (it loads), the memory of
-    the largest episodes, every dataset's cache and, when writing, every output file
-    (:func:`~metahyper.train.outputs.check_outputs`)."""
-    from metahyper.data import open_split
+    memory}, {dataset: whether to load it})`` of :func:`evaluate_matrix`, after checking the
+    checkpoint (it loads), the memory of the largest episodes, every dataset's cache, whether each
+    is to be loaded (:func:`~metahyper.data.cache.keep_in_memory`) and, when writing, every output
+    file (:func:`~metahyper.train.outputs.check_outputs`)."""
+    from metahyper.data.cache import keep_in_memory, open_split
 
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
@@ -138,7 +140,9 @@ def check_matrix(cfg: EvalConfig, ctx: DistContext | None, write: bool) -> tuple
         (d, k): table.with_name(default_output(ckpt.path, cfg, [d], [k]).name) for d in cfg.dataset for k in cfg.shots
     }
     splits = {d: open_split(d, cfg.split, root=cfg.data_root) for d in cfg.dataset}
+    processes = ctx.world_size if ctx is not None else 1
+    loaded = {d: keep_in_memory([split], cfg.in_memory, processes) for d, split in splits.items()}
     if write and (ctx is None or ctx.is_main):
         tables = [(table.with_suffix(ext), f"eval-table{ext}", "-o") for ext in (".json", ".csv", ".md")]
         check_outputs([*((out, "eval", "-o") for out in outputs.values()), *tables])
-    return table, outputs, splits
+    return table, outputs, splits, loaded

@@ -307,7 +307,7 @@ def evaluate_one(
     """One (dataset, shots) evaluation of ``cfg.checkpoint`` (freshly loaded, so every call scores
     the same model); ``data``: the opened ``cfg.split`` of ``dataset``, to reuse across shots. The
     JSON (``output``, default :func:`default_output`) stores ``cfg`` with this dataset and shots."""
-    from metahyper.data import EpisodeSampler, open_split
+    from metahyper.data import EpisodeSampler, load_splits, open_split
 
     device = ctx.device if ctx is not None else resolve_device(cfg.device)
     ckpt = load_checkpoint(cfg.checkpoint)
@@ -320,7 +320,8 @@ def evaluate_one(
         check_output(out, "eval")
     model = ckpt.build_model().to(device)
     if data is None:
-        data = open_split(dataset, cfg.split, root=cfg.data_root, in_memory=True)
+        data = open_split(dataset, cfg.split, root=cfg.data_root)
+        load_splits([data], cfg.in_memory, ctx.world_size if ctx is not None else 1)
     sampler = EpisodeSampler(data, cfg.ways, shots, cfg.queries, seed=cfg.seed, image_size=image_size)
     method, score, settings = build_scorer(model, extra, cfg)
     indices = list(range(cfg.episodes))

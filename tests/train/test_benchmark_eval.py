@@ -202,3 +202,15 @@ def test_runs_of_one_learner_are_merged_into_mean_and_sd_over_seeds():
     assert "| md-dtd | 50.00 +- 10.00 sd | 30.00 +- 0.00 sd |" in table
     assert "standard deviation of their means" in table
     assert merge_runs([a[0]]) == [a[0]]  # one run: as it is
+
+
+def test_sources_in_memory_or_in_place_score_the_same(md_root, pretrained, tmp_path):
+    results = {}
+    for mode in ("yes", "no"):
+        out = tmp_path / f"{mode}.json"
+        run = _eval(str(pretrained["wrn-10-1"]), "--benchmark", "md-aircraft,md-dtd", "--method", "maml", "--head",
+                    "zero", "--episodes", "2", "--inner-steps", "1", "--data-root", str(md_root), "--in-memory", mode,
+                    "-o", str(out))  # fmt: skip
+        assert run.exit_code == 0, run.output
+        results[mode] = json.loads(out.read_text())["results"]
+    assert results["yes"] == results["no"]

@@ -168,3 +168,13 @@ def test_single_evaluate_refuses_a_matrix_config(glyph_root, pretrained, tmp_pat
     assert list(matrix.cells) == [("glyphs-a", 1), ("glyphs-b", 1)] and matrix.files == []
     with pytest.raises(UserError, match="--shots lists a value twice"):
         EvalConfig(checkpoint="c", dataset="glyphs-b", shots=[1, 1])
+
+
+def test_datasets_in_memory_or_in_place_score_the_same(glyph_root, pretrained):
+    def cfg(mode: str, dataset: str = "glyphs-a,glyphs-b") -> EvalConfig:
+        kw = dict(shots=1, ways=3, queries=2, episodes=2, data_root=str(glyph_root), device="cpu", progress=False)
+        return EvalConfig(checkpoint=str(pretrained["wrn-10-1"]), dataset=dataset, in_memory=mode, **kw)
+
+    ram, disk = (evaluate_matrix(cfg(mode), write=False) for mode in ("yes", "no"))
+    assert [c.accuracies for c in ram.cells.values()] == [c.accuracies for c in disk.cells.values()]
+    assert evaluate(cfg("no", "glyphs-b"), write=False).accuracies == ram.cells["glyphs-b", 1].accuracies
