@@ -24,10 +24,11 @@ Public API::
 
 from __future__ import annotations
 
-from metahyper.data.cache import IN_MEMORY, CacheInfo, SplitData, list_caches, load_splits, open_split
+from metahyper.data.cache import IN_MEMORY, SplitData, load_splits, open_split
 from metahyper.data.classification import ClassificationData, cifar_standard
 from metahyper.data.episodes import Episode, EpisodeSampler, episode_rng, meta_batches
 from metahyper.data.layouts import default_root
+from metahyper.data.listing import CacheInfo, list_caches
 from metahyper.data.registry import (
     DATASETS,
     LAYOUTS,

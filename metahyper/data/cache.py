@@ -2,12 +2,12 @@
 
 A class is stored in one of the forms of :mod:`metahyper.data.storage` (decoded RGB or grayscale,
 or encoded file bytes) and always read as uint8 (n, H, W, 3). Public API: :func:`open_split` ->
-:class:`SplitData`, :func:`list_caches` (``deep``: also the hashes recorded at build time).
+:class:`SplitData`; :func:`load_splits` (a run's splits into memory, or read in place).
 A cache's contents are not trusted: opening a split checks its build identity and what its classes
 declare (links, dtypes, image sizes, chunks, labels, the manifest's sizes) before any pixel is read,
-and a load into memory is checked against the memory available. Where
-datasets live is :mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`);
-how builders write is :mod:`metahyper.data.writing`.
+and a load into memory is checked against the memory available. Where datasets live is
+:mod:`metahyper.data.layouts` (each dataset's layout: :mod:`metahyper.data.registry`); how builders
+write is :mod:`metahyper.data.writing`; every cache of a root, validated: :mod:`metahyper.data.listing`.
 """
 
 from __future__ import annotations
@@ -15,17 +15,15 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from metahyper.data.layouts import Layout, default_root
-from metahyper.data.manifest import MANIFEST
-from metahyper.data.registry import LAYOUTS, layout_for
+from metahyper.data.registry import layout_for
 from metahyper.data.storage import check_image_size, storage_kind, to_rgb
-from metahyper.data.writing import BuildCheck, check_build, check_memory
+from metahyper.data.writing import check_build, check_memory
 from metahyper.errors import UserError
 from metahyper.io import read_json
 from metahyper.limits import available_memory, memory_override
@@ -34,7 +32,7 @@ _BLOCK_BYTES = 64 << 20  # images read at a time when a whole class is read
 MAX_CHUNK_BYTES = 256 << 20  # HDF5 reads (and decompresses) a stored chunk whole
 
 
-def _rebuild_hint(layout: Layout) -> str:
+def rebuild_hint(layout: Layout) -> str:
     return f"rebuild it with `{layout.prepare} --force`"
 
 
@@ -78,7 +76,7 @@ class SplitData:
         self.root = root
         self.path = layout.data_file(root, split)
         self.labels_path = layout.labels_file(root, split)
-        hint = _rebuild_hint(layout)
+        hint = rebuild_hint(layout)
         if split not in layout.splits:
             raise UserError(f"dataset {self.name} has no split {split!r}; use one of {', '.join(layout.splits)}")
         for path in (self.path, self.labels_path):
@@ -168,7 +166,7 @@ class SplitData:
                 self._file = h5py.File(self.path, "r")
             except OSError as err:
                 raise UserError(
-                    f"cache {self.path} is truncated or corrupt (OSError: {err}); {_rebuild_hint(self.layout)}"
+                    f"cache {self.path} is truncated or corrupt (OSError: {err}); {rebuild_hint(self.layout)}"
                 ) from None
             self._pid = os.getpid()
         return self._file
@@ -178,7 +176,7 @@ class SplitData:
         if not isinstance(obj, h5py.Dataset):
             raise UserError(
                 f"cache {self.path} has no class dataset {key!r} listed in {self.labels_path.name}; "
-                f"{_rebuild_hint(self.layout)}"
+                f"{rebuild_hint(self.layout)}"
             )
         return obj
 
@@ -187,8 +185,7 @@ class SplitData:
             return self._dataset(key)[sel]
         except OSError as err:
             raise UserError(
-                f"cache {self.path} is truncated or corrupt (OSError reading {key}: {err}); "
-                f"{_rebuild_hint(self.layout)}"
+                f"cache {self.path} is truncated or corrupt (OSError reading {key}: {err}); {rebuild_hint(self.layout)}"
             ) from None
 
     def _decode(self, c: int, raw: np.ndarray, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -196,7 +193,7 @@ class SplitData:
         try:
             return to_rgb(self.storage, raw, self.layout.decode_size, self.layout.decode_crop, what, indices)
         except UserError as err:
-            raise UserError(f"{err}; {_rebuild_hint(self.layout)}") from None
+            raise UserError(f"{err}; {rebuild_hint(self.layout)}") from None
 
     def _class_array(self, c: int) -> np.ndarray | h5py.Dataset:
         """Class ``c`` as a read-only np.memmap when stored contiguously and uncompressed (h5py's
@@ -214,7 +211,7 @@ class SplitData:
             except (ValueError, OSError) as err:
                 raise UserError(
                     f"cache {self.path} is truncated or corrupt ({type(err).__name__}: {err}); "
-                    f"{_rebuild_hint(self.layout)}"
+                    f"{rebuild_hint(self.layout)}"
                 ) from None
         return self._maps[c]
 
@@ -285,7 +282,7 @@ class SplitData:
         check_memory(
             self.nbytes,
             f"cache {self.path}: loading {total:,} images of {h}x{w}",
-            f"free memory, or {_rebuild_hint(self.layout)} if it should not be this large",
+            f"free memory, or {rebuild_hint(self.layout)} if it should not be this large",
         )
         ram = np.empty((total, h, w, 3), dtype=np.uint8)
         for c, start, block in self._blocks():
@@ -311,7 +308,7 @@ class SplitData:
                 raise UserError(
                     f"cache {self.path}: class {self._keys[c]} from image {start} decodes to "
                     f"{block.shape[2]}x{block.shape[1]}, not {self.image_size[1]}x{self.image_size[0]}; "
-                    f"{_rebuild_hint(self.layout)}"
+                    f"{rebuild_hint(self.layout)}"
                 )
 
     def check_readable(self) -> None:
@@ -390,58 +387,3 @@ def load_splits(splits: Sequence[SplitData], mode: str = "auto", processes: int 
         for split in splits:
             split.load_into_memory()  # a split given twice is loaded once
     return loaded
-
-
-@dataclass
-class CacheInfo:
-    """One row of ``metahyper datasets``."""
-
-    dataset: str
-    split: str
-    path: Path
-    classes: int = 0
-    images_per_class: str = ""
-    image_size: str = ""
-    error: str | None = None
-
-
-def list_caches(root: str | Path | None = None, deep: bool = False) -> list[CacheInfo]:
-    """Every cache found under ``root`` (ours or torchmeta's), each opened and validated from what
-    its files declare (structure, sizes, build identity: :class:`SplitData`) and its last image read;
-    ``deep``: also every byte, against the content hashes recorded at build time
-    (:mod:`metahyper.data.writing`)."""
-    root = Path(root) if root is not None else default_root()
-    if root.exists() and not root.is_dir():
-        raise UserError(f"cache root {root} is a file, not a folder; pass the folder that holds the caches")
-    rows, check = [], BuildCheck()
-    layouts = list(LAYOUTS.values())
-    for path in sorted(root.glob(f"*/{MANIFEST}")) if root.is_dir() else []:
-        if path.parent.name not in LAYOUTS:
-            try:
-                layouts.append(layout_for(path.parent.name, root))
-            except UserError as err:  # a broken manifest: one row that says so
-                rows.append(CacheInfo(path.parent.name, "-", path, error=str(err)))
-    for layout in layouts:
-        for split in layout.splits:
-            found = layout.labels_file(root, split).exists() or (
-                not layout.grouped and layout.data_file(root, split).exists()  # a grouped data.hdf5 is shared
-            )
-            if not found:
-                continue
-            info = CacheInfo(layout.name, split, layout.data_file(root, split))
-            try:
-                data = SplitData(layout, split, root)
-                counts = sorted({data.images_per_class(c) for c in range(data.num_classes)})
-                info.classes = data.num_classes
-                info.images_per_class = "-".join(map(str, (counts[0], counts[-1]) if len(counts) > 1 else counts))
-                info.image_size = "x".join(map(str, data.image_size))
-                data.check_readable()
-                data.close()
-                if deep:
-                    data.check_all()
-                    data.close()
-                    check(layout.name, info, _rebuild_hint(layout))
-            except UserError as err:
-                info.error = str(err)
-            rows.append(info)
-    return rows

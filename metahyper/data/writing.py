@@ -363,7 +363,7 @@ class BuildCheck:
         self._builds: dict[str, dict[str, list]] = {}
 
     def __call__(self, dataset: str, info, hint: str) -> None:
-        """Check ``info.path`` (a :class:`~metahyper.data.cache.CacheInfo`): a :class:`UserError`
+        """Check ``info.path`` (a :class:`~metahyper.data.listing.CacheInfo`): a :class:`UserError`
         ending in ``hint`` when it fails; sets the ``error`` of every split of ``dataset`` seen so
         far when they come from different builds."""
         if info.path not in self._done:
