@@ -11,7 +11,10 @@ N images (the last one smaller), each chunk's loss weighted by its share of the 
 gradient when ``loss_fn`` is a mean over the images and the forward treats images independently
 (no batch statistics: BatchNorm on running statistics). Without graph (first order, evaluation,
 the forward of a checkpointed segment) only one chunk's activations are alive at a time; with
-graph (second order) every chunk's graph is kept until the meta-backward, as without chunks.
+graph (second order) every chunk's graph is kept until the meta-backward, as without chunks,
+unless the inner loop is checkpointed: a segment's backward then recomputes the steps' values and
+pulls the cotangent back one step and one chunk's graph at a time
+(:meth:`_SegmentSpec.backward_by_chunks`), one more support pass per step.
 
 Checkpointing (``inner_checkpoint=N``; Baranchuk et al. 2019, "Memory-efficient MAML", after Chen et al.
 2016). Second order keeps every step's graph until the meta-backward, so memory grows linearly
@@ -90,8 +93,10 @@ class _Segment(torch.autograd.Function):
         device, enabled, dtype = spec.autocast
         with torch.enable_grad(), torch.autocast(device, enabled=enabled, dtype=dtype), spec.context():
             with recording_statistics(False):  # per-step BatchNorm: the forward recorded them
-                end = spec.graph(start)
-        grads = torch.autograd.grad(end, [*start, *captured], cotangents, allow_unused=True)
+                if spec.chunked is not None:
+                    grads = spec.backward_by_chunks(start, captured, cotangents)
+                else:
+                    grads = torch.autograd.grad(spec.graph(start), [*start, *captured], cotangents, allow_unused=True)
         by_id = dict(zip(map(id, captured), grads[len(start) :]))
         return (None, *grads[: len(start)], *(by_id.get(id(t)) for t in ctx.captured))
 
@@ -112,9 +117,10 @@ class _SegmentSpec:
         step: Step,
         context: Callable[[], AbstractContextManager[Any]],
         autocast: tuple[str, bool, torch.dtype],
+        chunked: tuple[InnerRule, GradFn, LossAt] | None = None,
     ) -> None:
         self.names, self.state_names, self.first, self.count = names, state_names, first, count
-        self.step, self.context, self.autocast = step, context, autocast
+        self.step, self.context, self.autocast, self.chunked = step, context, autocast, chunked
         self.size = len(names) + len(state_names)
 
     def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:
@@ -132,21 +138,88 @@ class _SegmentSpec:
     def graph(self, start: Sequence[Tensor]) -> list[Tensor]:
         return self._run(start, True)
 
+    def backward_by_chunks(
+        self, start: Sequence[Tensor], captured: Sequence[Tensor], cotangents: Sequence[Tensor]
+    ) -> list[Tensor | None]:
+        """The segment's vector-Jacobian product (w.r.t. ``start`` then ``captured``) with one
+        support chunk's graph alive at a time: the steps' values first (no graph), then from the
+        last step back, step ``i``'s ``end = rule(p, g, i, state)`` with its gradient ``g`` as an
+        independent leaf, whose cotangent ``u`` is pulled back through ``g = sum_c g_c(p)`` chunk
+        by chunk (each chunk's gradient recomputed with graph, ``u`` backpropagated through it,
+        the graph freed). The same products as :meth:`graph`'s, in another order of summation."""
+        rule, grad, loss_at = self.chunked
+        k, n = len(self.names), self.size
+        states = [[t.detach() for t in start]]
+        for i in range(self.first, self.first + self.count - 1):  # the values entering every step
+            states.append([t.detach() for t in self._run_one(states[-1], i)])
+        cot = [c if c is not None else torch.zeros_like(t) for c, t in zip(cotangents, start)]
+        into_captured: list[Tensor | None] = [None] * len(captured)
+        for i, values in zip(reversed(range(self.first, self.first + self.count)), reversed(states)):
+            carried = [v.detach().requires_grad_() for v in values]
+            p, state = dict(zip(self.names, carried[:k])), dict(zip(self.state_names, carried[k:]))
+            g = _gradient(grad, loss_at(i), {m: t.detach() for m, t in p.items()}, False)
+            g = {m: t.detach().requires_grad_() for m, t in g.items()}
+            new_p, new_state = rule.step(p, g, i, state)
+            end = [*(new_p[m] for m in self.names), *(new_state[m] for m in self.state_names)]
+            wrt = [*carried, *g.values(), *captured]
+            pulled = _vjp(end, wrt, cot)
+            cot, u = pulled[:n], pulled[n : n + k]
+            _accumulate(into_captured, pulled[n + k :])
+            for loss_of in loss_at(i):  # sum_c (d g_c / d p, d g_c / d captured)^T u, one chunk's graph at a time
+                chunk_g = grad(loss_of, p, True)
+                pulled = _vjp([chunk_g[m] for m in self.names], [*carried[:k], *captured], u)
+                cot = [*(a + b for a, b in zip(cot[:k], pulled[:k])), *cot[k:]]
+                _accumulate(into_captured, pulled[k:])
+        return [*cot, *into_captured]
+
+    def _run_one(self, values: Sequence[Tensor], i: int) -> list[Tensor]:
+        k = len(self.names)
+        current, state = dict(zip(self.names, values[:k])), dict(zip(self.state_names, values[k:]))
+        current, state = self.step(current, state, i, False)
+        return [*(current[m] for m in self.names), *(state[m] for m in self.state_names)]
+
 
 def _detached(tensors: Mapping[str, Tensor]) -> Params:
     return {n: t.detach() for n, t in tensors.items()}
 
 
+def _vjp(outputs: Sequence[Tensor], inputs: Sequence[Tensor], cotangents: Sequence[Tensor]) -> list[Tensor]:
+    """``(d outputs / d inputs)^T cotangents``, zeros where an input is not reached."""
+    pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
+    if not pairs:
+        return [torch.zeros_like(t) for t in inputs]
+    grads = torch.autograd.grad([o for o, _ in pairs], list(inputs), [c for _, c in pairs], allow_unused=True)
+    return [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, inputs)]
+
+
+def _accumulate(total: list[Tensor | None], more: Sequence[Tensor]) -> None:
+    for j, g in enumerate(more):
+        total[j] = g if total[j] is None else total[j] + g
+
+
 def _checkpointed(
-    step: Step, params: Params, state: Params, steps: int, every: int, captured: Sequence[Tensor], context
+    step: Step,
+    params: Params,
+    state: Params,
+    steps: int,
+    every: int,
+    captured: Sequence[Tensor],
+    context,
+    parts: tuple[InnerRule, GradFn, LossAt],
 ) -> Params:
-    """Second order in segments of ``every`` steps (module docstring)."""
+    """Second order in segments of ``every`` steps (module docstring), ``parts``: the rule (its
+    learned parameters are captured too), gradient function and support loss of ``step``; with the
+    support set in chunks each segment's backward holds one chunk's graph at a time
+    (:meth:`_SegmentSpec.backward_by_chunks`)."""
+    rule, _, loss_at = parts
+    captured = [*captured, *(p for p in rule.parameters() if p.requires_grad)]
+    chunked = parts if len(loss_at(0)) > 1 else None
     names, state_names = list(params), list(state)
     device = next(iter(params.values())).device.type if params else "cpu"
     autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
     current = [*params.values(), *state.values()]
     for first in range(0, steps, every):
-        spec = _SegmentSpec(names, state_names, first, min(every, steps - first), step, context, autocast)
+        spec = _SegmentSpec(names, state_names, first, min(every, steps - first), step, context, autocast, chunked)
         current = list(_Segment.apply(spec, *current, *captured))
     return dict(zip(names, current[: len(names)]))
 
@@ -304,8 +377,8 @@ def inner_loop(
     elif first_order:
         done = _first_order(step, params, state, steps, trajectory)
     elif inner_checkpoint:
-        captured = [*captured, *(p for p in rule.parameters() if p.requires_grad)]
-        done = [_checkpointed(step, dict(params), state, steps, inner_checkpoint, captured, recompute_context)]
+        parts = (rule, grad, loss_at)
+        done = [_checkpointed(step, dict(params), state, steps, inner_checkpoint, captured, recompute_context, parts)]
     else:
         done = _with_graph(lambda p, s, i: step(p, s, i, True), params, state, steps)
     return done if trajectory else done[-1]

@@ -119,10 +119,11 @@ def estimate(
 
 def task_alive(support: int, query: int, graphs: int, *, chunk: int = 0, prototypes: bool = False) -> int:
     """One image's activations alive at once in one task of ``support`` and ``query`` images:
-    ``graphs`` per image of both sets, but of one ``chunk`` of the support set where its gradient is
-    accumulated over chunks without graph (the caller passes ``chunk`` only then: first order,
-    evaluation), plus one per support image for Proto-MAML's head in training (the graph of the
-    prototypes' forward, kept until the meta-backward)."""
+    ``graphs`` per image of both sets, but of one ``chunk`` of the support set where its gradient
+    is accumulated one chunk's graph at a time (the caller passes ``chunk`` only then: first order,
+    evaluation, the checkpointed inner loop of second order), plus one per support image for
+    Proto-MAML's head in training (the graph of the prototypes' forward, kept until the
+    meta-backward)."""
     held = min(chunk, support) if chunk else support
     return graphs * (held + query) + (support if prototypes else 0)
 

@@ -131,7 +131,7 @@ class MetaTrainer(Trainer):
         second_order_graphs = 2 * (cfg.inner_steps + 1)  # second order keeps every step
         second_order_graphs += cfg.inner_steps if cfg.msl_epochs else 0  # and the multi-step loss every query
         graphs = 2 if cfg.first_order or cfg.inner_checkpoint else second_order_graphs
-        chunk = cfg.support_chunk if cfg.first_order else 0  # chunks hold less only without graph
+        chunk = cfg.support_chunk if cfg.first_order or cfg.inner_checkpoint else 0  # else every chunk's graph is kept
         check_step(
             "meta-training",
             dataclasses.replace(

@@ -176,3 +176,22 @@ def test_in_memory_or_in_place_meta_trains_the_same_model(glyph_root, pretrained
     assert all(torch.equal(v, disk.state_dict[k]) for k, v in ram.state_dict.items())
     for name in ("train.csv", "val.csv"):
         assert (tmp_path / "yes" / name).read_text() == (tmp_path / "no" / name).read_text(), name
+
+
+def test_the_memory_check_counts_one_support_chunk_where_one_is_alive(glyph_root, pretrained, tmp_path, monkeypatch):
+    seen: dict[str, int] = {}
+
+    def recorded(key):
+        def check_step(*args, alive: int, **kwargs):
+            seen[key] = alive
+            raise UserError("recorded")
+
+        return check_step
+
+    orders = {"second": {}, "second, checkpointed": dict(inner_checkpoint=1), "first": dict(first_order=True)}
+    for key, kw in orders.items():
+        monkeypatch.setattr("metahyper.train.meta_train.check_step", recorded(key))
+        with pytest.raises(UserError, match="recorded"):
+            meta_train(_cfg(glyph_root, pretrained["wrn-10-1"], tmp_path / key, support_chunk=5, **kw))
+    # every chunk's graph is kept in plain second order; one chunk's at a time checkpointed, as without graph
+    assert seen["second, checkpointed"] < seen["second"] and seen["second, checkpointed"] == seen["first"]
