@@ -123,14 +123,19 @@ class _SegmentSpec:
         self.step, self.context, self.autocast, self.chunked = step, context, autocast, chunked
         self.size = len(names) + len(state_names)
 
-    def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:
+    def _step(self, carried: Sequence[Tensor], i: int, create_graph: bool) -> list[Tensor]:
+        """The carried tensors after step ``i`` from ``carried`` (detached without graph)."""
         k = len(self.names)
-        current, state = dict(zip(self.names, start[:k])), dict(zip(self.state_names, start[k:]))
+        current, state = dict(zip(self.names, carried[:k])), dict(zip(self.state_names, carried[k:]))
+        current, state = self.step(current, state, i, create_graph)
+        out = [*(current[n] for n in self.names), *(state[n] for n in self.state_names)]
+        return out if create_graph else [t.detach() for t in out]
+
+    def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:
+        carried = list(start)
         for i in range(self.first, self.first + self.count):
-            current, state = self.step(current, state, i, create_graph)
-            if not create_graph:
-                current, state = _detached(current), _detached(state)
-        return [*(current[n] for n in self.names), *(state[n] for n in self.state_names)]
+            carried = self._step(carried, i, create_graph)
+        return carried
 
     def values(self, start: Sequence[Tensor]) -> list[Tensor]:
         return self._run([t.detach() for t in start], False)
@@ -151,7 +156,7 @@ class _SegmentSpec:
         k, n = len(self.names), self.size
         states = [[t.detach() for t in start]]
         for i in range(self.first, self.first + self.count - 1):  # the values entering every step
-            states.append([t.detach() for t in self._run_one(states[-1], i)])
+            states.append(self._step(states[-1], i, False))
         cot = [c if c is not None else torch.zeros_like(t) for c, t in zip(cotangents, start)]
         into_captured: list[Tensor | None] = [None] * len(captured)
         for i, values in zip(reversed(range(self.first, self.first + self.count)), reversed(states)):
@@ -171,12 +176,6 @@ class _SegmentSpec:
                 cot = [*(a + b for a, b in zip(cot[:k], pulled[:k])), *cot[k:]]
                 _accumulate(into_captured, pulled[k:])
         return [*cot, *into_captured]
-
-    def _run_one(self, values: Sequence[Tensor], i: int) -> list[Tensor]:
-        k = len(self.names)
-        current, state = dict(zip(self.names, values[:k])), dict(zip(self.state_names, values[k:]))
-        current, state = self.step(current, state, i, False)
-        return [*(current[m] for m in self.names), *(state[m] for m in self.state_names)]
 
 
 def _detached(tensors: Mapping[str, Tensor]) -> Params:
