@@ -123,19 +123,20 @@ class _SegmentSpec:
         self.step, self.context, self.autocast, self.chunked = step, context, autocast, chunked
         self.size = len(names) + len(state_names)
 
-    def _step(self, carried: Sequence[Tensor], i: int, create_graph: bool) -> list[Tensor]:
-        """The carried tensors after step ``i`` from ``carried`` (detached without graph)."""
+    def _split(self, carried: Sequence[Tensor]) -> tuple[Params, Params]:
         k = len(self.names)
-        current, state = dict(zip(self.names, carried[:k])), dict(zip(self.state_names, carried[k:]))
-        current, state = self.step(current, state, i, create_graph)
-        out = [*(current[n] for n in self.names), *(state[n] for n in self.state_names)]
-        return out if create_graph else [t.detach() for t in out]
+        return dict(zip(self.names, carried[:k])), dict(zip(self.state_names, carried[k:]))
+
+    def _join(self, params: Params, state: Params) -> list[Tensor]:
+        return [*(params[n] for n in self.names), *(state[n] for n in self.state_names)]
 
     def _run(self, start: Sequence[Tensor], create_graph: bool) -> list[Tensor]:
-        carried = list(start)
+        current, state = self._split(start)
         for i in range(self.first, self.first + self.count):
-            carried = self._step(carried, i, create_graph)
-        return carried
+            current, state = self.step(current, state, i, create_graph)
+            if not create_graph:
+                current, state = _detached(current), _detached(state)
+        return self._join(current, state)
 
     def values(self, start: Sequence[Tensor]) -> list[Tensor]:
         return self._run([t.detach() for t in start], False)
@@ -153,19 +154,22 @@ class _SegmentSpec:
         by chunk (each chunk's gradient recomputed with graph, ``u`` backpropagated through it,
         the graph freed). The same products as :meth:`graph`'s, in another order of summation."""
         rule, grad, loss_at = self.chunked
-        k, n = len(self.names), self.size
-        states = [[t.detach() for t in start]]
-        for i in range(self.first, self.first + self.count - 1):  # the values entering every step
-            states.append(self._step(states[-1], i, False))
+        k, n, steps = len(self.names), self.size, range(self.first, self.first + self.count)
+        values, passes = [t.detach() for t in start], []
+        for i in steps:  # each step's entering values and support gradient, without graph
+            p, state = self._split(values)
+            g = _gradient(grad, loss_at(i), p, False)
+            passes.append((values, _detached(g)))
+            if i < steps[-1]:
+                with torch.no_grad():
+                    values = [t.detach() for t in self._join(*rule.step(p, g, i, state))]
         cot = [c if c is not None else torch.zeros_like(t) for c, t in zip(cotangents, start)]
         into_captured: list[Tensor | None] = [None] * len(captured)
-        for i, values in zip(reversed(range(self.first, self.first + self.count)), reversed(states)):
-            carried = [v.detach().requires_grad_() for v in values]
-            p, state = dict(zip(self.names, carried[:k])), dict(zip(self.state_names, carried[k:]))
-            g = _gradient(grad, loss_at(i), {m: t.detach() for m, t in p.items()}, False)
-            g = {m: t.detach().requires_grad_() for m, t in g.items()}
-            new_p, new_state = rule.step(p, g, i, state)
-            end = [*(new_p[m] for m in self.names), *(new_state[m] for m in self.state_names)]
+        for i, (values, g) in zip(reversed(steps), reversed(passes)):
+            carried = [v.requires_grad_() for v in values]
+            p, state = self._split(carried)
+            g = {m: t.requires_grad_() for m, t in g.items()}  # an independent leaf: its cotangent is u
+            end = self._join(*rule.step(p, g, i, state))
             wrt = [*carried, *g.values(), *captured]
             pulled = _vjp(end, wrt, cot)
             cot, u = pulled[:n], pulled[n : n + k]
